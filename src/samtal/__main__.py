@@ -1,0 +1,5 @@
+"""`python -m samtal` runs the command line."""
+
+from samtal.cli import main
+
+main()

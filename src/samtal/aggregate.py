@@ -1,0 +1,150 @@
+"""Aggregation (spec/cdr.md): the events of a call in, its record out. Pure: no I/O, no clock."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from operator import attrgetter
+from typing import Final
+
+from samtal.events import Event
+from samtal.records import Record
+from samtal.types import RESPONSE_GROUPS
+
+_PEOPLE = ("user", "external")
+
+
+def record_of_call(events: Iterable[Event]) -> Record | None:
+    """The record of one call from its events (any order, duplicates allowed), or None.
+
+    None while the call has no `started` event or has not stopped. This is what a store calls
+    to recompute one call's record from that call's stored events.
+    """
+    unique: dict[str, Event] = {}
+    for event in events:
+        unique.setdefault(event.id, event)
+    return _record_of_group(list(unique.values()))
+
+
+_INSTANT = attrgetter("instant")
+_TIE: Final = object()
+
+
+def _record_of_group(events: list[Event]) -> Record | None:
+    """The record of one call's distinct events, which this sorts in place.
+
+    Most calls have no two events at the same instant, and for them sorting by the instant
+    alone, a C-level key, is the whole order (cdr.md). The walk notices a tie and only then
+    is the full key worked out.
+    """
+    events.sort(key=_INSTANT)
+    record = _walk(events, check_ties=True)
+    if record is _TIE:
+        events.sort(key=Event.order_key)
+        record = _walk(events, check_ties=False)
+    return record  # type: ignore[return-value]
+
+
+def _walk(ordered: list[Event], check_ties: bool) -> Record | object | None:
+    """Walk a call's events in their total order from the opening `started` to the stop.
+
+    With `check_ties`, gives up with _TIE at the first two events at the same instant, as
+    their order then needs the rest of the key.
+    """
+    started: Event | None = None
+    receiving_no = callee_no = first_rung = None
+    received = callee_answered = None
+    kinds: dict[str | None, str | None] = {}  # function number -> kind of its latest `entered`
+    previous = None
+    for position, event in enumerate(ordered):  # noqa: B007 (position is read after the loop)
+        if check_ties:
+            if event.instant == previous:
+                return _TIE
+            previous = event.instant
+        type_ = event.type
+        if started is None:
+            if type_ == "started":
+                started = event
+            continue
+        party = event.party
+        if type_ == "entered":
+            kinds[event.number] = event.kind
+            if receiving_no is None and event.kind in RESPONSE_GROUPS:
+                receiving_no = event.number
+        elif type_ == "ringing":
+            if first_rung is None:
+                first_rung = event.number
+        elif type_ == "answered":
+            if party == "function":
+                if received is None and kinds.get(event.number) in RESPONSE_GROUPS:
+                    received = event.instant
+            else:
+                if callee_no is None:
+                    callee_no, callee_answered = event.number, event.instant
+                if received is None:
+                    received = event.instant
+        elif type_ == "hangup" or type_ == "transferred":
+            if not (
+                party == "caller"
+                or (type_ == "hangup" and party == "function")
+                or (party in _PEOPLE and callee_no is not None and event.number == callee_no)
+            ):
+                continue
+            break
+        elif type_ == "ended":
+            break
+    else:
+        return None  # no stop (or no started): no record yet
+    if started is None:
+        return None
+    # An event after the stop at the same instant may belong before it in the full order.
+    following = position + 1
+    if check_ties and following < len(ordered) and ordered[following].instant == event.instant:
+        return _TIE
+    return Record(
+        org=started.org,
+        call=started.call,
+        caller_no=started.number,
+        start=started.instant,
+        receiving_no=receiving_no,
+        received=received,
+        callee_no=callee_no if callee_no is not None else first_rung,
+        callee_answered=callee_answered,
+        stop=event.instant,
+    )
+
+
+def aggregate(events: Iterable[Event]) -> list[Record]:
+    """The records of every call that has one, in record order (cdr.md).
+
+    Events may come in any order and interleaved across calls and organisations; an event
+    whose (org, id) was already seen is a duplicate and the first one counts.
+    """
+    # Per organisation: the ids seen and each call's events. Keyed by plain strings, whose
+    # hashes Python caches, rather than by (org, id) tuples built for every event.
+    orgs: dict[str, tuple[set[str], dict[str, list[Event]]]] = {}
+    org_name = None
+    seen: set[str] = set()
+    calls: dict[str, list[Event]] = {}
+    for event in events:
+        if event.org != org_name:
+            org_name = event.org
+            if org_name not in orgs:
+                orgs[org_name] = (set(), {})
+            seen, calls = orgs[org_name]
+        event_id = event.id
+        if event_id in seen:
+            continue
+        seen.add(event_id)
+        group = calls.get(event.call)
+        if group is None:
+            calls[event.call] = [event]
+        else:
+            group.append(event)
+    records = []
+    for _seen, org_calls in orgs.values():
+        for group in org_calls.values():
+            record = _record_of_group(group)
+            if record is not None:
+                records.append(record)
+    records.sort(key=Record.order_key)
+    return records

@@ -1,0 +1,314 @@
+"""Events v1 (spec/events.md): decoding NDJSON or JSON arrays and validating every rule.
+
+Two paths decode a line, and they must agree:
+
+- the fast path lets msgspec decode the line straight into a typed `Event` (types, literals,
+  lengths and bounds checked in C), then `_complete` applies the few rules that span fields;
+- the full path, taken whenever the fast one declines, decodes into an untyped `_Wire` and
+  `_check` applies every rule of events.md in order, wording the first one broken.
+
+`_check` is the definition: the fast path declines anything it is not sure of (a withheld
+caller, a field the type does not use holding an odd value, any broken rule), and a property
+test holds it to "whatever the fast path accepts, the full path accepts identically".
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from typing import Annotated, Any, Final, cast
+
+import msgspec
+
+from samtal.times import parse_instant
+from samtal.types import KINDS, PARTIES_OF_TYPE, TYPE_RANK, EventType, Kind, Party
+
+MAX_ID_LENGTH: Final = 128
+MAX_SEQ: Final = 2**63 - 1
+_BOM = b"\xef\xbb\xbf"
+_UNSET: Any = msgspec.UNSET
+
+_Id = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_ID_LENGTH)]
+_Seq = Annotated[int, msgspec.Meta(ge=0, le=MAX_SEQ)]
+
+
+class Event(msgspec.Struct, gc=False):
+    """One valid event. `at` is the text the switch sent; `instant` is that moment in
+    microseconds since the epoch (UTC), set by the decoder. Treat it as read-only."""
+
+    org: str
+    id: _Id
+    call: _Id
+    at: str
+    type: EventType
+    seq: _Seq | None = None
+    party: Party | None = None
+    number: str | None = None
+    kind: Kind | None = None
+    dialed: str | None = None
+    target: str | None = None
+    # Not a field of events.md: the name keeps a sender from setting it (it is overwritten).
+    instant: int = msgspec.field(default=0, name="@samtal:instant")
+
+    def order_key(self) -> tuple[int, bool, int, int, str]:
+        """The event's place in its call's total order (cdr.md, rules 1 to 4)."""
+        seq = self.seq
+        return (self.instant, seq is None, seq or 0, TYPE_RANK[self.type], self.id)
+
+    def to_json(self) -> dict[str, Any]:
+        """The event in events.md form, without the fields its type does not use."""
+        out: dict[str, Any] = {"id": self.id, "org": self.org, "call": self.call}
+        if self.seq is not None:
+            out["seq"] = self.seq
+        out["at"] = self.at
+        out["type"] = self.type
+        if self.type != "ended":
+            out["party"] = self.party
+            out["number"] = self.number
+        for name in ("kind", "dialed", "target"):
+            value = getattr(self, name)
+            if value is not None:
+                out[name] = value
+        return out
+
+
+class Rejection(msgspec.Struct, frozen=True):
+    """An invalid line: its 1-based position, its `id` when it had a string one, and why."""
+
+    line: int
+    id: str | None
+    reason: str
+
+    def __str__(self) -> str:
+        return f"line {self.line}: {self.reason}"
+
+
+class _Wire(msgspec.Struct):
+    """A JSON object with the fields of events.md, whatever their values' types."""
+
+    id: Any = _UNSET
+    org: Any = _UNSET
+    call: Any = _UNSET
+    at: Any = _UNSET
+    type: Any = _UNSET
+    seq: Any = None
+    party: Any = _UNSET
+    number: Any = _UNSET
+    kind: Any = _UNSET
+    dialed: Any = _UNSET
+    target: Any = _UNSET
+
+
+_decode_event = msgspec.json.Decoder(Event).decode
+_decode_wire = msgspec.json.Decoder(_Wire).decode
+_decode_array = msgspec.json.Decoder(list[msgspec.Raw]).decode
+_JSON_NAMES = {str: "a string", int: "a number", float: "a number", bool: "a boolean"}
+#: The one field each type needs beyond party and number.
+_EXTRA_OF_TYPE: Final = {"entered": "kind", "started": "dialed", "transferred": "target"}
+
+
+class _Invalid(Exception):
+    """A broken rule, raised inside `_check` and turned into a Rejection."""
+
+
+def _what(value: Any) -> str:
+    """How a JSON value reads in an error message: its JSON type."""
+    if value is None:
+        return "null"
+    if isinstance(value, list):
+        return "an array"
+    if isinstance(value, dict):
+        return "an object"
+    return _JSON_NAMES.get(type(value), type(value).__name__)
+
+
+def _text_problem(name: str, value: Any, limit: int | None) -> _Invalid:
+    """Why `value` is not a valid text field `name` (called only once it is known not to be)."""
+    if value is _UNSET:
+        return _Invalid(f"`{name}` is missing")
+    if type(value) is not str:
+        return _Invalid(f"`{name}` must be a string, not {_what(value)}")
+    return _Invalid(f"`{name}` must be 1 to {limit} characters long, not {len(value)}")
+
+
+def _check(wire: _Wire) -> Event:
+    """The Event that `wire` describes, or _Invalid naming the first rule it breaks."""
+    event_id, org, call, at_text, type_ = wire.id, wire.org, wire.call, wire.at, wire.type
+    if type(event_id) is not str or not 0 < len(event_id) <= MAX_ID_LENGTH:
+        raise _text_problem("id", event_id, MAX_ID_LENGTH)
+    if type(org) is not str:
+        raise _text_problem("org", org, None)
+    if type(call) is not str or not 0 < len(call) <= MAX_ID_LENGTH:
+        raise _text_problem("call", call, MAX_ID_LENGTH)
+    if type(at_text) is not str:
+        raise _text_problem("at", at_text, None)
+    instant = parse_instant(at_text)
+    if instant is None:
+        raise _Invalid(f"`at` is not an RFC 3339 time with an offset: {at_text!r}")
+    if type(type_) is not str:
+        raise _text_problem("type", type_, None)
+    allowed = PARTIES_OF_TYPE.get(type_)
+    if allowed is None:
+        raise _Invalid(f"`type` {type_!r} is unknown: use one of {', '.join(PARTIES_OF_TYPE)}")
+    seq = wire.seq
+    if seq is not None and (type(seq) is not int or not 0 <= seq <= MAX_SEQ):
+        raise _Invalid(f"`seq` must be a non-negative integer, not {_what(seq)} {seq!r}")
+    if type_ == "ended":  # party and number of an `ended` are ignored
+        return Event(org, event_id, call, at_text, "ended", seq, instant=instant)
+
+    party = wire.party
+    if party not in allowed:
+        if party is _UNSET:
+            raise _Invalid(f"`party` is missing: a `{type_}` event needs one")
+        raise _Invalid(
+            f"`party` {party!r} is not allowed on a `{type_}` event (allowed: {', '.join(allowed)})"
+        )
+    number = wire.number
+    if type(number) is not str and not (number is None and party == "caller"):
+        if number is _UNSET:
+            raise _Invalid("`number` is missing")
+        raise _Invalid(f"`number` must be a string (null only for a caller), not {_what(number)}")
+    kind = dialed = target = None
+    if type_ == "entered":
+        kind = wire.kind
+        if type(kind) is not str or kind not in KINDS:
+            if kind is _UNSET:
+                raise _Invalid("`kind` is missing: an `entered` event needs one")
+            raise _Invalid(f"`kind` {kind!r} is unknown: use one of {', '.join(sorted(KINDS))}")
+    elif type_ == "started":
+        dialed = wire.dialed
+        if type(dialed) is not str:
+            raise _text_problem("dialed", dialed, None)
+    elif type_ == "transferred":
+        target = wire.target
+        if type(target) is not str:
+            raise _text_problem("target", target, None)
+    type_checked = cast(EventType, type_)  # one of PARTIES_OF_TYPE's keys
+    return Event(
+        org,
+        event_id,
+        call,
+        at_text,
+        type_checked,
+        seq,
+        party,
+        number,
+        kind,
+        dialed,
+        target,
+        instant,
+    )
+
+
+#: Per type: the parties it allows, and the one extra field it needs (if any).
+_RULES: Final = {t: (parties, _EXTRA_OF_TYPE.get(t)) for t, parties in PARTIES_OF_TYPE.items()}
+
+
+def _complete(event: Event) -> bool:
+    """Apply the cross-field rules to a typed decode; False when the full path must decide."""
+    allowed, extra = _RULES[event.type]
+    if not allowed:  # `ended`: its party and number are ignored
+        event.party = event.number = event.kind = event.dialed = event.target = None
+    else:
+        if event.party not in allowed or event.number is None:
+            return False  # a broken rule, or a withheld caller: missing and null look alike
+        if extra is not None and getattr(event, extra) is None:
+            return False
+        # Fields the type does not use are ignored, as the full path ignores them.
+        if event.kind is not None and extra != "kind":
+            event.kind = None
+        if event.dialed is not None and extra != "dialed":
+            event.dialed = None
+        if event.target is not None and extra != "target":
+            event.target = None
+    instant = parse_instant(event.at)
+    if instant is None:
+        return False
+    event.instant = instant
+    return True
+
+
+def decode_one(line: bytes | str, position: int) -> Event | Rejection:
+    """Decode and validate one JSON object; `position` is its 1-based line or array index."""
+    try:
+        event = _decode_event(line)
+        if _complete(event):
+            return event
+    except msgspec.DecodeError:  # includes ValidationError: the full path words it
+        pass
+    return _decode_fully(line, position)
+
+
+def _decode_fully(line: bytes | str, position: int) -> Event | Rejection:
+    """The full path: every rule in order, and the first one broken in the user's terms."""
+    try:
+        wire = _decode_wire(line)
+    except msgspec.ValidationError:
+        return Rejection(position, None, "not a JSON object")
+    except msgspec.DecodeError as exc:
+        return Rejection(position, None, f"not valid JSON: {_short(exc)}")
+    try:
+        return _check(wire)
+    except _Invalid as exc:
+        event_id = wire.id if type(wire.id) is str else None
+        return Rejection(position, event_id, str(exc))
+
+
+def _short(exc: Exception) -> str:
+    return str(exc).split(" - ")[0].rstrip(".")
+
+
+def decode_batch(lines: Iterable[bytes]) -> tuple[list[Event], list[Rejection]]:
+    """The events and the rejections of NDJSON lines; blank lines are skipped but counted.
+
+    The bulk path: one plain loop, with the fast path of `decode_one` inlined.
+    """
+    decode, complete, DecodeError = _decode_event, _complete, msgspec.DecodeError
+    events: list[Event] = []
+    rejections: list[Rejection] = []
+    keep = events.append
+    first = True
+    for position, line in enumerate(lines, 1):
+        if first:
+            first = False
+            if line.startswith(_BOM):
+                line = line[3:]
+        try:
+            event = decode(line)
+            if complete(event):
+                keep(event)
+                continue
+        except DecodeError:
+            pass
+        if line and not line.isspace():
+            result = _decode_fully(line, position)
+            if isinstance(result, Event):
+                keep(result)
+            else:
+                rejections.append(result)
+    return events, rejections
+
+
+def decode_lines(lines: Iterable[bytes]) -> Iterator[Event | Rejection]:
+    """Events and rejections of NDJSON lines, in order; blank lines are skipped but counted."""
+    first = True
+    for position, line in enumerate(lines, 1):
+        if first:
+            first = False
+            if line.startswith(_BOM):
+                line = line[3:]
+        if line and not line.isspace():
+            yield decode_one(line, position)
+
+
+def decode_ndjson(body: bytes) -> Iterator[Event | Rejection]:
+    """Events and rejections of a whole NDJSON body (LF or CRLF line ends)."""
+    return decode_lines(body.split(b"\n"))
+
+
+def decode_array(body: bytes) -> list[Event | Rejection]:
+    """Events and rejections of a JSON array body; ValueError when it is not an array at all."""
+    try:
+        items = _decode_array(body.removeprefix(_BOM))
+    except msgspec.DecodeError as exc:  # ValidationError is a DecodeError
+        raise ValueError(f"the body is not a JSON array of events: {_short(exc)}") from exc
+    return [decode_one(bytes(raw), position) for position, raw in enumerate(items, 1)]

@@ -1,0 +1,58 @@
+"""The call record (spec/cdr.md): its seven fields, their rendering and the order of records."""
+
+from __future__ import annotations
+
+from typing import Any, Final
+from zoneinfo import ZoneInfo
+
+import msgspec
+import orjson
+
+from samtal.times import US_PER_MS, render
+
+#: The seven fields of a record, in the order the product description fixes.
+FIELDS: Final[tuple[str, ...]] = (
+    "callerNo",
+    "start",
+    "receivingNo",
+    "received",
+    "calleeNo",
+    "calleeAnswered",
+    "stop",
+)
+
+
+class Record(msgspec.Struct, frozen=True, gc=False):
+    """One call's record; instants in microseconds since the epoch (UTC)."""
+
+    org: str
+    call: str
+    caller_no: str | None
+    start: int
+    receiving_no: str | None
+    received: int | None
+    callee_no: str | None
+    callee_answered: int | None
+    stop: int
+
+    def order_key(self) -> tuple[int, str, str]:
+        """Records are ordered by start truncated to the millisecond, then org, then call."""
+        return (self.start // US_PER_MS, self.org, self.call)
+
+    def render(self, zone: ZoneInfo) -> dict[str, Any]:
+        """The record as the API serves it: the seven fields in order, times in `zone`."""
+        received, answered = self.received, self.callee_answered
+        return {
+            "callerNo": self.caller_no,
+            "start": render(self.start, zone),
+            "receivingNo": self.receiving_no,
+            "received": None if received is None else render(received, zone),
+            "calleeNo": self.callee_no,
+            "calleeAnswered": None if answered is None else render(answered, zone),
+            "stop": render(self.stop, zone),
+        }
+
+
+def dumps(rendered: dict[str, Any]) -> bytes:
+    """Compact JSON of a rendered record (orjson keeps the field order)."""
+    return orjson.dumps(rendered)

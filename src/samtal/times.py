@@ -1,0 +1,165 @@
+"""Instants as integer microseconds since the Unix epoch: parsing RFC 3339, rendering in a zone."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, date, datetime, timedelta
+from functools import lru_cache
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from samtal.errors import UnknownZone
+
+US_PER_SECOND = 1_000_000
+US_PER_MS = 1_000
+_EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
+
+# `YYYY-MM-DDTHH:MM`, the part of an `at` shared by every event of a minute. Parsing caches it,
+# so that a stream pays for the date arithmetic once a minute, not once an event.
+_MINUTE_SHAPE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}")
+_OFFSET_SHAPE = re.compile(r"[+-][0-9]{2}:[0-9]{2}")
+_INVALID = -(2**80)  # cached "not valid", below any real instant
+_minute_cache: dict[str, int] = {}
+_offset_cache: dict[str, int] = {}
+_CACHE_LIMIT = 200_000
+
+
+def _minute_us(text: str) -> int:
+    """Microseconds from the epoch to the minute `YYYY-MM-DDTHH:MM` read as UTC, or _INVALID."""
+    value = _minute_cache.get(text)
+    if value is None:
+        value = _INVALID
+        if _MINUTE_SHAPE.fullmatch(text):
+            hour, minute = int(text[11:13]), int(text[14:16])
+            try:
+                day = date.fromisoformat(text[:10]).toordinal() - _EPOCH_ORDINAL
+            except ValueError:
+                day = None
+            if day is not None and hour <= 23 and minute <= 59:
+                value = (day * 1440 + hour * 60 + minute) * 60 * US_PER_SECOND
+        if len(_minute_cache) >= _CACHE_LIMIT:
+            _minute_cache.clear()
+        _minute_cache[text] = value
+    return value
+
+
+def _offset_us(text: str) -> int:
+    """Microseconds east of UTC of a `±HH:MM` text, or _INVALID."""
+    value = _offset_cache.get(text)
+    if value is None:
+        value = _INVALID
+        if _OFFSET_SHAPE.fullmatch(text):
+            hours, minutes = int(text[1:3]), int(text[4:6])
+            if hours <= 23 and minutes <= 59:
+                value = (hours * 60 + minutes) * 60 * US_PER_SECOND
+                if text[0] == "-":
+                    value = -value
+        if len(_offset_cache) >= _CACHE_LIMIT:
+            _offset_cache.clear()
+        _offset_cache[text] = value
+    return value
+
+
+_SECOND_SHAPE = re.compile(r":[0-9]{2}(?:\.[0-9]{1,9})?")
+_second_cache: dict[str, int] = {}
+
+
+def _second_us(text: str) -> int:
+    """Microseconds of a `:SS[.fraction]` text (fraction truncated to microseconds), or _INVALID."""
+    value = _second_cache.get(text)
+    if value is None:
+        value = _INVALID
+        if _SECOND_SHAPE.fullmatch(text) and text[1:3] <= "59":
+            value = int(text[1:3]) * US_PER_SECOND + int((text[4:] + "000000")[:6])
+        if len(_second_cache) >= _CACHE_LIMIT:
+            _second_cache.clear()
+        _second_cache[text] = value
+    return value
+
+
+def parse_instant(text: str) -> int | None:
+    """The instant of an events.md `at` text in microseconds, or None when it is not valid.
+
+    The form is `YYYY-MM-DDTHH:MM:SS[.fraction](Z|±HH:MM)`, `T` and `Z` in either case, a
+    fraction of 1 to 9 digits of which those past the microsecond are dropped (truncated).
+    Each of its three parts (minute, second with fraction, offset) is validated once and
+    cached, so parsing a stream costs three dictionary look-ups an event.
+    """
+    last = text[-1:]
+    offset: int | None
+    if last == "Z" or last == "z":
+        end, offset = len(text) - 1, 0
+    else:
+        end = len(text) - 6
+        offset = _offset_cache.get(text[end:])
+        if offset is None:
+            offset = _offset_us(text[end:])
+    if end < 19:
+        return None
+    # The cache hits are inlined: this runs once for every event of a stream.
+    minute = _minute_cache.get(text[:16])
+    if minute is None:
+        minute = _minute_us(text[:16])
+    second = _second_cache.get(text[16:end])
+    if second is None:
+        second = _second_us(text[16:end])
+    if minute == _INVALID or second == _INVALID or offset == _INVALID:
+        return None
+    return minute + second - offset
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def to_datetime(instant: int, zone: ZoneInfo) -> datetime:
+    """The instant as an aware datetime in `zone`."""
+    return (_EPOCH + timedelta(microseconds=instant)).astimezone(zone)
+
+
+def from_datetime(moment: datetime) -> int:
+    """Microseconds since the epoch of an aware datetime."""
+    return (moment - _EPOCH) // timedelta(microseconds=1)
+
+
+_US_PER_MINUTE = 60 * US_PER_SECOND
+_render_cache: dict[tuple[ZoneInfo, int], tuple[str, str]] = {}
+
+
+def _minute_parts(minute: int, zone: ZoneInfo) -> tuple[str, str]:
+    """`YYYY-MM-DDTHH:MM:` and `±HH:MM` of a minute in `zone` ("" when its offset changes)."""
+    key = (zone, minute)
+    parts = _render_cache.get(key)
+    if parts is None:
+        first = to_datetime(minute * _US_PER_MINUTE, zone)
+        last = to_datetime((minute + 1) * _US_PER_MINUTE - 1, zone)
+        if first.utcoffset() != last.utcoffset() or first.second or first.microsecond:
+            # A clock change inside this minute, or an offset with seconds (old local mean
+            # times): render each instant by itself.
+            parts = ("", "")
+        else:
+            text = first.isoformat(timespec="milliseconds")
+            parts = (text[:17], text[23:])
+        if len(_render_cache) >= _CACHE_LIMIT:
+            _render_cache.clear()
+        _render_cache[key] = parts
+    return parts
+
+
+def render(instant: int, zone: ZoneInfo) -> str:
+    """`YYYY-MM-DDTHH:MM:SS.mmm±HH:MM` in `zone` (cdr.md): ms truncated, numeric offset."""
+    minute, within = divmod(instant, _US_PER_MINUTE)
+    head, offset = _minute_parts(minute, zone)
+    if not head:
+        return to_datetime(instant, zone).isoformat(timespec="milliseconds")
+    second, micros = divmod(within, US_PER_SECOND)
+    return f"{head}{second:02d}.{micros // 1000:03d}{offset}"
+
+
+@lru_cache(maxsize=1024)
+def zone(name: str) -> ZoneInfo:
+    """The IANA zone called `name`; UnknownZone when there is none."""
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise UnknownZone(
+            f"unknown time zone {name!r}: use an IANA name such as 'Europe/Stockholm'"
+        ) from exc

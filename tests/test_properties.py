@@ -1,0 +1,185 @@
+"""Invariants of aggregation over arbitrary calls: whatever the events, in whatever order."""
+
+from __future__ import annotations
+
+import json
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from samtal.aggregate import aggregate, record_of_call
+from samtal.events import Event, Rejection, _check, _decode_wire, _Invalid, decode_one
+from samtal.records import Record
+from samtal.types import KINDS, PARTIES_OF_TYPE
+
+T0 = 1_483_542_964_274_000
+NUMBERS = ["+4672000001", "+4672000002", "+4687654321", "622", "711", "100"]
+
+
+@st.composite
+def calls(draw: st.DrawFn, org: str = "acme", call: str = "c") -> list[Event]:
+    """The events of one call: mostly plausible, sometimes odd, ids unique."""
+    count = draw(st.integers(1, 14))
+    with_seq = draw(st.booleans())
+    events = []
+    for n in range(count):
+        kind_of_event = (
+            "started"
+            if n == 0 and draw(st.booleans())
+            else draw(st.sampled_from(list(PARTIES_OF_TYPE)))
+        )
+        parties = PARTIES_OF_TYPE[kind_of_event]
+        party = draw(st.sampled_from(parties)) if parties else None
+        number = (
+            None
+            if party is None
+            else draw(st.sampled_from([*NUMBERS, None] if party == "caller" else NUMBERS))
+        )
+        events.append(
+            Event(
+                org=org,
+                id=f"{call}-{n}",
+                call=call,
+                at="",  # aggregation reads only the instant
+                instant=T0 + draw(st.integers(0, 40)) * 1000 + draw(st.sampled_from([0, 1, 999])),
+                type=kind_of_event,
+                seq=(n if draw(st.integers(0, 9)) else None) if with_seq else None,
+                party=party,
+                number=number,
+                kind=draw(st.sampled_from(sorted(KINDS))) if kind_of_event == "entered" else None,
+            )
+        )
+    return events
+
+
+@given(calls(), st.randoms(use_true_random=False))
+def test_arrival_order_does_not_matter(events: list[Event], rnd: object) -> None:
+    shuffled = list(events)
+    rnd.shuffle(shuffled)  # type: ignore[attr-defined]
+    assert record_of_call(shuffled) == record_of_call(events)
+
+
+@given(calls(), st.data())
+def test_duplicates_count_once(events: list[Event], data: st.DataObject) -> None:
+    again = data.draw(st.lists(st.sampled_from(events), max_size=10))
+    assert record_of_call(events + again) == record_of_call(events)
+    assert aggregate(again + events) == aggregate(events)
+
+
+@given(
+    st.lists(st.tuples(st.sampled_from(["acme", "bolag"]), calls()), max_size=5),
+    st.randoms(use_true_random=False),
+)
+def test_interleaving_calls_and_organisations(
+    groups: list[tuple[str, list[Event]]], rnd: object
+) -> None:
+    mixed: list[Event] = []
+    expected: dict[tuple[str, str], Record] = {}
+    for n, (org, events) in enumerate(groups):
+        call = f"call-{n}"
+        renamed = [
+            Event(
+                org,
+                f"{call}:{e.id}",
+                call,
+                e.at,
+                e.type,
+                e.seq,
+                e.party,
+                e.number,
+                e.kind,
+                instant=e.instant,
+            )
+            for e in events
+        ]
+        mixed.extend(renamed)
+        record = record_of_call(renamed)
+        if record is not None:
+            expected[(org, call)] = record
+    rnd.shuffle(mixed)  # type: ignore[attr-defined]
+    records = aggregate(mixed)
+    assert {(r.org, r.call): r for r in records} == expected
+    assert [r.order_key() for r in records] == sorted(r.order_key() for r in records)
+
+
+@settings(max_examples=300)
+@given(calls())
+def test_invariants_of_a_record(events: list[Event]) -> None:
+    record = record_of_call(events)
+    if record is None:
+        return
+    assert record.start <= record.stop
+    if record.received is not None:
+        assert record.start <= record.received <= record.stop
+    if record.callee_answered is not None:
+        assert record.callee_no is not None
+        assert record.start <= record.callee_answered <= record.stop
+        assert record.received is not None and record.received <= record.callee_answered
+    started = [e for e in events if e.type == "started"]
+    assert started, "a record needs a started event"
+    assert any(e.type in ("hangup", "transferred", "ended") for e in events)
+
+
+@given(calls())
+def test_no_started_no_record(events: list[Event]) -> None:
+    without = [e for e in events if e.type != "started"]
+    assert record_of_call(without) is None
+
+
+# -- the two decoding paths agree ----------------------------------------------------------
+
+_json_values = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-3, 2**64),
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.text(max_size=4),
+    st.lists(st.integers(), max_size=2),
+)
+_fields = {
+    "id": st.one_of(st.text(max_size=130), _json_values),
+    "org": st.one_of(st.sampled_from(["acme", ""]), _json_values),
+    "call": st.one_of(st.text(max_size=3), _json_values),
+    "at": st.one_of(
+        st.sampled_from(
+            [
+                "2017-01-04T16:16:04.274+01:00",
+                "2017-01-04t15:16:04Z",
+                "2017-01-04T16:16:04.1234567-05:30",
+                "2017-01-04 16:16:04Z",
+                "2017-13-04T16:16:04Z",
+                "2017-01-04T16:16:60Z",
+            ]
+        ),
+        _json_values,
+    ),
+    "type": st.one_of(st.sampled_from([*PARTIES_OF_TYPE, "dialled"]), _json_values),
+    "seq": st.one_of(st.integers(-1, 2**63), _json_values),
+    "party": st.one_of(
+        st.sampled_from(["caller", "user", "external", "function", "x"]), _json_values
+    ),
+    "number": st.one_of(st.sampled_from(["+4672000001", "622"]), _json_values),
+    "kind": st.one_of(st.sampled_from([*sorted(KINDS), "QUEUE"]), _json_values),
+    "dialed": st.one_of(st.just("+468"), _json_values),
+    "target": st.one_of(st.just("622"), _json_values),
+    "extra": _json_values,
+}
+
+
+@settings(max_examples=1500)
+@given(st.fixed_dictionaries({}, optional=_fields))
+def test_fast_and_full_decoding_agree(fields: dict[str, object]) -> None:
+    line = json.dumps(fields).encode()  # json, not orjson: it writes integers past 64 bits
+    full = _full_path(line)
+    result = decode_one(line, 1)
+    if isinstance(result, Rejection):
+        assert result.reason == full
+    else:
+        assert result == full
+
+
+def _full_path(line: bytes) -> Event | str:
+    try:
+        return _check(_decode_wire(line))
+    except _Invalid as exc:
+        return str(exc)
