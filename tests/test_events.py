@@ -243,8 +243,12 @@ def test_the_batch_decoder_agrees_with_the_line_decoder() -> None:
         orjson.dumps({**GOOD, "id": "a3", "type": "ended", "party": "x"}) + b"\n",
         orjson.dumps({**GOOD, "id": "a4", "seq": -1}) + b"\n",
     ]
-    events, rejections = decode_batch(lines)
-    assert [*events, *rejections] == sorted(
+    decoded = decode_batch(lines)
+    assert [*decoded.events, *decoded.rejections] == sorted(
         decode_lines(lines), key=lambda r: isinstance(r, Rejection)
     )
-    assert [r.line for r in rejections] == [3, 6]
+    assert [r.line for r in decoded.rejections] == [3, 6]
+    assert decoded.lines == [1, 4, 5]
+    later = decode_batch(lines[1:], first_line=2)  # a later batch of the same stream
+    assert later.lines == [4, 5]
+    assert [r.line for r in later.rejections] == [3, 6]

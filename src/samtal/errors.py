@@ -1,4 +1,8 @@
-"""The domain's exceptions: one tree, each class knowing the HTTP status it maps to."""
+"""The domain's exceptions: one tree, each class knowing its HTTP status and problem title.
+
+The API turns any of them into `application/problem+json` (RFC 9457) in one handler; the CLI
+prints the message. A message says what was wrong and what to do, in the user's terms.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +12,9 @@ class SamtalError(Exception):
 
     status: int = 500
     title: str = "Internal error"
+    #: The last part of the problem type URI, e.g. `bad-request`.
+    slug: str = "internal-error"
+    headers: dict[str, str] = {}  # noqa: RUF012 (read-only class default)
 
 
 class UsageError(SamtalError):
@@ -15,7 +22,86 @@ class UsageError(SamtalError):
 
     status = 400
     title = "Bad request"
+    slug = "bad-request"
 
 
 class UnknownZone(UsageError):
     """A time zone name that the IANA database does not know."""
+
+
+class BadPeriod(UsageError):
+    """`from` or `to` is missing, malformed, or makes an empty period."""
+
+    title = "Bad period"
+    slug = "bad-period"
+
+
+class BeforeRetention(UsageError):
+    """`from` is earlier than the retention window keeps."""
+
+    title = "Period before the retention window"
+    slug = "before-retention"
+
+
+class BadBody(UsageError):
+    """A request body that is not NDJSON or a JSON array of events at all."""
+
+    title = "Bad body"
+    slug = "bad-body"
+
+
+class Unauthenticated(SamtalError):
+    """No credentials, or unknown or revoked ones."""
+
+    status = 401
+    title = "Unauthorized"
+    slug = "unauthorized"
+    headers = {"WWW-Authenticate": "Bearer"}  # noqa: RUF012
+
+
+class Forbidden(SamtalError):
+    """Valid credentials of the wrong kind for this endpoint."""
+
+    status = 403
+    title = "Forbidden"
+    slug = "forbidden"
+
+
+class NotFound(SamtalError):
+    """No such resource (an organisation, a token, a path)."""
+
+    status = 404
+    title = "Not found"
+    slug = "not-found"
+
+
+class Conflict(SamtalError):
+    """The thing to create exists already."""
+
+    status = 409
+    title = "Conflict"
+    slug = "conflict"
+
+
+class TooLarge(SamtalError):
+    """A request body over the size limit."""
+
+    status = 413
+    title = "Payload too large"
+    slug = "payload-too-large"
+
+
+class UnsupportedMediaType(SamtalError):
+    """A request body of a type the endpoint does not take."""
+
+    status = 415
+    title = "Unsupported media type"
+    slug = "unsupported-media-type"
+
+
+class StoreError(SamtalError):
+    """The database cannot be opened or used as asked (a bad URL, a newer schema)."""
+
+    status = 503
+    title = "Storage unavailable"
+    slug = "storage-unavailable"

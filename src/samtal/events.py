@@ -257,17 +257,37 @@ def _short(exc: Exception) -> str:
     return str(exc).split(" - ")[0].rstrip(".")
 
 
-def decode_batch(lines: Iterable[bytes]) -> tuple[list[Event], list[Rejection]]:
+class Decoded(msgspec.Struct):
+    """A decoded batch: the valid events with the line each came from, and the rejections."""
+
+    events: list[Event]
+    lines: list[int]
+    rejections: list[Rejection]
+
+    @classmethod
+    def of(cls, results: Iterable[Event | Rejection], positions: Iterable[int]) -> Decoded:
+        """Sort per-line results (events or rejections) into a Decoded."""
+        out = cls([], [], [])
+        for result, position in zip(results, positions, strict=True):
+            if isinstance(result, Event):
+                out.events.append(result)
+                out.lines.append(position)
+            else:
+                out.rejections.append(result)
+        return out
+
+
+def decode_batch(lines: Iterable[bytes], first_line: int = 1) -> Decoded:
     """The events and the rejections of NDJSON lines; blank lines are skipped but counted.
 
-    The bulk path: one plain loop, with the fast path of `decode_one` inlined.
+    The bulk path: one plain loop, with the fast path of `decode_one` inlined. `first_line` is
+    the number of the first line, for a stream read in batches.
     """
     decode, complete, DecodeError = _decode_event, _complete, msgspec.DecodeError
-    events: list[Event] = []
-    rejections: list[Rejection] = []
-    keep = events.append
-    first = True
-    for position, line in enumerate(lines, 1):
+    out = Decoded([], [], [])
+    keep, keep_line = out.events.append, out.lines.append
+    first = first_line == 1
+    for position, line in enumerate(lines, first_line):
         if first:
             first = False
             if line.startswith(_BOM):
@@ -276,6 +296,7 @@ def decode_batch(lines: Iterable[bytes]) -> tuple[list[Event], list[Rejection]]:
             event = decode(line)
             if complete(event):
                 keep(event)
+                keep_line(position)
                 continue
         except DecodeError:
             pass
@@ -283,9 +304,10 @@ def decode_batch(lines: Iterable[bytes]) -> tuple[list[Event], list[Rejection]]:
             result = _decode_fully(line, position)
             if isinstance(result, Event):
                 keep(result)
+                keep_line(position)
             else:
-                rejections.append(result)
-    return events, rejections
+                out.rejections.append(result)
+    return out
 
 
 def decode_lines(lines: Iterable[bytes]) -> Iterator[Event | Rejection]:

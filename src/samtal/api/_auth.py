@@ -1,0 +1,59 @@
+"""Bearer-token authentication: the one place that turns a token into an organisation."""
+
+from __future__ import annotations
+
+import logging
+from concurrent.futures import Future
+from typing import Annotated
+
+from fastapi import Depends
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from samtal.api._state import AppState, state
+from samtal.errors import Forbidden, Unauthenticated
+from samtal.store import Token
+from samtal.times import US_PER_SECOND
+
+log = logging.getLogger(__name__)
+_bearer = HTTPBearer(auto_error=False, description="An API token: `Authorization: Bearer <token>`")
+#: `last used` is written at most this often per token, to keep reads free of writes.
+TOUCH_EVERY = 60 * US_PER_SECOND
+
+
+async def _token(
+    app: Annotated[AppState, Depends(state)],
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> Token:
+    if credentials is None:
+        raise Unauthenticated("send an API token: `Authorization: Bearer <token>`")
+    token = app.store.token_for(credentials.credentials)
+    if token is None:
+        raise Unauthenticated("unknown token: ask your operator for a valid one")
+    if token.revoked is not None:
+        raise Unauthenticated("this token was revoked: ask your operator for a new one")
+    now = app.clock()
+    if now - app.touched.get(token.id, -TOUCH_EVERY) >= TOUCH_EVERY:
+        app.touched[token.id] = now
+        future = app.writer.submit(app.store.touch_token, token.id, now=now)
+        future.add_done_callback(_log_failure)
+    return token
+
+
+def _log_failure(future: Future[None]) -> None:
+    exc = future.exception()
+    if exc is not None:
+        log.warning("could not note a token's use: %s", exc)
+
+
+async def read_org(token: Annotated[Token, Depends(_token)]) -> str:
+    """The organisation whose call history the request may read."""
+    if token.kind != "read" or token.org is None:
+        raise Forbidden("this is an ingest token: reading call history takes a read token")
+    return token.org
+
+
+async def ingest_token(token: Annotated[Token, Depends(_token)]) -> Token:
+    """An operator's ingest token, which may post events for any organisation."""
+    if token.kind != "ingest":
+        raise Forbidden("this is a read token: posting events takes an ingest token")
+    return token

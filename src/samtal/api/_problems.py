@@ -1,0 +1,95 @@
+"""Every error as `application/problem+json` (RFC 9457), from one place."""
+
+from __future__ import annotations
+
+import logging
+from http import HTTPStatus
+
+import orjson
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from pydantic import BaseModel, Field
+from starlette.exceptions import HTTPException
+from starlette.responses import Response
+
+from samtal.errors import SamtalError
+
+log = logging.getLogger(__name__)
+TYPE_BASE = "https://samtal.dev/problems/"
+MEDIA_TYPE = "application/problem+json"
+
+
+class Problem(BaseModel):
+    """An error (RFC 9457): what went wrong and what to change."""
+
+    type: str = Field(examples=[TYPE_BASE + "bad-period"])
+    title: str = Field(examples=["Bad period"])
+    status: int = Field(examples=[400])
+    detail: str = Field(examples=["`to` (2017-01-03) is before `from` (2017-01-04)"])
+
+
+def problem(
+    status: int, slug: str, title: str, detail: str, headers: dict[str, str] | None = None
+) -> Response:
+    """A problem+json response."""
+    body = {"type": TYPE_BASE + slug, "title": title, "status": status, "detail": detail}
+    return Response(orjson.dumps(body), status_code=status, media_type=MEDIA_TYPE, headers=headers)
+
+
+def responses(*statuses: int) -> dict[int | str, dict[str, object]]:
+    """OpenAPI `responses` entries for these error statuses."""
+    return {
+        status: {
+            "model": Problem,
+            "description": HTTPStatus(status).phrase,
+            "content": {MEDIA_TYPE: {}},
+        }
+        for status in statuses
+    }
+
+
+def install(app: FastAPI) -> None:
+    """Register the handlers that turn every error into problem+json."""
+
+    @app.exception_handler(SamtalError)
+    async def domain(_: Request, exc: SamtalError) -> Response:
+        if exc.status >= 500:
+            log.error("%s", exc)
+        return problem(exc.status, exc.slug, exc.title, str(exc), exc.headers or None)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(_: Request, exc: RequestValidationError) -> Response:
+        parts = []
+        for error in exc.errors():
+            where = ".".join(str(p) for p in error.get("loc", ()) if p not in ("query", "body"))
+            parts.append(f"`{where}`: {error.get('msg')}" if where else str(error.get("msg")))
+        return problem(400, "bad-request", "Bad request", "; ".join(parts))
+
+    @app.exception_handler(HTTPException)
+    async def http(_: Request, exc: HTTPException) -> Response:
+        phrase = HTTPStatus(exc.status_code).phrase
+        detail = (
+            exc.detail
+            if isinstance(exc.detail, str) and exc.detail != phrase
+            else {
+                404: "no such resource: see /docs for the endpoints",
+                405: "this method is not allowed here: see /docs",
+            }.get(exc.status_code, phrase)
+        )
+        return problem(
+            exc.status_code,
+            phrase.lower().replace(" ", "-"),
+            phrase,
+            detail,
+            getattr(exc, "headers", None),
+        )
+
+    @app.exception_handler(Exception)
+    async def unexpected(_: Request, exc: Exception) -> Response:
+        log.exception("unexpected error")
+        return problem(
+            500,
+            "internal-error",
+            "Internal error",
+            "the server failed to answer; the error is logged",
+        )

@@ -1,0 +1,66 @@
+"""Typed settings, read from the environment (prefix `SAMTAL_`), each with its help text."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+from samtal.errors import UsageError
+
+DEFAULT_DATABASE_URL = "sqlite:///samtal.db"
+
+
+def _setting(default: Any, help: str) -> Any:
+    return field(default=default, metadata={"help": help})
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything a samtal server or command can be told; see `describe()` for the help."""
+
+    database_url: str = _setting(
+        DEFAULT_DATABASE_URL,
+        "Where the data lives: sqlite:///relative/path.db or sqlite:////absolute/path.db.",
+    )
+    retention_days: int = _setting(
+        92, "Days of call history kept (and queryable) back from today; 0 keeps everything."
+    )
+    idle_close_hours: float = _setting(
+        12.0, "A call with no stop that has received no event for this long is closed."
+    )
+    max_body_bytes: int = _setting(
+        16 * 1024 * 1024, "Largest POST /events body accepted; larger ones get 413."
+    )
+    duty_interval_seconds: float = _setting(
+        60.0, "How often the server closes idle calls and purges expired ones."
+    )
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None, **overrides: Any) -> Settings:
+        """Settings from `SAMTAL_<NAME>` variables, then `overrides` (ignored when None)."""
+        env = dict(os.environ) if env is None else env
+        values: dict[str, Any] = {}
+        for spec in fields(cls):
+            raw = env.get(f"SAMTAL_{spec.name.upper()}")
+            if raw is not None:
+                values[spec.name] = _convert(spec.name, raw, type(spec.default))
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)
+
+    @classmethod
+    def describe(cls) -> list[tuple[str, str, str]]:
+        """(variable, default, help) for every setting."""
+        return [
+            (f"SAMTAL_{f.name.upper()}", str(f.default), f.metadata["help"]) for f in fields(cls)
+        ]
+
+
+def _convert(name: str, raw: str, kind: type) -> Any:
+    try:
+        value = kind(raw)
+    except ValueError as exc:
+        raise UsageError(f"SAMTAL_{name.upper()}={raw!r} is not a valid {kind.__name__}") from exc
+    if kind in (int, float) and value < 0:
+        raise UsageError(f"SAMTAL_{name.upper()} must not be negative, not {raw!r}")
+    return value

@@ -1,0 +1,480 @@
+"""The embedded engine: SQLite in WAL mode, one writer connection and one reader connection.
+
+Records are stored rendered (compact JSON in the organisation's zone, made once when the call's
+record is recomputed) and clustered by (org, start in ms, call): a period query is one ordered
+range scan that hands out ready bytes.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+import orjson
+
+from samtal.aggregate import record_of_call
+from samtal.errors import Conflict, NotFound, StoreError
+from samtal.events import Event
+from samtal.store._base import IDLE_CLOSE_ID, Change, IngestSummary, Org, Token
+from samtal.times import US_PER_MS, zone
+from samtal.tokens import TokenKind, digest, new_secret
+
+#: Each entry upgrades the schema by one version; never edit one that has shipped.
+MIGRATIONS: tuple[str, ...] = (
+    """
+    CREATE TABLE orgs (
+        name TEXT PRIMARY KEY,
+        tz TEXT NOT NULL,
+        created INTEGER NOT NULL,
+        change_seq INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE TABLE tokens (
+        id INTEGER PRIMARY KEY,
+        kind TEXT NOT NULL CHECK (kind IN ('read', 'ingest')),
+        org TEXT REFERENCES orgs (name),
+        hash BLOB NOT NULL UNIQUE,
+        created INTEGER NOT NULL,
+        last_used INTEGER,
+        revoked INTEGER
+    );
+    -- Append-only, idempotent per (org, id).
+    CREATE TABLE events (
+        org TEXT NOT NULL,
+        id TEXT NOT NULL,
+        call TEXT NOT NULL,
+        instant INTEGER NOT NULL,
+        seq INTEGER,
+        type TEXT NOT NULL,
+        party TEXT,
+        number TEXT,
+        kind TEXT,
+        dialed TEXT,
+        target TEXT,
+        at TEXT NOT NULL,
+        PRIMARY KEY (org, id)
+    ) WITHOUT ROWID;
+    CREATE INDEX events_by_call ON events (org, call);
+    -- One row per call: what idle closing and purging need, and where its record is.
+    CREATE TABLE calls (
+        org TEXT NOT NULL,
+        call TEXT NOT NULL,
+        age INTEGER NOT NULL,        -- start of the call, or its earliest event without one
+        record_ms INTEGER,           -- start_ms of its record, NULL while it has none
+        open INTEGER NOT NULL,       -- 1 while it has not stopped
+        last_seen INTEGER NOT NULL,  -- server clock of its latest event
+        PRIMARY KEY (org, call)
+    ) WITHOUT ROWID;
+    CREATE INDEX calls_by_age ON calls (org, age);
+    CREATE INDEX calls_open ON calls (last_seen) WHERE open = 1;
+    CREATE TABLE records (
+        org TEXT NOT NULL,
+        start_ms INTEGER NOT NULL,
+        call TEXT NOT NULL,
+        start INTEGER NOT NULL,
+        change_seq INTEGER NOT NULL,
+        json BLOB NOT NULL,
+        PRIMARY KEY (org, start_ms, call)
+    ) WITHOUT ROWID;
+    CREATE INDEX records_by_change ON records (org, change_seq);
+    """,
+)
+CHUNK = 500  # rows per fetch, and parameters per IN (...) list
+
+
+def path_of(url: str) -> str:
+    """The file of a `sqlite:///relative` or `sqlite:////absolute` URL (`:memory:` too)."""
+    if not url.startswith("sqlite:///"):
+        raise StoreError(
+            f"unsupported database URL {url!r}: use sqlite:///relative/path.db "
+            "or sqlite:////absolute/path.db"
+        )
+    path = url[len("sqlite:///") :]
+    if not path:
+        raise StoreError(f"database URL {url!r} names no file")
+    return path
+
+
+class SqliteStore:
+    """The Store on one SQLite file."""
+
+    def __init__(self, url: str, migrations: tuple[str, ...] = MIGRATIONS) -> None:
+        self._migrations = migrations
+        path = path_of(url)
+        if path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self._writer = self._connect(path)
+            self._migrate()
+            self._reader = self._connect(path)
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot open the database {path!r}: {exc}") from exc
+        self._lock = threading.Lock()
+        self._zones: dict[str, str] = {}
+
+    @staticmethod
+    def _connect(path: str) -> sqlite3.Connection:
+        db = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
+        db.execute("PRAGMA journal_mode = WAL")
+        # FULL: a commit is on disk when it returns, so a 200 means durably stored.
+        db.execute("PRAGMA synchronous = FULL")
+        db.execute("PRAGMA foreign_keys = ON")
+        return db
+
+    def _migrate(self) -> None:
+        db = self._writer
+        db.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+        row = db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+        version = int(row[0]) if row else 0
+        if version > len(self._migrations):
+            raise StoreError(
+                f"the database has schema version {version}, newer than this samtal knows "
+                f"({len(self._migrations)}): upgrade samtal"
+            )
+        for number, script in enumerate(self._migrations[version:], version + 1):
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                for statement in script.split(";"):
+                    if statement.strip():
+                        db.execute(statement)
+                db.execute(
+                    "INSERT INTO meta VALUES ('schema_version', ?) "
+                    "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                    (str(number),),
+                )
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+
+    @property
+    def schema_version(self) -> int:
+        """The schema version of the open database."""
+        row = self._reader.execute("SELECT value FROM meta WHERE key = 'schema_version'")
+        return int(row.fetchone()[0])
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """An explicit write transaction on the writer connection, one at a time."""
+        with self._lock:
+            db = self._writer
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                yield db
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            db.execute("COMMIT")
+
+    def close(self) -> None:
+        """Release the engine's connections."""
+        self._reader.close()
+        self._writer.close()
+
+    # -- organisations and tokens -----------------------------------------------------------
+
+    def add_org(self, name: str, tz: str, *, now: int) -> Org:
+        """Create an organisation; Conflict when it exists."""
+        zone(tz)  # UnknownZone for a name the IANA database does not know
+        with self.transaction() as db:
+            try:
+                db.execute("INSERT INTO orgs (name, tz, created) VALUES (?, ?, ?)", (name, tz, now))
+            except sqlite3.IntegrityError:
+                raise Conflict(f"organisation {name!r} exists already") from None
+        return Org(name, tz, now)
+
+    def orgs(self) -> list[Org]:
+        """Every organisation, by name."""
+        rows = self._reader.execute("SELECT name, tz, created FROM orgs ORDER BY name")
+        return [Org(*row) for row in rows]
+
+    def org(self, name: str) -> Org | None:
+        """One organisation, or None."""
+        row = self._reader.execute(
+            "SELECT name, tz, created FROM orgs WHERE name = ?", (name,)
+        ).fetchone()
+        return Org(*row) if row else None
+
+    def _zone_of(self, db: sqlite3.Connection, org: str) -> str:
+        tz = self._zones.get(org)
+        if tz is None:
+            row = db.execute("SELECT tz FROM orgs WHERE name = ?", (org,)).fetchone()
+            if row is None:
+                raise NotFound(f"unknown organisation {org!r}")
+            tz = self._zones[org] = row[0]
+        return tz
+
+    def create_token(self, kind: TokenKind, *, org: str | None, now: int) -> tuple[Token, str]:
+        """A new token and its secret (shown once); only its hash is kept."""
+        if (kind == "read") != (org is not None):
+            raise ValueError("a read token belongs to one organisation; an ingest token to none")
+        secret = new_secret(kind)
+        with self.transaction() as db:
+            if (
+                org is not None
+                and db.execute("SELECT 1 FROM orgs WHERE name = ?", (org,)).fetchone() is None
+            ):
+                raise NotFound(f"unknown organisation {org!r}: add it with `samtal org add`")
+            cursor = db.execute(
+                "INSERT INTO tokens (kind, org, hash, created) VALUES (?, ?, ?, ?)",
+                (kind, org, digest(secret), now),
+            )
+            token_id = cursor.lastrowid
+        assert token_id is not None
+        return Token(token_id, kind, org, now, None, None), secret
+
+    _TOKEN_COLUMNS = "id, kind, org, created, last_used, revoked"
+
+    def tokens(self) -> list[Token]:
+        """Every token, oldest first."""
+        rows = self._reader.execute(f"SELECT {self._TOKEN_COLUMNS} FROM tokens ORDER BY id")
+        return [Token(*row) for row in rows]
+
+    def revoke_token(self, token_id: int, *, now: int) -> Token:
+        """Revoke a token (again: no change); NotFound when there is none with that id."""
+        with self.transaction() as db:
+            db.execute(
+                "UPDATE tokens SET revoked = coalesce(revoked, ?) WHERE id = ?", (now, token_id)
+            )
+            row = db.execute(
+                f"SELECT {self._TOKEN_COLUMNS} FROM tokens WHERE id = ?", (token_id,)
+            ).fetchone()
+        if row is None:
+            raise NotFound(f"no token with id {token_id}: `samtal token list` shows them")
+        return Token(*row)
+
+    def token_for(self, secret: str) -> Token | None:
+        """The token whose secret this is, or None."""
+        row = self._reader.execute(
+            f"SELECT {self._TOKEN_COLUMNS} FROM tokens WHERE hash = ?", (digest(secret),)
+        ).fetchone()
+        return Token(*row) if row else None
+
+    def touch_token(self, token_id: int, *, now: int) -> None:
+        """Note that a token was used."""
+        with self.transaction() as db:
+            db.execute("UPDATE tokens SET last_used = ? WHERE id = ?", (now, token_id))
+
+    # -- call data --------------------------------------------------------------------------
+
+    def ingest(self, events: Sequence[Event], *, now: int) -> IngestSummary:
+        """Store valid events of known organisations, idempotently, and recompute the record of
+        every call that received a new event, all in one durable transaction."""
+        with self.transaction() as db:
+            return _Ingest(db, self, now).run(events)
+
+    def records(self, *, org: str, start: int, end: int) -> Iterator[list[bytes]]:
+        """Chunks of the rendered records of `org` whose start is in [start, end), in order."""
+        cursor = self._reader.execute(
+            "SELECT json FROM records WHERE org = ? AND start_ms >= ? AND start_ms <= ? "
+            "AND start >= ? AND start < ? ORDER BY start_ms, call",
+            (org, start // US_PER_MS, (end - 1) // US_PER_MS, start, end),
+        )
+        while rows := cursor.fetchmany(CHUNK):
+            yield [row[0] for row in rows]
+
+    def changes(self, *, org: str, after: int, limit: int) -> list[Change]:
+        """Records of `org` made or changed after change number `after`, oldest first."""
+        rows = self._reader.execute(
+            "SELECT change_seq, json FROM records WHERE org = ? AND change_seq > ? "
+            "ORDER BY change_seq LIMIT ?",
+            (org, after, limit),
+        )
+        return [Change(*row) for row in rows]
+
+    def close_idle_calls(self, *, now: int, idle: int) -> int:
+        """Append an `ended` to every call that has not stopped and has had no event for `idle`
+        microseconds (cdr.md); the number of calls closed."""
+        stale = self._reader.execute(
+            "SELECT org, call FROM calls WHERE open = 1 AND last_seen <= ?", (now - idle,)
+        ).fetchall()
+        closing = []
+        for org, call in stale:
+            instant, at = self._reader.execute(
+                "SELECT instant, at FROM events WHERE org = ? AND call = ? "
+                "ORDER BY instant DESC LIMIT 1",
+                (org, call),
+            ).fetchone()
+            closing.append(
+                Event(org, IDLE_CLOSE_ID.format(call=call), call, at, "ended", instant=instant)
+            )
+        for start in range(0, len(closing), CHUNK):
+            self.ingest(closing[start : start + CHUNK], now=now)
+        return len(closing)
+
+    def purge(self, *, org: str, before: int) -> int:
+        """Remove whole calls of `org` that started before `before`; the number removed."""
+        with self.transaction() as db:
+            db.execute("CREATE TEMP TABLE IF NOT EXISTS doomed (call TEXT PRIMARY KEY)")
+            db.execute("DELETE FROM doomed")
+            db.execute(
+                "INSERT INTO doomed SELECT call FROM calls WHERE org = ? AND age < ?", (org, before)
+            )
+            count = db.execute("SELECT count(*) FROM doomed").fetchone()[0]
+            if count:
+                for table in ("events", "records", "calls"):
+                    db.execute(
+                        f"DELETE FROM {table} WHERE org = ? AND call IN (SELECT call FROM doomed)",
+                        (org,),
+                    )
+        return int(count)
+
+
+class _Ingest:
+    """One batch of events through one write transaction."""
+
+    def __init__(self, db: sqlite3.Connection, store: SqliteStore, now: int) -> None:
+        self.db = db
+        self.store = store
+        self.now = now
+
+    def run(self, events: Sequence[Event]) -> IngestSummary:
+        db = self.db
+        fresh = self._new_events(events)
+        db.executemany(
+            "INSERT INTO events VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [
+                (
+                    e.org,
+                    e.id,
+                    e.call,
+                    e.instant,
+                    e.seq,
+                    e.type,
+                    e.party,
+                    e.number,
+                    e.kind,
+                    e.dialed,
+                    e.target,
+                    e.at,
+                )
+                for e in fresh
+            ],
+        )
+        by_call: dict[tuple[str, str], list[Event]] = {}
+        for event in fresh:
+            key = (event.org, event.call)
+            group = by_call.get(key)
+            if group is None:
+                by_call[key] = [event]
+            else:
+                group.append(event)
+        changed = self._recompute(by_call)
+        return IngestSummary(len(fresh), len(events) - len(fresh), changed)
+
+    def _new_events(self, events: Sequence[Event]) -> list[Event]:
+        """The events of the batch not stored before (the first of any repeated in it)."""
+        first: dict[tuple[str, str], Event] = {}
+        for event in events:
+            first.setdefault((event.org, event.id), event)
+        ids_by_org: dict[str, list[str]] = {}
+        for org, event_id in first:
+            ids_by_org.setdefault(org, []).append(event_id)
+        for org, ids in ids_by_org.items():
+            for chunk in _chunks(ids):
+                marks = ",".join("?" * len(chunk))
+                for (event_id,) in self.db.execute(
+                    f"SELECT id FROM events WHERE org = ? AND id IN ({marks})", (org, *chunk)
+                ):
+                    del first[(org, event_id)]
+        return list(first.values())
+
+    def _recompute(self, by_call: dict[tuple[str, str], list[Event]]) -> int:
+        """Recompute the record of every call that got new events; the number changed."""
+        db = self.db
+        known = self._known_calls(by_call)
+        seqs: dict[str, int] = {}
+        calls_rows = []
+        changed = 0
+        for (org, call), new in by_call.items():
+            if (org, call) not in known:
+                events = new  # a new call: all its events are in this batch
+            else:
+                events = [
+                    Event(org, event_id, call, at, type_, seq, party, number, kind, instant=instant)
+                    for event_id, instant, seq, type_, party, number, kind, at in db.execute(
+                        "SELECT id, instant, seq, type, party, number, kind, at "
+                        "FROM events WHERE org = ? AND call = ?",
+                        (org, call),
+                    )
+                ]
+            record = record_of_call(events)
+            old_ms = known.get((org, call))
+            if record is not None:
+                rendered = orjson.dumps(record.render(zone(self.store._zone_of(db, org))))
+                start_ms = record.start // US_PER_MS
+                if self._record_differs(org, call, old_ms, start_ms, rendered):
+                    seq = seqs.get(org)
+                    if seq is None:
+                        seq = db.execute(
+                            "SELECT change_seq FROM orgs WHERE name = ?", (org,)
+                        ).fetchone()[0]
+                    seq += 1
+                    seqs[org] = seq
+                    if old_ms is not None and old_ms != start_ms:
+                        db.execute(
+                            "DELETE FROM records WHERE org = ? AND start_ms = ? AND call = ?",
+                            (org, old_ms, call),
+                        )
+                    db.execute(
+                        "INSERT INTO records VALUES (?, ?, ?, ?, ?, ?) "
+                        "ON CONFLICT (org, start_ms, call) DO UPDATE SET start = excluded.start,"
+                        " change_seq = excluded.change_seq, json = excluded.json",
+                        (org, start_ms, call, record.start, seq, rendered),
+                    )
+                    changed += 1
+                age, record_ms, is_open = record.start, start_ms, False
+            else:
+                # No record: not started yet, or still going. `events` is the whole call.
+                started = [e.instant for e in events if e.type == "started"]
+                age = min(started) if started else min(e.instant for e in events)
+                record_ms = None
+                is_open = not any(e.type == "ended" for e in events)
+            calls_rows.append((org, call, age, record_ms, is_open, self.now))
+        db.executemany(
+            "INSERT INTO calls VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (org, call) DO UPDATE SET "
+            "age = excluded.age, record_ms = excluded.record_ms, open = excluded.open, "
+            "last_seen = excluded.last_seen",
+            calls_rows,
+        )
+        db.executemany(
+            "UPDATE orgs SET change_seq = ? WHERE name = ?",
+            [(seq, org) for org, seq in seqs.items()],
+        )
+        return changed
+
+    def _known_calls(
+        self, by_call: dict[tuple[str, str], list[Event]]
+    ) -> dict[tuple[str, str], int | None]:
+        """The record start_ms (None: no record) of the batch's calls that had events before."""
+        calls_by_org: dict[str, list[str]] = {}
+        for org, call in by_call:
+            calls_by_org.setdefault(org, []).append(call)
+        known: dict[tuple[str, str], int | None] = {}
+        for org, calls in calls_by_org.items():
+            for chunk in _chunks(calls):
+                marks = ",".join("?" * len(chunk))
+                for call, record_ms in self.db.execute(
+                    f"SELECT call, record_ms FROM calls WHERE org = ? AND call IN ({marks})",
+                    (org, *chunk),
+                ):
+                    known[(org, call)] = record_ms
+        return known
+
+    def _record_differs(
+        self, org: str, call: str, old_ms: int | None, start_ms: int, rendered: bytes
+    ) -> bool:
+        if old_ms is None:
+            return True
+        row = self.db.execute(
+            "SELECT json FROM records WHERE org = ? AND start_ms = ? AND call = ?",
+            (org, old_ms, call),
+        ).fetchone()
+        return row is None or old_ms != start_ms or row[0] != rendered
+
+
+def _chunks(items: list[str]) -> Iterator[list[str]]:
+    for start in range(0, len(items), CHUNK):
+        yield items[start : start + CHUNK]

@@ -1,0 +1,239 @@
+"""The storage contract: every engine must pass these, on a real database."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import orjson
+import pytest
+
+from samtal.errors import Conflict, NotFound, StoreError, UnknownZone
+from samtal.events import Event, decode_one
+from samtal.store import Store, open_store
+from samtal.store.sqlite import MIGRATIONS, SqliteStore
+from tests.conftest import T0
+from tests.vectors import VECTORS
+
+PRODUCT = next(v for v in VECTORS if v["name"] == "product-description")
+
+
+def events_of(vector: dict, org: str = "acme") -> list[Event]:
+    out = []
+    for n, raw in enumerate(vector["events"], 1):
+        event = decode_one(orjson.dumps({**raw, "org": org}), n)
+        assert isinstance(event, Event)
+        out.append(event)
+    return out
+
+
+def period(store: Store, org: str, start: int = 0, end: int = 2**62) -> list[dict]:
+    return [
+        orjson.loads(r) for chunk in store.records(org=org, start=start, end=end) for r in chunk
+    ]
+
+
+def test_organisations(store: Store) -> None:
+    store.add_org("acme", "Europe/Stockholm", now=T0)
+    store.add_org("bolag", "UTC", now=T0)
+    assert [(o.name, o.tz) for o in store.orgs()] == [
+        ("acme", "Europe/Stockholm"),
+        ("bolag", "UTC"),
+    ]
+    assert store.org("acme") is not None and store.org("nope") is None
+    with pytest.raises(Conflict):
+        store.add_org("acme", "UTC", now=T0)
+    with pytest.raises(UnknownZone):
+        store.add_org("c", "Mars/Olympus", now=T0)
+
+
+def test_tokens(store: Store) -> None:
+    store.add_org("acme", "UTC", now=T0)
+    read, secret = store.create_token("read", org="acme", now=T0)
+    ingest, ingest_secret = store.create_token("ingest", org=None, now=T0)
+    assert secret != ingest_secret and len(secret) > 40
+    assert store.token_for(secret) == read
+    assert store.token_for(secret + "x") is None
+    store.touch_token(read.id, now=T0 + 5)
+    revoked = store.revoke_token(ingest.id, now=T0 + 9)
+    assert revoked.revoked == T0 + 9
+    assert [(t.id, t.kind, t.org, t.last_used, t.revoked) for t in store.tokens()] == [
+        (read.id, "read", "acme", T0 + 5, None),
+        (ingest.id, "ingest", None, None, T0 + 9),
+    ]
+    with pytest.raises(NotFound):
+        store.revoke_token(999, now=T0)
+    with pytest.raises(NotFound):
+        store.create_token("read", org="nope", now=T0)
+
+
+def test_a_secret_is_never_stored(store_url: str, store: Store) -> None:
+    store.add_org("acme", "UTC", now=T0)
+    _, secret = store.create_token("read", org="acme", now=T0)
+    store.close()
+    path = store_url.removeprefix("sqlite:///")
+    assert secret.encode() not in Path(path).read_bytes()
+
+
+def test_ingest_makes_records_in_order(store: Store) -> None:
+    store.add_org("acme", "Europe/Stockholm", now=T0)
+    summary = store.ingest(events_of(PRODUCT), now=T0)
+    assert (summary.accepted, summary.duplicates, summary.records_changed) == (17, 0, 3)
+    assert period(store, "acme") == PRODUCT["expected"]
+
+
+def test_ingest_is_idempotent(store: Store) -> None:
+    store.add_org("acme", "Europe/Stockholm", now=T0)
+    events = events_of(PRODUCT)
+    store.ingest(events, now=T0)
+    feed = store.changes(org="acme", after=0, limit=100)
+    again = store.ingest(events + events[:3], now=T0 + 1)
+    assert (again.accepted, again.duplicates, again.records_changed) == (0, 20, 0)
+    assert store.changes(org="acme", after=0, limit=100) == feed
+    assert period(store, "acme") == PRODUCT["expected"]
+
+
+def test_events_arriving_one_by_one_in_any_order(store: Store) -> None:
+    store.add_org("acme", "Europe/Stockholm", now=T0)
+    events = events_of(PRODUCT)
+    for event in reversed(events):
+        store.ingest([event], now=T0)
+    assert period(store, "acme") == PRODUCT["expected"]
+
+
+def test_a_late_event_changes_a_record_and_the_feed(store: Store) -> None:
+    vector = next(v for v in VECTORS if v["name"] == "acd-second-agent")
+    store.add_org("acme", "Europe/Stockholm", now=T0)
+    events = events_of(vector)
+    answer = next(e for e in events if e.type == "answered" and e.party == "user")
+    store.ingest([e for e in events if e is not answer], now=T0)
+    first = store.changes(org="acme", after=0, limit=10)
+    assert len(first) == 1 and orjson.loads(first[0].record)["calleeAnswered"] is None
+    summary = store.ingest([answer], now=T0 + 1)
+    assert summary.records_changed == 1
+    after = store.changes(org="acme", after=first[0].seq, limit=10)
+    assert len(after) == 1 and after[0].seq == first[0].seq + 1
+    assert [orjson.loads(after[0].record)] == vector["expected"]
+    assert store.changes(org="acme", after=after[0].seq, limit=10) == []
+
+
+def test_a_late_started_moves_the_record(store: Store) -> None:
+    store.add_org("acme", "UTC", now=T0)
+    base = {"org": "acme", "call": "c"}
+    late_start = Event(
+        **base,
+        id="s2",
+        at="2017-03-01T09:59:00Z",
+        type="started",
+        party="caller",
+        number="+1",
+        dialed="1",
+        instant=T0 + 35_940_000_000,
+    )
+    first = [
+        Event(
+            **base,
+            id="s1",
+            at="2017-03-01T10:00:00Z",
+            type="started",
+            party="caller",
+            number="+2",
+            dialed="1",
+            instant=T0 + 36_000_000_000,
+        ),
+        Event(**base, id="e", at="2017-03-01T10:01:00Z", type="ended", instant=T0 + 36_060_000_000),
+    ]
+    store.ingest(first, now=T0)
+    store.ingest([late_start], now=T0)
+    records = period(store, "acme")
+    assert [(r["callerNo"], r["start"]) for r in records] == [
+        ("+1", "2017-03-01T09:59:00.000+00:00")
+    ]
+
+
+def test_period_bounds_are_half_open(store: Store) -> None:
+    store.add_org("acme", "Europe/Stockholm", now=T0)
+    store.ingest(events_of(PRODUCT), now=T0)
+    start = 1_483_542_963_004_000  # 2017-01-04T16:16:03.004+01:00, two records start here
+    assert len(period(store, "acme", start, start + 1)) == 2
+    assert len(period(store, "acme", start + 1, 2**62)) == 1
+    assert period(store, "acme", 0, start) == []
+
+
+def test_tenants_are_apart(store: Store) -> None:
+    for org in ("acme", "bolag"):
+        store.add_org(org, "Europe/Stockholm", now=T0)
+    store.ingest(events_of(PRODUCT, "acme"), now=T0)
+    assert period(store, "bolag") == []
+    assert store.changes(org="bolag", after=0, limit=10) == []
+    # The same event ids in another organisation are not duplicates.
+    summary = store.ingest(events_of(PRODUCT, "bolag"), now=T0)
+    assert summary.accepted == 17
+    assert period(store, "bolag") == period(store, "acme")
+
+
+def test_idle_calls_are_closed_with_their_latest_instant(store: Store) -> None:
+    vector = next(v for v in VECTORS if v["name"] == "no-record-yet")
+    store.add_org("acme", "Europe/Stockholm", now=T0)
+    store.ingest(events_of(vector), now=T0)
+    assert period(store, "acme") == []
+    hour = 3600 * 1_000_000
+    assert store.close_idle_calls(now=T0 + 11 * hour, idle=12 * hour) == 0
+    assert store.close_idle_calls(now=T0 + 12 * hour, idle=12 * hour) == 1  # `headless` ended
+    records = period(store, "acme")
+    assert [(r["start"], r["stop"]) for r in records] == [
+        ("2017-03-08T09:00:00.000+01:00", "2017-03-08T09:00:07.000+01:00")
+    ]
+    assert store.close_idle_calls(now=T0 + 48 * hour, idle=12 * hour) == 0
+
+
+def test_purge_removes_whole_calls(store: Store) -> None:
+    store.add_org("acme", "Europe/Stockholm", now=T0)
+    store.ingest(events_of(PRODUCT), now=T0)
+    cutoff = 1_483_542_964_000_000  # between the two 16:16:03 calls and the 16:16:04 one
+    assert store.purge(org="acme", before=cutoff) == 2
+    assert [r["receivingNo"] for r in period(store, "acme")] == ["622"]
+    # The purged calls are gone whole: their events come back as new, not as duplicates.
+    again = store.ingest(events_of(PRODUCT), now=T0)
+    assert (again.accepted, again.duplicates) == (11, 6)
+
+
+def test_data_survives_reopening(store_url: str, store: Store) -> None:
+    store.add_org("acme", "Europe/Stockholm", now=T0)
+    store.ingest(events_of(PRODUCT), now=T0)
+    store.close()
+    reopened = open_store(store_url)
+    assert period(reopened, "acme") == PRODUCT["expected"]
+    reopened.close()
+
+
+def test_sqlite_schema_upgrades_in_place(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'v.db'}"
+    old = SqliteStore(url)
+    old.add_org("acme", "Europe/Stockholm", now=T0)
+    old.ingest(events_of(PRODUCT), now=T0)
+    old.close()
+    upgrade = "ALTER TABLE orgs ADD COLUMN note TEXT; CREATE INDEX orgs_by_tz ON orgs (tz)"
+    new = SqliteStore(url, migrations=(*MIGRATIONS, upgrade))
+    assert new.schema_version == len(MIGRATIONS) + 1
+    assert period(new, "acme") == PRODUCT["expected"]
+    new.close()
+
+
+def test_sqlite_schema_is_versioned(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'v.db'}"
+    store = SqliteStore(url)
+    assert store.schema_version == 1
+    store.close()
+    db = sqlite3.connect(tmp_path / "v.db")
+    db.execute("UPDATE meta SET value = '99' WHERE key = 'schema_version'")
+    db.commit()
+    db.close()
+    with pytest.raises(StoreError, match="newer than this samtal knows"):
+        SqliteStore(url)
+
+
+@pytest.mark.parametrize("url", ["postgres://x", "sqlite:///", "sqlite://relative.db"])
+def test_bad_urls(url: str) -> None:
+    with pytest.raises(StoreError):
+        open_store(url)
