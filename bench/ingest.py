@@ -1,0 +1,133 @@
+"""Ingest: events/s of `samtal import` and of POST /events (batches of 1,000) for ~1.5 million
+simulated events, next to a bare `executemany` of the same lines into one SQLite table.
+
+Target (issue 3): `samtal import` >= 0.25x the bare insert.
+
+    python bench/ingest.py [--repeat N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+from _common import report, simulated
+from _server import ServerProcess, samtal
+
+ORGS = 4
+BATCH = 20_000  # lines per transaction, as `samtal import` does
+
+
+def bare_insert(lines: list[bytes], path: Path) -> float:
+    """The floor: the raw lines into one table, same journal and durability as samtal."""
+    db = sqlite3.connect(path, isolation_level=None)
+    db.execute("PRAGMA journal_mode = WAL")
+    db.execute("PRAGMA synchronous = FULL")
+    db.execute("CREATE TABLE lines (line BLOB NOT NULL)")
+    began = time.perf_counter()
+    for start in range(0, len(lines), BATCH):
+        db.execute("BEGIN")
+        db.executemany(
+            "INSERT INTO lines VALUES (?)", ((line,) for line in lines[start : start + BATCH])
+        )
+        db.execute("COMMIT")
+    elapsed = time.perf_counter() - began
+    db.close()
+    return elapsed
+
+
+def fresh_db(folder: Path, name: str) -> str:
+    db = f"sqlite:///{folder / name}"
+    for n in range(1, ORGS + 1):
+        samtal("org", "add", f"org-{n}", db=db)
+    return db
+
+
+def timed_import(path: Path, folder: Path, name: str) -> float:
+    db = fresh_db(folder, name)
+    began = time.perf_counter()
+    subprocess.run(
+        [sys.executable, "-m", "samtal", "import", str(path), "--db", db],
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
+    return time.perf_counter() - began
+
+
+def timed_post(lines: list[bytes], folder: Path) -> float:
+    db = fresh_db(folder, "post.db")
+    token = samtal("token", "create", "--ingest", db=db).splitlines()[-1]
+    with (
+        ServerProcess(db) as server,
+        httpx.Client(
+            base_url=server.url, headers={"Authorization": f"Bearer {token}"}, timeout=120
+        ) as client,
+    ):
+        began = time.perf_counter()
+        for start in range(0, len(lines), 1000):
+            response = client.post("/events", content=b"".join(lines[start : start + 1000]))
+            response.raise_for_status()
+        return time.perf_counter() - began
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeat", type=int, default=3)
+    args = parser.parse_args()
+    path = simulated(
+        "ingest-1.5m.ndjson",
+        "--orgs",
+        str(ORGS),
+        "--days",
+        "5",
+        "--seed",
+        "2",
+        "--start",
+        "2017-01-09",
+        "--calls-per-day",
+        "10000",
+        "--duplicates",
+        "0.01",
+        "--disorder",
+        "0.01",
+    )
+    lines = path.read_bytes().splitlines(keepends=True)
+    events = len(lines)
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        pairs = [
+            (
+                bare_insert(lines, folder / f"bare{n}.db"),
+                timed_import(path, folder, f"import{n}.db"),
+            )
+            for n in range(args.repeat)
+        ]
+        post_s = timed_post(lines, folder)
+    bare_s = statistics.median(b for b, _ in pairs)
+    import_s = statistics.median(i for _, i in pairs)
+    report(
+        f"ingest: {events:,} events, {ORGS} organisations, median of {args.repeat}",
+        [
+            ("bare executemany of the lines (20k per commit)", events / bare_s, "events/s"),
+            ("samtal import (whole command)", events / import_s, "events/s"),
+            (
+                "ratio import / bare (target >= 0.25)",
+                statistics.median(b / i for b, i in pairs),
+                "x",
+            ),
+            ("POST /events, batches of 1,000 (one run)", events / post_s, "events/s"),
+            ("ratio POST / bare", bare_s / post_s, "x"),
+        ],
+    )
+
+
+if __name__ == "__main__":
+    main()
