@@ -13,6 +13,7 @@ from samtal.api._problems import responses
 from samtal.api._state import AppState, state
 from samtal.errors import NotFound
 from samtal.period import FORMS, parse_period
+from samtal.records import FIELDS
 from samtal.times import zone
 
 router = APIRouter()
@@ -31,15 +32,7 @@ _RECORD_SCHEMA = {
         "calleeAnswered": {"type": ["string", "null"], "description": "When they answered."},
         "stop": {"type": "string", "description": "When the call counts as finished."},
     },
-    "required": [
-        "callerNo",
-        "start",
-        "receivingNo",
-        "received",
-        "calleeNo",
-        "calleeAnswered",
-        "stop",
-    ],
+    "required": list(FIELDS),
 }
 
 

@@ -108,6 +108,10 @@ class SqliteStore:
             Path(path).parent.mkdir(parents=True, exist_ok=True)
         try:
             self._writer = self._connect(path)
+            # 64 MiB of page cache for the writer (the default is 2 MiB): the B-trees that
+            # ingest touches stay in memory as the database grows. The reader keeps the
+            # default: it scans in order, and its memory stays flat however long the period.
+            self._writer.execute("PRAGMA cache_size = -65536")
             self._migrate()
             self._reader = self._connect(path)
         except sqlite3.Error as exc:
@@ -122,11 +126,6 @@ class SqliteStore:
         # FULL: a commit is on disk when it returns, so a 200 means durably stored.
         db.execute("PRAGMA synchronous = FULL")
         db.execute("PRAGMA foreign_keys = ON")
-        # 64 MiB of page cache (the default is 2 MiB): the B-trees that ingest touches stay in
-        # memory as the database grows, instead of being read back page by page.
-        db.execute("PRAGMA cache_size = -65536")
-        # Reads through a memory map rather than a read() call per page.
-        db.execute("PRAGMA mmap_size = 1073741824")
         return db
 
     def _migrate(self) -> None:
