@@ -144,14 +144,22 @@ def _minute_parts(minute: int, zone: ZoneInfo) -> tuple[str, str]:
     return parts
 
 
+@lru_cache(maxsize=1)
+def _seconds_of_minute() -> list[str]:
+    """`SS.mmm` for every millisecond of a minute: an index is cheaper than formatting."""
+    return [f"{second:02d}.{ms:03d}" for second in range(60) for ms in range(1000)]
+
+
 def render(instant: int, zone: ZoneInfo) -> str:
     """`YYYY-MM-DDTHH:MM:SS.mmm±HH:MM` in `zone` (cdr.md): ms truncated, numeric offset."""
     minute, within = divmod(instant, _US_PER_MINUTE)
-    head, offset = _minute_parts(minute, zone)
+    parts = _render_cache.get((zone, minute))
+    if parts is None:
+        parts = _minute_parts(minute, zone)
+    head, offset = parts
     if not head:
         return to_datetime(instant, zone).isoformat(timespec="milliseconds")
-    second, micros = divmod(within, US_PER_SECOND)
-    return f"{head}{second:02d}.{micros // 1000:03d}{offset}"
+    return head + _seconds_of_minute()[within // 1000] + offset
 
 
 @lru_cache(maxsize=1024)
