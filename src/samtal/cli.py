@@ -434,7 +434,7 @@ def demo(port: int, db_url: str, days: int) -> None:
     while day.weekday() >= 5:
         day -= timedelta(days=1)
     click.echo(
-        f"demo: {report.accepted:,} new events ({report.duplicates:,} already there) "
+        f"demo: {report.accepted:,} new events ({report.duplicates:,} duplicates) "
         f"for {DEMO_ORG}, {days} days up to {today - timedelta(days=1)}; serving on "
         f"http://127.0.0.1:{port} (API docs at /docs). Try:"
     )

@@ -15,7 +15,8 @@ from starlette.responses import Response
 from samtal.errors import SamtalError
 
 log = logging.getLogger(__name__)
-TYPE_BASE = "https://samtal.dev/problems/"
+#: Problem types are relative references (RFC 9457 allows them): no domain is implied.
+TYPE_BASE = "/problems/"
 MEDIA_TYPE = "application/problem+json"
 
 
