@@ -199,6 +199,11 @@ def test_credentials(product: tuple[Service, str]) -> None:
     with service.server.client(token) as client:
         assert_problem(client.post("/events", content=b""), 403, "ingest token")
     token_id = next(t.id for t in service.store.tokens() if t.kind == "read")
+    wait_for(
+        lambda: (
+            next(t for t in service.store.tokens() if t.id == token_id).last_used == service.clock()
+        )
+    )  # its use was noted
     service.store.revoke_token(token_id, now=service.clock())
     assert_problem(service.get(token, **params), 401, "revoked")
 

@@ -51,3 +51,20 @@ def test_cli(vector: dict[str, Any]) -> None:
     assert done.stderr == b""
     out = json.loads(done.stdout)
     assert json.dumps(out) == json.dumps(vector["expected"])
+
+
+def test_cli_exit_statuses(tmp_path: object) -> None:
+    vector = VECTORS[0]
+    lines = [json.dumps(e) for e in vector["events"]]
+    bad = "\n".join([*lines[:2], "{oops", *lines[2:]]).encode()
+    done = subprocess.run(
+        [sys.executable, "-m", "samtal", "aggregate"], input=bad, capture_output=True, check=False
+    )
+    assert done.returncode == 1
+    assert done.stderr.decode().startswith("line 3: not valid JSON")
+    assert json.loads(done.stdout) == vector["expected"]  # the valid lines still count
+    for usage in (["aggregate", "/no/such/file"], ["aggregate", "--tz", "Mars/Base"]):
+        done = subprocess.run(
+            [sys.executable, "-m", "samtal", *usage], input=b"", capture_output=True, check=False
+        )
+        assert done.returncode == 2, usage

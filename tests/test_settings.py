@@ -1,0 +1,44 @@
+"""Settings come from SAMTAL_* variables, are typed, and every one has help text."""
+
+from __future__ import annotations
+
+import pytest
+
+from samtal.errors import UsageError
+from samtal.settings import Settings
+
+
+def test_defaults_and_environment() -> None:
+    assert Settings.from_env({}) == Settings()
+    assert Settings().retention_days == 92 and Settings().idle_close_hours == 12
+    found = Settings.from_env(
+        {
+            "SAMTAL_RETENTION_DAYS": "0",
+            "SAMTAL_IDLE_CLOSE_HOURS": "1.5",
+            "SAMTAL_DATABASE_URL": "sqlite:////var/x.db",
+            "OTHER": "1",
+        }
+    )
+    assert (found.retention_days, found.idle_close_hours, found.database_url) == (
+        0,
+        1.5,
+        "sqlite:////var/x.db",
+    )
+    assert Settings.from_env({}, database_url="sqlite:///y.db").database_url == "sqlite:///y.db"
+
+
+@pytest.mark.parametrize(
+    ("name", "value"), [("SAMTAL_RETENTION_DAYS", "ninety"), ("SAMTAL_MAX_BODY_BYTES", "-1")]
+)
+def test_bad_values_are_named(name: str, value: str) -> None:
+    with pytest.raises(UsageError, match=name):
+        Settings.from_env({name: value})
+
+
+def test_every_setting_has_help() -> None:
+    described = Settings.describe()
+    assert len(described) == 5
+    assert all(
+        name.startswith("SAMTAL_") and len(help_text) > 20
+        for name, _default, help_text in described
+    )
