@@ -1,4 +1,4 @@
-"""The embedded engine: SQLite in WAL mode, one writer connection and one reader connection.
+"""The embedded engine: SQLite in WAL mode, one writer connection and a reader per thread.
 
 Records are stored rendered (compact JSON in the organisation's zone, made once when the call's
 record is recomputed) and clustered by (org, start in ms, call): a period query is one ordered
@@ -113,11 +113,24 @@ class SqliteStore:
             # default: it scans in order, and its memory stays flat however long the period.
             self._writer.execute("PRAGMA cache_size = -65536")
             self._migrate()
-            self._reader = self._connect(path)
         except sqlite3.Error as exc:
             raise StoreError(f"cannot open the database {path!r}: {exc}") from exc
+        self._path = path
         self._lock = threading.Lock()
         self._zones: dict[str, str] = {}
+        self._local = threading.local()
+        self._readers: list[sqlite3.Connection] = []
+        self._readers_lock = threading.Lock()  # not the writer's: a reader may open inside it
+
+    @property
+    def _reader(self) -> sqlite3.Connection:
+        """This thread's read connection: a connection is never shared between threads."""
+        reader: sqlite3.Connection | None = getattr(self._local, "reader", None)
+        if reader is None:
+            reader = self._local.reader = self._connect(self._path)
+            with self._readers_lock:
+                self._readers.append(reader)
+        return reader
 
     @staticmethod
     def _connect(path: str) -> sqlite3.Connection:
@@ -174,8 +187,12 @@ class SqliteStore:
 
     def close(self) -> None:
         """Release the engine's connections."""
-        self._reader.close()
-        self._writer.close()
+        with self._readers_lock:
+            for reader in self._readers:
+                reader.close()
+            self._readers.clear()
+        with self._lock:
+            self._writer.close()
 
     # -- organisations and tokens -----------------------------------------------------------
 
