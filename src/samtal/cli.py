@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import logging
 import os
 import sys
 from collections.abc import Callable
@@ -378,6 +379,7 @@ def serve(host: str, port: int, db_url: str) -> None:
     import uvicorn
 
     settings = _settings(db_url)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s:     %(name)s: %(message)s")
     app = create_app(settings, store=_open(db_url))
     uvicorn.run(app, host=host, port=port, log_level="info")
 
