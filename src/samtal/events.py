@@ -54,22 +54,6 @@ class Event(msgspec.Struct, gc=False):
         seq = self.seq
         return (self.instant, seq is None, seq or 0, TYPE_RANK[self.type], self.id)
 
-    def to_json(self) -> dict[str, Any]:
-        """The event in events.md form, without the fields its type does not use."""
-        out: dict[str, Any] = {"id": self.id, "org": self.org, "call": self.call}
-        if self.seq is not None:
-            out["seq"] = self.seq
-        out["at"] = self.at
-        out["type"] = self.type
-        if self.type != "ended":
-            out["party"] = self.party
-            out["number"] = self.number
-        for name in ("kind", "dialed", "target"):
-            value = getattr(self, name)
-            if value is not None:
-                out[name] = value
-        return out
-
 
 class Rejection(msgspec.Struct, frozen=True):
     """An invalid line: its 1-based position, its `id` when it had a string one, and why."""
