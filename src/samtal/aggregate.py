@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from operator import attrgetter
-from typing import Final
 
 from samtal.events import Event
 from samtal.records import Record
@@ -26,7 +25,10 @@ def record_of_call(events: Iterable[Event]) -> Record | None:
 
 
 _INSTANT = attrgetter("instant")
-_TIE: Final = object()
+
+
+class _Tie(Exception):
+    """Two events at the same instant: their order needs the rest of the key."""
 
 
 def _record_of_group(events: list[Event]) -> Record | None:
@@ -37,18 +39,17 @@ def _record_of_group(events: list[Event]) -> Record | None:
     is the full key worked out.
     """
     events.sort(key=_INSTANT)
-    record = _walk(events, check_ties=True)
-    if record is _TIE:
+    try:
+        return _walk(events, check_ties=True)
+    except _Tie:
         events.sort(key=Event.order_key)
-        record = _walk(events, check_ties=False)
-    return record  # type: ignore[return-value]
+        return _walk(events, check_ties=False)
 
 
-def _walk(ordered: list[Event], check_ties: bool) -> Record | object | None:
+def _walk(ordered: list[Event], check_ties: bool) -> Record | None:
     """Walk a call's events in their total order from the opening `started` to the stop.
 
-    With `check_ties`, gives up with _TIE at the first two events at the same instant, as
-    their order then needs the rest of the key.
+    With `check_ties`, raises _Tie at the first two events at the same instant.
     """
     started: Event | None = None
     receiving_no = callee_no = first_rung = None
@@ -58,7 +59,7 @@ def _walk(ordered: list[Event], check_ties: bool) -> Record | object | None:
     for position, event in enumerate(ordered):  # noqa: B007 (position is read after the loop)
         if check_ties:
             if event.instant == previous:
-                return _TIE
+                raise _Tie
             previous = event.instant
         type_ = event.type
         if started is None:
@@ -99,7 +100,7 @@ def _walk(ordered: list[Event], check_ties: bool) -> Record | object | None:
     # An event after the stop at the same instant may belong before it in the full order.
     following = position + 1
     if check_ties and following < len(ordered) and ordered[following].instant == event.instant:
-        return _TIE
+        raise _Tie
     return Record(
         org=started.org,
         call=started.call,
