@@ -53,8 +53,10 @@ def store(store_url: str) -> Iterator[Store]:
 class Server:
     """A real uvicorn server for an app, on an ephemeral loopback port, in a thread."""
 
-    def __init__(self, app: FastAPI) -> None:
+    def __init__(self, app: FastAPI, *, send_buffer: int | None = None) -> None:
         self._socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        if send_buffer is not None:  # accepted connections inherit it (Linux)
+            self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, send_buffer)
         self._socket.bind(("127.0.0.1", 0))
         self.url = f"http://127.0.0.1:{self._socket.getsockname()[1]}"
         self._server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))

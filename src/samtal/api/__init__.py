@@ -44,7 +44,7 @@ def create_app(
             duties.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await duties
-            shared.writer.shutdown(wait=True)
+            shared.shutdown()
 
     app = FastAPI(
         title="samtal",
@@ -59,7 +59,7 @@ def create_app(
 
     @app.get("/healthz", summary="Liveness and database check")
     async def healthz(app_state: Annotated[AppState, Depends(state)]) -> dict[str, str]:
-        app_state.store.orgs()
+        await app_state.read(app_state.store.orgs)
         return {"status": "ok"}
 
     return app

@@ -10,8 +10,8 @@ from fastapi import Depends
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from samtal.api._state import AppState, state
-from samtal.errors import Forbidden, Unauthenticated
-from samtal.store import Token
+from samtal.errors import Forbidden, NotFound, Unauthenticated
+from samtal.store import Org, Token
 from samtal.times import US_PER_SECOND
 
 log = logging.getLogger(__name__)
@@ -26,7 +26,7 @@ async def _token(
 ) -> Token:
     if credentials is None:
         raise Unauthenticated("send an API token: `Authorization: Bearer <token>`")
-    token = app.store.token_for(credentials.credentials)
+    token = await app.read(app.store.token_for, credentials.credentials)
     if token is None:
         raise Unauthenticated("unknown token: ask your operator for a valid one")
     if token.revoked is not None:
@@ -45,11 +45,19 @@ def _log_failure(future: Future[None]) -> None:
         log.warning("could not note a token's use: %s", exc)
 
 
-async def read_org(token: Annotated[Token, Depends(_token)]) -> str:
-    """The organisation whose call history the request may read."""
+async def read_org(
+    app: Annotated[AppState, Depends(state)], token: Annotated[Token, Depends(_token)]
+) -> Org:
+    """The organisation whose call history the request may read, with its zone."""
     if token.kind != "read" or token.org is None:
         raise Forbidden("this is an ingest token: reading call history takes a read token")
-    return token.org
+    org = app.known.get(token.org)
+    if org is None:
+        org = await app.read(app.store.org, token.org)
+        if org is None:
+            raise NotFound(f"organisation {token.org!r} no longer exists")
+        app.known[token.org] = org
+    return org
 
 
 async def ingest_token(token: Annotated[Token, Depends(_token)]) -> Token:

@@ -6,20 +6,24 @@ import asyncio
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from fastapi import Request
 
 from samtal.ingest import KnownOrgs
 from samtal.settings import Settings
-from samtal.store import Store
+from samtal.store import Org, Store
 
 T = TypeVar("T")
+#: Reader threads: reads are short (a chunk of at most 500 rows), so a few serve many clients.
+READERS = 4
 
 
 @dataclass
 class AppState:
-    """Built once by create_app; reads run on the event loop, every write on `writer`."""
+    """Built once by create_app. Nothing touches the database on the event loop: reads run on
+    `readers` (each thread with its own connection, each read its own snapshot), writes on the
+    one `writer`."""
 
     settings: Settings
     store: Store
@@ -28,13 +32,26 @@ class AppState:
     writer: ThreadPoolExecutor = field(
         default_factory=lambda: ThreadPoolExecutor(1, thread_name_prefix="samtal-writer")
     )
-    zones: dict[str, str] = field(default_factory=dict)
+    readers: ThreadPoolExecutor = field(
+        default_factory=lambda: ThreadPoolExecutor(READERS, thread_name_prefix="samtal-reader")
+    )
+    #: Organisations by name, once looked up (an organisation's zone never changes).
+    known: dict[str, Org] = field(default_factory=dict)
     #: When each token's use was last written (see _auth.TOUCH_EVERY).
     touched: dict[int, int] = field(default_factory=dict)
 
     async def write(self, work: Callable[[], T]) -> T:
         """Run `work` on the writer thread: SQLite takes one writer at a time anyway."""
         return await asyncio.get_running_loop().run_in_executor(self.writer, work)
+
+    async def read(self, work: Callable[..., T], *args: Any) -> T:
+        """Run `work(*args)` on a reader thread, off the event loop."""
+        return await asyncio.get_running_loop().run_in_executor(self.readers, work, *args)
+
+    def shutdown(self) -> None:
+        """Finish the work handed to the threads, then stop them."""
+        self.writer.shutdown(wait=True)
+        self.readers.shutdown(wait=True)
 
 
 def state(request: Request) -> AppState:

@@ -12,6 +12,7 @@ import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import orjson
 
@@ -132,6 +133,16 @@ class SqliteStore:
                 self._readers.append(reader)
         return reader
 
+    def _read(self, sql: str, params: tuple[object, ...] = ()) -> list[Any]:
+        """The rows of a query on this thread's reader, all fetched: a statement left open
+        would keep its snapshot (and hold back checkpoints) until the cursor is collected."""
+        return self._reader.execute(sql, params).fetchall()
+
+    def _read_one(self, sql: str, params: tuple[object, ...] = ()) -> Any:
+        """The first row of a query, or None (see `_read`)."""
+        rows = self._read(sql, params)
+        return rows[0] if rows else None
+
     @staticmethod
     def _connect(path: str) -> sqlite3.Connection:
         db = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
@@ -169,8 +180,7 @@ class SqliteStore:
     @property
     def schema_version(self) -> int:
         """The schema version of the open database."""
-        row = self._reader.execute("SELECT value FROM meta WHERE key = 'schema_version'")
-        return int(row.fetchone()[0])
+        return int(self._read_one("SELECT value FROM meta WHERE key = 'schema_version'")[0])
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
@@ -208,14 +218,12 @@ class SqliteStore:
 
     def orgs(self) -> list[Org]:
         """Every organisation, by name."""
-        rows = self._reader.execute("SELECT name, tz, created FROM orgs ORDER BY name")
+        rows = self._read("SELECT name, tz, created FROM orgs ORDER BY name")
         return [Org(*row) for row in rows]
 
     def org(self, name: str) -> Org | None:
         """One organisation, or None."""
-        row = self._reader.execute(
-            "SELECT name, tz, created FROM orgs WHERE name = ?", (name,)
-        ).fetchone()
+        row = self._read_one("SELECT name, tz, created FROM orgs WHERE name = ?", (name,))
         return Org(*row) if row else None
 
     def _zone_of(self, db: sqlite3.Connection, org: str) -> str:
@@ -250,7 +258,7 @@ class SqliteStore:
 
     def tokens(self) -> list[Token]:
         """Every token, oldest first."""
-        rows = self._reader.execute(f"SELECT {self._TOKEN_COLUMNS} FROM tokens ORDER BY id")
+        rows = self._read(f"SELECT {self._TOKEN_COLUMNS} FROM tokens ORDER BY id")
         return [Token(*row) for row in rows]
 
     def revoke_token(self, token_id: int, *, now: int) -> Token:
@@ -268,9 +276,9 @@ class SqliteStore:
 
     def token_for(self, secret: str) -> Token | None:
         """The token whose secret this is, or None."""
-        row = self._reader.execute(
+        row = self._read_one(
             f"SELECT {self._TOKEN_COLUMNS} FROM tokens WHERE hash = ?", (digest(secret),)
-        ).fetchone()
+        )
         return Token(*row) if row else None
 
     def touch_token(self, token_id: int, *, now: int) -> None:
@@ -287,18 +295,35 @@ class SqliteStore:
             return _Ingest(db, self, now).run(events)
 
     def records(self, *, org: str, start: int, end: int) -> Iterator[list[bytes]]:
-        """Chunks of the rendered records of `org` whose start is in [start, end), in order."""
-        cursor = self._reader.execute(
-            "SELECT json FROM records WHERE org = ? AND start_ms >= ? AND start_ms <= ? "
-            "AND start >= ? AND start < ? ORDER BY start_ms, call",
-            (org, start // US_PER_MS, (end - 1) // US_PER_MS, start, end),
+        """Chunks of the rendered records of `org` whose start is in [start, end), in order.
+
+        Each chunk is its own short query, continuing after the last (start_ms, call) seen, so
+        that no read transaction stays open between chunks: a client that stops reading holds
+        no snapshot, blocks no checkpoint and ties up no connection. (A record whose start moves
+        across the cursor while a long answer streams can thus be missed or repeated in that
+        answer; the change feed is the exact way to keep a copy.)
+        """
+        low, high = start // US_PER_MS, (end - 1) // US_PER_MS
+        rows = self._read(
+            "SELECT start_ms, call, json FROM records WHERE org = ? AND start_ms >= ? "
+            "AND start_ms <= ? AND start >= ? AND start < ? ORDER BY start_ms, call LIMIT ?",
+            (org, low, high, start, end, CHUNK),
         )
-        while rows := cursor.fetchmany(CHUNK):
-            yield [row[0] for row in rows]
+        while rows:
+            yield [row[2] for row in rows]
+            if len(rows) < CHUNK:
+                return
+            last_ms, last_call, _ = rows[-1]
+            rows = self._read(
+                "SELECT start_ms, call, json FROM records WHERE org = ? "
+                "AND (start_ms, call) > (?, ?) AND start_ms <= ? AND start >= ? AND start < ? "
+                "ORDER BY start_ms, call LIMIT ?",
+                (org, last_ms, last_call, high, start, end, CHUNK),
+            )
 
     def changes(self, *, org: str, after: int, limit: int) -> list[Change]:
         """Records of `org` made or changed after change number `after`, oldest first."""
-        rows = self._reader.execute(
+        rows = self._read(
             "SELECT change_seq, json FROM records WHERE org = ? AND change_seq > ? "
             "ORDER BY change_seq LIMIT ?",
             (org, after, limit),
@@ -308,21 +333,24 @@ class SqliteStore:
     def close_idle_calls(self, *, now: int, idle: int) -> int:
         """Append an `ended` to every call that has not stopped and has had no event for `idle`
         microseconds (cdr.md); the number of calls closed."""
-        stale = self._reader.execute(
-            "SELECT org, call FROM calls WHERE open = 1 AND last_seen <= ?", (now - idle,)
-        ).fetchall()
-        closing = []
-        for org, call in stale:
-            instant, at = self._reader.execute(
-                "SELECT instant, at FROM events WHERE org = ? AND call = ? "
-                "ORDER BY instant DESC LIMIT 1",
-                (org, call),
-            ).fetchone()
-            closing.append(
-                Event(org, IDLE_CLOSE_ID.format(call=call), call, at, "ended", instant=instant)
-            )
-        for start in range(0, len(closing), CHUNK):
-            self.ingest(closing[start : start + CHUNK], now=now)
+        # Picked and closed in one write transaction: an event arriving in between would
+        # otherwise get an `ended` older than itself appended after it.
+        with self.transaction() as db:
+            stale = db.execute(
+                "SELECT org, call FROM calls WHERE open = 1 AND last_seen <= ?", (now - idle,)
+            ).fetchall()
+            closing = []
+            for org, call in stale:
+                instant, at = db.execute(
+                    "SELECT instant, at FROM events WHERE org = ? AND call = ? "
+                    "ORDER BY instant DESC LIMIT 1",
+                    (org, call),
+                ).fetchone()
+                closing.append(
+                    Event(org, IDLE_CLOSE_ID.format(call=call), call, at, "ended", instant=instant)
+                )
+            if closing:
+                _Ingest(db, self, now).run(closing)
         return len(closing)
 
     def purge(self, *, org: str, before: int) -> int:
