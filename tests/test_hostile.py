@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import socket
+import sqlite3
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -17,11 +18,14 @@ from typing import Any
 
 import pytest
 
+from samtal.aggregate import aggregate as aggregate_events
 from samtal.api import create_app
+from samtal.events import decode_batch
 from samtal.ingest import import_lines
 from samtal.settings import Settings
 from samtal.simulate import TrafficSettings, event_lines
 from samtal.store import Store, open_store
+from samtal.times import parse_instant
 from tests.conftest import T0, Clock, Server
 from tests.vectors import VECTORS
 
@@ -142,3 +146,137 @@ def test_a_stalled_reader_freezes_nobody(busy: Busy) -> None:
         remaining = stalled.rest()
     # The stall was real: most of the answer was still to come while the checks ran.
     assert remaining > 500_000
+
+
+# -- 2 and 3. an event whose time cannot be rendered costs nobody else anything ---------------
+
+
+def poisoned(org: str) -> list[dict[str, Any]]:
+    """Two events valid in form whose instants no record could be rendered at."""
+    call = {"org": org, "call": "poison"}
+    return [
+        {**call, "id": "p1", "at": "9999-12-31T23:30:00Z", "type": "started"}
+        | {"party": "caller", "number": "+46701", "dialed": "100"},
+        {**call, "id": "p2", "at": "0001-01-01T00:00:01+01:00", "type": "ended"},
+    ]
+
+
+@pytest.fixture
+def service(tmp_path: Path) -> Iterator[Busy]:
+    clock = Clock(T0)
+    config = Settings(
+        database_url=f"sqlite:///{tmp_path / 'api.db'}",
+        retention_days=0,
+        duty_interval_seconds=3600.0,
+    )
+    store = open_store(config.database_url)
+    ingest = store.create_token("ingest", org=None, now=clock())[1]
+    with Server(create_app(config, store=store, clock=clock)) as server:
+        yield Busy(server, store, clock, ingest, tmp_path / "api.db-wal")
+    store.close()
+
+
+def read_token(service: Busy, org: str) -> str:
+    service.store.add_org(org, "Europe/Stockholm", now=service.clock())
+    return service.store.create_token("read", org=org, now=service.clock())[1]
+
+
+def test_an_unrenderable_time_is_rejected_alone(service: Busy) -> None:
+    token = read_token(service, "acme")
+    good = [{**e, "org": "acme"} for e in PRODUCT["events"]]
+    body = lines(good[:5] + poisoned("acme") + good[5:])
+    with service.server.client(service.ingest) as client:
+        response = client.post("/events", content=body)
+    assert response.status_code == 200, response.text
+    report = response.json()
+    assert (report["accepted"], report["duplicates"]) == (17, 0)
+    assert [(r["line"], r["id"]) for r in report["rejected"]] == [(6, "p1"), (7, "p2")]
+    assert all("0001-01-02 to 9999-12-30" in r["reason"] for r in report["rejected"])
+    with service.server.client(token) as client:
+        assert client.get("/cdr/historik?from=2017-01-04").json() == PRODUCT["expected"]
+
+
+def test_import_and_aggregate_skip_an_unrenderable_time(tmp_path: Path) -> None:
+    from tests.test_cli import samtal
+
+    good = [{**e, "org": "acme"} for e in PRODUCT["events"]]
+    events = tmp_path / "events.ndjson"
+    events.write_bytes(lines(good[:5] + poisoned("acme") + good[5:]))
+    aggregated = samtal("aggregate", str(events), cwd=tmp_path)
+    assert aggregated.returncode == 1, aggregated.stderr
+    assert json.loads(aggregated.stdout) == PRODUCT["expected"]
+    assert "line 6:" in aggregated.stderr and "line 7:" in aggregated.stderr
+    db = ["--db", f"sqlite:///{tmp_path / 'i.db'}"]
+    assert samtal("org", "add", "acme", *db, cwd=tmp_path).returncode == 0
+    imported = samtal("import", str(events), *db, cwd=tmp_path)
+    assert imported.returncode == 1
+    assert "accepted 17, duplicates 0, rejected 2" in imported.stdout
+
+
+def test_a_poisoned_call_from_an_older_version_stops_no_duty(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """samtal 0.1 stored the events of an open call whatever their time: a database may hold
+    such a call. Idle closing and purging must go on around it."""
+    clock = Clock(T0 + 14 * 24 * 3600 * 1_000_000)  # 2017-03-15
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    store = open_store(url)
+    store.add_org("acme", "Europe/Stockholm", now=clock())
+    read = store.create_token("read", org="acme", now=clock())[1]
+    ingest = store.create_token("ingest", org=None, now=clock())[1]
+    store.close()
+    with sqlite3.connect(tmp_path / "old.db") as db:  # what 0.1 wrote for the poisoned call
+        db.execute(
+            "INSERT INTO events (org, id, call, instant, seq, type, party, number, dialed, at) "
+            "VALUES ('acme', 'p1', 'poison', ?, NULL, 'started', 'caller', '+46701', '100', "
+            "'9999-12-31T23:30:00Z')",
+            (parse_instant("9999-12-31T23:30:00Z"),),
+        )
+        db.execute(
+            "INSERT INTO calls VALUES ('acme', 'poison', ?, NULL, 1, ?)",
+            (parse_instant("9999-12-31T23:30:00Z"), clock()),
+        )
+    config = Settings(database_url=url, retention_days=0, duty_interval_seconds=0.02)
+    store = open_store(url)
+    idle = next(v for v in VECTORS if v["name"] == "no-record-yet")
+    with (
+        Server(create_app(config, store=store, clock=clock)) as server,
+        server.client(ingest) as poster,
+        server.client(read) as reader,
+    ):
+        assert poster.post("/events", content=lines(idle["events"])).status_code == 200
+        # A new event of the poisoned call is accepted too, and costs nothing else.
+        late = {"org": "acme", "call": "poison", "id": "p3", "at": "2017-03-15T10:00:00Z"}
+        late |= {"type": "ringing", "party": "user", "number": "200"}
+        assert poster.post("/events", content=lines([late])).json()["accepted"] == 1
+        clock.advance(13 * 3600)
+        within(10, lambda: reader.get("/cdr/historik?from=2017-03-08").json() != [])
+    store.close()
+    assert "'poison'" in caplog.text and "cannot make its record" in caplog.text
+
+
+# -- 4. a record whose call turns out not to have stopped disappears --------------------------
+
+
+def test_a_record_that_should_disappear_does(service: Busy) -> None:
+    token = read_token(service, "acme")
+    call = {"org": "acme", "call": "c-4"}
+
+    def event(n: int, at: str, type_: str, **fields: Any) -> dict[str, Any]:
+        return {**call, "id": f"e{n}", "at": f"2017-01-04T10:00:{at}+01:00", "type": type_} | fields
+
+    events = [
+        event(1, "00", "started", party="caller", number="+46701", dialed="622"),
+        event(2, "01", "entered", party="function", number="622", kind="HUNT_GROUP"),
+        event(3, "02", "ringing", party="user", number="U"),
+        event(4, "05", "answered", party="user", number="U"),
+        event(5, "30", "hangup", party="user", number="U"),
+    ]
+    late = event(6, "03.5", "answered", party="user", number="V")
+    with service.server.client(service.ingest) as poster, service.server.client(token) as reader:
+        assert poster.post("/events", content=lines(events)).status_code == 200
+        (record,) = reader.get("/cdr/historik?from=2017-01-04").json()
+        assert record["calleeNo"] == "U"
+        assert poster.post("/events", content=lines([late])).json()["accepted"] == 1
+        assert reader.get("/cdr/historik?from=2017-01-04").json() == []
+    assert aggregate_events(decode_batch(lines([*events, late]).splitlines()).events) == []

@@ -15,23 +15,42 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class DutyReport:
-    """What one round of duties did."""
+    """What one round of duties did, and how many of its parts failed (each is logged)."""
 
     closed: int
     purged: int
+    failed: int = 0
 
 
 def run_duties(store: Store, settings: Settings, *, now: int) -> DutyReport:
-    """Close calls idle for `idle_close_hours` and purge calls older than the retention window."""
+    """Close calls idle for `idle_close_hours` and purge calls older than the retention window.
+
+    Each part fails alone: a failure is logged and the other parts still run; the next round
+    tries again.
+    """
     idle = int(settings.idle_close_hours * 3600 * US_PER_SECOND)
-    closed = store.close_idle_calls(now=now, idle=idle)
-    purged = 0
+    closed = purged = failed = 0
+    try:
+        closed = store.close_idle_calls(now=now, idle=idle)
+    except Exception:
+        failed += 1
+        log.exception("closing idle calls failed; trying again next round")
     if settings.retention_days:
-        for org in store.orgs():
-            before = earliest_instant(
-                zone=zone(org.tz), now=now, retention_days=settings.retention_days
-            )
-            purged += store.purge(org=org.name, before=before)
+        try:
+            orgs = store.orgs()
+        except Exception:
+            failed += 1
+            log.exception("purging failed: cannot list the organisations")
+            orgs = []
+        for org in orgs:
+            try:
+                before = earliest_instant(
+                    zone=zone(org.tz), now=now, retention_days=settings.retention_days
+                )
+                purged += store.purge(org=org.name, before=before)
+            except Exception:
+                failed += 1
+                log.exception("purging %r failed; trying again next round", org.name)
     if closed or purged:
         log.info("duties: closed %d idle call(s), purged %d expired call(s)", closed, purged)
-    return DutyReport(closed, purged)
+    return DutyReport(closed, purged, failed)

@@ -6,6 +6,19 @@ prints the message. A message says what was wrong and what to do, in the user's 
 
 from __future__ import annotations
 
+#: How much of a client's input a message quotes back.
+QUOTE_LIMIT = 64
+
+
+def shorten(value: object, limit: int = QUOTE_LIMIT) -> str:
+    """A client's `value` as a message quotes it (its repr), cut to about `limit` characters:
+    an error never echoes a 100 kB parameter back whole."""
+    text = repr(value)
+    if len(text) <= limit:
+        return text
+    size = len(value) if isinstance(value, str) else len(text)
+    return f"{text[:limit]}... ({size:,} characters)"
+
 
 class SamtalError(Exception):
     """Base of every error samtal raises on purpose; its message is for the user."""

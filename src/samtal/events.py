@@ -19,7 +19,8 @@ from typing import Annotated, Any, Final, cast
 
 import msgspec
 
-from samtal.times import parse_instant
+from samtal.errors import shorten
+from samtal.times import MAX_INSTANT, MIN_INSTANT, parse_instant
 from samtal.types import KINDS, PARTIES_OF_TYPE, TYPE_RANK, EventType, Kind, Party
 
 MAX_ID_LENGTH: Final = 128
@@ -127,15 +128,22 @@ def _check(wire: _Wire) -> Event:
         raise _text_problem("at", at_text, None)
     instant = parse_instant(at_text)
     if instant is None:
-        raise _Invalid(f"`at` is not an RFC 3339 time with an offset: {at_text!r}")
+        raise _Invalid(f"`at` is not an RFC 3339 time with an offset: {shorten(at_text)}")
+    if not MIN_INSTANT <= instant < MAX_INSTANT:
+        raise _Invalid(
+            f"`at` ({at_text}) is outside the years a record can be given in every time zone: "
+            "use a time from 0001-01-02 to 9999-12-30 (UTC)"
+        )
     if type(type_) is not str:
         raise _text_problem("type", type_, None)
     allowed = PARTIES_OF_TYPE.get(type_)
     if allowed is None:
-        raise _Invalid(f"`type` {type_!r} is unknown: use one of {', '.join(PARTIES_OF_TYPE)}")
+        raise _Invalid(
+            f"`type` {shorten(type_)} is unknown: use one of {', '.join(PARTIES_OF_TYPE)}"
+        )
     seq = wire.seq
     if seq is not None and (type(seq) is not int or not 0 <= seq <= MAX_SEQ):
-        raise _Invalid(f"`seq` must be a non-negative integer, not {_what(seq)} {seq!r}")
+        raise _Invalid(f"`seq` must be a non-negative integer, not {_what(seq)} {shorten(seq)}")
     if type_ == "ended":  # party and number of an `ended` are ignored
         return Event(org, event_id, call, at_text, "ended", seq, instant=instant)
 
@@ -144,7 +152,8 @@ def _check(wire: _Wire) -> Event:
         if party is _UNSET:
             raise _Invalid(f"`party` is missing: a `{type_}` event needs one")
         raise _Invalid(
-            f"`party` {party!r} is not allowed on a `{type_}` event (allowed: {', '.join(allowed)})"
+            f"`party` {shorten(party)} is not allowed on a `{type_}` event "
+            f"(allowed: {', '.join(allowed)})"
         )
     number = wire.number
     if type(number) is not str and not (number is None and party == "caller"):
@@ -157,7 +166,9 @@ def _check(wire: _Wire) -> Event:
         if type(kind) is not str or kind not in KINDS:
             if kind is _UNSET:
                 raise _Invalid("`kind` is missing: an `entered` event needs one")
-            raise _Invalid(f"`kind` {kind!r} is unknown: use one of {', '.join(sorted(KINDS))}")
+            raise _Invalid(
+                f"`kind` {shorten(kind)} is unknown: use one of {', '.join(sorted(KINDS))}"
+            )
     elif type_ == "started":
         dialed = wire.dialed
         if type(dialed) is not str:
@@ -205,7 +216,7 @@ def _complete(event: Event) -> bool:
         if event.target is not None and extra != "target":
             event.target = None
     instant = parse_instant(event.at)
-    if instant is None:
+    if instant is None or not MIN_INSTANT <= instant < MAX_INSTANT:
         return False
     event.instant = instant
     return True

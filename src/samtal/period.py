@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta, timezone
 from zoneinfo import ZoneInfo
 
-from samtal.errors import BadPeriod, BeforeRetention
+from samtal.errors import BadPeriod, BeforeRetention, shorten
 from samtal.times import from_datetime, render
 
 _VALUE = re.compile(
@@ -46,12 +46,12 @@ class _Unit:
 def _unit(name: str, text: str, zone: ZoneInfo) -> _Unit:
     match = _VALUE.fullmatch(text)
     if match is None:
-        raise BadPeriod(f"`{name}` ({text!r}) is not in a form the API accepts: use {FORMS}")
+        raise BadPeriod(f"`{name}` ({shorten(text)}) is not in a form the API accepts: use {FORMS}")
     parts = match.groupdict()
     try:
         day = date.fromisoformat(parts["date"])
     except ValueError:
-        raise BadPeriod(f"`{name}` ({text!r}) is not a real date") from None
+        raise BadPeriod(f"`{name}` ({shorten(text)}) is not a real date") from None
     if parts["hour"] is None:
         first = datetime.combine(day, time(0), zone)
         following = datetime.combine(day + timedelta(days=1), time(0), zone)
@@ -60,7 +60,7 @@ def _unit(name: str, text: str, zone: ZoneInfo) -> _Unit:
     second = int(parts["second"] or 0)
     if hour > 23 or minute > 59 or second > 59:
         raise BadPeriod(
-            f"`{name}` ({text!r}) is not a real time of day: hours run 00-23, minutes and "
+            f"`{name}` ({shorten(text)}) is not a real time of day: hours run 00-23, minutes and "
             "seconds 00-59"
         )
     fraction = parts["fraction"]
@@ -79,7 +79,9 @@ def _unit(name: str, text: str, zone: ZoneInfo) -> _Unit:
     else:
         hours, minutes = int(offset[1:3]), int(offset[4:6])
         if hours > 23 or minutes > 59:
-            raise BadPeriod(f"`{name}` ({text!r}) has an impossible offset {offset!r}")
+            raise BadPeriod(
+                f"`{name}` ({shorten(text)}) has an impossible offset {shorten(offset)}"
+            )
         delta = timedelta(hours=hours, minutes=minutes)
         tz = timezone(delta if offset[0] == "+" else -delta)
     wall = datetime.combine(day, time(hour, minute, second, micros))

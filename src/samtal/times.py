@@ -108,6 +108,10 @@ def parse_instant(text: str) -> int | None:
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+#: The instants that render as a four-digit year in every zone (offsets stay within a day):
+#: 0001-01-02T00:00:00Z up to, not including, 9999-12-31T00:00:00Z.
+MIN_INSTANT = (date(1, 1, 2).toordinal() - _EPOCH_ORDINAL) * 86_400 * US_PER_SECOND
+MAX_INSTANT = (date(9999, 12, 31).toordinal() - _EPOCH_ORDINAL) * 86_400 * US_PER_SECOND
 
 
 def to_datetime(instant: int, zone: ZoneInfo) -> datetime:

@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from itertools import islice
 
+from samtal.errors import shorten
 from samtal.events import Decoded, Event, Rejection, decode_batch
 from samtal.store import Store
 
@@ -63,7 +64,9 @@ def ingest(
             if verdict[event.org]:
                 events.append(event)
             else:
-                rejected.append(Rejection(line, event.id, f"unknown organisation {event.org!r}"))
+                rejected.append(
+                    Rejection(line, event.id, f"unknown organisation {shorten(event.org)}")
+                )
         rejected.sort(key=lambda r: r.line)
     if events:
         summary = store.ingest(events, now=now)

@@ -7,6 +7,7 @@ range scan that hands out ready bytes.
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
@@ -83,6 +84,7 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX records_by_change ON records (org, change_seq);
     """,
 )
+log = logging.getLogger(__name__)
 CHUNK = 500  # rows per fetch, and parameters per IN (...) list
 
 
@@ -440,16 +442,35 @@ class _Ingest:
         known = self._known_calls(by_call)
         stored = self._stored_events(known)
         seqs: dict[str, int] = {}
+        deleted = 0
         record_rows: list[tuple[str, int, str, int, int, bytes]] = []
         moved: list[tuple[str, int, str]] = []
         calls_rows: list[tuple[str, str, int, int | None, bool, int]] = []
         for (org, call), new in by_call.items():
             events = stored.get((org, call), new) if (org, call) in known else new
-            record = record_of_call(events)
-            if record is not None:
-                rendered = orjson.dumps(record.render(zone(self.store._zone_of(db, org))))
+            old_ms = known.get((org, call))
+            try:
+                record = record_of_call(events)
+                rendered = (
+                    None
+                    if record is None
+                    else orjson.dumps(record.render(zone(self.store._zone_of(db, org))))
+                )
+            except Exception as exc:
+                # Whatever goes wrong with one call costs that call alone: its events are
+                # kept, its record stays as it was, and its next event tries again.
+                log.error(
+                    "call %r of organisation %r: cannot make its record (%s: %s); its events "
+                    "are kept and its record is tried again with its next event",
+                    call,
+                    org,
+                    type(exc).__name__,
+                    exc,
+                )
+                calls_rows.append(_call_row(org, call, events, old_ms, self.now))
+                continue
+            if record is not None and rendered is not None:
                 record_ms = record.start // US_PER_MS
-                old_ms = known.get((org, call))
                 if self._record_differs(org, call, old_ms, record_ms, rendered):
                     seq = seqs.get(org)
                     if seq is None:
@@ -462,11 +483,12 @@ class _Ingest:
                     record_rows.append((org, record_ms, call, record.start, seq, rendered))
                 calls_rows.append((org, call, record.start, record_ms, False, self.now))
             else:
-                # No record: not started yet, or still going. `events` is the whole call.
-                started = [e.instant for e in events if e.type == "started"]
-                age = min(started) if started else min(e.instant for e in events)
-                is_open = not any(e.type == "ended" for e in events)
-                calls_rows.append((org, call, age, None, is_open, self.now))
+                # No record: not started yet, or still going. A record it had is gone: a
+                # late event showed that the call has not stopped after all (cdr.md).
+                if old_ms is not None:
+                    moved.append((org, old_ms, call))
+                    deleted += 1
+                calls_rows.append(_call_row(org, call, events, None, self.now))
         db.executemany("DELETE FROM records WHERE org = ? AND start_ms = ? AND call = ?", moved)
         db.executemany(
             "INSERT INTO records VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (org, start_ms, call) "
@@ -484,7 +506,7 @@ class _Ingest:
             "UPDATE orgs SET change_seq = ? WHERE name = ?",
             [(seq, org) for org, seq in seqs.items()],
         )
-        return len(record_rows)
+        return len(record_rows) + deleted
 
     def _stored_events(
         self, known: dict[tuple[str, str], int | None]
@@ -546,6 +568,17 @@ class _Ingest:
             (org, old_ms, call),
         ).fetchone()
         return row is None or old_ms != start_ms or row[0] != rendered
+
+
+def _call_row(
+    org: str, call: str, events: Sequence[Event], record_ms: int | None, now: int
+) -> tuple[str, str, int, int | None, bool, int]:
+    """The `calls` row of a call from its events alone: its age is its start (or its earliest
+    event without one), and it is open while it has no record and no `ended`."""
+    started = [e.instant for e in events if e.type == "started"]
+    age = min(started) if started else min(e.instant for e in events)
+    is_open = record_ms is None and not any(e.type == "ended" for e in events)
+    return (org, call, age, record_ms, is_open, now)
 
 
 def _statements(script: str) -> Iterator[str]:
