@@ -16,6 +16,7 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from samtal.aggregate import aggregate as aggregate_events
@@ -280,3 +281,81 @@ def test_a_record_that_should_disappear_does(service: Busy) -> None:
         assert poster.post("/events", content=lines([late])).json()["accepted"] == 1
         assert reader.get("/cdr/historik?from=2017-01-04").json() == []
     assert aggregate_events(decode_batch(lines([*events, late]).splitlines()).events) == []
+
+
+# -- 5. deep nesting and extreme periods --------------------------------------------------------
+
+
+def assert_problem(response: httpx.Response, status: int, *parts: str) -> dict[str, Any]:
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"] == "application/problem+json"
+    body: dict[str, Any] = response.json()
+    for part in parts:
+        assert part in body["detail"], body["detail"]
+    return body
+
+
+def test_deep_nesting_is_one_line_verdict(service: Busy) -> None:
+    token = read_token(service, "acme")
+    good = [{**e, "org": "acme"} for e in PRODUCT["events"]]
+    deep = json.dumps({**good[0], "id": "deep"})[:-1] + ', "x": ' + "[" * 100_000 + "]" * 100_000
+    body = lines(good[:3]) + deep.encode() + b"}\n" + lines(good[3:])
+    with service.server.client(service.ingest) as client:
+        report = client.post("/events", content=body).json()
+        assert report["accepted"] == 17
+        assert [(r["line"], r["reason"]) for r in report["rejected"]] == [
+            (4, "JSON nested too deeply to read: an event nests at most a few levels")
+        ]
+        as_array = client.post(
+            "/events", content=b"[" * 100_000, headers={"Content-Type": "application/json"}
+        )
+        assert_problem(as_array, 400, "nested too deeply")
+    with service.server.client(token) as client:
+        assert client.get("/cdr/historik?from=2017-01-04").json() == PRODUCT["expected"]
+
+
+@pytest.mark.parametrize(
+    ("query", "status"),
+    [
+        ("from=2017-01-04&to=9999-12-31", 200),
+        ("from=2017-01-04&to=9999-12-31T23:59:59.999999Z", 200),
+        ("from=2017-01-04&to=9999-12-31T23:59:59.999999-23:59", 200),
+        ("from=9999-12-31&to=9999-12-31", 200),
+        ("from=0001-01-01&to=0001-01-01", 200),
+        ("from=0001-01-01T00:00%2B23:59&to=2017-01-04", 200),
+        ("from=9999-12-31", 400),
+    ],
+)
+def test_extreme_periods(service: Busy, query: str, status: int) -> None:
+    token = read_token(service, "acme")
+    with service.server.client(service.ingest) as client:
+        client.post("/events", content=lines([{**e, "org": "acme"} for e in PRODUCT["events"]]))
+    with service.server.client(token) as client:
+        response = client.get(f"/cdr/historik?{query}")
+    assert response.status_code == status, response.text
+    if status == 200 and query.startswith("from=2017"):
+        assert response.json() == PRODUCT["expected"]
+
+
+# -- 6. smaller defects --------------------------------------------------------------------------
+
+
+def test_echoed_input_is_cut(service: Busy) -> None:
+    token = read_token(service, "acme")
+    with service.server.client(token) as client:
+        body = assert_problem(client.get("/cdr/historik", params={"from": "9" * 10_000}), 400)
+    assert len(body["detail"]) < 400 and "10,000 characters" in body["detail"]
+    with service.server.client(service.ingest) as client:
+        event = {**PRODUCT["events"][0], "org": "x" * 100_000}
+        report = client.post("/events", content=lines([event])).json()
+    assert len(report["rejected"][0]["reason"]) < 200
+
+
+@pytest.mark.parametrize("seq", ["1e400", "9" * 5000, "-1", "1.5"])
+def test_a_bad_seq_is_named(service: Busy, seq: str) -> None:
+    read_token(service, "acme")
+    event = json.dumps({**PRODUCT["events"][0], "org": "acme"})[:-1] + f', "seq": {seq}}}'
+    with service.server.client(service.ingest) as client:
+        report = client.post("/events", content=event.encode()).json()
+    (rejection,) = report["rejected"]
+    assert rejection["reason"].startswith("`seq`"), rejection

@@ -14,6 +14,7 @@ test holds it to "whatever the fast path accepts, the full path accepts identica
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Iterator
 from typing import Annotated, Any, Final, cast
 
@@ -228,7 +229,7 @@ def decode_one(line: bytes | str, position: int) -> Event | Rejection:
         event = _decode_event(line)
         if _complete(event):
             return event
-    except msgspec.DecodeError:  # includes ValidationError: the full path words it
+    except (msgspec.DecodeError, RecursionError):  # the full path words it
         pass
     return _decode_fully(line, position)
 
@@ -237,15 +238,33 @@ def _decode_fully(line: bytes | str, position: int) -> Event | Rejection:
     """The full path: every rule in order, and the first one broken in the user's terms."""
     try:
         wire = _decode_wire(line)
-    except msgspec.ValidationError:
-        return Rejection(position, None, "not a JSON object")
+    except msgspec.ValidationError as exc:
+        return Rejection(position, None, _invalid_field(exc))
     except msgspec.DecodeError as exc:
         return Rejection(position, None, f"not valid JSON: {_short(exc)}")
+    except RecursionError:
+        return Rejection(position, None, TOO_DEEP)
     try:
         return _check(wire)
     except _Invalid as exc:
         event_id = wire.id if type(wire.id) is str else None
         return Rejection(position, event_id, str(exc))
+
+
+TOO_DEEP = "JSON nested too deeply to read: an event nests at most a few levels"
+_FIELD_AT = re.compile(r" - at `\$\.([a-z]+)`$")
+
+
+def _invalid_field(exc: msgspec.ValidationError) -> str:
+    """Why a JSON value could not be read into `_Wire`: not an object, or a field whose number
+    is out of any range (the only value an `Any` field refuses)."""
+    found = _FIELD_AT.search(str(exc))
+    if found is None:
+        return "not a JSON object"
+    name = found.group(1)
+    if name == "seq":
+        return f"`seq` is a number out of range: it must be a non-negative integer up to {MAX_SEQ}"
+    return f"`{name}` is a number out of range: it must be a string"
 
 
 def _short(exc: Exception) -> str:
@@ -293,7 +312,7 @@ def decode_batch(lines: Iterable[bytes], first_line: int = 1) -> Decoded:
                 keep(event)
                 keep_line(position)
                 continue
-        except DecodeError:
+        except (DecodeError, RecursionError):
             pass
         if line and not line.isspace():
             result = _decode_fully(line, position)
@@ -328,4 +347,6 @@ def decode_array(body: bytes) -> list[Event | Rejection]:
         items = _decode_array(body.removeprefix(_BOM))
     except msgspec.DecodeError as exc:  # ValidationError is a DecodeError
         raise ValueError(f"the body is not a JSON array of events: {_short(exc)}") from exc
+    except RecursionError:
+        raise ValueError(f"the body is not a JSON array of events: {TOO_DEEP}") from None
     return [decode_one(bytes(raw), position) for position, raw in enumerate(items, 1)]

@@ -14,7 +14,7 @@ from datetime import UTC, date, datetime, time, timedelta, timezone
 from zoneinfo import ZoneInfo
 
 from samtal.errors import BadPeriod, BeforeRetention, shorten
-from samtal.times import from_datetime, render
+from samtal.times import MAX_INSTANT, US_PER_SECOND, from_datetime, render
 
 _VALUE = re.compile(
     r"(?P<date>[0-9]{4}-[0-9]{2}-[0-9]{2})"
@@ -37,10 +37,15 @@ class Period:
     end: int
 
 
+#: The end of a period whose `to` is the calendar's last unit: later than any instant a value
+#: names (9999-12-31T23:59:59.999999-23:59 is 10000-01-01T23:59Z).
+OPEN_END = MAX_INSTANT + 3 * 86_400 * US_PER_SECOND
+
+
 @dataclass(frozen=True)
 class _Unit:
-    start: datetime  # aware: the unit's first instant
-    next: datetime  # aware: the first instant of the following unit
+    start: int  # the unit's first instant
+    next: int  # the first instant of the following unit (OPEN_END past the calendar's end)
 
 
 def _unit(name: str, text: str, zone: ZoneInfo) -> _Unit:
@@ -54,8 +59,7 @@ def _unit(name: str, text: str, zone: ZoneInfo) -> _Unit:
         raise BadPeriod(f"`{name}` ({shorten(text)}) is not a real date") from None
     if parts["hour"] is None:
         first = datetime.combine(day, time(0), zone)
-        following = datetime.combine(day + timedelta(days=1), time(0), zone)
-        return _Unit(first, following)
+        return _Unit(from_datetime(first), _following(first, timedelta(days=1), zone))
     hour, minute = int(parts["hour"]), int(parts["minute"])
     second = int(parts["second"] or 0)
     if hour > 23 or minute > 59 or second > 59:
@@ -84,9 +88,17 @@ def _unit(name: str, text: str, zone: ZoneInfo) -> _Unit:
             )
         delta = timedelta(hours=hours, minutes=minutes)
         tz = timezone(delta if offset[0] == "+" else -delta)
-    wall = datetime.combine(day, time(hour, minute, second, micros))
-    # Wall-clock arithmetic for the next unit, each end resolved in the zone by itself.
-    return _Unit(wall.replace(tzinfo=tz), (wall + step).replace(tzinfo=tz))
+    wall = datetime.combine(day, time(hour, minute, second, micros), tz)
+    return _Unit(from_datetime(wall), _following(wall, step, tz))
+
+
+def _following(first: datetime, step: timedelta, tz: ZoneInfo | timezone) -> int:
+    """The first instant of the unit after the one starting at `first`: wall-clock arithmetic,
+    resolved in the zone by itself. Past 9999-12-31 there is no next unit: the end is open."""
+    try:
+        return from_datetime((first.replace(tzinfo=None) + step).replace(tzinfo=tz))
+    except OverflowError:
+        return OPEN_END
 
 
 def parse_period(
@@ -104,8 +116,7 @@ def parse_period(
     """
     if from_text is None or from_text == "":
         raise BadPeriod("`from` is required, e.g. from=2017-01-04 or from=2017-01-04%2008:00")
-    first = _unit("from", from_text, zone)
-    start = from_datetime(first.start)
+    start = _unit("from", from_text, zone).start
     if to_text is None:
         end = now
         if end <= start:
@@ -114,7 +125,7 @@ def parse_period(
                 f"({render(now, zone)}): the period is empty"
             )
     else:
-        end = from_datetime(_unit("to", to_text, zone).next)
+        end = _unit("to", to_text, zone).next
         if end <= start:
             raise BadPeriod(f"`to` ({to_text}) is before `from` ({from_text}): the period is empty")
     if retention_days:
