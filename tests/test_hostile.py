@@ -6,9 +6,14 @@ server never answers 5xx to a client's input.
 
 from __future__ import annotations
 
+import gzip
 import json
+import os
 import socket
 import sqlite3
+import subprocess
+import sys
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -359,3 +364,112 @@ def test_a_bad_seq_is_named(service: Busy, seq: str) -> None:
         report = client.post("/events", content=event.encode()).json()
     (rejection,) = report["rejected"]
     assert rejection["reason"].startswith("`seq`"), rejection
+
+
+def test_gzip_bodies(tmp_path: Path) -> None:
+    clock = Clock(T0)
+    config = Settings(
+        database_url=f"sqlite:///{tmp_path / 'gz.db'}", retention_days=0, max_body_bytes=10_000
+    )
+    store = open_store(config.database_url)
+    store.add_org("acme", "Europe/Stockholm", now=clock())
+    ingest = store.create_token("ingest", org=None, now=clock())[1]
+    body = lines([{**e, "org": "acme"} for e in PRODUCT["events"]])
+    server = Server(create_app(config, store=store, clock=clock))
+    with server, server.client(ingest) as client:
+
+        def post(content: bytes, encoding: str = "gzip") -> httpx.Response:
+            return client.post("/events", content=content, headers={"Content-Encoding": encoding})
+
+        # Two gzip members, as `cat a.gz b.gz` makes.
+        halves = gzip.compress(body[:1000]) + gzip.compress(body[1000:])
+        assert post(halves).json() == {"accepted": 17, "duplicates": 0, "rejected": []}
+        assert post(gzip.compress(body)).json()["duplicates"] == 17
+        bomb = gzip.compress(b" " * 50_000_000)  # 49 kB that unpack to 50 MB
+        assert_problem(post(bomb), 413, "decompressed")
+        assert_problem(post(b"not gzip at all"), 400, "not valid gzip")
+        assert_problem(post(gzip.compress(body)[:-20]), 400, "ends early")
+        assert_problem(post(body, "br"), 415, "content encoding 'br'")
+    store.close()
+
+
+def test_bodies_held_at_once_are_bounded(tmp_path: Path) -> None:
+    clock = Clock(T0)
+    config = Settings(
+        database_url=f"sqlite:///{tmp_path / 'mem.db'}",
+        retention_days=0,
+        max_body_bytes=20_000,
+        max_inflight_bytes=14_000,
+    )
+    store = open_store(config.database_url)
+    store.add_org("acme", "Europe/Stockholm", now=clock())
+    ingest = store.create_token("ingest", org=None, now=clock())[1]
+    body = lines([{**e, "org": "acme"} for e in PRODUCT["events"]])
+    assert 2500 < len(body) < 3000
+    first, rest = (body * 5)[:12_000], (body * 5)[12_000:]
+    release = threading.Event()
+
+    def slow() -> Iterator[bytes]:  # a client sending half its body, then pausing
+        yield first
+        release.wait(10)
+        yield rest
+
+    server = Server(create_app(config, store=store, clock=clock))
+    with server, server.client(ingest) as slow_client, server.client(ingest) as other:
+        done: list[httpx.Response] = []
+        sender = threading.Thread(
+            target=lambda: done.append(slow_client.post("/events", content=slow()))
+        )
+        sender.start()
+        try:
+            time.sleep(0.3)  # the first 12,000 bytes are held by the server now
+            refused = other.post("/events", content=body)
+            assert_problem(refused, 503, "try again")
+            assert refused.headers["retry-after"] == "1"
+        finally:
+            release.set()
+            sender.join(10)
+        # The slow body is taken whole although it is over the limit: it was alone.
+        assert done[0].json() == {"accepted": 17, "duplicates": 68, "rejected": []}
+        # Once let go, the bytes are free again.
+        assert other.post("/events", content=body).json()["duplicates"] == 17
+    store.close()
+
+
+def test_a_client_gone_mid_upload_is_one_log_line(tmp_path: Path) -> None:
+    from tests.test_cli import samtal
+
+    env = {"SAMTAL_DATABASE_URL": f"sqlite:///{tmp_path / 'gone.db'}"}
+    ingest = samtal("token", "create", "--ingest", cwd=tmp_path, env=env).stdout.split()[-1]
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = subprocess.Popen(
+        [sys.executable, "-m", "samtal", "serve", "--port", str(port)],
+        cwd=tmp_path,
+        env={**os.environ, **env},
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        within(30, lambda: _answers(f"http://127.0.0.1:{port}/healthz"))
+        with socket.create_connection(("127.0.0.1", port)) as sock:
+            sock.sendall(
+                f"POST /events HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {ingest}\r\n"
+                "Content-Length: 100000\r\n\r\n".encode()
+                + b"x" * 1000
+            )
+            time.sleep(0.3)
+        time.sleep(0.5)
+    finally:
+        server.terminate()
+        _, log = server.communicate(timeout=20)
+    assert "Traceback" not in log and "ERROR" not in log, log
+    assert log.count("went away") == 1, log
+
+
+def _answers(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=1).status_code == 200
+    except httpx.TransportError:
+        return False

@@ -118,3 +118,12 @@ class StoreError(SamtalError):
     status = 503
     title = "Storage unavailable"
     slug = "storage-unavailable"
+
+
+class Overloaded(SamtalError):
+    """The server holds as much as it may at once; the client should try again shortly."""
+
+    status = 503
+    title = "Service unavailable"
+    slug = "overloaded"
+    headers = {"Retry-After": "1"}  # noqa: RUF012

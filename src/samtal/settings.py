@@ -32,6 +32,11 @@ class Settings:
     max_body_bytes: int = _setting(
         16 * 1024 * 1024, "Largest POST /events body accepted; larger ones get 413."
     )
+    max_inflight_bytes: int = _setting(
+        64 * 1024 * 1024,
+        "Most bytes of POST /events bodies held at once, across clients; a body that would "
+        "go over it gets 503 with Retry-After (one body alone is always taken).",
+    )
     duty_interval_seconds: float = _setting(
         60.0, "How often the server closes idle calls and purges expired ones."
     )

@@ -10,6 +10,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect
 from starlette.responses import Response
 
 from samtal.errors import SamtalError
@@ -84,6 +85,16 @@ def install(app: FastAPI) -> None:
             detail,
             getattr(exc, "headers", None),
         )
+
+    @app.exception_handler(ClientDisconnect)
+    async def gone(request: Request, _: ClientDisconnect) -> Response:
+        # Nothing of the request was stored, and nobody is there to read an answer.
+        log.info(
+            "%s %s: the client went away before its request was read",
+            request.method,
+            request.url.path,
+        )
+        return problem(400, "client-disconnected", "Client disconnected", "the request ended early")
 
     @app.exception_handler(Exception)
     async def unexpected(_: Request, exc: Exception) -> Response:

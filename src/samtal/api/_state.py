@@ -10,6 +10,7 @@ from typing import Any, TypeVar
 
 from fastapi import Request
 
+from samtal.errors import Overloaded
 from samtal.ingest import KnownOrgs
 from samtal.settings import Settings
 from samtal.store import Org, Store
@@ -17,6 +18,28 @@ from samtal.store import Org, Store
 T = TypeVar("T")
 #: Reader threads: reads are short (a chunk of at most 500 rows), so a few serve many clients.
 READERS = 4
+
+
+@dataclass
+class InFlight:
+    """The bytes of request bodies held at once, kept under `limit` so that memory stays
+    bounded whatever the number of clients. Used on the event loop only."""
+
+    limit: int
+    held: int = 0
+
+    def take(self, size: int, *, mine: int) -> None:
+        """Hold `size` more bytes for a request that holds `mine` already; Overloaded when
+        that would pass the limit while other requests hold bytes too."""
+        if self.held + size > self.limit and self.held > mine:
+            raise Overloaded(
+                "the server is taking in as much as it may at once: try again in a second"
+            )
+        self.held += size
+
+    def give(self, size: int) -> None:
+        """Let go of bytes taken."""
+        self.held -= size
 
 
 @dataclass
@@ -35,10 +58,14 @@ class AppState:
     readers: ThreadPoolExecutor = field(
         default_factory=lambda: ThreadPoolExecutor(READERS, thread_name_prefix="samtal-reader")
     )
+    inflight: InFlight = field(init=False)
     #: Organisations by name, once looked up (an organisation's zone never changes).
     known: dict[str, Org] = field(default_factory=dict)
     #: When each token's use was last written (see _auth.TOUCH_EVERY).
     touched: dict[int, int] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.inflight = InFlight(self.settings.max_inflight_bytes)
 
     async def write(self, work: Callable[[], T]) -> T:
         """Run `work` on the writer thread: SQLite takes one writer at a time anyway."""
