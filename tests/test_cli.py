@@ -98,7 +98,10 @@ def test_import(tmp_path: Path) -> None:
     assert second.returncode == 1
     assert second.stdout.strip() == "accepted 0, duplicates 1, rejected 2"
     assert "line 2: not valid JSON" in second.stderr
-    assert "line 3: unknown organisation 'nobody'" in second.stderr
+    assert (
+        "1 line(s) of the unknown organisation 'nobody': add it with `samtal org add nobody`"
+        in (second.stderr)
+    )
 
 
 def _free_port() -> int:

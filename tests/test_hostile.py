@@ -473,3 +473,47 @@ def _answers(url: str) -> bool:
         return httpx.get(url, timeout=1).status_code == 200
     except httpx.TransportError:
         return False
+
+
+@pytest.mark.parametrize("name", ["", " acme", "ac me", "a\nb", "x" * 65, "acme/1", "åäö"])
+def test_organisation_names_are_checked(tmp_path: Path, name: str) -> None:
+    from tests.test_cli import samtal
+
+    db = ["--db", f"sqlite:///{tmp_path / 'o.db'}"]
+    added = samtal("org", "add", *db, "--", name, cwd=tmp_path)
+    assert added.returncode == 1
+    assert "cannot name an organisation: use 1 to 64 letters" in added.stderr
+    assert len(added.stderr) < 300
+    assert samtal("org", "list", *db, cwd=tmp_path).stdout == ""
+
+
+def test_names_made_before_the_rule_keep_working(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    open_store(url).close()
+    with sqlite3.connect(tmp_path / "old.db") as db:  # what 0.1 let an operator add
+        db.execute("INSERT INTO orgs (name, tz, created) VALUES ('old name', 'UTC', 0)")
+    store = open_store(url)
+    store.create_token("read", org="old name", now=T0)
+    from samtal.ingest import KnownOrgs, ingest
+
+    events = decode_batch(lines([{**e, "org": "old name"} for e in PRODUCT["events"]]).split(b"\n"))
+    assert ingest(store, events, orgs=KnownOrgs(store), now=T0).accepted == 17
+    store.close()
+
+
+def test_import_sums_up_unknown_organisations(tmp_path: Path) -> None:
+    from tests.test_cli import samtal
+
+    db = ["--db", f"sqlite:///{tmp_path / 'i.db'}"]
+    events = tmp_path / "events.ndjson"
+    other = [{**e, "org": "bolag"} for e in PRODUCT["events"]]
+    events.write_bytes(lines(PRODUCT["events"] * 6 + other) + b"{\n")
+    imported = samtal("import", str(events), *db, cwd=tmp_path)
+    assert imported.returncode == 1
+    assert imported.stderr.splitlines() == [
+        "line 120: not valid JSON: Input data was truncated",
+        "102 line(s) of the unknown organisation 'acme': add it with `samtal org add acme` and "
+        "import again (what is stored already counts as duplicates)",
+        "17 line(s) of the unknown organisation 'bolag': add it with `samtal org add bolag` and "
+        "import again (what is stored already counts as duplicates)",
+    ]

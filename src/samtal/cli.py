@@ -6,6 +6,7 @@ import gc
 import logging
 import os
 import sys
+from collections import Counter
 from collections.abc import Callable
 from datetime import date, datetime, timedelta
 from typing import Any, BinaryIO, NoReturn
@@ -15,7 +16,7 @@ from rich.console import Console
 
 from samtal.aggregate import aggregate as aggregate_events
 from samtal.api import create_app, system_clock
-from samtal.errors import SamtalError, UnknownZone
+from samtal.errors import SamtalError, UnknownZone, shorten
 from samtal.events import decode_batch
 from samtal.ingest import Report, import_lines
 from samtal.records import dumps
@@ -324,10 +325,20 @@ def import_(file: BinaryIO, db_url: str) -> None:
         report = _import_with_progress(store, file)
     else:
         report = import_lines(store, file, now=system_clock)
-    for rejection in report.rejected[:MAX_SHOWN]:
+    # Lines of unknown organisations are summed up per organisation, with what to do.
+    unknown = Counter(r.unknown_org for r in report.rejected if r.unknown_org is not None)
+    invalid = [r for r in report.rejected if r.unknown_org is None]
+    for rejection in invalid[:MAX_SHOWN]:
         click.echo(str(rejection), err=True)
-    if len(report.rejected) > MAX_SHOWN:
-        click.echo(f"... and {len(report.rejected) - MAX_SHOWN:,} more", err=True)
+    if len(invalid) > MAX_SHOWN:
+        click.echo(f"... and {len(invalid) - MAX_SHOWN:,} more invalid lines", err=True)
+    for name, count in sorted(unknown.items()):
+        click.echo(
+            f"{count:,} line(s) of the unknown organisation {shorten(name)}: add it with "
+            f"`samtal org add {name}` and import again (what is stored already counts as "
+            "duplicates)",
+            err=True,
+        )
     click.echo(
         f"accepted {report.accepted:,}, duplicates {report.duplicates:,}, "
         f"rejected {len(report.rejected):,}"

@@ -63,6 +63,8 @@ class Rejection(msgspec.Struct, frozen=True):
     line: int
     id: str | None
     reason: str
+    #: Set when the one thing wrong is that the event's organisation is not known.
+    unknown_org: str | None = None
 
     def __str__(self) -> str:
         return f"line {self.line}: {self.reason}"

@@ -1,5 +1,6 @@
 """The small vocabulary of events.md: event types, parties and function kinds."""
 
+import re
 from typing import Final, Literal
 
 EventType = Literal["started", "entered", "ringing", "answered", "transferred", "hangup", "ended"]
@@ -34,3 +35,7 @@ PARTIES_OF_TYPE: Final[dict[str, tuple[Party, ...]]] = {
     "hangup": ("caller", "user", "external", "function"),
     "ended": (),
 }
+
+#: What an organisation's name may be: 1-64 letters, digits, `-`, `_` and `.`, so that it is
+#: safe in a URL, a subject name (NATS) and a line of `samtal org list`.
+ORG_NAME: Final = re.compile(r"[A-Za-z0-9._-]{1,64}")

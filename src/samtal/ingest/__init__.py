@@ -65,7 +65,12 @@ def ingest(
                 events.append(event)
             else:
                 rejected.append(
-                    Rejection(line, event.id, f"unknown organisation {shorten(event.org)}")
+                    Rejection(
+                        line,
+                        event.id,
+                        f"unknown organisation {shorten(event.org)}",
+                        unknown_org=event.org,
+                    )
                 )
         rejected.sort(key=lambda r: r.line)
     if events:

@@ -10,11 +10,23 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+from samtal.errors import UsageError, shorten
 from samtal.events import Event
 from samtal.tokens import TokenKind
+from samtal.types import ORG_NAME
 
 #: Id of the `ended` event a server appends when it closes an idle call (cdr.md).
 IDLE_CLOSE_ID = "samtal:idle-close:{call}"
+
+
+def check_org_name(name: str) -> None:
+    """UsageError unless `name` may name a new organisation (names made before the rule was
+    there keep working: only new ones are checked)."""
+    if not ORG_NAME.fullmatch(name):
+        raise UsageError(
+            f"{shorten(name)} cannot name an organisation: use 1 to 64 letters, digits, "
+            "'-', '_' or '.'"
+        )
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ import orjson
 from samtal.aggregate import record_of_call
 from samtal.errors import Conflict, NotFound, StoreError
 from samtal.events import Event
-from samtal.store._base import IDLE_CLOSE_ID, Change, IngestSummary, Org, Token
+from samtal.store._base import IDLE_CLOSE_ID, Change, IngestSummary, Org, Token, check_org_name
 from samtal.times import US_PER_MS, zone
 from samtal.tokens import TokenKind, digest, new_secret
 
@@ -209,7 +209,8 @@ class SqliteStore:
     # -- organisations and tokens -----------------------------------------------------------
 
     def add_org(self, name: str, tz: str, *, now: int) -> Org:
-        """Create an organisation; Conflict when it exists."""
+        """Create an organisation; UsageError for a bad name, Conflict when it exists."""
+        check_org_name(name)
         zone(tz)  # UnknownZone for a name the IANA database does not know
         with self.transaction() as db:
             try:
