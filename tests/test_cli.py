@@ -110,8 +110,9 @@ def _free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def _run_demo(cwd: Path) -> list[dict[str, object]]:
-    """Start `samtal demo`, paste its curl line's URL and token, return what it answers."""
+def _run_demo(cwd: Path) -> tuple[list[dict[str, object]], str, str]:
+    """Start `samtal demo`, paste its curl line's URL and token; what it answers, the token
+    and what the demo said before it."""
     port = _free_port()
     process = subprocess.Popen(
         [sys.executable, "-m", "samtal", "demo", "--port", str(port)],
@@ -125,6 +126,7 @@ def _run_demo(cwd: Path) -> list[dict[str, object]]:
     reader.start()
     try:
         curl = None
+        said = ""
         deadline = time.monotonic() + 60
         while curl is None and time.monotonic() < deadline:
             try:
@@ -135,6 +137,8 @@ def _run_demo(cwd: Path) -> list[dict[str, object]]:
                 continue
             if line.startswith("curl "):
                 curl = line.strip()
+            else:
+                said += line
         assert curl is not None, "no curl line within a minute"
         words = shlex.split(curl)
         header, url = words[words.index("-H") + 1], words[-1]
@@ -149,7 +153,7 @@ def _run_demo(cwd: Path) -> list[dict[str, object]]:
                 time.sleep(0.1)
         assert response.status_code == 200, response.text
         records: list[dict[str, object]] = response.json()
-        return records
+        return records, header.split("Bearer ")[1], said
     finally:
         process.terminate()
         process.wait(timeout=20)
@@ -160,7 +164,8 @@ def _run_demo(cwd: Path) -> list[dict[str, object]]:
 
 
 def test_demo_serves_records_and_runs_again(tmp_path: Path) -> None:
-    first = _run_demo(tmp_path)
+    first, token, said = _run_demo(tmp_path)
+    assert "a new read token, kept in samtal-demo.db.token" in said
     assert len(first) > 500  # a working day, 08:00-17:00, of a 2,000-calls-a-day company
     assert list(first[0]) == [
         "callerNo",
@@ -172,4 +177,25 @@ def test_demo_serves_records_and_runs_again(tmp_path: Path) -> None:
         "stop",
     ]
     assert (tmp_path / "samtal-demo.db").exists()
-    assert _run_demo(tmp_path) == first  # reused: the same traffic, not doubled
+    again, same_token, said = _run_demo(tmp_path)
+    assert again == first  # reused: the same traffic, not doubled
+    assert same_token == token and "the read token kept in samtal-demo.db.token" in said
+    assert (
+        len(
+            samtal(
+                "token", "list", "--db", "sqlite:///samtal-demo.db", cwd=tmp_path
+            ).stdout.splitlines()
+        )
+        == 2
+    )
+
+
+def test_demo_on_a_busy_port_makes_nothing(tmp_path: Path) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        refused = samtal("demo", "--port", str(busy.getsockname()[1]), cwd=tmp_path)
+    assert refused.returncode == 2
+    assert "cannot serve on 127.0.0.1:" in refused.stderr and "--port" in refused.stderr
+    assert "curl" not in refused.stdout and "Bearer" not in refused.stdout
+    assert list(tmp_path.iterdir()) == []

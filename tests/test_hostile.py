@@ -9,6 +9,7 @@ from __future__ import annotations
 import gzip
 import json
 import os
+import re
 import socket
 import sqlite3
 import subprocess
@@ -517,3 +518,52 @@ def test_import_sums_up_unknown_organisations(tmp_path: Path) -> None:
         "17 line(s) of the unknown organisation 'bolag': add it with `samtal org add bolag` and "
         "import again (what is stored already counts as duplicates)",
     ]
+
+
+# -- 7. the newcomer's first minutes -----------------------------------------------------------
+
+
+def test_the_docs_need_no_internet(service: Busy) -> None:
+    with service.server.client() as client:
+        for page in ("/docs", "/redoc"):
+            html = client.get(page).text
+            assert "https://" not in html and "http://" not in html, html
+            assets = re.findall(r"""(?:src|href)=['"]([^'"]+)['"]""", html)
+            assert any(a.endswith(".js") for a in assets), html
+            for asset in assets:
+                assert client.get(asset).status_code == 200, asset
+
+
+def test_the_command_line_starts_without_the_server() -> None:
+    """`samtal aggregate --help` must not pay for importing the web framework."""
+    loaded = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys; from samtal.cli import main\n"
+            "try:\n    main(['aggregate', '--help'])\nexcept SystemExit:\n    pass\n"
+            "print(sorted({m.split('.')[0] for m in sys.modules}))",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    for heavy in ("fastapi", "uvicorn", "starlette", "pydantic", "rich", "msgspec"):
+        assert f"'{heavy}'" not in loaded
+
+
+def test_serve_help_lists_every_setting() -> None:
+    from tests.test_cli import samtal
+
+    shown = samtal("serve", "--help", cwd=Path.cwd()).stdout
+    for variable, default, _help in Settings.describe():
+        assert f"{variable} [{default}]" in shown
+
+
+def test_dev_refuses_unknown_tasks() -> None:
+    dev = Path(__file__).parent.parent / "dev"
+    ran = subprocess.run([str(dev), "foo"], capture_output=True, text=True, check=False)
+    assert ran.returncode == 2
+    assert "unknown task 'foo'" in ran.stderr and "set -euo" not in ran.stderr + ran.stdout
+    helped = subprocess.run([str(dev), "help"], capture_output=True, text=True, check=False)
+    assert helped.returncode == 0 and "./dev test" in helped.stdout

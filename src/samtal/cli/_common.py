@@ -1,0 +1,66 @@
+"""What the commands share: the zone and database options, settings, failing with a message."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, NoReturn
+
+import click
+
+from samtal.errors import SamtalError, UnknownZone
+from samtal.settings import Settings
+from samtal.times import zone as find_zone
+
+if TYPE_CHECKING:
+    from samtal.store import Store
+
+DEFAULT_TZ = "Europe/Stockholm"
+
+
+def _zone(_ctx: click.Context, _param: click.Parameter, value: str) -> str:
+    try:
+        find_zone(value)
+    except UnknownZone as exc:
+        raise click.BadParameter(str(exc)) from exc
+    return value
+
+
+def zone_option(help: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """`--tz`: an IANA zone name, checked."""
+    return click.option("--tz", default=DEFAULT_TZ, show_default=True, callback=_zone, help=help)
+
+
+def db_option(command: Callable[..., Any]) -> Callable[..., Any]:
+    """`--db URL`; without it, the setting SAMTAL_DATABASE_URL (see `settings`)."""
+    return click.option(
+        "--db",
+        "db_url",
+        default=None,
+        help="Database URL, e.g. sqlite:///samtal.db or sqlite:////var/lib/samtal.db. "
+        "Default: SAMTAL_DATABASE_URL, else sqlite:///samtal.db.",
+    )(command)
+
+
+def settings(**overrides: Any) -> Settings:
+    """The settings: SAMTAL_* from the environment, then the command's own options."""
+    try:
+        return Settings.from_env(**overrides)
+    except SamtalError as exc:
+        raise click.UsageError(str(exc)) from exc
+
+
+def open_db(db_url: str | None) -> Store:
+    """The store that `--db` (or the settings) name."""
+    from samtal.store import open_store
+
+    try:
+        return open_store(settings(database_url=db_url).database_url)
+    except SamtalError as exc:
+        raise click.UsageError(str(exc)) from exc
+
+
+def fail(exc: SamtalError) -> NoReturn:
+    """Print the error's message and exit 1."""
+    click.echo(f"error: {exc}", err=True)
+    sys.exit(1)

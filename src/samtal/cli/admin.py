@@ -1,0 +1,177 @@
+"""The operator's commands: organisations, tokens, bulk import."""
+
+from __future__ import annotations
+
+import gc
+import os
+import sys
+from collections import Counter
+from typing import TYPE_CHECKING, BinaryIO
+
+import click
+
+from samtal.cli._common import db_option, fail, open_db, zone_option
+from samtal.clock import system_clock
+from samtal.errors import SamtalError, shorten
+
+if TYPE_CHECKING:
+    from samtal.ingest import Report
+    from samtal.store import Store
+
+
+def _when(instant: int | None) -> str:
+    from samtal.times import render, zone
+
+    if instant is None:
+        return "-"
+    return render(instant, zone("UTC"))[:19].replace("T", " ") + "Z"
+
+
+@click.group()
+def org() -> None:
+    """Organisations (tenants)."""
+
+
+@org.command("add")
+@click.argument("name")
+@zone_option("IANA time zone the organisation's records are rendered in.")
+@db_option
+def org_add(name: str, tz: str, db_url: str | None) -> None:
+    """Add the organisation NAME (1-64 letters, digits, '-', '_' or '.')."""
+    try:
+        added = open_db(db_url).add_org(name, tz, now=system_clock())
+    except SamtalError as exc:
+        fail(exc)
+    click.echo(f"added organisation {added.name} ({added.tz})")
+
+
+@org.command("list")
+@db_option
+def org_list(db_url: str | None) -> None:
+    """List the organisations: name, zone, created."""
+    for found in open_db(db_url).orgs():
+        click.echo(f"{found.name}\t{found.tz}\t{_when(found.created)}")
+
+
+@click.group()
+def token() -> None:
+    """API tokens: read tokens (one organisation's history) and ingest tokens (operators)."""
+
+
+@token.command("create")
+@click.argument("org_name", metavar="[ORG]", required=False)
+@click.option(
+    "--ingest", is_flag=True, help="An operator token that may post events for any organisation."
+)
+@db_option
+def token_create(org_name: str | None, ingest: bool, db_url: str | None) -> None:
+    """Create a token; it is printed once, alone on the last line, and only its hash is kept."""
+    if ingest == (org_name is not None):
+        raise click.UsageError("give ORG for a read token, or --ingest (and no ORG)")
+    try:
+        made, secret = open_db(db_url).create_token(
+            "ingest" if ingest else "read", org=org_name, now=system_clock()
+        )
+    except SamtalError as exc:
+        fail(exc)
+    scope = "any organisation (ingest)" if ingest else f"{org_name} (read)"
+    click.echo(f"token {made.id} for {scope}; keep it now, it is not shown again:")
+    click.echo(secret)
+
+
+@token.command("list")
+@db_option
+def token_list(db_url: str | None) -> None:
+    """List tokens: id, kind, organisation, created, last used, revoked."""
+    click.echo("id\tkind\torg\tcreated\tlast used\trevoked")
+    for found in open_db(db_url).tokens():
+        click.echo(
+            "\t".join(
+                [
+                    str(found.id),
+                    found.kind,
+                    found.org or "*",
+                    _when(found.created),
+                    _when(found.last_used),
+                    _when(found.revoked),
+                ]
+            )
+        )
+
+
+@token.command("revoke")
+@click.argument("token_id", metavar="ID", type=int)
+@db_option
+def token_revoke(token_id: int, db_url: str | None) -> None:
+    """Revoke the token ID (an id from `samtal token list`)."""
+    try:
+        open_db(db_url).revoke_token(token_id, now=system_clock())
+    except SamtalError as exc:
+        fail(exc)
+    click.echo(f"revoked token {token_id}")
+
+
+#: Invalid lines printed by `samtal import`; the summary counts them all.
+MAX_SHOWN = 100
+
+
+@click.command("import")
+@click.argument("file", type=click.File("rb"))
+@db_option
+def import_(file: BinaryIO, db_url: str | None) -> None:
+    """Load events v1 (NDJSON) from FILE (`-` for stdin) into the database, at full speed.
+
+    Exit status 0 when nothing was rejected, 1 otherwise; rejected lines go to stderr.
+    """
+    from samtal.ingest import import_lines
+
+    store = open_db(db_url)
+    gc.disable()  # as in `aggregate`: many long-lived objects, no cycles among them
+    if sys.stderr.isatty():
+        report = _import_with_progress(store, file)
+    else:
+        report = import_lines(store, file, now=system_clock)
+    # Lines of unknown organisations are summed up per organisation, with what to do.
+    unknown = Counter(r.unknown_org for r in report.rejected if r.unknown_org is not None)
+    invalid = [r for r in report.rejected if r.unknown_org is None]
+    for rejection in invalid[:MAX_SHOWN]:
+        click.echo(str(rejection), err=True)
+    if len(invalid) > MAX_SHOWN:
+        click.echo(f"... and {len(invalid) - MAX_SHOWN:,} more invalid lines", err=True)
+    for name, count in sorted(unknown.items()):
+        click.echo(
+            f"{count:,} line(s) of the unknown organisation {shorten(name)}: add it with "
+            f"`samtal org add {name}` and import again (what is stored already counts as "
+            "duplicates)",
+            err=True,
+        )
+    click.echo(
+        f"accepted {report.accepted:,}, duplicates {report.duplicates:,}, "
+        f"rejected {len(report.rejected):,}"
+    )
+    sys.exit(1 if report.rejected else 0)
+
+
+def _import_with_progress(store: Store, file: BinaryIO) -> Report:
+    from rich.console import Console
+    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from samtal.ingest import import_lines
+
+    try:
+        total: int | None = os.fstat(file.fileno()).st_size or None
+    except (OSError, ValueError):
+        total = None
+    columns = (
+        TextColumn("importing"),
+        BarColumn(),
+        TextColumn("{task.fields[lines]:,} lines"),
+        TimeRemainingColumn(),
+    )
+    with Progress(*columns, console=Console(stderr=True), transient=True) as progress:
+        task = progress.add_task("import", total=total, lines=0)
+
+        def advance(lines: int, _report: Report) -> None:
+            progress.update(task, completed=file.tell() if total else None, lines=lines)
+
+        return import_lines(store, file, now=system_clock, progress=advance)

@@ -1,0 +1,158 @@
+"""`samtal serve` (the API) and `samtal demo` (a week of traffic, served)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import textwrap
+from datetime import date, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import click
+
+from samtal.cli._common import DEFAULT_TZ, db_option, open_db, settings
+from samtal.clock import system_clock
+from samtal.settings import Settings
+
+if TYPE_CHECKING:
+    from samtal.store import Store
+
+
+def _settings_help() -> str:
+    """Every setting with its default and help, for `samtal serve --help`."""
+    lines = ["Settings, from the environment (default in brackets):", ""]
+    for variable, default, text in Settings.describe():
+        wrapped = textwrap.wrap(text, 72, initial_indent="    ", subsequent_indent="    ")
+        lines += ["\b", f"{variable} [{default}]", *wrapped, ""]
+    return "\n".join(lines)
+
+
+@click.command(epilog=_settings_help())
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option(
+    "--port",
+    type=click.IntRange(0, 65535),
+    default=8080,
+    show_default=True,
+    help="Port to listen on.",
+)
+@db_option
+def serve(host: str, port: int, db_url: str | None) -> None:
+    """Serve the API (GET /cdr/historik, POST /events, /docs)."""
+    import uvicorn
+
+    from samtal.api import create_app
+
+    config = settings(database_url=db_url)
+    app = create_app(config, store=open_db(config.database_url))
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s:     %(name)s: %(message)s")
+    uvicorn.run(app, host=host, port=port, log_level="info")
+
+
+DEMO_DB = "sqlite:///samtal-demo.db"
+DEMO_ORG = "org-1"
+
+
+@click.command()
+@click.option(
+    "--port",
+    type=click.IntRange(0, 65535),
+    default=8080,
+    show_default=True,
+    help="Port to serve on (127.0.0.1); 0 picks a free one.",
+)
+@click.option(
+    "--db",
+    "db_url",
+    default=DEMO_DB,
+    show_default=True,
+    help="Database URL of the demo (relative paths are to the current folder).",
+)
+@click.option(
+    "--days",
+    type=click.IntRange(1, 60),
+    default=7,
+    show_default=True,
+    help="Days of traffic, up to yesterday.",
+)
+def demo(port: int, db_url: str, days: int) -> None:
+    """Make (or reuse) a demo database with a week of realistic traffic and serve it.
+
+    Prints a ready-to-paste curl command that fetches a working day's records. Its read token
+    is kept beside the database (`<file>.token`) and used again while the database is.
+    """
+    import uvicorn
+
+    from samtal.api import create_app
+    from samtal.ingest import import_lines
+    from samtal.simulate import TrafficSettings, event_lines
+
+    listener = _listen("127.0.0.1", port)  # first: a busy port fails before anything is made
+    port = listener.getsockname()[1]
+    store = open_db(db_url)
+    if store.org(DEMO_ORG) is None:
+        store.add_org(DEMO_ORG, DEFAULT_TZ, now=system_clock())
+    today = date.today()
+    traffic = TrafficSettings(
+        orgs=1,
+        days=days,
+        seed=1,
+        start=today - timedelta(days=days),
+        calls_per_day=2000,
+        duplicates=0.01,
+        disorder=0.01,
+    )
+    report = import_lines(store, event_lines(traffic), now=system_clock)
+    secret, note = _demo_token(store, db_url)
+    day = today - timedelta(days=1)
+    while day.weekday() >= 5:
+        day -= timedelta(days=1)
+    click.echo(
+        f"demo: {report.accepted:,} new events ({report.duplicates:,} duplicates) "
+        f"for {DEMO_ORG}, {days} days up to {today - timedelta(days=1)}; {note}; serving on "
+        f"http://127.0.0.1:{port} (API docs at /docs). Try:"
+    )
+    click.echo(
+        f"curl -H 'Authorization: Bearer {secret}' "
+        f"'http://127.0.0.1:{port}/cdr/historik?from={day}%2008:00&to={day}%2017:00'"
+    )
+    app = create_app(settings(database_url=db_url), store=store)
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
+    server.run(sockets=[listener])
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    """A socket bound to host:port, or a usage error that says what to do."""
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        listener.bind((host, port))
+    except OSError as exc:
+        listener.close()
+        raise click.UsageError(
+            f"cannot serve on {host}:{port} ({exc.strerror}): stop what uses it, or pick "
+            "another port with --port"
+        ) from None
+    listener.listen(2048)
+    return listener
+
+
+def _demo_token(store: Store, db_url: str) -> tuple[str, str]:
+    """The demo's read token: the one kept beside the database while it is still valid, else
+    a new one (kept there for next time); and a note saying which."""
+    from samtal.store.sqlite import path_of
+
+    kept = Path(path_of(db_url) + ".token") if db_url.startswith("sqlite:") else None
+    if kept is not None and kept.exists():
+        secret = kept.read_text().strip()
+        found = store.token_for(secret)
+        if found is not None and found.revoked is None and found.org == DEMO_ORG:
+            return secret, f"the read token kept in {kept}"
+    _made, secret = store.create_token("read", org=DEMO_ORG, now=system_clock())
+    if kept is None:
+        return secret, "a new read token"
+    kept.write_text(secret + "\n")
+    os.chmod(kept, 0o600)
+    return secret, f"a new read token, kept in {kept}"
