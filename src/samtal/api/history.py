@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Iterator
 from typing import Annotated
 
@@ -77,16 +79,21 @@ async def historik(
 
 
 async def _json_array(app: AppState, chunks: Iterator[list[bytes]]) -> AsyncIterator[bytes]:
-    """`[`, the records joined by commas, `]`, a chunk of rows at a time, each chunk fetched
-    on a reader thread (the store holds no snapshot between chunks)."""
+    """`[`, the records joined by commas, `]`. Each chunk is fetched on a reader thread (the
+    store holds no snapshot between chunks) while the one before it is being sent."""
     yield b"["
     first = True
+    pending = asyncio.ensure_future(app.read(next, chunks, None))
     try:
-        while (rows := await app.read(next, chunks, None)) is not None:
+        while (rows := await pending) is not None:
+            pending = asyncio.ensure_future(app.read(next, chunks, None))
             body = b",".join(rows)
             yield body if first else b"," + body
             first = False
     finally:
+        # The client may have gone: let the fetch under way finish before closing the scan.
+        with contextlib.suppress(Exception):
+            await pending
         close = getattr(chunks, "close", None)
         if close is not None:
             close()

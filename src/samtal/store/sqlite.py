@@ -85,7 +85,9 @@ MIGRATIONS: tuple[str, ...] = (
     """,
 )
 log = logging.getLogger(__name__)
-CHUNK = 500  # rows per fetch, and parameters per IN (...) list
+CHUNK = 500  # parameters per IN (...) list
+#: Records per page of a period's scan: each page is one short query (about 0.5 MB of JSON).
+PAGE = 2000
 
 
 def path_of(url: str) -> str:
@@ -310,18 +312,18 @@ class SqliteStore:
         rows = self._read(
             "SELECT start_ms, call, json FROM records WHERE org = ? AND start_ms >= ? "
             "AND start_ms <= ? AND start >= ? AND start < ? ORDER BY start_ms, call LIMIT ?",
-            (org, low, high, start, end, CHUNK),
+            (org, low, high, start, end, PAGE),
         )
         while rows:
             yield [row[2] for row in rows]
-            if len(rows) < CHUNK:
+            if len(rows) < PAGE:
                 return
             last_ms, last_call, _ = rows[-1]
             rows = self._read(
                 "SELECT start_ms, call, json FROM records WHERE org = ? "
                 "AND (start_ms, call) > (?, ?) AND start_ms <= ? AND start >= ? AND start < ? "
                 "ORDER BY start_ms, call LIMIT ?",
-                (org, last_ms, last_call, high, start, end, CHUNK),
+                (org, last_ms, last_call, high, start, end, PAGE),
             )
 
     def changes(self, *, org: str, after: int, limit: int) -> list[Change]:
