@@ -1,15 +1,132 @@
-"""Storage: one narrow interface (`Store`), several engines, chosen by URL."""
+"""Storage: one `Store` over several engines, chosen by the database URL.
+
+The `Store` is what the rest of samtal uses. It holds what is the same on every engine (the
+record workflow of `_recompute`, the rules for organisation names and token secrets, retrying
+a transaction that lost a race) and leaves tables and statements to its engine.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator, Sequence
+from typing import TypeVar
 
 from samtal.errors import StoreError
-from samtal.store._base import IDLE_CLOSE_ID, Change, IngestSummary, Org, Store, Token
-from samtal.store.sqlite import SqliteStore
+from samtal.events import Event
+from samtal.store import _recompute
+from samtal.store._base import (
+    IDLE_CLOSE_ID,
+    Change,
+    Contention,
+    Engine,
+    IngestSummary,
+    Org,
+    Token,
+    WriteTx,
+    check_org_name,
+)
+from samtal.times import zone
+from samtal.tokens import TokenKind, digest, new_secret
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+#: Times a write transaction that lost a race (a deadlock, a serialisation failure) is tried.
+ATTEMPTS = 5
+
+
+class Store:
+    """Call data and operator data of every organisation, on one engine."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    # -- organisations and tokens (operator side) ------------------------------------------
+    def add_org(self, name: str, tz: str, *, now: int) -> Org:
+        """Create an organisation; UsageError for a bad name or zone, Conflict when it exists."""
+        check_org_name(name)
+        zone(tz)  # UnknownZone for a name the IANA database does not know
+        return self.engine.add_org(name, tz, now=now)
+
+    def orgs(self) -> list[Org]:
+        """Every organisation, by name."""
+        return self.engine.orgs()
+
+    def org(self, name: str) -> Org | None:
+        """One organisation, or None."""
+        return self.engine.org(name)
+
+    def create_token(self, kind: TokenKind, *, org: str | None, now: int) -> tuple[Token, str]:
+        """A new token and its secret (shown once); only its hash is kept."""
+        if (kind == "read") != (org is not None):
+            raise ValueError("a read token belongs to one organisation; an ingest token to none")
+        secret = new_secret(kind)
+        return self.engine.add_token(kind, org=org, hash=digest(secret), now=now), secret
+
+    def tokens(self) -> list[Token]:
+        """Every token, oldest first."""
+        return self.engine.tokens()
+
+    def revoke_token(self, token_id: int, *, now: int) -> Token:
+        """Revoke a token; NotFound when there is none with that id."""
+        return self.engine.revoke_token(token_id, now=now)
+
+    def token_for(self, secret: str) -> Token | None:
+        """The token whose secret this is, or None."""
+        return self.engine.token_by_hash(digest(secret))
+
+    def touch_token(self, token_id: int, *, now: int) -> None:
+        """Note that a token was used."""
+        self.engine.touch_token(token_id, now=now)
+
+    # -- call data --------------------------------------------------------------------------
+    def ingest(self, events: Sequence[Event], *, now: int) -> IngestSummary:
+        """Store valid events of known organisations, idempotently, and recompute the record of
+        every call that received a new event, all in one durable transaction."""
+        return self._write(lambda tx: _recompute.ingest(tx, events, now=now))
+
+    def records(self, *, org: str, start: int, end: int) -> Iterator[list[bytes]]:
+        """Pages of the rendered records of `org` whose start is in [start, end), in order."""
+        return self.engine.records(org=org, start=start, end=end)
+
+    def changes(self, *, org: str, after: int, limit: int) -> list[Change]:
+        """Records of `org` made or changed after change number `after`, oldest first."""
+        return self.engine.changes(org=org, after=after, limit=limit)
+
+    def close_idle_calls(self, *, now: int, idle: int) -> int:
+        """Append an `ended` to every call idle for `idle` microseconds (cdr.md); how many."""
+        return self._write(lambda tx: _recompute.close_idle_calls(tx, now=now, idle=idle))
+
+    def purge(self, *, org: str, before: int) -> int:
+        """Remove whole calls of `org` that started before `before`; the number removed."""
+        return self.engine.purge(org=org, before=before)
+
+    def close(self) -> None:
+        """Release the engine's connections."""
+        self.engine.close()
+
+    def _write(self, work: Callable[[WriteTx], T]) -> T:
+        """Run `work` in a write transaction, again when it lost a race with another writer."""
+        for attempt in range(1, ATTEMPTS + 1):
+            try:
+                with self.engine.transaction() as tx:
+                    return work(tx)
+            except Contention as exc:
+                if attempt == ATTEMPTS:
+                    raise
+                log.info("a write lost a race (%s); trying again (%d)", exc, attempt)
+        raise AssertionError("unreachable")
 
 
 def open_store(url: str) -> Store:
-    """The store at `url`; today `sqlite:///relative.db` or `sqlite:////absolute.db`."""
+    """The store at `url`: `sqlite:///relative.db` or `sqlite:////absolute.db`. The engine is
+    imported only when used."""
     if url.startswith("sqlite:"):
-        return SqliteStore(url)
-    raise StoreError(f"unsupported database URL {url!r}: samtal knows sqlite:/// URLs")
+        from samtal.store.sqlite import SqliteEngine
+
+        return Store(SqliteEngine(url))
+    raise StoreError(
+        f"unsupported database URL {url!r}: use sqlite:///path.db or postgresql://user@host/db"
+    )
 
 
 __all__ = [
@@ -17,7 +134,6 @@ __all__ = [
     "Change",
     "IngestSummary",
     "Org",
-    "SqliteStore",
     "Store",
     "Token",
     "open_store",

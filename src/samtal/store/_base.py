@@ -1,16 +1,20 @@
-"""The storage interface every engine implements, and the small typed objects it returns.
+"""What the engines provide: SQL-shaped operations, and the small typed objects they return.
 
-Tenancy is in the signatures: every method that reads or writes call data takes the
-organisation as a required keyword argument (ingest takes events, each of which names its own).
+An engine knows tables and statements, never the domain: it stores and finds events, calls,
+rendered records, organisations and tokens. What a new event means for a call's record is
+worked out once, for every engine, by `_recompute` on top of a `WriteTx`.
+
+Tenancy is in the signatures: every operation on call data takes the organisation.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Protocol
 
-from samtal.errors import UsageError, shorten
+from samtal.errors import StoreError, UsageError, shorten
 from samtal.events import Event
 from samtal.tokens import TokenKind
 from samtal.types import ORG_NAME
@@ -27,6 +31,11 @@ def check_org_name(name: str) -> None:
             f"{shorten(name)} cannot name an organisation: use 1 to 64 letters, digits, "
             "'-', '_' or '.'"
         )
+
+
+class Contention(StoreError):
+    """A write transaction lost a race with another writer (a deadlock or serialisation
+    failure the database resolved by aborting it): it is safe to run it again."""
 
 
 @dataclass(frozen=True)
@@ -56,20 +65,97 @@ class IngestSummary:
 
     accepted: int
     duplicates: int
-    #: Calls whose record was made or changed by this batch.
+    #: Calls whose record was made, changed or removed by this batch.
     records_changed: int
 
 
 @dataclass(frozen=True)
 class Change:
-    """A record in the change feed: its place in the organisation's sequence, and the record."""
+    """A record in the change feed: its place in the organisation's sequence, its call and
+    the rendered record."""
 
     seq: int
+    call: str
     record: bytes
 
 
-class Store(Protocol):
-    """The narrow storage interface: the same verbs on every engine."""
+@dataclass(frozen=True)
+class CallRow:
+    """What the store keeps of a call beside its events: enough to find its record, close it
+    when idle and purge it whole."""
+
+    org: str
+    call: str
+    #: The call's start, or its earliest event while it has no `started`: what retention uses.
+    age: int
+    #: The start in milliseconds of its record (where the record row is), None while it has none.
+    record_ms: int | None
+    #: True while the call has neither a record nor an `ended`.
+    open: bool
+    #: Server clock of its latest event.
+    last_seen: int
+
+
+@dataclass(frozen=True)
+class RecordRow:
+    """A rendered record as stored."""
+
+    org: str
+    start_ms: int
+    call: str
+    start: int
+    change_seq: int
+    json: bytes
+
+
+class WriteTx(Protocol):
+    """One write transaction of an engine: SQL-shaped steps that `_recompute` composes."""
+
+    def insert_events(self, events: Sequence[Event]) -> list[Event]:
+        """Insert the events not stored before (the first of any repeated in `events`); the
+        ones inserted. A concurrent writer of the same event is waited for, never doubled."""
+        ...
+
+    def lock_calls(self, org: str, calls: Sequence[str]) -> dict[str, int | None]:
+        """The calls of `calls` seen before, each with its record's start_ms (None: no record),
+        locked until the transaction ends: writers of one call take turns."""
+        ...
+
+    def call_events(self, org: str, calls: Sequence[str]) -> dict[str, list[Event]]:
+        """Every stored event of each call (this transaction's included)."""
+        ...
+
+    def record_json(self, org: str, start_ms: int, call: str) -> bytes | None:
+        """The stored rendering of a call's record, or None."""
+        ...
+
+    def zone_of(self, org: str) -> str:
+        """The organisation's zone name; NotFound when there is no such organisation."""
+        ...
+
+    def take_change_seqs(self, org: str, count: int) -> int:
+        """Reserve `count` change numbers of `org`; the first. Numbers are taken in the order
+        the transactions commit (the reservation holds until the end of the transaction)."""
+        ...
+
+    def write(
+        self,
+        records: Sequence[RecordRow],
+        gone: Sequence[tuple[str, int, str]],
+        calls: Sequence[CallRow],
+    ) -> None:
+        """Upsert `records`, delete the records at (org, start_ms, call) in `gone`, upsert
+        `calls`."""
+        ...
+
+    def stale_calls(self, last_seen_before: int) -> list[tuple[str, str, int, str]]:
+        """Open calls whose latest event came at or before the given server time, each as (org,
+        call, instant, at) of its latest event."""
+        ...
+
+
+class Engine(Protocol):
+    """A database that samtal can run on: the same operations on every engine."""
 
     # -- organisations and tokens (operator side) ------------------------------------------
     def add_org(self, name: str, tz: str, *, now: int) -> Org:
@@ -84,20 +170,20 @@ class Store(Protocol):
         """One organisation, or None."""
         ...
 
-    def create_token(self, kind: TokenKind, *, org: str | None, now: int) -> tuple[Token, str]:
-        """A new token and its secret (shown once); only its hash is kept."""
+    def add_token(self, kind: TokenKind, *, org: str | None, hash: bytes, now: int) -> Token:
+        """Store a token by the hash of its secret; NotFound for an unknown organisation."""
         ...
 
     def tokens(self) -> list[Token]:
-        """Every token, newest last."""
+        """Every token, oldest first."""
         ...
 
     def revoke_token(self, token_id: int, *, now: int) -> Token:
-        """Revoke a token; NotFound when there is none with that id."""
+        """Revoke a token (again: no change); NotFound when there is none with that id."""
         ...
 
-    def token_for(self, secret: str) -> Token | None:
-        """The token whose secret this is, or None."""
+    def token_by_hash(self, hash: bytes) -> Token | None:
+        """The token with this hash, or None."""
         ...
 
     def touch_token(self, token_id: int, *, now: int) -> None:
@@ -105,26 +191,22 @@ class Store(Protocol):
         ...
 
     # -- call data --------------------------------------------------------------------------
-    def ingest(self, events: Sequence[Event], *, now: int) -> IngestSummary:
-        """Store valid events of known organisations, idempotently, and recompute the record of
-        every call that received a new event, all in one durable transaction."""
+    def transaction(self) -> AbstractContextManager[WriteTx]:
+        """A write transaction: committed durably when the block ends, rolled back when it
+        raises. Not nestable."""
         ...
 
     def records(self, *, org: str, start: int, end: int) -> Iterator[list[bytes]]:
-        """Chunks of the rendered records of `org` whose start is in [start, end), in order."""
+        """Pages of the rendered records of `org` whose start is in [start, end), in order;
+        no page holds a snapshot or a connection while the one before it is consumed."""
         ...
 
     def changes(self, *, org: str, after: int, limit: int) -> list[Change]:
         """Records of `org` made or changed after change number `after`, oldest first."""
         ...
 
-    def close_idle_calls(self, *, now: int, idle: int) -> int:
-        """Append an `ended` to every call that has not stopped and has had no event for `idle`
-        microseconds (cdr.md); the number of calls closed."""
-        ...
-
     def purge(self, *, org: str, before: int) -> int:
-        """Remove whole calls of `org` that started before `before`; the number removed."""
+        """Remove whole calls of `org` whose age is before `before`; the number removed."""
         ...
 
     def close(self) -> None:

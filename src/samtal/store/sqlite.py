@@ -1,13 +1,12 @@
 """The embedded engine: SQLite in WAL mode, one writer connection and a reader per thread.
 
 Records are stored rendered (compact JSON in the organisation's zone, made once when the call's
-record is recomputed) and clustered by (org, start in ms, call): a period query is one ordered
-range scan that hands out ready bytes.
+record is recomputed) and clustered by (org, start in ms, call): a period query is a few ordered
+range scans that hand out ready bytes.
 """
 
 from __future__ import annotations
 
-import logging
 import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
@@ -15,14 +14,11 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import orjson
-
-from samtal.aggregate import record_of_call
 from samtal.errors import Conflict, NotFound, StoreError
 from samtal.events import Event
-from samtal.store._base import IDLE_CLOSE_ID, Change, IngestSummary, Org, Token, check_org_name
-from samtal.times import US_PER_MS, zone
-from samtal.tokens import TokenKind, digest, new_secret
+from samtal.store._base import CallRow, Change, Org, RecordRow, Token
+from samtal.times import US_PER_MS
+from samtal.tokens import TokenKind
 
 #: Each entry upgrades the schema by one version; never edit one that has shipped.
 MIGRATIONS: tuple[str, ...] = (
@@ -84,7 +80,6 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX records_by_change ON records (org, change_seq);
     """,
 )
-log = logging.getLogger(__name__)
 CHUNK = 500  # parameters per IN (...) list
 #: Records per page of a period's scan: each page is one short query (about 0.5 MB of JSON).
 PAGE = 2000
@@ -103,8 +98,8 @@ def path_of(url: str) -> str:
     return path
 
 
-class SqliteStore:
-    """The Store on one SQLite file."""
+class SqliteEngine:
+    """The engine on one SQLite file: writes go one at a time through one connection."""
 
     def __init__(self, url: str, migrations: tuple[str, ...] = MIGRATIONS) -> None:
         self._migrations = migrations
@@ -187,8 +182,8 @@ class SqliteStore:
         return int(self._read_one("SELECT value FROM meta WHERE key = 'schema_version'")[0])
 
     @contextmanager
-    def transaction(self) -> Iterator[sqlite3.Connection]:
-        """An explicit write transaction on the writer connection, one at a time."""
+    def _writing(self) -> Iterator[sqlite3.Connection]:
+        """A write transaction on the writer connection, one at a time."""
         with self._lock:
             db = self._writer
             db.execute("BEGIN IMMEDIATE")
@@ -198,6 +193,12 @@ class SqliteStore:
                 db.execute("ROLLBACK")
                 raise
             db.execute("COMMIT")
+
+    @contextmanager
+    def transaction(self) -> Iterator[_Tx]:
+        """A write transaction (see WriteTx); not nestable."""
+        with self._writing() as db:
+            yield _Tx(db, self._zones)
 
     def close(self) -> None:
         """Release the engine's connections."""
@@ -211,10 +212,8 @@ class SqliteStore:
     # -- organisations and tokens -----------------------------------------------------------
 
     def add_org(self, name: str, tz: str, *, now: int) -> Org:
-        """Create an organisation; UsageError for a bad name, Conflict when it exists."""
-        check_org_name(name)
-        zone(tz)  # UnknownZone for a name the IANA database does not know
-        with self.transaction() as db:
+        """Create an organisation; Conflict when it exists."""
+        with self._writing() as db:
             try:
                 db.execute("INSERT INTO orgs (name, tz, created) VALUES (?, ?, ?)", (name, tz, now))
             except sqlite3.IntegrityError:
@@ -231,21 +230,9 @@ class SqliteStore:
         row = self._read_one("SELECT name, tz, created FROM orgs WHERE name = ?", (name,))
         return Org(*row) if row else None
 
-    def _zone_of(self, db: sqlite3.Connection, org: str) -> str:
-        tz = self._zones.get(org)
-        if tz is None:
-            row = db.execute("SELECT tz FROM orgs WHERE name = ?", (org,)).fetchone()
-            if row is None:
-                raise NotFound(f"unknown organisation {org!r}")
-            tz = self._zones[org] = row[0]
-        return tz
-
-    def create_token(self, kind: TokenKind, *, org: str | None, now: int) -> tuple[Token, str]:
-        """A new token and its secret (shown once); only its hash is kept."""
-        if (kind == "read") != (org is not None):
-            raise ValueError("a read token belongs to one organisation; an ingest token to none")
-        secret = new_secret(kind)
-        with self.transaction() as db:
+    def add_token(self, kind: TokenKind, *, org: str | None, hash: bytes, now: int) -> Token:
+        """Store a token by the hash of its secret; NotFound for an unknown organisation."""
+        with self._writing() as db:
             if (
                 org is not None
                 and db.execute("SELECT 1 FROM orgs WHERE name = ?", (org,)).fetchone() is None
@@ -253,11 +240,11 @@ class SqliteStore:
                 raise NotFound(f"unknown organisation {org!r}: add it with `samtal org add`")
             cursor = db.execute(
                 "INSERT INTO tokens (kind, org, hash, created) VALUES (?, ?, ?, ?)",
-                (kind, org, digest(secret), now),
+                (kind, org, hash, now),
             )
             token_id = cursor.lastrowid
         assert token_id is not None
-        return Token(token_id, kind, org, now, None, None), secret
+        return Token(token_id, kind, org, now, None, None)
 
     _TOKEN_COLUMNS = "id, kind, org, created, last_used, revoked"
 
@@ -268,7 +255,7 @@ class SqliteStore:
 
     def revoke_token(self, token_id: int, *, now: int) -> Token:
         """Revoke a token (again: no change); NotFound when there is none with that id."""
-        with self.transaction() as db:
+        with self._writing() as db:
             db.execute(
                 "UPDATE tokens SET revoked = coalesce(revoked, ?) WHERE id = ?", (now, token_id)
             )
@@ -279,31 +266,23 @@ class SqliteStore:
             raise NotFound(f"no token with id {token_id}: `samtal token list` shows them")
         return Token(*row)
 
-    def token_for(self, secret: str) -> Token | None:
-        """The token whose secret this is, or None."""
-        row = self._read_one(
-            f"SELECT {self._TOKEN_COLUMNS} FROM tokens WHERE hash = ?", (digest(secret),)
-        )
+    def token_by_hash(self, hash: bytes) -> Token | None:
+        """The token with this hash, or None."""
+        row = self._read_one(f"SELECT {self._TOKEN_COLUMNS} FROM tokens WHERE hash = ?", (hash,))
         return Token(*row) if row else None
 
     def touch_token(self, token_id: int, *, now: int) -> None:
         """Note that a token was used."""
-        with self.transaction() as db:
+        with self._writing() as db:
             db.execute("UPDATE tokens SET last_used = ? WHERE id = ?", (now, token_id))
 
     # -- call data --------------------------------------------------------------------------
 
-    def ingest(self, events: Sequence[Event], *, now: int) -> IngestSummary:
-        """Store valid events of known organisations, idempotently, and recompute the record of
-        every call that received a new event, all in one durable transaction."""
-        with self.transaction() as db:
-            return _Ingest(db, self, now).run(events)
-
     def records(self, *, org: str, start: int, end: int) -> Iterator[list[bytes]]:
-        """Chunks of the rendered records of `org` whose start is in [start, end), in order.
+        """Pages of the rendered records of `org` whose start is in [start, end), in order.
 
-        Each chunk is its own short query, continuing after the last (start_ms, call) seen, so
-        that no read transaction stays open between chunks: a client that stops reading holds
+        Each page is its own short query, continuing after the last (start_ms, call) seen, so
+        that no read transaction stays open between pages: a client that stops reading holds
         no snapshot, blocks no checkpoint and ties up no connection. (A record whose start moves
         across the cursor while a long answer streams can thus be missed or repeated in that
         answer; the change feed is the exact way to keep a copy.)
@@ -329,38 +308,15 @@ class SqliteStore:
     def changes(self, *, org: str, after: int, limit: int) -> list[Change]:
         """Records of `org` made or changed after change number `after`, oldest first."""
         rows = self._read(
-            "SELECT change_seq, json FROM records WHERE org = ? AND change_seq > ? "
+            "SELECT change_seq, call, json FROM records WHERE org = ? AND change_seq > ? "
             "ORDER BY change_seq LIMIT ?",
             (org, after, limit),
         )
         return [Change(*row) for row in rows]
 
-    def close_idle_calls(self, *, now: int, idle: int) -> int:
-        """Append an `ended` to every call that has not stopped and has had no event for `idle`
-        microseconds (cdr.md); the number of calls closed."""
-        # Picked and closed in one write transaction: an event arriving in between would
-        # otherwise get an `ended` older than itself appended after it.
-        with self.transaction() as db:
-            stale = db.execute(
-                "SELECT org, call FROM calls WHERE open = 1 AND last_seen <= ?", (now - idle,)
-            ).fetchall()
-            closing = []
-            for org, call in stale:
-                instant, at = db.execute(
-                    "SELECT instant, at FROM events WHERE org = ? AND call = ? "
-                    "ORDER BY instant DESC LIMIT 1",
-                    (org, call),
-                ).fetchone()
-                closing.append(
-                    Event(org, IDLE_CLOSE_ID.format(call=call), call, at, "ended", instant=instant)
-                )
-            if closing:
-                _Ingest(db, self, now).run(closing)
-        return len(closing)
-
     def purge(self, *, org: str, before: int) -> int:
-        """Remove whole calls of `org` that started before `before`; the number removed."""
-        with self.transaction() as db:
+        """Remove whole calls of `org` whose age is before `before`; the number removed."""
+        with self._writing() as db:
             db.execute("CREATE TEMP TABLE IF NOT EXISTS doomed (call TEXT PRIMARY KEY)")
             db.execute("DELETE FROM doomed")
             db.execute(
@@ -376,18 +332,30 @@ class SqliteStore:
         return int(count)
 
 
-class _Ingest:
-    """One batch of events through one write transaction."""
+class _Tx:
+    """One write transaction on the writer connection (see WriteTx)."""
 
-    def __init__(self, db: sqlite3.Connection, store: SqliteStore, now: int) -> None:
+    def __init__(self, db: sqlite3.Connection, zones: dict[str, str]) -> None:
         self.db = db
-        self.store = store
-        self.now = now
+        self._zones = zones
 
-    def run(self, events: Sequence[Event]) -> IngestSummary:
-        db = self.db
-        fresh = self._new_events(events)
-        db.executemany(
+    def insert_events(self, events: Sequence[Event]) -> list[Event]:
+        """Insert the events not stored before (the first of any repeated); the ones inserted."""
+        first: dict[tuple[str, str], Event] = {}
+        for event in events:
+            first.setdefault((event.org, event.id), event)
+        ids_by_org: dict[str, list[str]] = {}
+        for org, event_id in first:
+            ids_by_org.setdefault(org, []).append(event_id)
+        for org, ids in ids_by_org.items():
+            for chunk in _chunks(ids):
+                marks = ",".join("?" * len(chunk))
+                for (event_id,) in self.db.execute(
+                    f"SELECT id FROM events WHERE org = ? AND id IN ({marks})", (org, *chunk)
+                ):
+                    del first[(org, event_id)]
+        fresh = list(first.values())
+        self.db.executemany(
             "INSERT INTO events VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [
                 (
@@ -407,181 +375,97 @@ class _Ingest:
                 for e in fresh
             ],
         )
-        by_call: dict[tuple[str, str], list[Event]] = {}
-        for event in fresh:
-            key = (event.org, event.call)
-            group = by_call.get(key)
-            if group is None:
-                by_call[key] = [event]
-            else:
-                group.append(event)
-        changed = self._recompute(by_call)
-        return IngestSummary(len(fresh), len(events) - len(fresh), changed)
+        return fresh
 
-    def _new_events(self, events: Sequence[Event]) -> list[Event]:
-        """The events of the batch not stored before (the first of any repeated in it)."""
-        first: dict[tuple[str, str], Event] = {}
-        for event in events:
-            first.setdefault((event.org, event.id), event)
-        ids_by_org: dict[str, list[str]] = {}
-        for org, event_id in first:
-            ids_by_org.setdefault(org, []).append(event_id)
-        for org, ids in ids_by_org.items():
-            for chunk in _chunks(ids):
-                marks = ",".join("?" * len(chunk))
-                for (event_id,) in self.db.execute(
-                    f"SELECT id FROM events WHERE org = ? AND id IN ({marks})", (org, *chunk)
-                ):
-                    del first[(org, event_id)]
-        return list(first.values())
+    def lock_calls(self, org: str, calls: Sequence[str]) -> dict[str, int | None]:
+        """The calls seen before with their record's start_ms; the one writer needs no locks."""
+        known: dict[str, int | None] = {}
+        for chunk in _chunks(calls):
+            marks = ",".join("?" * len(chunk))
+            for call, record_ms in self.db.execute(
+                f"SELECT call, record_ms FROM calls WHERE org = ? AND call IN ({marks})",
+                (org, *chunk),
+            ):
+                known[call] = record_ms
+        return known
 
-    def _recompute(self, by_call: dict[tuple[str, str], list[Event]]) -> int:
-        """Recompute the record of every call that got new events; the number changed.
+    def call_events(self, org: str, calls: Sequence[str]) -> dict[str, list[Event]]:
+        """Every stored event of each call (this transaction's included)."""
+        stored: dict[str, list[Event]] = {}
+        for chunk in _chunks(calls):
+            marks = ",".join("?" * len(chunk))
+            for call, event_id, instant, seq, type_, party, number, kind, at in self.db.execute(
+                "SELECT call, id, instant, seq, type, party, number, kind, at FROM events "
+                f"WHERE org = ? AND call IN ({marks})",
+                (org, *chunk),
+            ):
+                stored.setdefault(call, []).append(
+                    Event(org, event_id, call, at, type_, seq, party, number, kind, instant=instant)
+                )
+        return stored
 
-        A call new in this batch has all its events at hand; the events of calls seen before
-        are read back in bulk. All writes are bulk statements.
-        """
+    def record_json(self, org: str, start_ms: int, call: str) -> bytes | None:
+        """The stored rendering of a call's record, or None."""
+        row = self.db.execute(
+            "SELECT json FROM records WHERE org = ? AND start_ms = ? AND call = ?",
+            (org, start_ms, call),
+        ).fetchone()
+        return row[0] if row else None
+
+    def zone_of(self, org: str) -> str:
+        """The organisation's zone name (cached: it never changes); NotFound when unknown."""
+        tz = self._zones.get(org)
+        if tz is None:
+            row = self.db.execute("SELECT tz FROM orgs WHERE name = ?", (org,)).fetchone()
+            if row is None:
+                raise NotFound(f"unknown organisation {org!r}")
+            tz = self._zones[org] = row[0]
+        return tz
+
+    def take_change_seqs(self, org: str, count: int) -> int:
+        """Reserve `count` change numbers of `org`; the first (the one writer commits in order)."""
+        (last,) = self.db.execute(
+            "UPDATE orgs SET change_seq = change_seq + ? WHERE name = ? RETURNING change_seq",
+            (count, org),
+        ).fetchone()
+        return int(last) - count + 1
+
+    def write(
+        self,
+        records: Sequence[RecordRow],
+        gone: Sequence[tuple[str, int, str]],
+        calls: Sequence[CallRow],
+    ) -> None:
+        """Delete `gone` records, upsert `records` and `calls`."""
         db = self.db
-        known = self._known_calls(by_call)
-        stored = self._stored_events(known)
-        seqs: dict[str, int] = {}
-        deleted = 0
-        record_rows: list[tuple[str, int, str, int, int, bytes]] = []
-        moved: list[tuple[str, int, str]] = []
-        calls_rows: list[tuple[str, str, int, int | None, bool, int]] = []
-        for (org, call), new in by_call.items():
-            events = stored.get((org, call), new) if (org, call) in known else new
-            old_ms = known.get((org, call))
-            try:
-                record = record_of_call(events)
-                rendered = (
-                    None
-                    if record is None
-                    else orjson.dumps(record.render(zone(self.store._zone_of(db, org))))
-                )
-            except Exception as exc:
-                # Whatever goes wrong with one call costs that call alone: its events are
-                # kept, its record stays as it was, and its next event tries again.
-                log.error(
-                    "call %r of organisation %r: cannot make its record (%s: %s); its events "
-                    "are kept and its record is tried again with its next event",
-                    call,
-                    org,
-                    type(exc).__name__,
-                    exc,
-                )
-                calls_rows.append(_call_row(org, call, events, old_ms, self.now))
-                continue
-            if record is not None and rendered is not None:
-                record_ms = record.start // US_PER_MS
-                if self._record_differs(org, call, old_ms, record_ms, rendered):
-                    seq = seqs.get(org)
-                    if seq is None:
-                        seq = db.execute(
-                            "SELECT change_seq FROM orgs WHERE name = ?", (org,)
-                        ).fetchone()[0]
-                    seqs[org] = seq = seq + 1
-                    if old_ms is not None and old_ms != record_ms:
-                        moved.append((org, old_ms, call))
-                    record_rows.append((org, record_ms, call, record.start, seq, rendered))
-                calls_rows.append((org, call, record.start, record_ms, False, self.now))
-            else:
-                # No record: not started yet, or still going. A record it had is gone: a
-                # late event showed that the call has not stopped after all (cdr.md).
-                if old_ms is not None:
-                    moved.append((org, old_ms, call))
-                    deleted += 1
-                calls_rows.append(_call_row(org, call, events, None, self.now))
-        db.executemany("DELETE FROM records WHERE org = ? AND start_ms = ? AND call = ?", moved)
+        db.executemany("DELETE FROM records WHERE org = ? AND start_ms = ? AND call = ?", gone)
         db.executemany(
             "INSERT INTO records VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (org, start_ms, call) "
             "DO UPDATE SET start = excluded.start, change_seq = excluded.change_seq, "
             "json = excluded.json",
-            record_rows,
+            [(r.org, r.start_ms, r.call, r.start, r.change_seq, r.json) for r in records],
         )
         db.executemany(
             "INSERT INTO calls VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (org, call) DO UPDATE SET "
             "age = excluded.age, record_ms = excluded.record_ms, open = excluded.open, "
             "last_seen = excluded.last_seen",
-            calls_rows,
+            [(c.org, c.call, c.age, c.record_ms, c.open, c.last_seen) for c in calls],
         )
-        db.executemany(
-            "UPDATE orgs SET change_seq = ? WHERE name = ?",
-            [(seq, org) for org, seq in seqs.items()],
-        )
-        return len(record_rows) + deleted
 
-    def _stored_events(
-        self, known: dict[tuple[str, str], int | None]
-    ) -> dict[tuple[str, str], list[Event]]:
-        """Every stored event (this batch's included) of the calls seen before this batch."""
-        calls_by_org: dict[str, list[str]] = {}
-        for org, call in known:
-            calls_by_org.setdefault(org, []).append(call)
-        stored: dict[tuple[str, str], list[Event]] = {}
-        for org, calls in calls_by_org.items():
-            for chunk in _chunks(calls):
-                marks = ",".join("?" * len(chunk))
-                for call, event_id, instant, seq, type_, party, number, kind, at in self.db.execute(
-                    "SELECT call, id, instant, seq, type, party, number, kind, at FROM events "
-                    f"WHERE org = ? AND call IN ({marks})",
-                    (org, *chunk),
-                ):
-                    stored.setdefault((org, call), []).append(
-                        Event(
-                            org,
-                            event_id,
-                            call,
-                            at,
-                            type_,
-                            seq,
-                            party,
-                            number,
-                            kind,
-                            instant=instant,
-                        )
-                    )
-        return stored
-
-    def _known_calls(
-        self, by_call: dict[tuple[str, str], list[Event]]
-    ) -> dict[tuple[str, str], int | None]:
-        """The record start_ms (None: no record) of the batch's calls that had events before."""
-        calls_by_org: dict[str, list[str]] = {}
-        for org, call in by_call:
-            calls_by_org.setdefault(org, []).append(call)
-        known: dict[tuple[str, str], int | None] = {}
-        for org, calls in calls_by_org.items():
-            for chunk in _chunks(calls):
-                marks = ",".join("?" * len(chunk))
-                for call, record_ms in self.db.execute(
-                    f"SELECT call, record_ms FROM calls WHERE org = ? AND call IN ({marks})",
-                    (org, *chunk),
-                ):
-                    known[(org, call)] = record_ms
-        return known
-
-    def _record_differs(
-        self, org: str, call: str, old_ms: int | None, start_ms: int, rendered: bytes
-    ) -> bool:
-        if old_ms is None:
-            return True
-        row = self.db.execute(
-            "SELECT json FROM records WHERE org = ? AND start_ms = ? AND call = ?",
-            (org, old_ms, call),
-        ).fetchone()
-        return row is None or old_ms != start_ms or row[0] != rendered
-
-
-def _call_row(
-    org: str, call: str, events: Sequence[Event], record_ms: int | None, now: int
-) -> tuple[str, str, int, int | None, bool, int]:
-    """The `calls` row of a call from its events alone: its age is its start (or its earliest
-    event without one), and it is open while it has no record and no `ended`."""
-    started = [e.instant for e in events if e.type == "started"]
-    age = min(started) if started else min(e.instant for e in events)
-    is_open = record_ms is None and not any(e.type == "ended" for e in events)
-    return (org, call, age, record_ms, is_open, now)
+    def stale_calls(self, last_seen_before: int) -> list[tuple[str, str, int, str]]:
+        """Open calls idle since `last_seen_before`, with the instant and `at` of their latest
+        event."""
+        stale = []
+        for org, call in self.db.execute(
+            "SELECT org, call FROM calls WHERE open = 1 AND last_seen <= ?", (last_seen_before,)
+        ).fetchall():
+            instant, at = self.db.execute(
+                "SELECT instant, at FROM events WHERE org = ? AND call = ? "
+                "ORDER BY instant DESC LIMIT 1",
+                (org, call),
+            ).fetchone()
+            stale.append((org, call, instant, at))
+        return stale
 
 
 def _statements(script: str) -> Iterator[str]:
@@ -595,6 +479,6 @@ def _statements(script: str) -> Iterator[str]:
             pending = ""
 
 
-def _chunks(items: list[str]) -> Iterator[list[str]]:
+def _chunks(items: Sequence[str]) -> Iterator[Sequence[str]]:
     for start in range(0, len(items), CHUNK):
         yield items[start : start + CHUNK]
