@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import os
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
@@ -32,15 +36,53 @@ class Clock:
         self.now += int(seconds * 1_000_000)
 
 
-#: Every storage engine the contract tests run against, by name: a factory of store URLs.
-ENGINES: dict[str, Callable[[Path], str]] = {
-    "sqlite": lambda tmp: f"sqlite:///{tmp / 'samtal.db'}",
-}
+#: The PostgreSQL server tests make their databases on (and drop them after).
+POSTGRES_URL = os.environ.get(
+    "SAMTAL_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
+)
+#: Every storage engine the contract, API and fault tests run on.
+ENGINES = ("sqlite", "postgres")
 
 
-@pytest.fixture(params=sorted(ENGINES))
-def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    return ENGINES[request.param](tmp_path)
+@contextmanager
+def postgres_database() -> Iterator[str]:
+    """A new, empty PostgreSQL database for one test; its URL. Dropped afterwards.
+
+    Where no PostgreSQL answers, the test skips and says how to enable it; in CI (CI=true)
+    it fails instead: CI has PostgreSQL, and a silent skip would hide a broken engine.
+    """
+    import psycopg
+
+    try:
+        admin = psycopg.connect(POSTGRES_URL, autocommit=True, connect_timeout=5)
+    except psycopg.OperationalError as exc:
+        if os.environ.get("CI") == "true":
+            raise
+        pytest.skip(
+            f"PostgreSQL does not answer at {POSTGRES_URL} ({exc}): start one, or point "
+            "SAMTAL_TEST_POSTGRES_URL at one, to run the PostgreSQL tests"
+        )
+    name = f"samtal_test_{uuid.uuid4().hex[:12]}"
+    with admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+        try:
+            yield urlsplit(POSTGRES_URL)._replace(path=f"/{name}").geturl()
+        finally:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def database_url(engine: str, tmp_path: Path) -> Iterator[str]:
+    """A fresh database of `engine` for one test."""
+    if engine == "sqlite":
+        yield f"sqlite:///{tmp_path / 'samtal.db'}"
+    else:
+        with postgres_database() as url:
+            yield url
+
+
+@pytest.fixture(params=ENGINES)
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    yield from database_url(request.param, tmp_path)
 
 
 @pytest.fixture

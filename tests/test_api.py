@@ -6,7 +6,6 @@ import json
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -48,9 +47,9 @@ class Service:
             return client.get("/cdr/historik", params=params)
 
 
-def start(tmp_path: Path, clock: Clock, **settings: Any) -> tuple[Server, Store, Settings]:
+def start(url: str, clock: Clock, **settings: Any) -> tuple[Server, Store, Settings]:
     values = {
-        "database_url": f"sqlite:///{tmp_path / 'api.db'}",
+        "database_url": url,
         "retention_days": 0,
         "duty_interval_seconds": 3600.0,
         **settings,
@@ -61,9 +60,9 @@ def start(tmp_path: Path, clock: Clock, **settings: Any) -> tuple[Server, Store,
 
 
 @pytest.fixture
-def service(tmp_path: Path) -> Iterator[Service]:
+def service(store_url: str) -> Iterator[Service]:
     clock = Clock()
-    server, store, config = start(tmp_path, clock)
+    server, store, config = start(store_url, clock)
     with server:
         ingest = store.create_token("ingest", org=None, now=clock())[1]
         yield Service(server, store, clock, config, ingest)
@@ -297,9 +296,9 @@ def test_bodies_that_are_refused_whole(
         assert_problem(client.post("/events", content=body, headers=headers), status)
 
 
-def test_bodies_over_the_limit(tmp_path: Path) -> None:
+def test_bodies_over_the_limit(store_url: str) -> None:
     clock = Clock()
-    server, store, _ = start(tmp_path, clock, max_body_bytes=2000)
+    server, store, _ = start(store_url, clock, max_body_bytes=2000)
     store.add_org("acme", "Europe/Stockholm", now=clock())
     ingest = store.create_token("ingest", org=None, now=clock())[1]
     body = "".join(json.dumps(e) + "\n" for e in in_org(PRODUCT["events"], "acme")).encode()
@@ -326,9 +325,9 @@ def test_unknown_paths_and_methods_are_problems(service: Service) -> None:
 # -- lifetime: restarts, retention, idle calls ------------------------------------------------
 
 
-def test_data_survives_a_restart(tmp_path: Path) -> None:
+def test_data_survives_a_restart(store_url: str) -> None:
     clock = Clock()
-    server, store, config = start(tmp_path, clock)
+    server, store, config = start(store_url, clock)
     store.add_org("acme", "Europe/Stockholm", now=clock())
     read = store.create_token("read", org="acme", now=clock())[1]
     ingest = store.create_token("ingest", org=None, now=clock())[1]
@@ -355,10 +354,10 @@ def wait_for(check: Any, seconds: float = 10.0) -> None:
         time.sleep(0.02)
 
 
-def test_the_server_closes_idle_calls(tmp_path: Path) -> None:
+def test_the_server_closes_idle_calls(store_url: str) -> None:
     vector = next(v for v in VECTORS if v["name"] == "no-record-yet")
     clock = Clock(T0 + 14 * 24 * 3600 * 1_000_000)  # 2017-03-15: after the calls of 03-08
-    server, store, _ = start(tmp_path, clock, duty_interval_seconds=0.02)
+    server, store, _ = start(store_url, clock, duty_interval_seconds=0.02)
     store.add_org("acme", "Europe/Stockholm", now=clock())
     read = store.create_token("read", org="acme", now=clock())[1]
     ingest = store.create_token("ingest", org=None, now=clock())[1]
@@ -379,9 +378,9 @@ def test_the_server_closes_idle_calls(tmp_path: Path) -> None:
     store.close()
 
 
-def test_the_server_purges_expired_calls(tmp_path: Path) -> None:
+def test_the_server_purges_expired_calls(store_url: str) -> None:
     clock = Clock(T0)  # 2017-03-01: the product description's calls are 56 days old
-    server, store, _ = start(tmp_path, clock, duty_interval_seconds=0.02, retention_days=92)
+    server, store, _ = start(store_url, clock, duty_interval_seconds=0.02, retention_days=92)
     store.add_org("acme", "Europe/Stockholm", now=clock())
     read = store.create_token("read", org="acme", now=clock())[1]
     ingest = store.create_token("ingest", org=None, now=clock())[1]

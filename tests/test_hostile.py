@@ -90,15 +90,15 @@ class Busy:
     store: Store
     clock: Clock
     ingest: str
-    wal: Path
+    wal: Path | None  # SQLite's write-ahead log
 
 
 @pytest.fixture
-def busy(tmp_path: Path) -> Iterator[Busy]:
+def busy(store_url: str, tmp_path: Path) -> Iterator[Busy]:
     """A server holding three weekdays of one organisation's calls, with a tiny send buffer."""
     clock = Clock(T0)
     config = Settings(
-        database_url=f"sqlite:///{tmp_path / 'busy.db'}",
+        database_url=store_url,
         retention_days=0,
         duty_interval_seconds=3600.0,
     )
@@ -108,7 +108,10 @@ def busy(tmp_path: Path) -> Iterator[Busy]:
     import_lines(store, event_lines(traffic), now=clock)
     ingest = store.create_token("ingest", org=None, now=clock())[1]
     with Server(create_app(config, store=store, clock=clock), send_buffer=4096) as server:
-        yield Busy(server, store, clock, ingest, tmp_path / "busy.db-wal")
+        wal = store_url.removeprefix("sqlite:///") + "-wal"
+        yield Busy(
+            server, store, clock, ingest, Path(wal) if store_url.startswith("sqlite") else None
+        )
     store.close()
 
 
@@ -138,8 +141,7 @@ def test_a_stalled_reader_freezes_nobody(busy: Busy) -> None:
                         reader.get("/cdr/historik?from=2017-01-04").json() == PRODUCT["expected"]
                     ),
                 )
-        # Under write load the WAL is checkpointed: it stays near SQLite's 4 MB autocheckpoint.
-        wal = busy.wal
+        # Under write load SQLite's WAL is checkpointed: it stays near the 4 MB autocheckpoint.
         traffic = TrafficSettings(orgs=1, days=2, seed=4, start=date(2017, 1, 9))
         batch: list[bytes] = []
         with server.client(ingest) as poster:
@@ -148,7 +150,8 @@ def test_a_stalled_reader_freezes_nobody(busy: Busy) -> None:
                 if len(batch) == 2000:
                     assert poster.post("/events", content=b"".join(batch)).status_code == 200
                     batch.clear()
-        assert wal.stat().st_size < 8 * 1024 * 1024, wal.stat().st_size
+        if busy.wal is not None:
+            assert busy.wal.stat().st_size < 8 * 1024 * 1024, busy.wal.stat().st_size
     finally:
         remaining = stalled.rest()
     # The stall was real: most of the answer was still to come while the checks ran.
@@ -169,17 +172,17 @@ def poisoned(org: str) -> list[dict[str, Any]]:
 
 
 @pytest.fixture
-def service(tmp_path: Path) -> Iterator[Busy]:
+def service(store_url: str, tmp_path: Path) -> Iterator[Busy]:
     clock = Clock(T0)
     config = Settings(
-        database_url=f"sqlite:///{tmp_path / 'api.db'}",
+        database_url=store_url,
         retention_days=0,
         duty_interval_seconds=3600.0,
     )
     store = open_store(config.database_url)
     ingest = store.create_token("ingest", org=None, now=clock())[1]
     with Server(create_app(config, store=store, clock=clock)) as server:
-        yield Busy(server, store, clock, ingest, tmp_path / "api.db-wal")
+        yield Busy(server, store, clock, ingest, None)
     store.close()
 
 

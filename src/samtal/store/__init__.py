@@ -118,12 +118,18 @@ class Store:
 
 
 def open_store(url: str) -> Store:
-    """The store at `url`: `sqlite:///relative.db` or `sqlite:////absolute.db`. The engine is
-    imported only when used."""
+    """The store at `url`: `sqlite:///relative.db`, `sqlite:////absolute.db`, or
+    `postgresql://user@host:port/database`. The engine is imported only when used."""
     if url.startswith("sqlite:"):
         from samtal.store.sqlite import SqliteEngine
 
         return Store(SqliteEngine(url))
+    if url.startswith(("postgresql:", "postgres:")):
+        try:
+            from samtal.store.postgres import PostgresEngine
+        except ImportError as exc:
+            raise StoreError("PostgreSQL needs psycopg: pip install 'samtal[postgres]'") from exc
+        return Store(PostgresEngine(url))
     raise StoreError(
         f"unsupported database URL {url!r}: use sqlite:///path.db or postgresql://user@host/db"
     )

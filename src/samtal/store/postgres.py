@@ -1,0 +1,445 @@
+"""The production engine: PostgreSQL through psycopg 3 and a connection pool.
+
+Several processes may write at once. Writers of one call take turns on a row lock of the call
+(`lock_calls`); change numbers of an organisation are taken from its row, which stays locked
+until the commit, so that they are given out in the order the changes become visible
+(changes.md, "Visibility order"). Every key leads with `org` and every statement on call data
+filters on it, so that the tables can be distributed by organisation (Citus; see README).
+Text keys use the "C" collation: records are ordered by call id byte for byte, as on SQLite.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+import psycopg
+from psycopg import errors
+from psycopg_pool import ConnectionPool
+
+from samtal.errors import Conflict, NotFound, StoreError
+from samtal.events import Event
+from samtal.store._base import CallRow, Change, Contention, Org, RecordRow, Token
+from samtal.times import US_PER_MS
+from samtal.tokens import TokenKind
+
+log = logging.getLogger(__name__)
+
+#: Each entry upgrades the schema by one version; never edit one that has shipped.
+MIGRATIONS: tuple[str, ...] = (
+    """
+    CREATE TABLE orgs (
+        name text COLLATE "C" PRIMARY KEY,
+        tz text NOT NULL,
+        created bigint NOT NULL,
+        change_seq bigint NOT NULL DEFAULT 0
+    );
+    CREATE TABLE tokens (
+        id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        kind text NOT NULL CHECK (kind IN ('read', 'ingest')),
+        org text COLLATE "C" REFERENCES orgs (name),
+        hash bytea NOT NULL UNIQUE,
+        created bigint NOT NULL,
+        last_used bigint,
+        revoked bigint
+    );
+    -- Append-only, idempotent per (org, id); keyed by call, which recomputing a record reads.
+    CREATE TABLE events (
+        org text COLLATE "C" NOT NULL,
+        id text COLLATE "C" NOT NULL,
+        call text COLLATE "C" NOT NULL,
+        instant bigint NOT NULL,
+        seq bigint,
+        type text NOT NULL,
+        party text,
+        number text,
+        kind text,
+        dialed text,
+        target text,
+        at text NOT NULL,
+        PRIMARY KEY (org, call, id)
+    );
+    CREATE UNIQUE INDEX events_by_id ON events (org, id);
+    -- One row per call: its lock, what idle closing and purging need, where its record is.
+    CREATE TABLE calls (
+        org text COLLATE "C" NOT NULL,
+        call text COLLATE "C" NOT NULL,
+        age bigint NOT NULL,
+        record_ms bigint,
+        open boolean NOT NULL,
+        last_seen bigint NOT NULL,
+        PRIMARY KEY (org, call)
+    );
+    CREATE INDEX calls_by_age ON calls (org, age);
+    CREATE INDEX calls_open ON calls (org, last_seen) WHERE open;
+    CREATE TABLE records (
+        org text COLLATE "C" NOT NULL,
+        start_ms bigint NOT NULL,
+        call text COLLATE "C" NOT NULL,
+        start bigint NOT NULL,
+        change_seq bigint NOT NULL,
+        json bytea NOT NULL,
+        PRIMARY KEY (org, start_ms, call)
+    );
+    CREATE INDEX records_by_change ON records (org, change_seq);
+    """,
+)
+#: Records per page of a period's scan, each page one short query.
+PAGE = 2000
+#: Raised by PostgreSQL when it broke a deadlock or a serialisation conflict by aborting us.
+_RACES = (errors.DeadlockDetected, errors.SerializationFailure)
+_EVENT_COLUMNS = "org, id, call, instant, seq, type, party, number, kind, dialed, target, at"
+_TOKEN_COLUMNS = "id, kind, org, created, last_used, revoked"
+
+
+class PostgresEngine:
+    """The engine on one PostgreSQL database, shared by any number of processes."""
+
+    def __init__(
+        self, url: str, migrations: tuple[str, ...] = MIGRATIONS, *, max_size: int = 8
+    ) -> None:
+        self._migrations = migrations
+        self._url = url
+        try:
+            self._pool = ConnectionPool(
+                url, min_size=1, max_size=max_size, open=True, timeout=30, name="samtal"
+            )
+            self._pool.wait(timeout=10)
+            self._migrate()
+        except (psycopg.Error, Exception) as exc:
+            if isinstance(exc, StoreError):
+                raise
+            raise StoreError(f"cannot open the database {_safe(url)}: {exc}") from exc
+
+    def _migrate(self) -> None:
+        with self._pool.connection() as db, db.transaction():
+            # One process upgrades; the others wait for it and then find nothing to do.
+            db.execute("SELECT pg_advisory_xact_lock(hashtext('samtal:migrate'))")
+            db.execute(
+                "CREATE TABLE IF NOT EXISTS meta (key text PRIMARY KEY, value text NOT NULL)"
+            )
+            row = db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+            version = int(row[0]) if row else 0
+            if version > len(self._migrations):
+                raise StoreError(
+                    f"the database has schema version {version}, newer than this samtal knows "
+                    f"({len(self._migrations)}): upgrade samtal"
+                )
+            for number, script in enumerate(self._migrations[version:], version + 1):
+                db.execute(script)
+                db.execute(
+                    "INSERT INTO meta VALUES ('schema_version', %s) "
+                    "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                    (str(number),),
+                )
+
+    @property
+    def schema_version(self) -> int:
+        """The schema version of the open database."""
+        return int(self._one("SELECT value FROM meta WHERE key = 'schema_version'")[0])
+
+    def close(self) -> None:
+        """Release the engine's connections."""
+        self._pool.close()
+
+    def _all(self, sql: str, params: Sequence[object] = ()) -> list[Any]:
+        """The rows of one read statement, on a pooled connection in autocommit: each read is
+        its own snapshot, and nothing is held once it returns."""
+        with self._pool.connection() as db:
+            db.autocommit = True
+            return db.execute(sql, params).fetchall()
+
+    def _one(self, sql: str, params: Sequence[object] = ()) -> Any:
+        rows = self._all(sql, params)
+        return rows[0] if rows else None
+
+    @contextmanager
+    def _writing(self) -> Iterator[psycopg.Connection[Any]]:
+        """A write transaction on a pooled connection; Contention when it lost a race."""
+        try:
+            with self._pool.connection() as db:
+                db.autocommit = False
+                with db.transaction():
+                    yield db
+        except _RACES as exc:
+            raise Contention(str(exc).strip()) from exc
+
+    @contextmanager
+    def transaction(self) -> Iterator[_Tx]:
+        """A write transaction (see WriteTx); not nestable."""
+        with self._writing() as db:
+            yield _Tx(db)
+
+    # -- organisations and tokens -----------------------------------------------------------
+
+    def add_org(self, name: str, tz: str, *, now: int) -> Org:
+        """Create an organisation; Conflict when it exists."""
+        try:
+            with self._writing() as db:
+                db.execute(
+                    "INSERT INTO orgs (name, tz, created) VALUES (%s, %s, %s)", (name, tz, now)
+                )
+        except errors.UniqueViolation:
+            raise Conflict(f"organisation {name!r} exists already") from None
+        return Org(name, tz, now)
+
+    def orgs(self) -> list[Org]:
+        """Every organisation, by name."""
+        return [Org(*row) for row in self._all("SELECT name, tz, created FROM orgs ORDER BY name")]
+
+    def org(self, name: str) -> Org | None:
+        """One organisation, or None."""
+        row = self._one("SELECT name, tz, created FROM orgs WHERE name = %s", (name,))
+        return Org(*row) if row else None
+
+    def add_token(self, kind: TokenKind, *, org: str | None, hash: bytes, now: int) -> Token:
+        """Store a token by the hash of its secret; NotFound for an unknown organisation."""
+        try:
+            with self._writing() as db:
+                row = db.execute(
+                    "INSERT INTO tokens (kind, org, hash, created) VALUES (%s, %s, %s, %s) "
+                    "RETURNING id",
+                    (kind, org, hash, now),
+                ).fetchone()
+        except errors.ForeignKeyViolation:
+            raise NotFound(f"unknown organisation {org!r}: add it with `samtal org add`") from None
+        assert row is not None
+        return Token(row[0], kind, org, now, None, None)
+
+    def tokens(self) -> list[Token]:
+        """Every token, oldest first."""
+        return [
+            Token(*row) for row in self._all(f"SELECT {_TOKEN_COLUMNS} FROM tokens ORDER BY id")
+        ]
+
+    def revoke_token(self, token_id: int, *, now: int) -> Token:
+        """Revoke a token (again: no change); NotFound when there is none with that id."""
+        with self._writing() as db:
+            row = db.execute(
+                "UPDATE tokens SET revoked = coalesce(revoked, %s) WHERE id = %s "
+                f"RETURNING {_TOKEN_COLUMNS}",
+                (now, token_id),
+            ).fetchone()
+        if row is None:
+            raise NotFound(f"no token with id {token_id}: `samtal token list` shows them")
+        return Token(*row)
+
+    def token_by_hash(self, hash: bytes) -> Token | None:
+        """The token with this hash, or None."""
+        row = self._one(f"SELECT {_TOKEN_COLUMNS} FROM tokens WHERE hash = %s", (hash,))
+        return Token(*row) if row else None
+
+    def touch_token(self, token_id: int, *, now: int) -> None:
+        """Note that a token was used."""
+        with self._writing() as db:
+            db.execute("UPDATE tokens SET last_used = %s WHERE id = %s", (now, token_id))
+
+    # -- call data --------------------------------------------------------------------------
+
+    def records(self, *, org: str, start: int, end: int) -> Iterator[list[bytes]]:
+        """Pages of the rendered records of `org` whose start is in [start, end), in order;
+        each page is one short query continuing after the last (start_ms, call) seen."""
+        low, high = start // US_PER_MS, (end - 1) // US_PER_MS
+        rows = self._all(
+            "SELECT start_ms, call, json FROM records WHERE org = %s AND start_ms >= %s "
+            "AND start_ms <= %s AND start >= %s AND start < %s ORDER BY start_ms, call LIMIT %s",
+            (org, low, high, start, end, PAGE),
+        )
+        while rows:
+            yield [row[2] for row in rows]
+            if len(rows) < PAGE:
+                return
+            last_ms, last_call, _ = rows[-1]
+            rows = self._all(
+                "SELECT start_ms, call, json FROM records WHERE org = %s "
+                "AND (start_ms, call) > (%s, %s) AND start_ms <= %s AND start >= %s "
+                "AND start < %s ORDER BY start_ms, call LIMIT %s",
+                (org, last_ms, last_call, high, start, end, PAGE),
+            )
+
+    def changes(self, *, org: str, after: int, limit: int) -> list[Change]:
+        """Records of `org` made or changed after change number `after`, oldest first."""
+        rows = self._all(
+            "SELECT change_seq, call, json FROM records WHERE org = %s AND change_seq > %s "
+            "ORDER BY change_seq LIMIT %s",
+            (org, after, limit),
+        )
+        return [Change(seq, call, bytes(json)) for seq, call, json in rows]
+
+    def purge(self, *, org: str, before: int) -> int:
+        """Remove whole calls of `org` whose age is before `before`; the number removed."""
+        with self._writing() as db:
+            doomed = [
+                call
+                for (call,) in db.execute(
+                    "SELECT call FROM calls WHERE org = %s AND age < %s FOR UPDATE",
+                    (org, before),
+                )
+            ]
+            if doomed:
+                for table in ("events", "records", "calls"):
+                    db.execute(
+                        f"DELETE FROM {table} WHERE org = %s AND call = ANY(%s)", (org, doomed)
+                    )
+        return len(doomed)
+
+
+class _Tx:
+    """One write transaction on a pooled connection (see WriteTx)."""
+
+    def __init__(self, db: psycopg.Connection[Any]) -> None:
+        self.db = db
+
+    def insert_events(self, events: Sequence[Event]) -> list[Event]:
+        """COPY the batch into a staging table, then insert what is new in one statement."""
+        first: dict[tuple[str, str], Event] = {}
+        for event in events:
+            first.setdefault((event.org, event.id), event)
+        if not first:
+            return []
+        db = self.db
+        db.execute(
+            "CREATE TEMP TABLE IF NOT EXISTS staging (LIKE events INCLUDING DEFAULTS) "
+            "ON COMMIT DELETE ROWS"
+        )
+        with db.cursor() as cursor:
+            # In (org, id) order: two writers of the same events wait for each other in the
+            # same order, never in a cycle.
+            with cursor.copy(f"COPY staging ({_EVENT_COLUMNS}) FROM STDIN") as copy:
+                for (org, event_id), e in sorted(first.items()):
+                    copy.write_row(
+                        (
+                            org,
+                            event_id,
+                            e.call,
+                            e.instant,
+                            e.seq,
+                            e.type,
+                            e.party,
+                            e.number,
+                            e.kind,
+                            e.dialed,
+                            e.target,
+                            e.at,
+                        )
+                    )
+            inserted = cursor.execute(
+                f"INSERT INTO events ({_EVENT_COLUMNS}) SELECT {_EVENT_COLUMNS} FROM staging "
+                "ORDER BY org, id ON CONFLICT DO NOTHING RETURNING org, id"
+            ).fetchall()
+            db.execute("TRUNCATE staging")
+        return [first[(org, event_id)] for org, event_id in inserted]
+
+    def lock_calls(self, org: str, calls: Sequence[str]) -> dict[str, int | None]:
+        """Lock each call's row (making a placeholder for a call not seen before, which the
+        transaction fills in or rolls back); the calls seen before with their record_ms."""
+        made = {
+            call
+            for (call,) in self.db.execute(
+                "INSERT INTO calls (org, call, age, record_ms, open, last_seen) "
+                "SELECT %s, c, 0, NULL, true, 0 FROM unnest(%s::text[]) AS c ORDER BY c "
+                "ON CONFLICT DO NOTHING RETURNING call",
+                (org, list(calls)),
+            )
+        }
+        rows = self.db.execute(
+            "SELECT call, record_ms FROM calls WHERE org = %s AND call = ANY(%s) "
+            "ORDER BY call FOR UPDATE",
+            (org, list(calls)),
+        ).fetchall()
+        return {call: record_ms for call, record_ms in rows if call not in made}
+
+    def call_events(self, org: str, calls: Sequence[str]) -> dict[str, list[Event]]:
+        """Every stored event of each call (this transaction's included)."""
+        stored: dict[str, list[Event]] = {}
+        for call, event_id, instant, seq, type_, party, number, kind, at in self.db.execute(
+            "SELECT call, id, instant, seq, type, party, number, kind, at FROM events "
+            "WHERE org = %s AND call = ANY(%s)",
+            (org, list(calls)),
+        ):
+            stored.setdefault(call, []).append(
+                Event(org, event_id, call, at, type_, seq, party, number, kind, instant=instant)
+            )
+        return stored
+
+    def record_json(self, org: str, start_ms: int, call: str) -> bytes | None:
+        """The stored rendering of a call's record, or None."""
+        row = self.db.execute(
+            "SELECT json FROM records WHERE org = %s AND start_ms = %s AND call = %s",
+            (org, start_ms, call),
+        ).fetchone()
+        return bytes(row[0]) if row else None
+
+    def zone_of(self, org: str) -> str:
+        """The organisation's zone name; NotFound when unknown."""
+        row = self.db.execute("SELECT tz FROM orgs WHERE name = %s", (org,)).fetchone()
+        if row is None:
+            raise NotFound(f"unknown organisation {org!r}")
+        return str(row[0])
+
+    def take_change_seqs(self, org: str, count: int) -> int:
+        """Reserve `count` change numbers of `org`; the first. The organisation's row stays
+        locked until the commit: numbers are handed out in commit order."""
+        row = self.db.execute(
+            "UPDATE orgs SET change_seq = change_seq + %s WHERE name = %s RETURNING change_seq",
+            (count, org),
+        ).fetchone()
+        assert row is not None
+        return int(row[0]) - count + 1
+
+    def write(
+        self,
+        records: Sequence[RecordRow],
+        gone: Sequence[tuple[str, int, str]],
+        calls: Sequence[CallRow],
+    ) -> None:
+        """Delete `gone` records, upsert `records` and `calls`."""
+        with self.db.cursor() as cursor:
+            if gone:
+                cursor.executemany(
+                    "DELETE FROM records WHERE org = %s AND start_ms = %s AND call = %s", gone
+                )
+            if records:
+                cursor.executemany(
+                    "INSERT INTO records VALUES (%s, %s, %s, %s, %s, %s) "
+                    "ON CONFLICT (org, start_ms, call) DO UPDATE SET start = excluded.start, "
+                    "change_seq = excluded.change_seq, json = excluded.json",
+                    [(r.org, r.start_ms, r.call, r.start, r.change_seq, r.json) for r in records],
+                )
+            if calls:
+                cursor.executemany(
+                    "INSERT INTO calls VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (org, call) "
+                    "DO UPDATE SET age = excluded.age, record_ms = excluded.record_ms, "
+                    "open = excluded.open, last_seen = excluded.last_seen",
+                    [(c.org, c.call, c.age, c.record_ms, c.open, c.last_seen) for c in calls],
+                )
+
+    def stale_calls(self, last_seen_before: int) -> list[tuple[str, str, int, str]]:
+        """Open calls idle since `last_seen_before`, locked, with the instant and `at` of their
+        latest event; one organisation at a time, as a distributed table wants."""
+        stale = []
+        for (org,) in self.db.execute("SELECT name FROM orgs ORDER BY name").fetchall():
+            for call, instant, at in self.db.execute(
+                "SELECT c.call, e.instant, e.at FROM ("
+                "  SELECT call FROM calls WHERE org = %s AND open AND last_seen <= %s "
+                "  ORDER BY call FOR UPDATE"
+                ") c CROSS JOIN LATERAL ("
+                "  SELECT instant, at FROM events WHERE org = %s AND call = c.call "
+                "  ORDER BY instant DESC LIMIT 1"
+                ") e",
+                (org, last_seen_before, org),
+            ).fetchall():
+                stale.append((org, call, instant, at))
+        return stale
+
+
+def _safe(url: str) -> str:
+    """The URL without its password, for messages."""
+    try:
+        info = psycopg.conninfo.conninfo_to_dict(url)
+    except psycopg.ProgrammingError:
+        return "(an unreadable URL)"
+    info.pop("password", None)
+    return repr(" ".join(f"{key}={value}" for key, value in info.items()))
