@@ -62,11 +62,30 @@ def create_app(
     return app
 
 
+def app_from_env() -> FastAPI:
+    """The API as settings from the environment describe it: what each of `samtal serve
+    --workers N`'s processes runs."""
+    if not logging.getLogger().handlers:
+        logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
+    return create_app(Settings.from_env())
+
+
+#: How samtal's own log lines look beside uvicorn's.
+LOG_FORMAT = "%(levelname)s:     %(name)s: %(message)s"
+
+
 async def _duty_loop(app: AppState) -> None:
-    """Close idle calls and purge expired ones every `duty_interval_seconds`, on the writer."""
+    """Every `duty_interval_seconds`, close idle calls and purge expired ones, in the one
+    process of the installation that leads the duties; the others stand by to take over."""
+    leading = False
     while True:
         await asyncio.sleep(app.settings.duty_interval_seconds)
         try:
-            await app.write(lambda: run_duties(app.store, app.settings, now=app.clock()))
+            now_leading = await app.write(app.store.lead_duties)
+            if now_leading != leading:
+                leading = now_leading
+                log.info("this process %s the background duties", "leads" if leading else "left")
+            if leading:
+                await app.write(lambda: run_duties(app.store, app.settings, now=app.clock()))
         except Exception:
             log.exception("background duties failed; trying again next round")

@@ -38,17 +38,36 @@ def _settings_help() -> str:
     show_default=True,
     help="Port to listen on.",
 )
+@click.option(
+    "--workers",
+    type=click.IntRange(1, 256),
+    default=1,
+    show_default=True,
+    help="Server processes on the one port. Background duties run in one of them.",
+)
 @db_option
-def serve(host: str, port: int, db_url: str | None) -> None:
+def serve(host: str, port: int, workers: int, db_url: str | None) -> None:
     """Serve the API (GET /cdr/historik, POST /events, /docs)."""
     import uvicorn
 
-    from samtal.api import create_app
+    from samtal.api import LOG_FORMAT, create_app
 
     config = settings(database_url=db_url)
-    app = create_app(config, store=open_db(config.database_url))
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s:     %(name)s: %(message)s")
-    uvicorn.run(app, host=host, port=port, log_level="info")
+    open_db(config.database_url).close()  # a bad URL or a newer schema fails here, once
+    logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
+    if workers == 1:
+        uvicorn.run(create_app(config), host=host, port=port, log_level="info")
+        return
+    # Each worker is a new process that builds its app from the environment.
+    os.environ["SAMTAL_DATABASE_URL"] = config.database_url
+    uvicorn.run(
+        "samtal.api:app_from_env",
+        factory=True,
+        workers=workers,
+        host=host,
+        port=port,
+        log_level="info",
+    )
 
 
 DEMO_DB = "sqlite:///samtal-demo.db"

@@ -100,6 +100,10 @@ class Store:
         """Remove whole calls of `org` that started before `before`; the number removed."""
         return self.engine.purge(org=org, before=before)
 
+    def lead_duties(self) -> bool:
+        """Whether this process runs the background duties (one process per installation)."""
+        return self.engine.lead_duties()
+
     def close(self) -> None:
         """Release the engine's connections."""
         self.engine.close()

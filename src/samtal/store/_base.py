@@ -209,6 +209,11 @@ class Engine(Protocol):
         """Remove whole calls of `org` whose age is before `before`; the number removed."""
         ...
 
+    def lead_duties(self) -> bool:
+        """Whether this process runs the background duties of the installation: the first to
+        ask takes the lead and keeps it while it lives; the others get False until it is gone."""
+        ...
+
     def close(self) -> None:
-        """Release the engine's connections."""
+        """Release the engine's connections (and the lead of the duties)."""
         ...

@@ -102,6 +102,7 @@ class PostgresEngine:
     ) -> None:
         self._migrations = migrations
         self._url = url
+        self._lead: psycopg.Connection[Any] | None = None
         try:
             self._pool = ConnectionPool(
                 url, min_size=1, max_size=max_size, open=True, timeout=30, name="samtal"
@@ -140,8 +141,30 @@ class PostgresEngine:
         """The schema version of the open database."""
         return int(self._one("SELECT value FROM meta WHERE key = 'schema_version'")[0])
 
+    def lead_duties(self) -> bool:
+        """Lead the duties while holding a session advisory lock on a connection of its own;
+        PostgreSQL releases it when the process or its connection dies."""
+        if self._lead is not None:
+            try:
+                self._lead.execute("SELECT 1")
+                return True
+            except psycopg.Error:
+                log.warning("lost the connection that held the lead of the duties")
+                self._lead.close()
+                self._lead = None
+        lead = psycopg.connect(self._url, autocommit=True)
+        row = lead.execute("SELECT pg_try_advisory_lock(hashtext('samtal:duties'))").fetchone()
+        if row is None or not row[0]:
+            lead.close()
+            return False
+        self._lead = lead
+        return True
+
     def close(self) -> None:
-        """Release the engine's connections."""
+        """Release the engine's connections and the lead of the duties."""
+        if self._lead is not None:
+            self._lead.close()
+            self._lead = None
         self._pool.close()
 
     def _all(self, sql: str, params: Sequence[object] = ()) -> list[Any]:

@@ -7,12 +7,13 @@ range scans that hand out ready bytes.
 
 from __future__ import annotations
 
+import fcntl
 import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from samtal.errors import Conflict, NotFound, StoreError
 from samtal.events import Event
@@ -121,6 +122,7 @@ class SqliteEngine:
         self._local = threading.local()
         self._readers: list[sqlite3.Connection] = []
         self._readers_lock = threading.Lock()  # not the writer's: a reader may open inside it
+        self._lead: IO[str] | None = None
 
     @property
     def _reader(self) -> sqlite3.Connection:
@@ -200,8 +202,26 @@ class SqliteEngine:
         with self._writing() as db:
             yield _Tx(db, self._zones)
 
+    def lead_duties(self) -> bool:
+        """Lead the duties while holding an exclusive lock on `<database>.duties`; the lock
+        goes with the process, so another takes over when the leader dies."""
+        if self._lead is None:
+            if self._path == ":memory:":
+                return True
+            lead = open(self._path + ".duties", "a")  # noqa: SIM115 (held while the engine lives)
+            try:
+                fcntl.flock(lead, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                lead.close()
+                return False
+            self._lead = lead
+        return True
+
     def close(self) -> None:
-        """Release the engine's connections."""
+        """Release the engine's connections and the lead of the duties."""
+        if self._lead is not None:
+            self._lead.close()
+            self._lead = None
         with self._readers_lock:
             for reader in self._readers:
                 reader.close()
