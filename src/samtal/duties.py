@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from samtal.period import earliest_instant
 from samtal.settings import Settings
 from samtal.store import Store
-from samtal.times import US_PER_SECOND, zone
+from samtal.times import US_PER_SECOND, local_day, zone
 
 log = logging.getLogger(__name__)
 
@@ -42,15 +42,29 @@ def run_duties(store: Store, settings: Settings, *, now: int) -> DutyReport:
             failed += 1
             log.exception("purging failed: cannot list the organisations")
             orgs = []
-        for org in orgs:
+        cutoffs = {
+            org.name: earliest_instant(
+                zone=zone(org.tz), now=now, retention_days=settings.retention_days
+            )
+            for org in orgs
+        }
+        if cutoffs:
+            # First the whole days every organisation is past: an engine with partitions drops
+            # them whole. Then, row by row, what is left before each one's own cutoff.
+            first_kept = min(local_day(cutoffs[org.name], zone(org.tz)) for org in orgs)
             try:
-                before = earliest_instant(
-                    zone=zone(org.tz), now=now, retention_days=settings.retention_days
-                )
-                purged += store.purge(org=org.name, before=before)
+                store.drop_days(first_kept)
             except Exception:
                 failed += 1
-                log.exception("purging %r failed; trying again next round", org.name)
+                log.exception(
+                    "dropping the days before %d failed; trying again next round", first_kept
+                )
+        for name, before in cutoffs.items():
+            try:
+                purged += store.purge(org=name, before=before)
+            except Exception:
+                failed += 1
+                log.exception("purging %r failed; trying again next round", name)
     if closed or purged:
         log.info("duties: closed %d idle call(s), purged %d expired call(s)", closed, purged)
     return DutyReport(closed, purged, failed)

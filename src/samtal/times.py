@@ -119,6 +119,15 @@ def to_datetime(instant: int, zone: ZoneInfo) -> datetime:
     return (_EPOCH + timedelta(microseconds=instant)).astimezone(zone)
 
 
+def local_day(instant: int, zone: ZoneInfo) -> int:
+    """The date of an instant in `zone`, as days since 1970-01-01 (its UTC date at the edges
+    of the calendar, where the zone's date cannot be had)."""
+    try:
+        return to_datetime(instant, zone).date().toordinal() - _EPOCH_ORDINAL
+    except (OverflowError, ValueError):
+        return instant // (86_400 * US_PER_SECOND)
+
+
 def from_datetime(moment: datetime) -> int:
     """Microseconds since the epoch of an aware datetime."""
     return (moment - _EPOCH) // timedelta(microseconds=1)

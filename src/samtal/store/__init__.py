@@ -11,7 +11,7 @@ import logging
 from collections.abc import Callable, Iterator, Sequence
 from typing import TypeVar
 
-from samtal.errors import StoreError
+from samtal.errors import NotFound, StoreError
 from samtal.events import Event
 from samtal.store import _recompute
 from samtal.store._base import (
@@ -25,13 +25,14 @@ from samtal.store._base import (
     WriteTx,
     check_org_name,
 )
-from samtal.times import zone
+from samtal.times import US_PER_SECOND, local_day, zone
 from samtal.tokens import TokenKind, digest, new_secret
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 #: Times a write transaction that lost a race (a deadlock, a serialisation failure) is tried.
 ATTEMPTS = 5
+US_PER_MINUTE = 60 * US_PER_SECOND
 
 
 class Store:
@@ -39,6 +40,7 @@ class Store:
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
+        self._zones: dict[str, str] = {}  # an organisation's zone never changes
 
     # -- organisations and tokens (operator side) ------------------------------------------
     def add_org(self, name: str, tz: str, *, now: int) -> Org:
@@ -82,6 +84,7 @@ class Store:
     def ingest(self, events: Sequence[Event], *, now: int) -> IngestSummary:
         """Store valid events of known organisations, idempotently, and recompute the record of
         every call that received a new event, all in one durable transaction."""
+        self._prepare(events)
         return self._write(lambda tx: _recompute.ingest(tx, events, now=now))
 
     def records(self, *, org: str, start: int, end: int) -> Iterator[list[bytes]]:
@@ -91,6 +94,30 @@ class Store:
     def changes(self, *, org: str, after: int, limit: int) -> list[Change]:
         """Records of `org` made or changed after change number `after`, oldest first."""
         return self.engine.changes(org=org, after=after, limit=limit)
+
+    def _prepare(self, events: Sequence[Event]) -> None:
+        """Let the engine make ready, outside the write transaction, for every day a call of
+        `events` may take (a call's day is the local date of one of its events)."""
+        days: set[int] = set()
+        for org, instants in _instants_by_org(events).items():
+            rendering = zone(self._zone_of(org))
+            days.update(local_day(instant, rendering) for instant in instants)
+        if days:
+            self.engine.prepare_days(days)
+
+    def _zone_of(self, org: str) -> str:
+        tz = self._zones.get(org)
+        if tz is None:
+            found = self.engine.org(org)
+            if found is None:
+                raise NotFound(f"unknown organisation {org!r}")
+            tz = self._zones[org] = found.tz
+        return tz
+
+    def drop_days(self, before: int) -> int:
+        """Remove the calls of every organisation whose day (the local date of their start)
+        is before `before` (days since 1970-01-01); the number of days dropped."""
+        return self.engine.drop_days(before)
 
     def close_idle_calls(self, *, now: int, idle: int) -> int:
         """Append an `ended` to every call idle for `idle` microseconds (cdr.md); how many."""
@@ -119,6 +146,16 @@ class Store:
                     raise
                 log.info("a write lost a race (%s); trying again (%d)", exc, attempt)
         raise AssertionError("unreachable")
+
+
+def _instants_by_org(events: Sequence[Event]) -> dict[str, set[int]]:
+    """The instants of `events` by organisation, cut to the minute: a batch has few distinct
+    minutes, and a minute lies in one local date wherever the offset is whole minutes (an
+    engine with partitions keeps a default one for whatever falls outside)."""
+    out: dict[str, set[int]] = {}
+    for event in events:
+        out.setdefault(event.org, set()).add(event.instant - event.instant % US_PER_MINUTE)
+    return out
 
 
 def open_store(url: str) -> Store:

@@ -9,7 +9,7 @@ Tenancy is in the signatures: every operation on call data takes the organisatio
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Protocol
@@ -86,6 +86,9 @@ class CallRow:
 
     org: str
     call: str
+    #: The local date (days since 1970-01-01, in the organisation's zone) of its age: every
+    #: row of the call lives in that day's partition, where an engine has them.
+    day: int
     #: The call's start, or its earliest event while it has no `started`: what retention uses.
     age: int
     #: The start in milliseconds of its record (where the record row is), None while it has none.
@@ -101,6 +104,7 @@ class RecordRow:
     """A rendered record as stored."""
 
     org: str
+    day: int
     start_ms: int
     call: str
     start: int
@@ -111,14 +115,19 @@ class RecordRow:
 class WriteTx(Protocol):
     """One write transaction of an engine: SQL-shaped steps that `_recompute` composes."""
 
-    def insert_events(self, events: Sequence[Event]) -> list[Event]:
-        """Insert the events not stored before (the first of any repeated in `events`); the
-        ones inserted. A concurrent writer of the same event is waited for, never doubled."""
+    def lock_calls(self, org: str, calls: Sequence[str]) -> dict[str, int | None]:
+        """The calls of `calls` seen before, each with its record's start_ms (None: no record);
+        every call of `calls` is locked until the transaction ends: writers of one call take
+        turns."""
         ...
 
-    def lock_calls(self, org: str, calls: Sequence[str]) -> dict[str, int | None]:
-        """The calls of `calls` seen before, each with its record's start_ms (None: no record),
-        locked until the transaction ends: writers of one call take turns."""
+    def insert_events(
+        self, org: str, events: Sequence[Event], new_days: Mapping[str, int]
+    ) -> list[Event]:
+        """Insert the events of `org` not stored before (the first of any repeated); the ones
+        inserted. Events of a call seen before go where its other events are; those of a call
+        first seen now, in its day `new_days[call]`. A concurrent writer of the same event is
+        waited for, never doubled."""
         ...
 
     def call_events(self, org: str, calls: Sequence[str]) -> dict[str, list[Event]]:
@@ -143,9 +152,11 @@ class WriteTx(Protocol):
         records: Sequence[RecordRow],
         gone: Sequence[tuple[str, int, str]],
         calls: Sequence[CallRow],
+        forget: Sequence[tuple[str, str]] = (),
     ) -> None:
-        """Upsert `records`, delete the records at (org, start_ms, call) in `gone`, upsert
-        `calls`."""
+        """Delete the records at (org, start_ms, call) in `gone`, upsert `records`, upsert
+        `calls` (moving a call's rows where its day changed), and delete the rows of the locked
+        calls in `forget` (org, call), which turned out to have no event of their own."""
         ...
 
     def stale_calls(self, last_seen_before: int) -> list[tuple[str, str, int, str]]:
@@ -207,6 +218,15 @@ class Engine(Protocol):
 
     def purge(self, *, org: str, before: int) -> int:
         """Remove whole calls of `org` whose age is before `before`; the number removed."""
+        ...
+
+    def prepare_days(self, days: set[int]) -> None:
+        """Make ready to hold calls of these days (an engine with partitions makes them)."""
+        ...
+
+    def drop_days(self, before: int) -> int:
+        """Remove the calls of every organisation whose day is before `before`, whole days at
+        a time where the engine can; the number of days dropped."""
         ...
 
     def lead_duties(self) -> bool:

@@ -9,22 +9,22 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from zoneinfo import ZoneInfo
 
 import orjson
 
 from samtal.aggregate import record_of_call
 from samtal.events import Event
 from samtal.store._base import IDLE_CLOSE_ID, CallRow, IngestSummary, RecordRow, WriteTx
-from samtal.times import US_PER_MS, zone
+from samtal.times import US_PER_MS, local_day, zone
 
 log = logging.getLogger(__name__)
 
 
 def ingest(tx: WriteTx, events: Sequence[Event], *, now: int) -> IngestSummary:
     """Store the batch's new events and recompute the record of every call they touch."""
-    fresh = tx.insert_events(events)
     by_org: dict[str, dict[str, list[Event]]] = {}
-    for event in fresh:
+    for event in events:
         calls = by_org.get(event.org)
         if calls is None:
             calls = by_org[event.org] = {}
@@ -33,8 +33,12 @@ def ingest(tx: WriteTx, events: Sequence[Event], *, now: int) -> IngestSummary:
             calls[event.call] = [event]
         else:
             group.append(event)
-    changed = sum(_recompute(tx, org, calls, now) for org, calls in sorted(by_org.items()))
-    return IngestSummary(len(fresh), len(events) - len(fresh), changed)
+    accepted = changed = 0
+    for org, calls in sorted(by_org.items()):
+        fresh, count = _ingest_org(tx, org, calls, now)
+        accepted += fresh
+        changed += count
+    return IngestSummary(accepted, len(events) - accepted, changed)
 
 
 def close_idle_calls(tx: WriteTx, *, now: int, idle: int) -> int:
@@ -50,22 +54,34 @@ def close_idle_calls(tx: WriteTx, *, now: int, idle: int) -> int:
     return len(closing)
 
 
-def _recompute(tx: WriteTx, org: str, new: dict[str, list[Event]], now: int) -> int:
-    """Recompute the records of `org`'s calls that got `new` events; the number changed.
+def _ingest_org(tx: WriteTx, org: str, batch: dict[str, list[Event]], now: int) -> tuple[int, int]:
+    """Store `org`'s new events of the batch and recompute the records of the calls that got
+    any; (events accepted, records changed).
 
-    A call first seen in this batch has all its events at hand; the events of calls seen
-    before are read back, after their rows are locked, so that a concurrent writer of the same
-    call is waited for and its events are counted.
+    The calls are locked first, so that a concurrent writer of the same call is waited for
+    and its events are counted. A call first seen in this batch has all its events at hand;
+    the events of calls seen before are read back.
     """
-    names = sorted(new)
+    names = sorted(batch)
     known = tx.lock_calls(org, names)
-    stored = tx.call_events(org, [c for c in names if c in known]) if known else {}
     rendering = zone(tx.zone_of(org))
-    made: list[tuple[int, str, int, bytes]] = []  # start_ms, call, start, json
+    new_days = {
+        call: local_day(_age(batch[call]), rendering) for call in names if call not in known
+    }
+    fresh = tx.insert_events(org, [e for call in names for e in batch[call]], new_days)
+    new: dict[str, list[Event]] = {}
+    for event in fresh:
+        new.setdefault(event.call, []).append(event)
+    # A call seen first here whose every event was a duplicate (of another call's ids) has
+    # nothing of its own: its lock's placeholder goes.
+    forget = [(org, call) for call in names if call not in known and call not in new]
+    touched = sorted(new)
+    stored = tx.call_events(org, [c for c in touched if c in known]) if known else {}
+    made: list[tuple[int, int, str, int, bytes]] = []  # day, start_ms, call, start, json
     gone: list[tuple[str, int, str]] = []
     calls: list[CallRow] = []
     deleted = 0
-    for call in names:
+    for call in touched:
         events = stored.get(call, new[call])
         old_ms = known.get(call)
         try:
@@ -82,7 +98,7 @@ def _recompute(tx: WriteTx, org: str, new: dict[str, list[Event]], now: int) -> 
                 type(exc).__name__,
                 exc,
             )
-            calls.append(_call_row(org, call, events, old_ms, now))
+            calls.append(_call_row(org, call, events, old_ms, now, rendering))
             continue
         if record is None or rendered is None:
             # No record: not started yet, or still going. A record it had is gone: a late
@@ -90,31 +106,44 @@ def _recompute(tx: WriteTx, org: str, new: dict[str, list[Event]], now: int) -> 
             if old_ms is not None:
                 gone.append((org, old_ms, call))
                 deleted += 1
-            calls.append(_call_row(org, call, events, None, now))
+            calls.append(_call_row(org, call, events, None, now, rendering))
             continue
         start_ms = record.start // US_PER_MS
+        day = local_day(record.start, rendering)
         if old_ms is None or old_ms != start_ms or tx.record_json(org, old_ms, call) != rendered:
             if old_ms is not None and old_ms != start_ms:
                 gone.append((org, old_ms, call))
-            made.append((start_ms, call, record.start, rendered))
-        calls.append(CallRow(org, call, record.start, start_ms, False, now))
+            made.append((day, start_ms, call, record.start, rendered))
+        calls.append(CallRow(org, call, day, record.start, start_ms, False, now))
     records = []
     if made:
         first = tx.take_change_seqs(org, len(made))
         records = [
-            RecordRow(org, start_ms, call, start, seq, rendered)
-            for seq, (start_ms, call, start, rendered) in enumerate(made, first)
+            RecordRow(org, day, start_ms, call, start, seq, rendered)
+            for seq, (day, start_ms, call, start, rendered) in enumerate(made, first)
         ]
-    tx.write(records, gone, calls)
-    return len(records) + deleted
+    tx.write(records, gone, calls, forget)
+    return len(fresh), len(records) + deleted
 
 
 def _call_row(
-    org: str, call: str, events: Sequence[Event], record_ms: int | None, now: int
+    org: str,
+    call: str,
+    events: Sequence[Event],
+    record_ms: int | None,
+    now: int,
+    rendering: ZoneInfo,
 ) -> CallRow:
     """A call's row from its events alone: its age is its start (or its earliest event without
-    one), and it is open while it has no record and no `ended`."""
-    started = [e.instant for e in events if e.type == "started"]
-    age = min(started) if started else min(e.instant for e in events)
+    one), its day the local date of its age, and it is open while it has no record and no
+    `ended`."""
+    age = _age(events)
+    day = local_day(age, rendering)
     is_open = record_ms is None and not any(e.type == "ended" for e in events)
-    return CallRow(org, call, age, record_ms, is_open, now)
+    return CallRow(org, call, day, age, record_ms, is_open, now)
+
+
+def _age(events: Sequence[Event]) -> int:
+    """A call's age: its start, or its earliest event while it has no `started`."""
+    started = [e.instant for e in events if e.type == "started"]
+    return min(started) if started else min(e.instant for e in events)

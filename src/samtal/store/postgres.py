@@ -11,8 +11,9 @@ Text keys use the "C" collation: records are ordered by call id byte for byte, a
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from datetime import date
 from typing import Any
 
 import psycopg
@@ -45,9 +46,27 @@ MIGRATIONS: tuple[str, ...] = (
         last_used bigint,
         revoked bigint
     );
-    -- Append-only, idempotent per (org, id); keyed by call, which recomputing a record reads.
+    -- One row per call: its lock, its day, what idle closing and purging need, where its
+    -- record is. Not partitioned: it is the directory that says which day holds the call.
+    CREATE TABLE calls (
+        org text COLLATE "C" NOT NULL,
+        call text COLLATE "C" NOT NULL,
+        day integer NOT NULL,
+        age bigint NOT NULL,
+        record_ms bigint,
+        open boolean NOT NULL,
+        last_seen bigint NOT NULL,
+        PRIMARY KEY (org, call)
+    );
+    CREATE INDEX calls_by_age ON calls (org, age);
+    CREATE INDEX calls_by_day ON calls (org, day);
+    CREATE INDEX calls_open ON calls (org, last_seen) WHERE open;
+    -- Events and records are partitioned by the call's day (the local date of its start, or
+    -- of its earliest event while it has none): every row of a call is in one partition, and
+    -- retention drops whole days. Append-only events, idempotent per (org, id) within a day.
     CREATE TABLE events (
         org text COLLATE "C" NOT NULL,
+        day integer NOT NULL,
         id text COLLATE "C" NOT NULL,
         call text COLLATE "C" NOT NULL,
         instant bigint NOT NULL,
@@ -59,38 +78,31 @@ MIGRATIONS: tuple[str, ...] = (
         dialed text,
         target text,
         at text NOT NULL,
-        PRIMARY KEY (org, call, id)
-    );
-    CREATE UNIQUE INDEX events_by_id ON events (org, id);
-    -- One row per call: its lock, what idle closing and purging need, where its record is.
-    CREATE TABLE calls (
-        org text COLLATE "C" NOT NULL,
-        call text COLLATE "C" NOT NULL,
-        age bigint NOT NULL,
-        record_ms bigint,
-        open boolean NOT NULL,
-        last_seen bigint NOT NULL,
-        PRIMARY KEY (org, call)
-    );
-    CREATE INDEX calls_by_age ON calls (org, age);
-    CREATE INDEX calls_open ON calls (org, last_seen) WHERE open;
+        PRIMARY KEY (org, day, call, id)
+    ) PARTITION BY RANGE (day);
+    CREATE UNIQUE INDEX events_by_id ON events (org, day, id);
+    CREATE TABLE events_default PARTITION OF events DEFAULT;
     CREATE TABLE records (
         org text COLLATE "C" NOT NULL,
+        day integer NOT NULL,
         start_ms bigint NOT NULL,
         call text COLLATE "C" NOT NULL,
         start bigint NOT NULL,
         change_seq bigint NOT NULL,
         json bytea NOT NULL,
-        PRIMARY KEY (org, start_ms, call)
-    );
+        PRIMARY KEY (org, start_ms, call, day)
+    ) PARTITION BY RANGE (day);
     CREATE INDEX records_by_change ON records (org, change_seq);
+    CREATE TABLE records_default PARTITION OF records DEFAULT;
     """,
 )
 #: Records per page of a period's scan, each page one short query.
 PAGE = 2000
 #: Raised by PostgreSQL when it broke a deadlock or a serialisation conflict by aborting us.
 _RACES = (errors.DeadlockDetected, errors.SerializationFailure)
-_EVENT_COLUMNS = "org, id, call, instant, seq, type, party, number, kind, dialed, target, at"
+_EVENT_COLUMNS = "org, day, id, call, instant, seq, type, party, number, kind, dialed, target, at"
+#: The partitioned tables, each with a partition per day it holds calls of.
+PARTITIONED = ("events", "records")
 _TOKEN_COLUMNS = "id, kind, org, created, last_used, revoked"
 
 
@@ -103,6 +115,7 @@ class PostgresEngine:
         self._migrations = migrations
         self._url = url
         self._lead: psycopg.Connection[Any] | None = None
+        self._days: set[int] = set()  # days known to have their partitions
         try:
             self._pool = ConnectionPool(
                 url, min_size=1, max_size=max_size, open=True, timeout=30, name="samtal"
@@ -194,6 +207,68 @@ class PostgresEngine:
         """A write transaction (see WriteTx); not nestable."""
         with self._writing() as db:
             yield _Tx(db)
+
+    def prepare_days(self, days: set[int]) -> None:
+        """Make the partitions of these days, outside any write transaction (making one locks
+        its table briefly). A day whose rows sit in the default partition already (events of a
+        day dropped, sent again) stays there."""
+        missing = days - self._days
+        if not missing:
+            return
+        with self._pool.connection() as db:
+            db.autocommit = True
+            existing = {
+                day
+                for (name,) in db.execute(
+                    "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
+                    "WHERE i.inhparent = 'events'::regclass"
+                )
+                if (day := _day_of(name)) is not None
+            }
+            self._days |= existing
+            for day in sorted(missing - existing):
+                try:
+                    with db.transaction():
+                        db.execute("SELECT pg_advisory_xact_lock(hashtext('samtal:partitions'))")
+                        for table in PARTITIONED:
+                            db.execute(
+                                f"CREATE TABLE IF NOT EXISTS {_partition(table, day)} "
+                                f"PARTITION OF {table} FOR VALUES FROM ({day}) TO ({day + 1})"
+                            )
+                except psycopg.Error as exc:
+                    log.warning("day %s stays in the default partition: %s", _date(day), exc)
+                self._days.add(day)
+
+    def drop_days(self, before: int) -> int:
+        """Drop the partitions of the days before `before`, and the calls of those days."""
+        with self._pool.connection() as db:
+            db.autocommit = True
+            doomed = sorted(
+                day
+                for (name,) in db.execute(
+                    "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
+                    "WHERE i.inhparent = 'events'::regclass"
+                )
+                if (day := _day_of(name)) is not None and day < before
+            )
+            for day in doomed:
+                with db.transaction():
+                    for table in PARTITIONED:
+                        db.execute(f"DROP TABLE IF EXISTS {_partition(table, day)}")
+                self._days.discard(day)
+            if doomed:
+                # The directory keeps a row per call: those of the dropped days go too, and so
+                # do rows of those days that were sent again into the default partitions.
+                for (org,) in db.execute("SELECT name FROM orgs").fetchall():
+                    with db.transaction():
+                        db.execute("DELETE FROM calls WHERE org = %s AND day < %s", (org, before))
+                        for table in PARTITIONED:
+                            db.execute(
+                                f"DELETE FROM {table}_default WHERE org = %s AND day < %s",
+                                (org, before),
+                            )
+                log.info("dropped %d day(s) of calls before %s", len(doomed), _date(before))
+        return len(doomed)
 
     # -- organisations and tokens -----------------------------------------------------------
 
@@ -294,47 +369,73 @@ class PostgresEngine:
     def purge(self, *, org: str, before: int) -> int:
         """Remove whole calls of `org` whose age is before `before`; the number removed."""
         with self._writing() as db:
-            doomed = [
-                call
-                for (call,) in db.execute(
-                    "SELECT call FROM calls WHERE org = %s AND age < %s FOR UPDATE",
-                    (org, before),
-                )
-            ]
+            doomed = db.execute(
+                "DELETE FROM calls WHERE org = %s AND age < %s RETURNING call, day", (org, before)
+            ).fetchall()
             if doomed:
-                for table in ("events", "records", "calls"):
+                calls, days = [c for c, _ in doomed], sorted({d for _, d in doomed})
+                for table in PARTITIONED:
                     db.execute(
-                        f"DELETE FROM {table} WHERE org = %s AND call = ANY(%s)", (org, doomed)
+                        f"DELETE FROM {table} WHERE org = %s AND day = ANY(%s) AND call = ANY(%s)",
+                        (org, days, calls),
                     )
         return len(doomed)
 
 
 class _Tx:
-    """One write transaction on a pooled connection (see WriteTx)."""
+    """One write transaction on a pooled connection (see WriteTx). It remembers the day of
+    every call it locked: each statement on a call's rows names its day, so that PostgreSQL
+    looks in that day's partition alone."""
 
     def __init__(self, db: psycopg.Connection[Any]) -> None:
         self.db = db
+        self._days: dict[str, int] = {}  # (this organisation's) call -> its day
 
-    def insert_events(self, events: Sequence[Event]) -> list[Event]:
+    def lock_calls(self, org: str, calls: Sequence[str]) -> dict[str, int | None]:
+        """Lock each call's row (making a placeholder for a call not seen before, which the
+        transaction fills in or rolls back); the calls seen before with their record_ms."""
+        made = {
+            call
+            for (call,) in self.db.execute(
+                "INSERT INTO calls (org, call, day, age, record_ms, open, last_seen) "
+                "SELECT %s, c, 0, 0, NULL, true, 0 FROM unnest(%s::text[]) AS c ORDER BY c "
+                "ON CONFLICT DO NOTHING RETURNING call",
+                (org, list(calls)),
+            )
+        }
+        rows = self.db.execute(
+            "SELECT call, day, record_ms FROM calls WHERE org = %s AND call = ANY(%s) "
+            "ORDER BY call FOR UPDATE",
+            (org, list(calls)),
+        ).fetchall()
+        self._days = {call: day for call, day, _ in rows if call not in made}
+        return {call: record_ms for call, _, record_ms in rows if call not in made}
+
+    def insert_events(
+        self, org: str, events: Sequence[Event], new_days: Mapping[str, int]
+    ) -> list[Event]:
         """COPY the batch into a staging table, then insert what is new in one statement."""
-        first: dict[tuple[str, str], Event] = {}
+        first: dict[str, Event] = {}
         for event in events:
-            first.setdefault((event.org, event.id), event)
+            first.setdefault(event.id, event)
         if not first:
             return []
+        self._days.update(new_days)
+        days = self._days
         db = self.db
         db.execute(
             "CREATE TEMP TABLE IF NOT EXISTS staging (LIKE events INCLUDING DEFAULTS) "
             "ON COMMIT DELETE ROWS"
         )
         with db.cursor() as cursor:
-            # In (org, id) order: two writers of the same events wait for each other in the
-            # same order, never in a cycle.
+            # In id order: two writers of the same events wait for each other in the same
+            # order, never in a cycle.
             with cursor.copy(f"COPY staging ({_EVENT_COLUMNS}) FROM STDIN") as copy:
-                for (org, event_id), e in sorted(first.items()):
+                for event_id, e in sorted(first.items()):
                     copy.write_row(
                         (
                             org,
+                            days[e.call],
                             event_id,
                             e.call,
                             e.instant,
@@ -350,37 +451,19 @@ class _Tx:
                     )
             inserted = cursor.execute(
                 f"INSERT INTO events ({_EVENT_COLUMNS}) SELECT {_EVENT_COLUMNS} FROM staging "
-                "ORDER BY org, id ON CONFLICT DO NOTHING RETURNING org, id"
+                "ORDER BY id ON CONFLICT DO NOTHING RETURNING id"
             ).fetchall()
             db.execute("TRUNCATE staging")
-        return [first[(org, event_id)] for org, event_id in inserted]
-
-    def lock_calls(self, org: str, calls: Sequence[str]) -> dict[str, int | None]:
-        """Lock each call's row (making a placeholder for a call not seen before, which the
-        transaction fills in or rolls back); the calls seen before with their record_ms."""
-        made = {
-            call
-            for (call,) in self.db.execute(
-                "INSERT INTO calls (org, call, age, record_ms, open, last_seen) "
-                "SELECT %s, c, 0, NULL, true, 0 FROM unnest(%s::text[]) AS c ORDER BY c "
-                "ON CONFLICT DO NOTHING RETURNING call",
-                (org, list(calls)),
-            )
-        }
-        rows = self.db.execute(
-            "SELECT call, record_ms FROM calls WHERE org = %s AND call = ANY(%s) "
-            "ORDER BY call FOR UPDATE",
-            (org, list(calls)),
-        ).fetchall()
-        return {call: record_ms for call, record_ms in rows if call not in made}
+        return [first[event_id] for (event_id,) in inserted]
 
     def call_events(self, org: str, calls: Sequence[str]) -> dict[str, list[Event]]:
         """Every stored event of each call (this transaction's included)."""
         stored: dict[str, list[Event]] = {}
+        days = sorted({self._days[call] for call in calls})
         for call, event_id, instant, seq, type_, party, number, kind, at in self.db.execute(
             "SELECT call, id, instant, seq, type, party, number, kind, at FROM events "
-            "WHERE org = %s AND call = ANY(%s)",
-            (org, list(calls)),
+            "WHERE org = %s AND day = ANY(%s) AND call = ANY(%s)",
+            (org, days, list(calls)),
         ):
             stored.setdefault(call, []).append(
                 Event(org, event_id, call, at, type_, seq, party, number, kind, instant=instant)
@@ -390,8 +473,8 @@ class _Tx:
     def record_json(self, org: str, start_ms: int, call: str) -> bytes | None:
         """The stored rendering of a call's record, or None."""
         row = self.db.execute(
-            "SELECT json FROM records WHERE org = %s AND start_ms = %s AND call = %s",
-            (org, start_ms, call),
+            "SELECT json FROM records WHERE org = %s AND day = %s AND start_ms = %s AND call = %s",
+            (org, self._days[call], start_ms, call),
         ).fetchone()
         return bytes(row[0]) if row else None
 
@@ -417,27 +500,50 @@ class _Tx:
         records: Sequence[RecordRow],
         gone: Sequence[tuple[str, int, str]],
         calls: Sequence[CallRow],
+        forget: Sequence[tuple[str, str]] = (),
     ) -> None:
-        """Delete `gone` records, upsert `records` and `calls`."""
+        """Move the rows of calls whose day changed, delete `gone` records, upsert `records`
+        and `calls`, delete the placeholders in `forget`."""
         with self.db.cursor() as cursor:
+            moves = [
+                (c, self._days[c.call]) for c in calls if self._days.get(c.call, c.day) != c.day
+            ]
+            for row, old_day in moves:  # rare: a late `started` from another date
+                for table in PARTITIONED:
+                    cursor.execute(
+                        f"UPDATE {table} SET day = %s WHERE org = %s AND day = %s AND call = %s",
+                        (row.day, row.org, old_day, row.call),
+                    )
+                self._days[row.call] = row.day
             if gone:
                 cursor.executemany(
-                    "DELETE FROM records WHERE org = %s AND start_ms = %s AND call = %s", gone
+                    "DELETE FROM records WHERE org = %s AND day = %s AND start_ms = %s "
+                    "AND call = %s",
+                    [(org, self._days[call], ms, call) for org, ms, call in gone],
                 )
             if records:
                 cursor.executemany(
-                    "INSERT INTO records VALUES (%s, %s, %s, %s, %s, %s) "
-                    "ON CONFLICT (org, start_ms, call) DO UPDATE SET start = excluded.start, "
+                    "INSERT INTO records VALUES (%s, %s, %s, %s, %s, %s, %s) "
+                    "ON CONFLICT (org, start_ms, call, day) DO UPDATE SET start = excluded.start, "
                     "change_seq = excluded.change_seq, json = excluded.json",
-                    [(r.org, r.start_ms, r.call, r.start, r.change_seq, r.json) for r in records],
+                    [
+                        (r.org, r.day, r.start_ms, r.call, r.start, r.change_seq, r.json)
+                        for r in records
+                    ],
                 )
             if calls:
                 cursor.executemany(
-                    "INSERT INTO calls VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (org, call) "
-                    "DO UPDATE SET age = excluded.age, record_ms = excluded.record_ms, "
+                    "INSERT INTO calls VALUES (%s, %s, %s, %s, %s, %s, %s) "
+                    "ON CONFLICT (org, call) DO UPDATE SET day = excluded.day, "
+                    "age = excluded.age, record_ms = excluded.record_ms, "
                     "open = excluded.open, last_seen = excluded.last_seen",
-                    [(c.org, c.call, c.age, c.record_ms, c.open, c.last_seen) for c in calls],
+                    [
+                        (c.org, c.call, c.day, c.age, c.record_ms, c.open, c.last_seen)
+                        for c in calls
+                    ],
                 )
+            if forget:
+                cursor.executemany("DELETE FROM calls WHERE org = %s AND call = %s", forget)
 
     def stale_calls(self, last_seen_before: int) -> list[tuple[str, str, int, str]]:
         """Open calls idle since `last_seen_before`, locked, with the instant and `at` of their
@@ -446,16 +552,37 @@ class _Tx:
         for (org,) in self.db.execute("SELECT name FROM orgs ORDER BY name").fetchall():
             for call, instant, at in self.db.execute(
                 "SELECT c.call, e.instant, e.at FROM ("
-                "  SELECT call FROM calls WHERE org = %s AND open AND last_seen <= %s "
+                "  SELECT call, day FROM calls WHERE org = %s AND open AND last_seen <= %s "
                 "  ORDER BY call FOR UPDATE"
                 ") c CROSS JOIN LATERAL ("
-                "  SELECT instant, at FROM events WHERE org = %s AND call = c.call "
-                "  ORDER BY instant DESC LIMIT 1"
+                "  SELECT instant, at FROM events WHERE org = %s AND day = c.day "
+                "  AND call = c.call ORDER BY instant DESC LIMIT 1"
                 ") e",
                 (org, last_seen_before, org),
             ).fetchall():
                 stale.append((org, call, instant, at))
         return stale
+
+
+def _partition(table: str, day: int) -> str:
+    """The name of `table`'s partition of `day`, e.g. events_2017_01_04."""
+    return f"{table}_{_date(day).replace('-', '_')}"
+
+
+def _date(day: int) -> str:
+    return date.fromordinal(day + _EPOCH_ORDINAL).isoformat()
+
+
+def _day_of(partition: str) -> int | None:
+    """The day of a partition's name (None for the default partition)."""
+    try:
+        found = date.fromisoformat(partition.split("_", 1)[1].replace("_", "-"))
+    except ValueError:
+        return None
+    return found.toordinal() - _EPOCH_ORDINAL
+
+
+_EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
 
 
 def _safe(url: str) -> str:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import fcntl
 import sqlite3
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
@@ -351,6 +351,13 @@ class SqliteEngine:
                     )
         return int(count)
 
+    def prepare_days(self, days: set[int]) -> None:
+        """Nothing to prepare: one file holds every day."""
+
+    def drop_days(self, before: int) -> int:
+        """Nothing to drop whole: `purge` removes expired calls row by row, exactly."""
+        return 0
+
 
 class _Tx:
     """One write transaction on the writer connection (see WriteTx)."""
@@ -359,8 +366,11 @@ class _Tx:
         self.db = db
         self._zones = zones
 
-    def insert_events(self, events: Sequence[Event]) -> list[Event]:
-        """Insert the events not stored before (the first of any repeated); the ones inserted."""
+    def insert_events(
+        self, org: str, events: Sequence[Event], new_days: Mapping[str, int]
+    ) -> list[Event]:
+        """Insert the events not stored before (the first of any repeated); the ones inserted.
+        (One file has no days to put them in.)"""
         first: dict[tuple[str, str], Event] = {}
         for event in events:
             first.setdefault((event.org, event.id), event)
@@ -455,10 +465,12 @@ class _Tx:
         records: Sequence[RecordRow],
         gone: Sequence[tuple[str, int, str]],
         calls: Sequence[CallRow],
+        forget: Sequence[tuple[str, str]] = (),
     ) -> None:
-        """Delete `gone` records, upsert `records` and `calls`."""
+        """Delete `gone` records, upsert `records` and `calls`, delete `forget` calls."""
         db = self.db
         db.executemany("DELETE FROM records WHERE org = ? AND start_ms = ? AND call = ?", gone)
+        db.executemany("DELETE FROM calls WHERE org = ? AND call = ?", forget)
         db.executemany(
             "INSERT INTO records VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (org, start_ms, call) "
             "DO UPDATE SET start = excluded.start, change_seq = excluded.change_seq, "
