@@ -32,10 +32,20 @@ def samtal(*args: str, db: str) -> str:
 class ServerProcess:
     """`samtal serve` on a free loopback port, for as long as the `with` lasts."""
 
-    def __init__(self, db: str, **env: str) -> None:
+    def __init__(self, db: str, *args: str, **env: str) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self._args = [sys.executable, "-m", "samtal", "serve", "--port", str(self.port), "--db", db]
+        self._args = [
+            sys.executable,
+            "-m",
+            "samtal",
+            "serve",
+            "--port",
+            str(self.port),
+            "--db",
+            db,
+            *args,
+        ]
         self._env = {**os.environ, "SAMTAL_RETENTION_DAYS": "0", **env}
 
     def __enter__(self) -> ServerProcess:

@@ -21,7 +21,8 @@ class Settings:
 
     database_url: str = _setting(
         DEFAULT_DATABASE_URL,
-        "Where the data lives: sqlite:///relative/path.db or sqlite:////absolute/path.db.",
+        "Where the data lives: sqlite:///relative/path.db, sqlite:////absolute/path.db or "
+        "postgresql://user@host:port/database.",
     )
     retention_days: int = _setting(
         92, "Days of call history kept (and queryable) back from today; 0 keeps everything."

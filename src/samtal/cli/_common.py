@@ -37,8 +37,8 @@ def db_option(command: Callable[..., Any]) -> Callable[..., Any]:
         "--db",
         "db_url",
         default=None,
-        help="Database URL, e.g. sqlite:///samtal.db or sqlite:////var/lib/samtal.db. "
-        "Default: SAMTAL_DATABASE_URL, else sqlite:///samtal.db.",
+        help="Database URL: sqlite:///samtal.db, sqlite:////var/lib/samtal.db or "
+        "postgresql://user@host:port/db. Default: SAMTAL_DATABASE_URL, else sqlite:///samtal.db.",
     )(command)
 
 

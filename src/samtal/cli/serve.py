@@ -51,12 +51,15 @@ def serve(host: str, port: int, workers: int, db_url: str | None) -> None:
     import uvicorn
 
     from samtal.api import LOG_FORMAT, create_app
+    from samtal.api._transport import NoDelayH11Protocol
 
     config = settings(database_url=db_url)
     open_db(config.database_url).close()  # a bad URL or a newer schema fails here, once
     logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
     if workers == 1:
-        uvicorn.run(create_app(config), host=host, port=port, log_level="info")
+        uvicorn.run(
+            create_app(config), host=host, port=port, log_level="info", http=NoDelayH11Protocol
+        )
         return
     # Each worker is a new process that builds its app from the environment.
     os.environ["SAMTAL_DATABASE_URL"] = config.database_url
@@ -67,6 +70,7 @@ def serve(host: str, port: int, workers: int, db_url: str | None) -> None:
         host=host,
         port=port,
         log_level="info",
+        http=NoDelayH11Protocol,
     )
 
 
@@ -105,6 +109,7 @@ def demo(port: int, db_url: str, days: int) -> None:
     import uvicorn
 
     from samtal.api import create_app
+    from samtal.api._transport import NoDelayH11Protocol
     from samtal.ingest import import_lines
     from samtal.simulate import TrafficSettings, event_lines
 
@@ -138,7 +143,7 @@ def demo(port: int, db_url: str, days: int) -> None:
         f"'http://127.0.0.1:{port}/cdr/historik?from={day}%2008:00&to={day}%2017:00'"
     )
     app = create_app(settings(database_url=db_url), store=store)
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", http=NoDelayH11Protocol))
     server.run(sockets=[listener])
 
 

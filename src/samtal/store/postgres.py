@@ -180,12 +180,14 @@ class PostgresEngine:
             self._lead = None
         self._pool.close()
 
-    def _all(self, sql: str, params: Sequence[object] = ()) -> list[Any]:
+    def _all(self, sql: str, params: Sequence[object] = (), *, binary: bool = False) -> list[Any]:
         """The rows of one read statement, on a pooled connection in autocommit: each read is
-        its own snapshot, and nothing is held once it returns."""
+        its own snapshot, and nothing is held once it returns. `binary` fetches in PostgreSQL's
+        binary format (rendered records come as they are, not hex-encoded)."""
         with self._pool.connection() as db:
             db.autocommit = True
-            return db.execute(sql, params).fetchall()
+            with db.cursor(binary=binary) as cursor:
+                return cursor.execute(sql, params).fetchall()
 
     def _one(self, sql: str, params: Sequence[object] = ()) -> Any:
         rows = self._all(sql, params)
@@ -344,6 +346,7 @@ class PostgresEngine:
             "SELECT start_ms, call, json FROM records WHERE org = %s AND start_ms >= %s "
             "AND start_ms <= %s AND start >= %s AND start < %s ORDER BY start_ms, call LIMIT %s",
             (org, low, high, start, end, PAGE),
+            binary=True,
         )
         while rows:
             yield [row[2] for row in rows]
@@ -355,6 +358,7 @@ class PostgresEngine:
                 "AND (start_ms, call) > (%s, %s) AND start_ms <= %s AND start >= %s "
                 "AND start < %s ORDER BY start_ms, call LIMIT %s",
                 (org, last_ms, last_call, high, start, end, PAGE),
+                binary=True,
             )
 
     def changes(self, *, org: str, after: int, limit: int) -> list[Change]:

@@ -1,0 +1,196 @@
+"""PostgreSQL: `samtal import` events/s next to a bare binary COPY of the same raw lines; two
+months of one organisation over HTTP next to a bare indexed scan + orjson in-process; and the
+one-day query's latency with `samtal serve --workers 2` at 200 requests/s, open loop.
+
+Targets (issue 7): import >= 0.25x the COPY; two months >= 1.0x the bare scan; p99 <= 50 ms.
+Each run makes its databases afresh on the server at SAMTAL_BENCH_POSTGRES_URL (default
+postgresql://postgres@127.0.0.1:5432/test) and drops them after.
+
+    python bench/postgres.py [--repeat N] [--rate R] [--seconds S]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import httpx
+import orjson
+import psycopg
+
+from _common import report, simulated
+from _server import ServerProcess, samtal
+from latency import DAY as LATENCY_DAY
+from latency import open_loop
+from query import COLUMNS, FROM, TO, served
+
+ADMIN = os.environ.get("SAMTAL_BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+@contextmanager
+def database(name: str) -> Iterator[str]:
+    """A fresh database called `name`; its URL. Dropped afterwards."""
+    with psycopg.connect(ADMIN, autocommit=True) as admin:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.execute(f'CREATE DATABASE "{name}"')
+        try:
+            yield urlsplit(ADMIN)._replace(path=f"/{name}").geturl()
+        finally:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def imported(db: str, events: Path) -> float:
+    """Seconds `samtal import` takes to load `events` into a fresh database."""
+    samtal("org", "add", "org-1", db=db)
+    began = time.perf_counter()
+    subprocess.run(
+        [sys.executable, "-m", "samtal", "import", str(events), "--db", db],
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
+    return time.perf_counter() - began
+
+
+def bare_copy(db: str, events: Path) -> tuple[float, int]:
+    """The floor: a binary COPY of the raw lines into a one-column table, one transaction."""
+    lines = events.read_bytes().splitlines()
+    with psycopg.connect(db) as conn:
+        conn.execute("DROP TABLE IF EXISTS bare_lines")
+        conn.execute("CREATE TABLE bare_lines (line bytea NOT NULL)")
+        conn.commit()
+        began = time.perf_counter()
+        with (
+            conn.cursor() as cursor,
+            cursor.copy("COPY bare_lines FROM STDIN (FORMAT BINARY)") as copy,
+        ):
+            copy.set_types(["bytea"])
+            for line in lines:
+                copy.write_row((line,))
+        conn.commit()
+        elapsed = time.perf_counter() - began
+        conn.execute("DROP TABLE bare_lines")
+    return elapsed, len(lines)
+
+
+def build_bare_records(db: str) -> None:
+    """The seven columns of org-1's records in a plain indexed table, for the bare scan."""
+    fields = ", ".join(f"convert_from(json, 'UTF8')::jsonb ->> '{c}' AS \"{c}\"" for c in COLUMNS)
+    with psycopg.connect(db) as conn:
+        conn.execute(
+            f"CREATE TABLE bare_records AS SELECT org, start_ms, call, {fields} FROM records "
+            "WHERE org = 'org-1'"
+        )
+        conn.execute("CREATE INDEX bare_by_start ON bare_records (org, start_ms, call)")
+        conn.execute("ANALYZE bare_records")
+
+
+def bare_scan(db: str) -> tuple[float, int]:
+    """An indexed scan of the seven columns, each row a dict, encoded by orjson, in-process."""
+    columns = ", ".join(f'"{c}"' for c in COLUMNS)
+    with psycopg.connect(db) as conn:
+        began = time.perf_counter()
+        rows = conn.execute(
+            f"SELECT {columns} FROM bare_records WHERE org = 'org-1' ORDER BY start_ms, call"
+        ).fetchall()
+        body = orjson.dumps([dict(zip(COLUMNS, row, strict=True)) for row in rows])
+        elapsed = time.perf_counter() - began
+    return elapsed, body.count(b'"callerNo"')
+
+
+async def latency(url: str, token: str, rate: float, seconds: float) -> list[float]:
+    headers = {"Authorization": f"Bearer {token}"}
+    limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
+    async with httpx.AsyncClient(base_url=url, headers=headers, limits=limits, timeout=30) as c:
+        await open_loop(c, rate, 2)  # warm up
+        return sorted(await open_loop(c, rate, seconds))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--rate", type=float, default=200)
+    parser.add_argument("--seconds", type=float, default=20)
+    args = parser.parse_args()
+    two_months = simulated(
+        "query-60d.ndjson",
+        *("--orgs", "1", "--days", "60", "--seed", "3", "--start", FROM),
+        *("--calls-per-day", "6000"),
+    )
+    with database("samtal_bench") as db:
+        import_seconds = imported(db, two_months)
+        copies = [bare_copy(db, two_months) for _ in range(args.repeat)]
+        lines = copies[0][1]
+        copy_seconds = statistics.median(c[0] for c in copies)
+        build_bare_records(db)
+        token = samtal("token", "create", "org-1", db=db).splitlines()[-1]
+        with (
+            ServerProcess(db) as server,
+            httpx.Client(
+                base_url=server.url, headers={"Authorization": f"Bearer {token}"}, timeout=300
+            ) as client,
+        ):
+            pairs = [(bare_scan(db), served(client)) for _ in range(args.repeat)]
+    (_, records), _ = pairs[0]
+    assert all(s[1] == records for _, s in pairs), "samtal and the bare scan disagree"
+    report(
+        f"postgres import: {lines:,} lines (two months of org-1)",
+        [
+            ("bare binary COPY of the raw lines", lines / copy_seconds, "lines/s"),
+            ("samtal import (whole command)", lines / import_seconds, "lines/s"),
+            ("ratio import / COPY (target >= 0.25)", copy_seconds / import_seconds, "x"),
+        ],
+    )
+    report(
+        f"postgres query: org-1 from {FROM} to {TO}, {records:,} records, median of {args.repeat}",
+        [
+            (
+                "bare indexed scan + orjson, in-process",
+                records / statistics.median(b[0] for b, _ in pairs),
+                "records/s",
+            ),
+            (
+                "GET /cdr/historik over loopback",
+                records / statistics.median(s[0] for _, s in pairs),
+                "records/s",
+            ),
+            (
+                "ratio GET / bare (target >= 1.0)",
+                statistics.median(b[0] / s[0] for b, s in pairs),
+                "x",
+            ),
+            ("time to first byte (median)", statistics.median(s[2] for _, s in pairs) * 1000, "ms"),
+        ],
+    )
+
+    week = simulated(
+        "latency-7d.ndjson",
+        *("--orgs", "1", "--days", "7", "--seed", "4", "--start", "2017-01-09"),
+        *("--calls-per-day", "2000"),
+    )
+    with database("samtal_bench_latency") as db:
+        imported(db, week)
+        token = samtal("token", "create", "org-1", db=db).splitlines()[-1]
+        with ServerProcess(db, "--workers", "2") as server:
+            times = asyncio.run(latency(server.url, token, args.rate, args.seconds))
+    report(
+        f"postgres latency: one day ({LATENCY_DAY}) with --workers 2 at {args.rate:g} requests/s "
+        f"for {args.seconds:g} s, open loop",
+        [
+            ("p50", statistics.median(times) * 1000, "ms"),
+            ("p99 (target <= 50)", times[int(len(times) * 0.99) - 1] * 1000, "ms"),
+            ("max", times[-1] * 1000, "ms"),
+        ],
+    )
+
+
+if __name__ == "__main__":
+    main()
