@@ -525,25 +525,39 @@ class _Tx:
                     "AND call = %s",
                     [(org, self._days[call], ms, call) for org, ms, call in gone],
                 )
-            if records:
-                cursor.executemany(
-                    "INSERT INTO records VALUES (%s, %s, %s, %s, %s, %s, %s) "
+            if records:  # one statement for the batch, from arrays
+                cursor.execute(
+                    "INSERT INTO records SELECT * FROM unnest(%s::text[], %s::int[], "
+                    "%s::bigint[], %s::text[], %s::bigint[], %s::bigint[], %s::bytea[]) "
                     "ON CONFLICT (org, start_ms, call, day) DO UPDATE SET start = excluded.start, "
                     "change_seq = excluded.change_seq, json = excluded.json",
                     [
-                        (r.org, r.day, r.start_ms, r.call, r.start, r.change_seq, r.json)
-                        for r in records
+                        list(column)
+                        for column in zip(
+                            *(
+                                (r.org, r.day, r.start_ms, r.call, r.start, r.change_seq, r.json)
+                                for r in records
+                            ),
+                            strict=True,
+                        )
                     ],
                 )
             if calls:
-                cursor.executemany(
-                    "INSERT INTO calls VALUES (%s, %s, %s, %s, %s, %s, %s) "
+                cursor.execute(
+                    "INSERT INTO calls SELECT * FROM unnest(%s::text[], %s::text[], %s::int[], "
+                    "%s::bigint[], %s::bigint[], %s::boolean[], %s::bigint[]) "
                     "ON CONFLICT (org, call) DO UPDATE SET day = excluded.day, "
                     "age = excluded.age, record_ms = excluded.record_ms, "
                     "open = excluded.open, last_seen = excluded.last_seen",
                     [
-                        (c.org, c.call, c.day, c.age, c.record_ms, c.open, c.last_seen)
-                        for c in calls
+                        list(column)
+                        for column in zip(
+                            *(
+                                (c.org, c.call, c.day, c.age, c.record_ms, c.open, c.last_seen)
+                                for c in calls
+                            ),
+                            strict=True,
+                        )
                     ],
                 )
             if forget:
