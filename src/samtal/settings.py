@@ -38,6 +38,10 @@ class Settings:
         "Most bytes of POST /events bodies held at once, across clients; a body that would "
         "go over it gets 503 with Retry-After (one body alone is always taken).",
     )
+    nats_url: str = _setting(
+        "nats://127.0.0.1:4222",
+        "NATS server of `samtal publish` and `samtal consume` (JetStream ingest).",
+    )
     duty_interval_seconds: float = _setting(
         60.0, "How often the server closes idle calls and purges expired ones."
     )

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import click
 
-from samtal.cli import admin, serve, tools
+from samtal.cli import admin, broker, serve, tools
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -26,5 +26,7 @@ for command in (
     admin.import_,
     serve.serve,
     serve.demo,
+    broker.publish,
+    broker.consume,
 ):
     main.add_command(command)

@@ -1,0 +1,172 @@
+"""NATS JetStream ingest: `samtal publish` (the switch's side) and `samtal consume` (workers)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import sys
+from collections.abc import Callable
+from typing import Any, BinaryIO
+
+import click
+
+from samtal.cli._common import db_option, open_db, settings
+from samtal.clock import system_clock
+
+STREAM, SUBJECT = "SAMTAL_EVENTS", "samtal.events"
+
+
+def _nats_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    for option in reversed(
+        [
+            click.option(
+                "--nats",
+                "nats_url",
+                default=None,
+                help="NATS URL. Default: SAMTAL_NATS_URL, else nats://127.0.0.1:4222.",
+            ),
+            click.option("--stream", default=STREAM, show_default=True, help="JetStream stream."),
+            click.option(
+                "--subject",
+                default=SUBJECT,
+                show_default=True,
+                help="Subject prefix: events go to PREFIX.<org>.",
+            ),
+        ]
+    ):
+        command = option(command)
+    return command
+
+
+@click.command()
+@click.argument("file", type=click.File("rb"), default="-")
+@_nats_options
+@click.option(
+    "--max-age-days",
+    type=click.FloatRange(min=0),
+    default=7.0,
+    show_default=True,
+    help="How long the stream keeps events, when this makes it.",
+)
+def publish(
+    file: BinaryIO, nats_url: str | None, stream: str, subject: str, max_age_days: float
+) -> None:
+    """Publish events v1 (NDJSON, FILE or stdin) to JetStream, one message per event.
+
+    Invalid lines are reported on stderr by line number and not published. Exit status 0 when
+    every line was published (or was there already), 1 otherwise.
+    """
+    from samtal.ingest.nats import publish as publish_lines
+
+    url = settings(nats_url=nats_url).nats_url
+    report = asyncio.run(
+        publish_lines(
+            file,
+            url=url,
+            stream=stream,
+            subject=subject,
+            max_age_days=max_age_days,
+            progress=_progress(),
+        )
+    )
+    for rejection in report.rejected[:100]:
+        click.echo(str(rejection), err=True)
+    click.echo(
+        f"published {report.published:,}, duplicates {report.duplicates:,}, "
+        f"rejected {len(report.rejected):,}, failed {report.failed:,}"
+    )
+    sys.exit(1 if report.rejected or report.failed else 0)
+
+
+def _progress() -> Callable[..., None] | None:
+    if not sys.stderr.isatty():
+        return None
+
+    def show(lines: int, report: Any) -> None:
+        click.echo(f"\r{lines:,} lines, {report.published:,} published", nl=False, err=True)
+
+    return show
+
+
+@click.command()
+@_nats_options
+@click.option(
+    "--durable",
+    default="samtal",
+    show_default=True,
+    help="Durable consumer name, shared by the workers.",
+)
+@click.option(
+    "--batch",
+    type=click.IntRange(1, 100_000),
+    default=1000,
+    show_default=True,
+    help="Events per fetch and transaction.",
+)
+@click.option(
+    "--dead-letter",
+    default="samtal.rejected",
+    show_default=True,
+    help="Subject rejected events go to, with their reason.",
+)
+@click.option(
+    "--ack-wait",
+    type=click.FloatRange(min=1),
+    default=60.0,
+    show_default=True,
+    help="Seconds before a batch that a dead worker held goes to another (set when the "
+    "durable consumer is made).",
+)
+@db_option
+def consume(
+    nats_url: str | None,
+    stream: str,
+    subject: str,
+    durable: str,
+    batch: int,
+    dead_letter: str,
+    ack_wait: float,
+    db_url: str | None,
+) -> None:
+    """Consume events from JetStream into the database, as one of any number of workers.
+
+    Each batch is acknowledged once stored; SIGTERM or SIGINT finishes the batch under way and
+    exits 0.
+    """
+    from samtal.api import LOG_FORMAT
+    from samtal.ingest.nats import consume as consume_events
+
+    config = settings(database_url=db_url, nats_url=nats_url)
+    logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
+    store = open_db(config.database_url)
+
+    async def run() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, stop.set)
+        done = await consume_events(
+            store,
+            now=system_clock,
+            stop=stop,
+            url=config.nats_url,
+            stream=stream,
+            subject=subject,
+            durable=durable,
+            batch=batch,
+            dead_letter=dead_letter,
+            ack_wait=ack_wait,
+        )
+        logging.getLogger("samtal.consume").info(
+            "stopped: %d batches, %d accepted, %d duplicates, %d rejected",
+            done.batches,
+            done.accepted,
+            done.duplicates,
+            done.rejected,
+        )
+
+    try:
+        asyncio.run(run())
+    finally:
+        store.close()

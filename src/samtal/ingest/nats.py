@@ -1,0 +1,248 @@
+"""NATS JetStream: the switch (or a bridge) publishes each event to a durable stream as it
+happens; any number of workers consume it through the same ingestion path as POST /events.
+
+Publishing: one message per event on `<subject>.<org>`, with `Nats-Msg-Id: <org>/<id>` so that
+JetStream's duplicate window drops a re-publish. Consuming: a durable pull consumer shared by
+every worker; a batch is decoded, ingested in one transaction and only then acknowledged. A
+line that is invalid or of an unknown organisation is acknowledged too (never redelivered
+forever), logged, and published with its reason to a dead-letter subject outside the stream.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+import nats
+from nats.aio.msg import Msg
+from nats.errors import NoRespondersError
+from nats.errors import TimeoutError as NatsTimeout
+from nats.js.api import ConsumerConfig, StorageType, StreamConfig
+from nats.js.client import JetStreamContext
+from nats.js.errors import NotFoundError
+
+from samtal.events import Decoded, Event, Rejection, decode_batch, decode_one
+from samtal.ingest import KnownOrgs, Report, ingest
+from samtal.store import Store
+from samtal.types import ORG_NAME
+
+log = logging.getLogger(__name__)
+
+DEFAULT_URL = "nats://127.0.0.1:4222"
+DEFAULT_STREAM = "SAMTAL_EVENTS"
+DEFAULT_SUBJECT = "samtal.events"
+DEFAULT_DEAD_LETTER = "samtal.rejected"
+DEFAULT_DURABLE = "samtal"
+DEFAULT_MAX_AGE_DAYS = 7.0
+#: Publishes awaiting their acknowledgement at once.
+WINDOW = 512
+#: Tries of one publish before it counts as failed; waits double from 0.1 s.
+PUBLISH_TRIES = 5
+#: How long a consumer may hold a batch before JetStream hands it to another.
+ACK_WAIT = 60.0
+
+
+async def ensure_stream(
+    js: JetStreamContext, stream: str, subject: str, max_age_days: float
+) -> None:
+    """Create the stream when missing (file storage, `<subject>.>`); leave one that exists."""
+    try:
+        await js.stream_info(stream)
+    except NotFoundError:
+        await js.add_stream(
+            StreamConfig(
+                name=stream,
+                subjects=[f"{subject}.>"],
+                storage=StorageType.FILE,
+                max_age=max_age_days * 86_400,
+            )
+        )
+        log.info("made the stream %s for %s.>", stream, subject)
+
+
+@dataclass
+class Published:
+    """What a publish did: published (new to the stream), duplicates (dropped by the stream's
+    duplicate window), the lines rejected before publishing, and publishes that failed."""
+
+    published: int = 0
+    duplicates: int = 0
+    rejected: list[Rejection] = field(default_factory=list)
+    failed: int = 0
+
+
+async def publish(
+    lines: Iterable[bytes],
+    *,
+    url: str = DEFAULT_URL,
+    stream: str = DEFAULT_STREAM,
+    subject: str = DEFAULT_SUBJECT,
+    max_age_days: float = DEFAULT_MAX_AGE_DAYS,
+    progress: Callable[[int, Published], None] | None = None,
+) -> Published:
+    """Publish each valid event line; invalid lines are reported, not published."""
+    report = Published()
+    nc = await nats.connect(url, connect_timeout=5, max_reconnect_attempts=10)
+    try:
+        js = nc.jetstream()
+        await ensure_stream(js, stream, subject, max_age_days)
+        pending: list[asyncio.Task[bool | None]] = []
+        position = 0
+        for position, raw in enumerate(lines, 1):
+            line = raw.strip()
+            if not line:
+                continue
+            event = decode_one(line, position)
+            if isinstance(event, Rejection):
+                report.rejected.append(event)
+                continue
+            if not ORG_NAME.fullmatch(event.org):
+                report.rejected.append(
+                    Rejection(position, event.id, "`org` cannot name a NATS subject token")
+                )
+                continue
+            pending.append(asyncio.create_task(_publish_one(js, subject, event, line)))
+            if len(pending) >= WINDOW:
+                _count(report, await asyncio.gather(*pending))
+                pending.clear()
+                if progress is not None:
+                    progress(position, report)
+        _count(report, await asyncio.gather(*pending))
+        if progress is not None:
+            progress(position, report)
+    finally:
+        await nc.close()
+    return report
+
+
+async def _publish_one(
+    js: JetStreamContext, subject: str, event: Event, line: bytes
+) -> bool | None:
+    """Publish one event and wait for its acknowledgement; whether the stream had it already,
+    None when every try failed."""
+    for attempt in range(PUBLISH_TRIES):
+        try:
+            ack = await js.publish(
+                f"{subject}.{event.org}",
+                line,
+                timeout=5,
+                headers={"Nats-Msg-Id": f"{event.org}/{event.id}"},
+            )
+            return bool(ack.duplicate)
+        except (NatsTimeout, NoRespondersError, nats.errors.ConnectionClosedError) as exc:
+            log.warning("publishing %s/%s: %s (try %d)", event.org, event.id, exc, attempt + 1)
+            await asyncio.sleep(0.1 * 2**attempt)
+    return None
+
+
+def _count(report: Published, results: list[bool | None]) -> None:
+    for result in results:
+        if result is None:
+            report.failed += 1
+        elif result:
+            report.duplicates += 1
+        else:
+            report.published += 1
+
+
+@dataclass
+class Consumed:
+    """What a consumer did: events accepted, duplicates, lines rejected (dead-lettered)."""
+
+    batches: int = 0
+    accepted: int = 0
+    duplicates: int = 0
+    rejected: int = 0
+
+
+async def consume(
+    store: Store,
+    *,
+    now: Callable[[], int],
+    stop: asyncio.Event,
+    url: str = DEFAULT_URL,
+    stream: str = DEFAULT_STREAM,
+    subject: str = DEFAULT_SUBJECT,
+    durable: str = DEFAULT_DURABLE,
+    batch: int = 1000,
+    dead_letter: str = DEFAULT_DEAD_LETTER,
+    max_age_days: float = DEFAULT_MAX_AGE_DAYS,
+    ack_wait: float = ACK_WAIT,
+    log_every: float = 5.0,
+) -> Consumed:
+    """Consume until `stop` is set: fetch, ingest in one transaction, then acknowledge. The
+    batch under way when `stop` is set is finished and acknowledged first."""
+    done = Consumed()
+    nc = await nats.connect(
+        url,
+        connect_timeout=5,
+        max_reconnect_attempts=-1,  # a worker waits for NATS to come back, however long
+        reconnect_time_wait=0.5,
+    )
+    try:
+        js = nc.jetstream()
+        await ensure_stream(js, stream, subject, max_age_days)
+        sub = await js.pull_subscribe(
+            f"{subject}.>",
+            durable=durable,
+            stream=stream,
+            config=ConsumerConfig(ack_wait=ack_wait, max_ack_pending=max(batch * 4, 1000)),
+        )
+        orgs = KnownOrgs(store)
+        last_log, last_count = time.monotonic(), 0
+        while not stop.is_set():
+            try:
+                messages = await sub.fetch(batch, timeout=1)
+            except NatsTimeout:
+                continue
+            except Exception as exc:  # NATS away: the client reconnects; fetch again later
+                log.warning("fetching from %s failed (%s); trying again", stream, exc)
+                await asyncio.sleep(1)
+                continue
+            decoded = decode_batch([m.data for m in messages])
+            report = await _ingest_until_stored(store, decoded, orgs, now, messages)
+            for rejection in report.rejected:
+                message = messages[rejection.line - 1]
+                log.warning("rejected %s: %s", message.subject, rejection.reason)
+                await nc.publish(
+                    dead_letter,
+                    message.data,
+                    headers={"Samtal-Reason": rejection.reason, "Samtal-Subject": message.subject},
+                )
+            for message in messages:
+                await message.ack()
+            done.batches += 1
+            done.accepted += report.accepted
+            done.duplicates += report.duplicates
+            done.rejected += len(report.rejected)
+            if time.monotonic() - last_log >= log_every:
+                events = done.accepted + done.duplicates + done.rejected
+                rate = (events - last_count) / (time.monotonic() - last_log)
+                pending = (await sub.consumer_info()).num_pending
+                log.info("consumed %d events (%.0f/s), %s pending", events, rate, pending)
+                last_log, last_count = time.monotonic(), events
+    finally:
+        if nc.is_connected:
+            await nc.flush(timeout=5)  # the last acknowledgements reach the server
+        await nc.close()
+    return done
+
+
+async def _ingest_until_stored(
+    store: Store, decoded: Decoded, orgs: KnownOrgs, now: Callable[[], int], messages: list[Msg]
+) -> Report:
+    """Ingest one batch, trying again with backoff while the database cannot take it; the
+    messages are kept from redelivery meanwhile. Nothing is acknowledged before it is stored."""
+    wait = 0.2
+    while True:
+        try:
+            return await asyncio.to_thread(ingest, store, decoded, orgs=orgs, now=now())
+        except Exception as exc:
+            log.warning("storing a batch failed (%s); trying again in %.1f s", exc, wait)
+            for message in messages:
+                await message.in_progress()
+            await asyncio.sleep(wait)
+            wait = min(wait * 2, 10.0)

@@ -1,0 +1,263 @@
+"""Ingest through NATS JetStream, with real `samtal publish` and `samtal consume` processes on
+the machine's NATS (each test with a stream and subjects of its own), into either engine."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+
+import orjson
+import pytest
+
+from samtal.aggregate import aggregate
+from samtal.events import decode_batch
+from samtal.simulate import TrafficSettings, event_lines
+from samtal.store import open_store
+from samtal.times import zone
+from tests.conftest import T0
+from tests.test_faults import stored_events
+
+NATS_URL = os.environ.get("SAMTAL_TEST_NATS_URL", "nats://127.0.0.1:4222")
+
+
+@dataclass
+class Jet:
+    """A stream and subjects of one test's own."""
+
+    stream: str
+    subject: str
+    dead: str
+
+    def args(self) -> list[str]:
+        return ["--nats", NATS_URL, "--stream", self.stream, "--subject", self.subject]
+
+
+def _reachable() -> bool:
+    import nats
+
+    async def check() -> None:
+        connection = await nats.connect(NATS_URL, connect_timeout=3, max_reconnect_attempts=0)
+        await connection.close()
+
+    try:
+        asyncio.run(check())
+        return True
+    except Exception:
+        return False
+
+
+@pytest.fixture
+def jet() -> Iterator[Jet]:
+    if not _reachable():
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"NATS does not answer at {NATS_URL}: CI needs it")
+        pytest.skip(
+            f"NATS with JetStream does not answer at {NATS_URL}: start `nats-server -js`, or "
+            "point SAMTAL_TEST_NATS_URL at one, to run the NATS tests"
+        )
+    name = uuid.uuid4().hex[:10]
+    made = Jet(f"T_{name}", f"t{name}.events", f"t{name}.rejected")
+    yield made
+
+    async def remove() -> None:
+        import nats
+
+        connection = await nats.connect(NATS_URL)
+        with contextlib.suppress(Exception):  # a test that failed early made none
+            await connection.jetstream().delete_stream(made.stream)
+        await connection.close()
+
+    asyncio.run(remove())
+
+
+class DeadLetters:
+    """Collects what is published on a dead-letter subject, from a thread of its own."""
+
+    def __init__(self, subject: str) -> None:
+        self.messages: list[tuple[bytes, str]] = []
+        self._subject = subject
+        self._ready = threading.Event()
+        self._stop: asyncio.Event | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread = threading.Thread(target=lambda: asyncio.run(self._run()), daemon=True)
+
+    async def _run(self) -> None:
+        import nats
+
+        self._loop, self._stop = asyncio.get_running_loop(), asyncio.Event()
+        connection = await nats.connect(NATS_URL)
+
+        async def keep(message: object) -> None:
+            headers = getattr(message, "headers", None) or {}
+            self.messages.append((getattr(message, "data", b""), headers.get("Samtal-Reason", "")))
+
+        await connection.subscribe(self._subject, cb=keep)
+        await connection.flush()
+        self._ready.set()
+        await self._stop.wait()
+        await connection.close()
+
+    def __enter__(self) -> DeadLetters:
+        self._thread.start()
+        assert self._ready.wait(10)
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        assert self._loop is not None and self._stop is not None
+        self._loop.call_soon_threadsafe(self._stop.set)
+        self._thread.join(10)
+
+
+def samtal(*args: str, cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "samtal", *args],
+        cwd=cwd,
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+
+
+def consumer(jet: Jet, cwd: Path, url: str, *extra: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "samtal", "consume", *jet.args(), "--dead-letter", jet.dead, *extra],
+        cwd=cwd,
+        env={**os.environ, "SAMTAL_DATABASE_URL": url},
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def traffic(tmp_path: Path, calls: int = 400) -> tuple[Path, list[bytes]]:
+    """A day of two organisations' messy traffic, and three lines that must be dead-lettered."""
+    settings = TrafficSettings(
+        orgs=2,
+        days=1,
+        seed=11,
+        start=date(2017, 1, 4),
+        calls_per_day=calls,
+        duplicates=0.05,
+        disorder=0.05,
+    )
+    lines = list(event_lines(settings))
+    event = json.loads(lines[0])
+    bad = [
+        json.dumps({**event, "id": "stranger", "org": "nobody"}).encode() + b"\n",
+        json.dumps({**event, "id": "wrong", "type": "rang"}).encode() + b"\n",
+    ]
+    path = tmp_path / "events.ndjson"
+    path.write_bytes(b"".join(lines[:50] + bad + lines[50:]))
+    return path, lines
+
+
+def expected_records(lines: list[bytes], org: str) -> list[bytes]:
+    events = [e for e in decode_batch(lines).events if e.org == org]
+    return [orjson.dumps(r.render(zone("Europe/Stockholm"))) for r in aggregate(events)]
+
+
+def stored_records(url: str, org: str) -> list[bytes]:
+    store = open_store(url)
+    try:
+        return [r for page in store.records(org=org, start=0, end=2**62) for r in page]
+    finally:
+        store.close()
+
+
+def keys(lines: list[bytes]) -> set[tuple[str, str]]:
+    """The distinct (org, id) of event lines."""
+    return {(event["org"], event["id"]) for event in map(json.loads, lines)}
+
+
+def wait_until(check: object, seconds: float) -> None:
+    deadline = time.monotonic() + seconds
+    while not check():  # type: ignore[operator]
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not within {seconds} s")
+        time.sleep(0.2)
+
+
+def test_publish_reports_bad_lines_and_drops_republished_events(jet: Jet, tmp_path: Path) -> None:
+    path, lines = traffic(tmp_path, calls=50)
+    first = samtal("publish", str(path), *jet.args(), cwd=tmp_path, env={})
+    assert first.returncode == 1, first.stderr  # the line of an unknown `type`
+    assert "line 52: `type` 'rang' is unknown" in first.stderr
+    distinct = len(keys(lines)) + 1  # and the stranger's
+    assert f"published {distinct:,}, duplicates {len(lines) - distinct + 1:,}, rejected 1" in (
+        first.stdout
+    )
+    again = samtal("publish", str(path), *jet.args(), cwd=tmp_path, env={})
+    assert f"published 0, duplicates {len(lines) + 1:,}, rejected 1, failed 0" in again.stdout
+
+
+def test_consumers_at_once_give_exact_records(jet: Jet, store_url: str, tmp_path: Path) -> None:
+    store = open_store(store_url)
+    for org in ("org-1", "org-2"):
+        store.add_org(org, "Europe/Stockholm", now=T0)
+    store.close()
+    path, lines = traffic(tmp_path)
+    with DeadLetters(jet.dead) as dead:
+        published = samtal("publish", str(path), *jet.args(), cwd=tmp_path, env={})
+        assert "failed 0" in published.stdout
+        workers = [consumer(jet, tmp_path, store_url, "--batch", "50") for _ in range(2)]
+        try:
+            wait_until(
+                lambda: all(
+                    stored_records(store_url, org) == expected_records(lines, org)
+                    for org in ("org-1", "org-2")
+                ),
+                120,
+            )
+            wait_until(lambda: len(dead.messages) == 1, 30)
+        finally:
+            for worker in workers:
+                worker.send_signal(signal.SIGTERM)
+            logs = [worker.communicate(timeout=30)[1] for worker in workers]
+    assert [worker.returncode for worker in workers] == [0, 0], logs
+    assert all("stopped:" in log for log in logs)
+    assert sum("batches" in log for log in logs) == 2
+    assert dead.messages[0][1] == "unknown organisation 'nobody'"
+    assert stored_events(store_url) == len(keys(lines))
+
+
+def test_a_consumer_killed_mid_batch_loses_nothing(
+    jet: Jet, store_url: str, tmp_path: Path
+) -> None:
+    store = open_store(store_url)
+    for org in ("org-1", "org-2"):
+        store.add_org(org, "Europe/Stockholm", now=T0)
+    store.close()
+    path, lines = traffic(tmp_path, calls=800)
+    assert "failed 0" in samtal("publish", str(path), *jet.args(), cwd=tmp_path, env={}).stdout
+    first = consumer(jet, tmp_path, store_url, "--batch", "20", "--ack-wait", "2")
+    wait_until(lambda: stored_events(store_url) > 500, 60)
+    first.kill()  # SIGKILL, mid-stream: batches fetched and not acknowledged come back
+    first.communicate(timeout=30)
+    assert stored_events(store_url) < len(keys(lines))  # it died mid-stream
+    second = consumer(jet, tmp_path, store_url, "--batch", "20", "--ack-wait", "2")
+    try:
+        wait_until(
+            lambda: all(
+                stored_records(store_url, org) == expected_records(lines, org)
+                for org in ("org-1", "org-2")
+            ),
+            120,
+        )
+    finally:
+        second.send_signal(signal.SIGTERM)
+        second.communicate(timeout=30)
+    assert second.returncode == 0
+    assert stored_events(store_url) == len(keys(lines))
