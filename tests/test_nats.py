@@ -8,6 +8,7 @@ import contextlib
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -26,7 +27,7 @@ from samtal.events import decode_batch
 from samtal.simulate import TrafficSettings, event_lines
 from samtal.store import open_store
 from samtal.times import zone
-from tests.conftest import T0
+from tests.conftest import T0, postgres_database
 from tests.test_faults import stored_events
 
 NATS_URL = os.environ.get("SAMTAL_TEST_NATS_URL", "nats://127.0.0.1:4222")
@@ -260,4 +261,189 @@ def test_a_consumer_killed_mid_batch_loses_nothing(
         second.send_signal(signal.SIGTERM)
         second.communicate(timeout=30)
     assert second.returncode == 0
+    assert stored_events(store_url) == len(keys(lines))
+
+
+# -- faults of the broker and of the database ---------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+class NatsServer:
+    """A `nats-server -js` of a test's own on loopback, its store in a folder that outlives
+    restarts; optionally one node of a cluster."""
+
+    def __init__(self, store: Path, port: int | None = None, *cluster: str) -> None:
+        self.port = port or free_port()
+        self.url = f"nats://127.0.0.1:{self.port}"
+        self._args = ["nats-server", "-js", "-a", "127.0.0.1", "-p", str(self.port)]
+        self._args += ["-sd", str(store), *cluster]
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> NatsServer:
+        self.process = subprocess.Popen(
+            self._args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+                return self
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise AssertionError("nats-server did not start") from None
+                time.sleep(0.1)
+
+    def stop(self, sig: int = signal.SIGKILL) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(sig)
+            self.process.wait(30)
+
+
+def test_consumers_ride_out_a_nats_restart(store_url: str, tmp_path: Path) -> None:
+    store = open_store(store_url)
+    for org in ("org-1", "org-2"):
+        store.add_org(org, "Europe/Stockholm", now=T0)
+    store.close()
+    server = NatsServer(tmp_path / "jetstream").start()
+    jet = Jet("RESTART", "restart.events", "restart.rejected")
+    args = ["--nats", server.url, "--stream", jet.stream, "--subject", jet.subject]
+    path, lines = traffic(tmp_path, calls=800)
+    try:
+        assert "failed 0" in samtal("publish", str(path), *args, cwd=tmp_path, env={}).stdout
+        workers = [
+            subprocess.Popen(
+                [sys.executable, "-m", "samtal", "consume", *args, "--batch", "20"],
+                cwd=tmp_path,
+                env={**os.environ, "SAMTAL_DATABASE_URL": store_url},
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            for _ in range(2)
+        ]
+        try:
+            wait_until(lambda: stored_events(store_url) > 300, 60)
+            server.stop(signal.SIGKILL)  # the broker dies mid-stream...
+            time.sleep(1)
+            server.start()  # ...and comes back with its store
+            wait_until(
+                lambda: all(
+                    stored_records(store_url, org) == expected_records(lines, org)
+                    for org in ("org-1", "org-2")
+                ),
+                120,
+            )
+        finally:
+            for worker in workers:
+                worker.send_signal(signal.SIGTERM)
+            logs = [worker.communicate(timeout=30)[1] for worker in workers]
+        assert [worker.returncode for worker in workers] == [0, 0], logs
+    finally:
+        server.stop()
+    assert stored_events(store_url) == len(keys(lines))
+
+
+def test_the_database_connection_cut_mid_batch(jet: Jet, tmp_path: Path) -> None:
+    with postgres_database() as url:
+        store = open_store(url)
+        for org in ("org-1", "org-2"):
+            store.add_org(org, "Europe/Stockholm", now=T0)
+        store.close()
+        path, lines = traffic(tmp_path, calls=800)
+        assert "failed 0" in samtal("publish", str(path), *jet.args(), cwd=tmp_path, env={}).stdout
+        worker = consumer(jet, tmp_path, url, "--batch", "20")
+        try:
+            wait_until(lambda: stored_events(url) > 300, 60)
+            import psycopg
+
+            with psycopg.connect(url, autocommit=True) as admin:
+                # Cut a connection of the worker's while it is inside a transaction: mid-batch.
+                def cut() -> bool:
+                    row = admin.execute(
+                        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                        "WHERE datname = current_database() AND pid <> pg_backend_pid() "
+                        "AND state IN ('active', 'idle in transaction')"
+                    ).fetchone()
+                    return row is not None and row[0] >= 1
+
+                wait_until(cut, 30)
+            wait_until(
+                lambda: all(
+                    stored_records(url, org) == expected_records(lines, org)
+                    for org in ("org-1", "org-2")
+                ),
+                120,
+            )
+        finally:
+            worker.send_signal(signal.SIGTERM)
+            log = worker.communicate(timeout=30)[1]
+        assert worker.returncode == 0, log
+        assert "storing a batch failed (terminating connection" in log  # the cut hit a batch
+        assert stored_events(url) == len(keys(lines))
+
+
+def test_a_cluster_node_lost_while_consumers_run(store_url: str, tmp_path: Path) -> None:
+    """JetStream is the distributed part: three nodes on loopback, the stream in three copies;
+    one node is killed mid-stream and nothing is lost."""
+    store = open_store(store_url)
+    for org in ("org-1", "org-2"):
+        store.add_org(org, "Europe/Stockholm", now=T0)
+    store.close()
+    routes = [free_port() for _ in range(3)]
+    nodes = [
+        NatsServer(
+            tmp_path / f"node{n}",
+            None,
+            *("-n", f"node{n}", "--cluster_name", "samtal"),
+            *("--cluster", f"nats://127.0.0.1:{routes[n]}"),
+            "--routes",
+            ",".join(f"nats://127.0.0.1:{port}" for i, port in enumerate(routes) if i != n),
+        )
+        for n in range(3)
+    ]
+    for node in nodes:
+        node.start()
+    cluster = ",".join(node.url for node in nodes)
+    args = ["--nats", cluster, "--stream", "CLUSTERED", "--subject", "clustered.events"]
+    path, lines = traffic(tmp_path, calls=800)
+    try:
+        deadline = time.monotonic() + 60
+        while True:  # until the cluster has elected its leaders and takes the stream
+            published = samtal("publish", str(path), *args, "--replicas", "3", cwd=tmp_path, env={})
+            if "failed 0" in published.stdout or time.monotonic() > deadline:
+                break
+            time.sleep(1)
+        assert "failed 0" in published.stdout, published.stderr[-2000:]
+        workers = [
+            subprocess.Popen(
+                [sys.executable, "-m", "samtal", "consume", *args, "--batch", "20"],
+                cwd=tmp_path,
+                env={**os.environ, "SAMTAL_DATABASE_URL": store_url},
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            for _ in range(2)
+        ]
+        try:
+            wait_until(lambda: stored_events(store_url) > 300, 60)
+            nodes[0].stop(signal.SIGKILL)
+            wait_until(
+                lambda: all(
+                    stored_records(store_url, org) == expected_records(lines, org)
+                    for org in ("org-1", "org-2")
+                ),
+                120,
+            )
+        finally:
+            for worker in workers:
+                worker.send_signal(signal.SIGTERM)
+            logs = [worker.communicate(timeout=30)[1] for worker in workers]
+        assert [worker.returncode for worker in workers] == [0, 0], logs
+    finally:
+        for node in nodes:
+            node.stop()
     assert stored_events(store_url) == len(keys(lines))

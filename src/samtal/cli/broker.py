@@ -24,7 +24,8 @@ def _nats_options(command: Callable[..., Any]) -> Callable[..., Any]:
                 "--nats",
                 "nats_url",
                 default=None,
-                help="NATS URL. Default: SAMTAL_NATS_URL, else nats://127.0.0.1:4222.",
+                help="NATS URL, or several joined by commas (a cluster). Default: SAMTAL_NATS_URL, "
+                "else nats://127.0.0.1:4222.",
             ),
             click.option("--stream", default=STREAM, show_default=True, help="JetStream stream."),
             click.option(
@@ -49,8 +50,20 @@ def _nats_options(command: Callable[..., Any]) -> Callable[..., Any]:
     show_default=True,
     help="How long the stream keeps events, when this makes it.",
 )
+@click.option(
+    "--replicas",
+    type=click.IntRange(1, 5),
+    default=1,
+    show_default=True,
+    help="Copies of the stream on a JetStream cluster, when this makes it.",
+)
 def publish(
-    file: BinaryIO, nats_url: str | None, stream: str, subject: str, max_age_days: float
+    file: BinaryIO,
+    nats_url: str | None,
+    stream: str,
+    subject: str,
+    max_age_days: float,
+    replicas: int,
 ) -> None:
     """Publish events v1 (NDJSON, FILE or stdin) to JetStream, one message per event.
 
@@ -67,6 +80,7 @@ def publish(
             stream=stream,
             subject=subject,
             max_age_days=max_age_days,
+            replicas=replicas,
             progress=_progress(),
         )
     )

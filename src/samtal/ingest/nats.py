@@ -46,9 +46,10 @@ ACK_WAIT = 60.0
 
 
 async def ensure_stream(
-    js: JetStreamContext, stream: str, subject: str, max_age_days: float
+    js: JetStreamContext, stream: str, subject: str, max_age_days: float, replicas: int = 1
 ) -> None:
-    """Create the stream when missing (file storage, `<subject>.>`); leave one that exists."""
+    """Create the stream when missing (file storage, `<subject>.>`, `replicas` copies on a
+    cluster); leave one that exists as it is."""
     try:
         await js.stream_info(stream)
     except NotFoundError:
@@ -58,9 +59,15 @@ async def ensure_stream(
                 subjects=[f"{subject}.>"],
                 storage=StorageType.FILE,
                 max_age=max_age_days * 86_400,
+                num_replicas=replicas,
             )
         )
-        log.info("made the stream %s for %s.>", stream, subject)
+        log.info("made the stream %s for %s.> (%d replica(s))", stream, subject, replicas)
+
+
+def servers(url: str) -> list[str]:
+    """The servers of a NATS URL, which may list several: `nats://a:4222,nats://b:4222`."""
+    return [part.strip() for part in url.split(",") if part.strip()]
 
 
 @dataclass
@@ -81,14 +88,15 @@ async def publish(
     stream: str = DEFAULT_STREAM,
     subject: str = DEFAULT_SUBJECT,
     max_age_days: float = DEFAULT_MAX_AGE_DAYS,
+    replicas: int = 1,
     progress: Callable[[int, Published], None] | None = None,
 ) -> Published:
     """Publish each valid event line; invalid lines are reported, not published."""
     report = Published()
-    nc = await nats.connect(url, connect_timeout=5, max_reconnect_attempts=10)
+    nc = await nats.connect(servers(url), connect_timeout=5, max_reconnect_attempts=10)
     try:
         js = nc.jetstream()
-        await ensure_stream(js, stream, subject, max_age_days)
+        await ensure_stream(js, stream, subject, max_age_days, replicas)
         pending: list[asyncio.Task[bool | None]] = []
         position = 0
         for position, raw in enumerate(lines, 1):
@@ -177,7 +185,7 @@ async def consume(
     batch under way when `stop` is set is finished and acknowledged first."""
     done = Consumed()
     nc = await nats.connect(
-        url,
+        servers(url),
         connect_timeout=5,
         max_reconnect_attempts=-1,  # a worker waits for NATS to come back, however long
         reconnect_time_wait=0.5,
