@@ -114,7 +114,7 @@ def _progress() -> Callable[..., None] | None:
 @click.option(
     "--batch",
     type=click.IntRange(1, 100_000),
-    default=1000,
+    default=5000,
     show_default=True,
     help="Events per fetch and transaction.",
 )

@@ -175,7 +175,7 @@ async def consume(
     stream: str = DEFAULT_STREAM,
     subject: str = DEFAULT_SUBJECT,
     durable: str = DEFAULT_DURABLE,
-    batch: int = 1000,
+    batch: int = 5000,
     dead_letter: str = DEFAULT_DEAD_LETTER,
     max_age_days: float = DEFAULT_MAX_AGE_DAYS,
     ack_wait: float = ACK_WAIT,
@@ -201,14 +201,27 @@ async def consume(
         )
         orgs = KnownOrgs(store)
         last_log, last_count = time.monotonic(), 0
-        while not stop.is_set():
+
+        async def fetch() -> list[Msg]:
             try:
-                messages = await sub.fetch(batch, timeout=1)
+                return await sub.fetch(batch, timeout=1)
             except NatsTimeout:
-                continue
+                return []
             except Exception as exc:  # NATS away: the client reconnects; fetch again later
                 log.warning("fetching from %s failed (%s); trying again", stream, exc)
                 await asyncio.sleep(1)
+                return []
+
+        # The next batch is fetched while the one before it is stored.
+        ahead = asyncio.ensure_future(fetch())
+        while True:
+            messages = await ahead
+            if stop.is_set():
+                for message in messages:  # fetched, not stored: to the next worker at once
+                    await message.nak()
+                break
+            ahead = asyncio.ensure_future(fetch())
+            if not messages:
                 continue
             decoded = decode_batch([m.data for m in messages])
             report = await _ingest_until_stored(store, decoded, orgs, now, messages)

@@ -1,0 +1,114 @@
+"""NATS JetStream: events/s through `samtal publish`, then through one and two `samtal consume`
+workers into PostgreSQL, next to `samtal import` of the same file into PostgreSQL, in one run.
+
+Target (issue 8): one consumer >= 0.5x import. Uses the NATS at SAMTAL_BENCH_NATS_URL (default
+nats://127.0.0.1:4222) and the PostgreSQL of bench/postgres.py; makes and removes its own
+streams and databases.
+
+    python bench/nats.py
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import nats
+import psycopg
+
+from _common import report, simulated
+from _server import samtal
+from postgres import database, imported
+
+BATCH = ["--batch", os.environ.get("BENCH_BATCH", "5000")]
+NATS_URL = os.environ.get("SAMTAL_BENCH_NATS_URL", "nats://127.0.0.1:4222")
+
+
+def distinct_events(path: Path) -> int:
+    return len({(e["org"], e["id"]) for e in map(json.loads, path.read_bytes().splitlines())})
+
+
+def stored(db: str) -> int:
+    with psycopg.connect(db) as conn:
+        row = conn.execute("SELECT count(*) FROM events").fetchone()
+        return int(row[0]) if row else 0
+
+
+def consumed(db: str, args: list[str], workers: int, expected: int) -> float:
+    """Seconds for `workers` consumers to store every event of the stream into `db`."""
+    for org in ("org-1", "org-2"):
+        samtal("org", "add", org, db=db)
+    began = time.perf_counter()
+    processes = [
+        subprocess.Popen(
+            [sys.executable, "-m", "samtal", "consume", *args, "--db", db],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        for _ in range(workers)
+    ]
+    try:
+        while stored(db) < expected:
+            time.sleep(0.1)
+        return time.perf_counter() - began
+    finally:
+        for process in processes:
+            process.send_signal(signal.SIGTERM)
+            process.wait(60)
+
+
+async def remove(stream: str) -> None:
+    connection = await nats.connect(NATS_URL)
+    await connection.jetstream().delete_stream(stream)
+    await connection.close()
+
+
+def main() -> None:
+    events = simulated(
+        "nats-2x5d.ndjson",
+        *("--orgs", "2", "--days", "5", "--seed", "6", "--start", "2017-01-09"),
+        *("--calls-per-day", "3000"),
+    )
+    lines = len(events.read_bytes().splitlines())
+    expected = distinct_events(events)
+    name = uuid.uuid4().hex[:8]
+    stream, subject = f"BENCH_{name}", f"bench{name}.events"
+    args = ["--nats", NATS_URL, "--stream", stream, "--subject", subject]
+    with database("samtal_bench_import") as db:
+        samtal("org", "add", "org-2", db=db)
+        import_seconds = imported(db, events)
+    began = time.perf_counter()
+    subprocess.run(
+        [sys.executable, "-m", "samtal", "publish", str(events), *args],
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
+    publish_seconds = time.perf_counter() - began
+    try:
+        with database("samtal_bench_one") as db:
+            one = consumed(db, [*args, "--durable", "one", *BATCH], 1, expected)
+        with database("samtal_bench_two") as db:
+            two = consumed(db, [*args, "--durable", "two", *BATCH], 2, expected)
+    finally:
+        asyncio.run(remove(stream))
+    report(
+        f"nats: {lines:,} events ({expected:,} distinct), 2 organisations, into PostgreSQL",
+        [
+            ("samtal import (whole command)", lines / import_seconds, "events/s"),
+            ("samtal publish (acknowledged)", lines / publish_seconds, "events/s"),
+            ("one samtal consume", lines / one, "events/s"),
+            ("two samtal consume", lines / two, "events/s"),
+            ("ratio one consumer / import (target >= 0.5)", import_seconds / one, "x"),
+        ],
+    )
+
+
+if __name__ == "__main__":
+    main()
