@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 import sys
 from collections.abc import Callable
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 import click
 
 from samtal.cli._common import db_option, open_db, settings
 from samtal.clock import system_clock
+
+if TYPE_CHECKING:
+    from samtal.ingest.nats import Published
 
 STREAM, SUBJECT = "SAMTAL_EVENTS", "samtal.events"
 
@@ -73,17 +77,21 @@ def publish(
     from samtal.ingest.nats import publish as publish_lines
 
     url = settings(nats_url=nats_url).nats_url
-    report = asyncio.run(
-        publish_lines(
-            file,
-            url=url,
-            stream=stream,
-            subject=subject,
-            max_age_days=max_age_days,
-            replicas=replicas,
-            progress=_progress(),
+
+    def run(progress: Callable[[int, Published], None] | None) -> Published:
+        return asyncio.run(
+            publish_lines(
+                file,
+                url=url,
+                stream=stream,
+                subject=subject,
+                max_age_days=max_age_days,
+                replicas=replicas,
+                progress=progress,
+            )
         )
-    )
+
+    report = _with_progress(file, run) if sys.stderr.isatty() else run(None)
     for rejection in report.rejected[:100]:
         click.echo(str(rejection), err=True)
     click.echo(
@@ -93,14 +101,31 @@ def publish(
     sys.exit(1 if report.rejected or report.failed else 0)
 
 
-def _progress() -> Callable[..., None] | None:
-    if not sys.stderr.isatty():
-        return None
+def _with_progress(
+    file: BinaryIO, run: Callable[[Callable[[int, Published], None]], Published]
+) -> Published:
+    """`run` with a progress bar on stderr: lines read, events published."""
+    from rich.console import Console
+    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
-    def show(lines: int, report: Any) -> None:
-        click.echo(f"\r{lines:,} lines, {report.published:,} published", nl=False, err=True)
+    try:
+        total: int | None = os.fstat(file.fileno()).st_size or None
+    except (OSError, ValueError):
+        total = None
+    columns = (
+        TextColumn("publishing"),
+        BarColumn(),
+        TextColumn("{task.fields[lines]:,} lines, {task.fields[published]:,} published"),
+        TimeRemainingColumn(),
+    )
+    with Progress(*columns, console=Console(stderr=True), transient=True) as progress:
+        task = progress.add_task("publish", total=total, lines=0, published=0)
 
-    return show
+        def advance(lines: int, report: Published) -> None:
+            position = file.tell() if total else None
+            progress.update(task, completed=position, lines=lines, published=report.published)
+
+        return run(advance)
 
 
 @click.command()
