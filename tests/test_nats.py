@@ -15,6 +15,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -178,6 +179,37 @@ def stored_records(url: str, org: str) -> list[bytes]:
         store.close()
 
 
+def exact(url: str, lines: list[bytes]) -> bool:
+    """Whether the stored records of both organisations are those of all the events."""
+    return all(
+        stored_records(url, org) == expected_records(lines, org) for org in ("org-1", "org-2")
+    )
+
+
+@contextmanager
+def workers(args: list[str], url: str, count: int, cwd: Path) -> Iterator[list[str]]:
+    """`count` `samtal consume` processes; at the end each is sent SIGTERM and must exit 0.
+    Yields the list their logs are put in."""
+    processes = [
+        subprocess.Popen(
+            [sys.executable, "-m", "samtal", "consume", *args],
+            cwd=cwd,
+            env={**os.environ, "SAMTAL_DATABASE_URL": url},
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(count)
+    ]
+    logs: list[str] = []
+    try:
+        yield logs
+    finally:
+        for process in processes:
+            process.send_signal(signal.SIGTERM)
+        logs += [process.communicate(timeout=30)[1] for process in processes]
+    assert [process.returncode for process in processes] == [0] * count, logs
+
+
 def keys(lines: list[bytes]) -> set[tuple[str, str]]:
     """The distinct (org, id) of event lines."""
     return {(event["org"], event["id"]) for event in map(json.loads, lines)}
@@ -215,13 +247,7 @@ def test_consumers_at_once_give_exact_records(jet: Jet, store_url: str, tmp_path
         assert "failed 0" in published.stdout
         workers = [consumer(jet, tmp_path, store_url, "--batch", "50") for _ in range(2)]
         try:
-            wait_until(
-                lambda: all(
-                    stored_records(store_url, org) == expected_records(lines, org)
-                    for org in ("org-1", "org-2")
-                ),
-                120,
-            )
+            wait_until(lambda: exact(store_url, lines), 120)
             wait_until(lambda: len(dead.messages) == 1, 30)
         finally:
             for worker in workers:
@@ -250,13 +276,7 @@ def test_a_consumer_killed_mid_batch_loses_nothing(
     assert stored_events(store_url) < len(keys(lines))  # it died mid-stream
     second = consumer(jet, tmp_path, store_url, "--batch", "20", "--ack-wait", "2")
     try:
-        wait_until(
-            lambda: all(
-                stored_records(store_url, org) == expected_records(lines, org)
-                for org in ("org-1", "org-2")
-            ),
-            120,
-        )
+        wait_until(lambda: exact(store_url, lines), 120)
     finally:
         second.send_signal(signal.SIGTERM)
         second.communicate(timeout=30)
@@ -315,33 +335,12 @@ def test_consumers_ride_out_a_nats_restart(store_url: str, tmp_path: Path) -> No
     path, lines = traffic(tmp_path, calls=800)
     try:
         assert "failed 0" in samtal("publish", str(path), *args, cwd=tmp_path, env={}).stdout
-        workers = [
-            subprocess.Popen(
-                [sys.executable, "-m", "samtal", "consume", *args, "--batch", "20"],
-                cwd=tmp_path,
-                env={**os.environ, "SAMTAL_DATABASE_URL": store_url},
-                stderr=subprocess.PIPE,
-                text=True,
-            )
-            for _ in range(2)
-        ]
-        try:
+        with workers([*args, "--batch", "20"], store_url, 2, tmp_path):
             wait_until(lambda: stored_events(store_url) > 300, 60)
             server.stop(signal.SIGKILL)  # the broker dies mid-stream...
             time.sleep(1)
             server.start()  # ...and comes back with its store
-            wait_until(
-                lambda: all(
-                    stored_records(store_url, org) == expected_records(lines, org)
-                    for org in ("org-1", "org-2")
-                ),
-                120,
-            )
-        finally:
-            for worker in workers:
-                worker.send_signal(signal.SIGTERM)
-            logs = [worker.communicate(timeout=30)[1] for worker in workers]
-        assert [worker.returncode for worker in workers] == [0, 0], logs
+            wait_until(lambda: exact(store_url, lines), 120)
     finally:
         server.stop()
     assert stored_events(store_url) == len(keys(lines))
@@ -371,13 +370,7 @@ def test_the_database_connection_cut_mid_batch(jet: Jet, tmp_path: Path) -> None
                     return row is not None and row[0] >= 1
 
                 wait_until(cut, 30)
-            wait_until(
-                lambda: all(
-                    stored_records(url, org) == expected_records(lines, org)
-                    for org in ("org-1", "org-2")
-                ),
-                120,
-            )
+            wait_until(lambda: exact(url, lines), 120)
         finally:
             worker.send_signal(signal.SIGTERM)
             log = worker.communicate(timeout=30)[1]
@@ -418,31 +411,10 @@ def test_a_cluster_node_lost_while_consumers_run(store_url: str, tmp_path: Path)
                 break
             time.sleep(1)
         assert "failed 0" in published.stdout, published.stderr[-2000:]
-        workers = [
-            subprocess.Popen(
-                [sys.executable, "-m", "samtal", "consume", *args, "--batch", "20"],
-                cwd=tmp_path,
-                env={**os.environ, "SAMTAL_DATABASE_URL": store_url},
-                stderr=subprocess.PIPE,
-                text=True,
-            )
-            for _ in range(2)
-        ]
-        try:
+        with workers([*args, "--batch", "20"], store_url, 2, tmp_path):
             wait_until(lambda: stored_events(store_url) > 300, 60)
             nodes[0].stop(signal.SIGKILL)
-            wait_until(
-                lambda: all(
-                    stored_records(store_url, org) == expected_records(lines, org)
-                    for org in ("org-1", "org-2")
-                ),
-                120,
-            )
-        finally:
-            for worker in workers:
-                worker.send_signal(signal.SIGTERM)
-            logs = [worker.communicate(timeout=30)[1] for worker in workers]
-        assert [worker.returncode for worker in workers] == [0, 0], logs
+            wait_until(lambda: exact(store_url, lines), 120)
     finally:
         for node in nodes:
             node.stop()

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import sys
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, NoReturn
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any, BinaryIO, NoReturn
 
 import click
 
@@ -64,3 +66,27 @@ def fail(exc: SamtalError) -> NoReturn:
     """Print the error's message and exit 1."""
     click.echo(f"error: {exc}", err=True)
     sys.exit(1)
+
+
+@contextmanager
+def file_progress(file: BinaryIO, label: str, *counts: str) -> Iterator[Callable[..., None]]:
+    """A progress bar on stderr over the reading of `file`, showing `counts` (e.g. "lines",
+    "published"); yields `advance(**counts)`, which moves the bar to the file's position. Gone
+    when the block ends."""
+    from rich.console import Console
+    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+    try:
+        total: int | None = os.fstat(file.fileno()).st_size or None
+    except (OSError, ValueError):
+        total = None
+    shown = ", ".join(f"{{task.fields[{name}]:,}} {name}" for name in counts)
+    columns = (TextColumn(label), BarColumn(), TextColumn(shown), TimeRemainingColumn())
+    with Progress(*columns, console=Console(stderr=True), transient=True) as progress:
+        start: dict[str, Any] = dict.fromkeys(counts, 0)  # rich's fields are untyped
+        task = progress.add_task(label, total=total, **start)
+
+        def advance(**values: Any) -> None:
+            progress.update(task, completed=file.tell() if total else None, **values)
+
+        yield advance

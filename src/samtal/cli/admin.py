@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import gc
-import os
 import sys
 from collections import Counter
 from typing import TYPE_CHECKING, BinaryIO
 
 import click
 
-from samtal.cli._common import db_option, fail, open_db, zone_option
+from samtal.cli._common import db_option, fail, file_progress, open_db, zone_option
 from samtal.clock import system_clock
 from samtal.errors import SamtalError, shorten
 
@@ -153,25 +152,9 @@ def import_(file: BinaryIO, db_url: str | None) -> None:
 
 
 def _import_with_progress(store: Store, file: BinaryIO) -> Report:
-    from rich.console import Console
-    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
-
     from samtal.ingest import import_lines
 
-    try:
-        total: int | None = os.fstat(file.fileno()).st_size or None
-    except (OSError, ValueError):
-        total = None
-    columns = (
-        TextColumn("importing"),
-        BarColumn(),
-        TextColumn("{task.fields[lines]:,} lines"),
-        TimeRemainingColumn(),
-    )
-    with Progress(*columns, console=Console(stderr=True), transient=True) as progress:
-        task = progress.add_task("import", total=total, lines=0)
-
-        def advance(lines: int, _report: Report) -> None:
-            progress.update(task, completed=file.tell() if total else None, lines=lines)
-
-        return import_lines(store, file, now=system_clock, progress=advance)
+    with file_progress(file, "importing", "lines") as advance:
+        return import_lines(
+            store, file, now=system_clock, progress=lambda lines, _report: advance(lines=lines)
+        )

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import signal
 import sys
 from collections.abc import Callable
@@ -12,7 +11,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 
 import click
 
-from samtal.cli._common import db_option, open_db, settings
+from samtal.cli._common import db_option, file_progress, open_db, settings
 from samtal.clock import system_clock
 
 if TYPE_CHECKING:
@@ -105,27 +104,8 @@ def _with_progress(
     file: BinaryIO, run: Callable[[Callable[[int, Published], None]], Published]
 ) -> Published:
     """`run` with a progress bar on stderr: lines read, events published."""
-    from rich.console import Console
-    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
-
-    try:
-        total: int | None = os.fstat(file.fileno()).st_size or None
-    except (OSError, ValueError):
-        total = None
-    columns = (
-        TextColumn("publishing"),
-        BarColumn(),
-        TextColumn("{task.fields[lines]:,} lines, {task.fields[published]:,} published"),
-        TimeRemainingColumn(),
-    )
-    with Progress(*columns, console=Console(stderr=True), transient=True) as progress:
-        task = progress.add_task("publish", total=total, lines=0, published=0)
-
-        def advance(lines: int, report: Published) -> None:
-            position = file.tell() if total else None
-            progress.update(task, completed=position, lines=lines, published=report.published)
-
-        return run(advance)
+    with file_progress(file, "publishing", "lines", "published") as advance:
+        return run(lambda lines, report: advance(lines=lines, published=report.published))
 
 
 @click.command()
