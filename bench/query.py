@@ -90,19 +90,22 @@ def bare_scan(path: Path) -> tuple[float, int]:
     return elapsed, count
 
 
-def served(client: httpx.Client) -> tuple[float, int, float]:
+def served(client: httpx.Client, format: str = "json") -> tuple[float, int, float]:
     """Seconds for the whole response, its records, and seconds to its first byte."""
     began = time.perf_counter()
     first = None
     parts = []
-    with client.stream("GET", "/cdr/historik", params={"from": FROM, "to": TO}) as response:
+    params = {"from": FROM, "to": TO, "format": format}
+    with client.stream("GET", "/cdr/historik", params=params) as response:
         response.raise_for_status()
         for chunk in response.iter_raw():
             if first is None:
                 first = time.perf_counter() - began
             parts.append(chunk)
     elapsed = time.perf_counter() - began
-    return elapsed, b"".join(parts).count(b'"callerNo"'), first or 0.0
+    body = b"".join(parts)
+    records = body.count(b'"callerNo"') if format != "csv" else body.count(b"\r\n") - 1
+    return elapsed, records, first or 0.0
 
 
 def main() -> None:
@@ -119,8 +122,11 @@ def main() -> None:
     ):
         idle_rss = server.peak_rss_mb()
         pairs = []
+        formats: dict[str, list[float]] = {"ndjson": [], "csv": []}
         for _ in range(args.repeat):
             pairs.append((bare_scan(bare_path), served(client)))
+            for name, times in formats.items():
+                times.append(served(client, name)[0])
         peak_rss = server.peak_rss_mb()
     (_, records), _ = pairs[0]
     assert all(p[1][1] == records for p in pairs), "samtal and the bare scan disagree on count"
@@ -137,6 +143,14 @@ def main() -> None:
                 "x",
             ),
             ("time to first byte (median)", statistics.median(s[2] for _, s in pairs) * 1000, "ms"),
+            *(
+                (
+                    f"{name} over loopback; ratio to json (target >= 0.8)",
+                    statistics.median(s[0] for _, s in pairs) / statistics.median(times),
+                    "x",
+                )
+                for name, times in formats.items()
+            ),
             ("server peak RSS before the queries", idle_rss, "MB"),
             ("server peak RSS after streaming (target <= 200)", peak_rss, "MB"),
         ],

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import time
 from collections.abc import Iterator
@@ -13,6 +15,7 @@ import orjson
 import pytest
 
 from samtal.api import create_app
+from samtal.records import FIELDS
 from samtal.settings import Settings
 from samtal.store import Store, open_store
 from tests.conftest import T0, Clock, Server
@@ -410,10 +413,62 @@ def test_openapi_and_docs(service: Service) -> None:
         assert client.get("/docs").status_code == 200
         assert client.get("/healthz").json() == {"status": "ok"}
     history = spec["paths"]["/cdr/historik"]["get"]
-    assert {p["name"] for p in history["parameters"]} == {"from", "to"}
-    assert {"200", "400", "401", "403"} <= set(history["responses"])
+    assert {p["name"] for p in history["parameters"]} == {"from", "to", "format"}
+    assert {"200", "400", "401", "403", "406"} <= set(history["responses"])
+    assert set(history["responses"]["200"]["content"]) == {
+        "application/json",
+        "application/x-ndjson",
+        "text/csv",
+    }
     assert "application/problem+json" in history["responses"]["400"]["content"]
     post = spec["paths"]["/events"]["post"]
     assert {"200", "400", "401", "403", "413", "415"} <= set(post["responses"])
     assert set(post["requestBody"]["content"]) == {"application/x-ndjson", "application/json"}
     assert spec["components"]["securitySchemes"]["HTTPBearer"]["scheme"] == "bearer"
+
+
+# -- formats (spec/changes.md) ----------------------------------------------------------------
+
+
+def test_ndjson_and_csv_hold_exactly_the_json_values(product: tuple[Service, str]) -> None:
+    service, token = product
+    period = {"from": "2017-01-04", "to": "2017-01-04"}
+    with service.server.client(token) as client:
+        as_json = client.get("/cdr/historik", params=period).json()
+        ndjson = client.get("/cdr/historik", params={**period, "format": "ndjson"})
+        as_csv = client.get("/cdr/historik", params={**period, "format": "csv"})
+    assert as_json == PRODUCT["expected"]
+    assert ndjson.headers["content-type"] == "application/x-ndjson"
+    assert ndjson.content.endswith(b"\n")
+    assert [json.loads(line) for line in ndjson.content.splitlines()] == as_json
+    assert as_csv.headers["content-type"] == "text/csv; charset=utf-8"
+    assert as_csv.content.count(b"\r\n") == len(as_json) + 1
+    rows = list(csv.reader(io.StringIO(as_csv.text, newline="")))
+    assert rows[0] == list(FIELDS)
+    assert rows[1:] == [["" if r[f] is None else r[f] for f in FIELDS] for r in as_json]
+    assert any(value == "" for row in rows[1:] for value in row)  # nulls are empty fields
+
+
+@pytest.mark.parametrize(
+    ("accept", "query", "status", "media"),
+    [
+        ("text/csv", "", 200, "text/csv; charset=utf-8"),
+        ("application/x-ndjson", "", 200, "application/x-ndjson"),
+        ("text/*", "", 200, "text/csv; charset=utf-8"),
+        ("text/html, */*;q=0.5", "", 200, "application/json"),
+        ("text/csv;q=0, */*", "", 200, "application/json"),
+        ("application/xml", "", 406, "application/problem+json"),
+        ("application/xml", "&format=csv", 200, "text/csv; charset=utf-8"),
+        ("", "&format=xml", 400, "application/problem+json"),
+    ],
+)
+def test_the_format_is_negotiated(
+    product: tuple[Service, str], accept: str, query: str, status: int, media: str
+) -> None:
+    service, token = product
+    with service.server.client(token) as client:
+        response = client.get(
+            f"/cdr/historik?from=2017-01-04{query}", headers={"Accept": accept} if accept else {}
+        )
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"] == media

@@ -88,6 +88,14 @@ class NotFound(SamtalError):
     slug = "not-found"
 
 
+class NotAcceptable(SamtalError):
+    """An `Accept` header that admits none of the formats an endpoint serves."""
+
+    status = 406
+    title = "Not acceptable"
+    slug = "not-acceptable"
+
+
 class Conflict(SamtalError):
     """The thing to create exists already."""
 

@@ -5,12 +5,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Iterator
-from typing import Annotated
+from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Header, Query
 from fastapi.responses import StreamingResponse
 
 from samtal.api._auth import read_org
+from samtal.api._formats import Format, choose, stream
 from samtal.api._problems import responses
 from samtal.api._state import AppState, state
 from samtal.period import FORMS, parse_period
@@ -50,10 +51,18 @@ _RECORD_SCHEMA = {
     response_class=StreamingResponse,
     responses={
         200: {
-            "description": "The records, as a JSON array (streamed).",
-            "content": {"application/json": {"schema": {"type": "array", "items": _RECORD_SCHEMA}}},
+            "description": (
+                "The records, streamed: a JSON array, NDJSON (one record per line) or CSV (a "
+                "header row, CRLF line ends, null as an empty field), as `format` or `Accept` "
+                "choose."
+            ),
+            "content": {
+                "application/json": {"schema": {"type": "array", "items": _RECORD_SCHEMA}},
+                "application/x-ndjson": {"schema": {"type": "string"}},
+                "text/csv": {"schema": {"type": "string"}},
+            },
         },
-        **responses(400, 401, 403),
+        **responses(400, 401, 403, 406),
     },
 )
 async def historik(
@@ -69,27 +78,43 @@ async def historik(
             description="End (inclusive); default now. Same forms.", examples=["2017-01-04 17:00"]
         ),
     ] = None,
+    format_: Annotated[
+        Literal["json", "ndjson", "csv"] | None,
+        Query(
+            alias="format",
+            description="json, ndjson or csv; overrides `Accept`. Default: by `Accept`, else json.",
+        ),
+    ] = None,
+    accept: Annotated[str | None, Header(include_in_schema=False)] = None,
 ) -> StreamingResponse:
-    """Parse, fetch, stream: the period is checked before the first byte goes out."""
+    """Parse, fetch, stream: the period and format are checked before the first byte goes out."""
+    chosen = choose(format_, accept)
     period = parse_period(
         from_, to, zone=zone(org.tz), now=app.clock(), retention_days=app.settings.retention_days
     )
     chunks = app.store.records(org=org.name, start=period.start, end=period.end)
-    return StreamingResponse(_json_array(app, chunks), media_type="application/json")
+    return StreamingResponse(_pages(app, chunks, chosen), media_type=chosen.media_type)
 
 
-async def _json_array(app: AppState, chunks: Iterator[list[bytes]]) -> AsyncIterator[bytes]:
-    """`[`, the records joined by commas, `]`. Each chunk is fetched on a reader thread (the
-    store holds no snapshot between chunks) while the one before it is being sent."""
-    yield b"["
-    first = True
-    pending = asyncio.ensure_future(app.read(next, chunks, None))
-    try:
-        while (rows := await pending) is not None:
+async def _pages(
+    app: AppState, chunks: Iterator[list[bytes]], chosen: Format
+) -> AsyncIterator[bytes]:
+    """The pages of the scan in the chosen format. Each page is fetched on a reader thread (the
+    store holds no snapshot between pages) while the one before it is being sent."""
+    pending: asyncio.Future[list[bytes] | None] = asyncio.ensure_future(
+        app.read(next, chunks, None)
+    )
+
+    async def next_page() -> list[bytes] | None:
+        nonlocal pending
+        page = await pending
+        if page is not None:
             pending = asyncio.ensure_future(app.read(next, chunks, None))
-            body = b",".join(rows)
-            yield body if first else b"," + body
-            first = False
+        return page
+
+    try:
+        async for body in stream(chosen, next_page):
+            yield body
     finally:
         # The client may have gone: let the fetch under way finish before closing the scan.
         with contextlib.suppress(Exception):
@@ -97,4 +122,3 @@ async def _json_array(app: AppState, chunks: Iterator[list[bytes]]) -> AsyncIter
         close = getattr(chunks, "close", None)
         if close is not None:
             close()
-    yield b"]"

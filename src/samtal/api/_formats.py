@@ -1,0 +1,120 @@
+"""The formats records are served in (spec/changes.md, "Formats"): JSON, NDJSON and CSV, chosen
+by `format=`, else by `Accept`, else JSON; each streams a page of records at a time."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from dataclasses import dataclass
+from typing import Final
+
+import orjson
+
+from samtal.errors import NotAcceptable, UsageError, shorten
+from samtal.records import FIELDS
+
+
+@dataclass(frozen=True)
+class Format:
+    """A format: its `format=` name, its media type, and what that type is without params."""
+
+    name: str
+    media_type: str
+
+    @property
+    def base(self) -> str:
+        return self.media_type.split(";")[0]
+
+
+JSON: Final = Format("json", "application/json")
+NDJSON: Final = Format("ndjson", "application/x-ndjson")
+CSV: Final = Format("csv", "text/csv; charset=utf-8")
+#: In the order the server prefers when the client likes several equally.
+FORMATS: Final = (JSON, NDJSON, CSV)
+
+
+def choose(format_name: str | None, accept: str | None) -> Format:
+    """The format of an answer: `format=` if given (400 when unknown), else the best that
+    `Accept` admits (406 when none), else JSON."""
+    if format_name is not None:
+        for candidate in FORMATS:
+            if candidate.name == format_name.lower():
+                return candidate
+        raise UsageError(f"`format` {shorten(format_name)} is unknown: use json, ndjson or csv")
+    if accept is None or not accept.strip():
+        return JSON
+    ranges = [_media_range(part) for part in accept.split(",") if part.strip()]
+    best: tuple[float, Format] | None = None
+    for candidate in FORMATS:
+        quality = _quality(candidate, ranges)
+        if quality > 0 and (best is None or quality > best[0]):
+            best = (quality, candidate)
+    if best is None:
+        raise NotAcceptable(
+            f"`Accept: {shorten(accept)}` admits none of the formats served here: "
+            "application/json, application/x-ndjson or text/csv (or use format=)"
+        )
+    return best[1]
+
+
+def _media_range(part: str) -> tuple[str, float]:
+    """A media range of `Accept` and its quality (1 unless `q=` says otherwise)."""
+    media, *params = (piece.strip() for piece in part.split(";"))
+    quality = 1.0
+    for param in params:
+        key, _, value = param.partition("=")
+        if key.strip().lower() == "q":
+            try:
+                quality = float(value)
+            except ValueError:
+                quality = 0.0
+    return media.lower(), quality
+
+
+def _quality(candidate: Format, ranges: list[tuple[str, float]]) -> float:
+    """How much the client likes `candidate`: the quality of the most specific range that
+    matches it (RFC 9110, 12.5.1), 0 when none does."""
+    kind = candidate.base.split("/")[0]
+    specificity = {candidate.base: 3, f"{kind}/*": 2, "*/*": 1}
+    matches = [(specificity[media], q) for media, q in ranges if media in specificity]
+    return max(matches)[1] if matches else 0.0
+
+
+async def stream(
+    format_: Format, next_page: Callable[[], Awaitable[list[bytes] | None]]
+) -> AsyncIterator[bytes]:
+    """The records of `next_page()` (rendered JSON objects, None at the end) in `format_`."""
+    if format_ is JSON:
+        yield b"["
+        first = True
+        while (page := await next_page()) is not None:
+            body = b",".join(page)
+            yield body if first else b"," + body
+            first = False
+        yield b"]"
+    elif format_ is NDJSON:
+        while (page := await next_page()) is not None:
+            yield b"\n".join(page) + b"\n"
+    else:
+        yield (",".join(FIELDS) + "\r\n").encode()
+        loads, row = orjson.loads, _csv_row
+        while (page := await next_page()) is not None:
+            # A stored record has exactly the seven fields, in order (records.FIELDS).
+            yield "".join([row(loads(record).values()) for record in page]).encode()
+
+
+_NEEDS_QUOTES = re.compile(r'[",\r\n]')
+
+
+def _csv_row(values: Iterable[str | None]) -> str:
+    """One RFC 4180 row: null as an empty field, a field quoted only when it holds `"`, `,`,
+    CR or LF, CRLF at the end."""
+    return (
+        ",".join(
+            ""
+            if value is None
+            else ('"' + value.replace('"', '""') + '"' if _NEEDS_QUOTES.search(value) else value)
+            for value in values
+        )
+        + "\r\n"
+    )
