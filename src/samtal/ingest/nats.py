@@ -242,14 +242,27 @@ async def consume(
             if time.monotonic() - last_log >= log_every:
                 events = done.accepted + done.duplicates + done.rejected
                 rate = (events - last_count) / (time.monotonic() - last_log)
-                pending = (await sub.consumer_info()).num_pending
-                log.info("consumed %d events (%.0f/s), %s pending", events, rate, pending)
+                log.info(
+                    "consumed %d events (%.0f/s), %s pending", events, rate, await _pending(sub)
+                )
                 last_log, last_count = time.monotonic(), events
     finally:
         if nc.is_connected:
-            await nc.flush(timeout=5)  # the last acknowledgements reach the server
+            try:
+                await nc.flush(timeout=5)  # the last acknowledgements reach the server
+            except Exception as exc:  # unacknowledged batches come back to another worker
+                log.warning("could not flush the last acknowledgements: %s", exc)
         await nc.close()
     return done
+
+
+async def _pending(sub: JetStreamContext.PullSubscription) -> str:
+    """How many messages wait for the consumer, for the progress line ("?" when NATS does not
+    say in time: a progress line never stops a worker)."""
+    try:
+        return str((await sub.consumer_info()).num_pending)
+    except Exception:
+        return "?"
 
 
 async def _ingest_until_stored(
