@@ -17,6 +17,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -93,26 +94,34 @@ class Busy:
     wal: Path | None  # SQLite's write-ahead log
 
 
-@pytest.fixture
-def busy(store_url: str, tmp_path: Path) -> Iterator[Busy]:
-    """A server holding three weekdays of one organisation's calls, with a tiny send buffer."""
+@contextmanager
+def running(
+    store_url: str, *, traffic: TrafficSettings | None = None, **server: Any
+) -> Iterator[Busy]:
+    """A server on a fresh database with an ingest token (and org-1's `traffic`, if given)."""
     clock = Clock(T0)
-    config = Settings(
-        database_url=store_url,
-        retention_days=0,
-        duty_interval_seconds=3600.0,
-    )
+    config = Settings(database_url=store_url, retention_days=0, duty_interval_seconds=3600.0)
     store = open_store(config.database_url)
-    store.add_org("org-1", "Europe/Stockholm", now=clock())
-    traffic = TrafficSettings(orgs=1, days=3, seed=3, start=date(2017, 1, 4), calls_per_day=2000)
-    import_lines(store, event_lines(traffic), now=clock)
+    if traffic is not None:
+        store.add_org("org-1", "Europe/Stockholm", now=clock())
+        import_lines(store, event_lines(traffic), now=clock)
     ingest = store.create_token("ingest", org=None, now=clock())[1]
-    with Server(create_app(config, store=store, clock=clock), send_buffer=4096) as server:
-        wal = store_url.removeprefix("sqlite:///") + "-wal"
-        yield Busy(
-            server, store, clock, ingest, Path(wal) if store_url.startswith("sqlite") else None
-        )
+    wal = (
+        Path(store_url.removeprefix("sqlite:///") + "-wal")
+        if store_url.startswith("sqlite")
+        else None
+    )
+    with Server(create_app(config, store=store, clock=clock), **server) as started:
+        yield Busy(started, store, clock, ingest, wal)
     store.close()
+
+
+@pytest.fixture
+def busy(store_url: str) -> Iterator[Busy]:
+    """A server holding three weekdays of one organisation's calls, with a tiny send buffer."""
+    traffic = TrafficSettings(orgs=1, days=3, seed=3, start=date(2017, 1, 4), calls_per_day=2000)
+    with running(store_url, traffic=traffic, send_buffer=4096) as made:
+        yield made
 
 
 def test_a_stalled_reader_freezes_nobody(busy: Busy) -> None:
@@ -172,18 +181,9 @@ def poisoned(org: str) -> list[dict[str, Any]]:
 
 
 @pytest.fixture
-def service(store_url: str, tmp_path: Path) -> Iterator[Busy]:
-    clock = Clock(T0)
-    config = Settings(
-        database_url=store_url,
-        retention_days=0,
-        duty_interval_seconds=3600.0,
-    )
-    store = open_store(config.database_url)
-    ingest = store.create_token("ingest", org=None, now=clock())[1]
-    with Server(create_app(config, store=store, clock=clock)) as server:
-        yield Busy(server, store, clock, ingest, None)
-    store.close()
+def service(store_url: str) -> Iterator[Busy]:
+    with running(store_url) as made:
+        yield made
 
 
 def read_token(service: Busy, org: str) -> str:

@@ -11,7 +11,7 @@ Text keys use the "C" collation: records are ordered by call id byte for byte, a
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import date
 from typing import Any
@@ -531,16 +531,10 @@ class _Tx:
                     "%s::bigint[], %s::text[], %s::bigint[], %s::bigint[], %s::bytea[]) "
                     "ON CONFLICT (org, start_ms, call, day) DO UPDATE SET start = excluded.start, "
                     "change_seq = excluded.change_seq, json = excluded.json",
-                    [
-                        list(column)
-                        for column in zip(
-                            *(
-                                (r.org, r.day, r.start_ms, r.call, r.start, r.change_seq, r.json)
-                                for r in records
-                            ),
-                            strict=True,
-                        )
-                    ],
+                    _columns(
+                        (r.org, r.day, r.start_ms, r.call, r.start, r.change_seq, r.json)
+                        for r in records
+                    ),
                 )
             if calls:
                 cursor.execute(
@@ -549,16 +543,10 @@ class _Tx:
                     "ON CONFLICT (org, call) DO UPDATE SET day = excluded.day, "
                     "age = excluded.age, record_ms = excluded.record_ms, "
                     "open = excluded.open, last_seen = excluded.last_seen",
-                    [
-                        list(column)
-                        for column in zip(
-                            *(
-                                (c.org, c.call, c.day, c.age, c.record_ms, c.open, c.last_seen)
-                                for c in calls
-                            ),
-                            strict=True,
-                        )
-                    ],
+                    _columns(
+                        (c.org, c.call, c.day, c.age, c.record_ms, c.open, c.last_seen)
+                        for c in calls
+                    ),
                 )
             if forget:
                 cursor.executemany("DELETE FROM calls WHERE org = %s AND call = %s", forget)
@@ -580,6 +568,11 @@ class _Tx:
             ).fetchall():
                 stale.append((org, call, instant, at))
         return stale
+
+
+def _columns(rows: Iterable[tuple[object, ...]]) -> list[list[object]]:
+    """Rows as one list per column: the arrays an `unnest(...)` statement takes."""
+    return [list(column) for column in zip(*rows, strict=True)]
 
 
 def _partition(table: str, day: int) -> str:
