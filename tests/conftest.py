@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import os
+import signal
 import socket
+import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -126,3 +129,37 @@ class Server:
     def client(self, token: str | None = None) -> httpx.Client:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         return httpx.Client(base_url=self.url, headers=headers, timeout=30)
+
+
+@contextmanager
+def serving(url: str, cwd: Path, **env: str) -> Iterator[tuple[str, subprocess.Popen[str]]]:
+    """`samtal serve --workers 2` as a process group of its own; its base URL."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = subprocess.Popen(
+        [sys.executable, "-m", "samtal", "serve", "--workers", "2", "--port", str(port)],
+        cwd=cwd,
+        env={**os.environ, "SAMTAL_DATABASE_URL": url, "SAMTAL_RETENTION_DAYS": "0", **env},
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            if httpx.get(f"{base}/healthz", timeout=2).status_code == 200:
+                break
+        except httpx.TransportError:
+            pass
+        if time.monotonic() > deadline or server.poll() is not None:
+            server.kill()
+            raise AssertionError(f"samtal serve did not start: {server.communicate()[1]}")
+        time.sleep(0.1)
+    try:
+        yield base, server
+    finally:
+        if server.poll() is None:
+            os.killpg(server.pid, signal.SIGTERM)
+        server.communicate(timeout=30)

@@ -279,7 +279,7 @@ def test_redelivery_changes_nothing(product: tuple[Service, str]) -> None:
     again = service.post(in_org(PRODUCT["events"], "acme"))
     assert again.json() == {"accepted": 0, "duplicates": 17, "rejected": []}
     assert service.get(token, **{"from": "2017-01-04"}).content == before
-    assert len(service.store.changes(org="acme", after=0, limit=100)) == 3
+    assert len(service.store.changes(org="acme", after=0, limit=100).changes) == 3
 
 
 @pytest.mark.parametrize(
@@ -315,7 +315,7 @@ def test_bodies_over_the_limit(store_url: str) -> None:
         assert_problem(client.post("/events", content=chunks()), 413)
         small = b"".join(body.splitlines(keepends=True)[:3])  # no call is complete in these
         assert client.post("/events", content=small).json()["accepted"] == 3
-    assert store.changes(org="acme", after=0, limit=10) == []  # the 413s stored nothing
+    assert store.changes(org="acme", after=0, limit=10).changes == []  # the 413s stored nothing
     store.close()
 
 
@@ -398,7 +398,7 @@ def test_the_server_purges_expired_calls(store_url: str) -> None:
                 "2016-11-29T00:00:00.000+01:00",
             )
             clock.advance(40 * 24 * HOUR)  # now 2017-04-10: the window starts 2017-01-08
-            wait_for(lambda: store.changes(org="acme", after=0, limit=10) == [])
+            wait_for(lambda: store.changes(org="acme", after=0, limit=10).changes == [])
             response = reader.get("/cdr/historik", params={"from": "2017-01-04"})
             assert_problem(response, 400, "2017-01-08T00:00:00.000+01:00")
     store.close()
@@ -413,7 +413,7 @@ def test_openapi_and_docs(service: Service) -> None:
         assert client.get("/docs").status_code == 200
         assert client.get("/healthz").json() == {"status": "ok"}
     history = spec["paths"]["/cdr/historik"]["get"]
-    assert {p["name"] for p in history["parameters"]} == {"from", "to", "format"}
+    assert {p["name"] for p in history["parameters"]} == {"from", "to", "view", "format"}
     assert {"200", "400", "401", "403", "406"} <= set(history["responses"])
     assert set(history["responses"]["200"]["content"]) == {
         "application/json",
@@ -430,23 +430,34 @@ def test_openapi_and_docs(service: Service) -> None:
 # -- formats (spec/changes.md) ----------------------------------------------------------------
 
 
-def test_ndjson_and_csv_hold_exactly_the_json_values(product: tuple[Service, str]) -> None:
+@pytest.mark.parametrize("view", ["plain", "detailed"])
+def test_ndjson_and_csv_hold_exactly_the_json_values(
+    product: tuple[Service, str], view: str
+) -> None:
     service, token = product
-    period = {"from": "2017-01-04", "to": "2017-01-04"}
+    period = {"from": "2017-01-04", "to": "2017-01-04", "view": view}
     with service.server.client(token) as client:
         as_json = client.get("/cdr/historik", params=period).json()
         ndjson = client.get("/cdr/historik", params={**period, "format": "ndjson"})
         as_csv = client.get("/cdr/historik", params={**period, "format": "csv"})
-    assert as_json == PRODUCT["expected"]
+    fields = list(FIELDS) if view == "plain" else ["id", *FIELDS, "version", "seq"]
+    assert [list(r) for r in as_json] == [fields] * 3
+    assert [{f: r[f] for f in FIELDS} for r in as_json] == PRODUCT["expected"]
     assert ndjson.headers["content-type"] == "application/x-ndjson"
     assert ndjson.content.endswith(b"\n")
     assert [json.loads(line) for line in ndjson.content.splitlines()] == as_json
     assert as_csv.headers["content-type"] == "text/csv; charset=utf-8"
     assert as_csv.content.count(b"\r\n") == len(as_json) + 1
     rows = list(csv.reader(io.StringIO(as_csv.text, newline="")))
-    assert rows[0] == list(FIELDS)
-    assert rows[1:] == [["" if r[f] is None else r[f] for f in FIELDS] for r in as_json]
+    assert rows[0] == fields
+    assert rows[1:] == [["" if r[f] is None else str(r[f]) for f in fields] for r in as_json]
     assert any(value == "" for row in rows[1:] for value in row)  # nulls are empty fields
+
+
+def test_an_unknown_view_is_a_400(product: tuple[Service, str]) -> None:
+    service, token = product
+    response = service.get(token, **{"from": "2017-01-04", "view": "full"})
+    assert_problem(response, 400, "`view`")
 
 
 @pytest.mark.parametrize(

@@ -31,26 +31,47 @@ def _write(url: str, batches: list[list[bytes]]) -> None:
 
 
 def _watch(url: str, stop: multiprocessing.synchronize.Event, out: multiprocessing.Queue) -> None:  # type: ignore[type-arg]
-    """A reader process: polls the change feed of every organisation and reports any change
-    that turned up at or below a number it had already seen (a skipped change)."""
+    """A reader process: polls the whole change feed of every organisation and reports any
+    change that turned up at or below a number it had already seen (a skipped change); and
+    follows the feed as a client keeping a copy would, by cursor, with random page sizes."""
     store = open_store(url)
     seen: dict[str, set[tuple[str, int]]] = {org: set() for org in ORGS}
     highest = dict.fromkeys(ORGS, 0)
+    copies: dict[str, dict[str, bytes]] = {org: {} for org in ORGS}
+    cursors = dict.fromkeys(ORGS, 0)
+    rng = random.Random(11)
     skipped, polls = [], 0
     try:
         while not stop.is_set() or polls < 3:
             polls += 1
             for org in ORGS:
-                changes = store.changes(org=org, after=0, limit=1_000_000)
+                changes = store.changes(org=org, after=0, limit=1_000_000).changes
                 for change in changes:
                     key = (change.call, change.seq)
                     if key not in seen[org] and change.seq <= highest[org]:
                         skipped.append((org, change.seq, highest[org]))
                     seen[org].add(key)
                 highest[org] = max([highest[org], *(c.seq for c in changes)])
+                page = store.changes(org=org, after=cursors[org], limit=rng.randint(1, 50))
+                for change in page.changes:
+                    if change.record is None:
+                        copies[org].pop(change.call, None)
+                    else:
+                        copies[org][change.call] = change.json()
+                cursors[org] = page.next
+        for org in ORGS:  # the rest, once the writers are done
+            more = True
+            while more:
+                page = store.changes(org=org, after=cursors[org], limit=rng.randint(1, 500))
+                for change in page.changes:
+                    if change.record is None:
+                        copies[org].pop(change.call, None)
+                    else:
+                        copies[org][change.call] = change.json()
+                cursors[org], more = page.next, page.more
     finally:
         store.close()
-        out.put((skipped, polls))
+        out.put((skipped, polls, copies))
 
 
 def test_writers_of_the_same_calls_at_once(store_url: str) -> None:
@@ -80,7 +101,7 @@ def test_writers_of_the_same_calls_at_once(store_url: str) -> None:
         writer.join(120)
         assert writer.exitcode == 0
     stop.set()
-    skipped, polls = results.get(timeout=60)
+    skipped, polls, copies = results.get(timeout=60)
     watcher.join(30)
     assert skipped == [], f"the reader skipped changes: {skipped[:5]}"
     assert polls >= 3
@@ -94,4 +115,9 @@ def test_writers_of_the_same_calls_at_once(store_url: str) -> None:
         stored = [r for page in store.records(org=org, start=0, end=2**62) for r in page]
         assert stored == expected[org]
         assert len(stored) > 200
+        # The copy the feed's follower kept is exactly the detailed view.
+        detailed = [
+            r for page in store.records(org=org, start=0, end=2**62, detailed=True) for r in page
+        ]
+        assert sorted(copies[org].values()) == sorted(detailed)
     store.close()

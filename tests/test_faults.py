@@ -6,14 +6,9 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import sqlite3
-import subprocess
-import sys
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import date
 from pathlib import Path
 
@@ -25,42 +20,8 @@ from samtal.events import decode_batch
 from samtal.simulate import TrafficSettings, event_lines
 from samtal.store import open_store
 from samtal.times import zone
-from tests.conftest import T0
+from tests.conftest import T0, serving
 from tests.vectors import VECTORS
-
-
-@contextmanager
-def serving(url: str, cwd: Path, **env: str) -> Iterator[tuple[str, subprocess.Popen[str]]]:
-    """`samtal serve --workers 2` as a process group of its own; its base URL."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    server = subprocess.Popen(
-        [sys.executable, "-m", "samtal", "serve", "--workers", "2", "--port", str(port)],
-        cwd=cwd,
-        env={**os.environ, "SAMTAL_DATABASE_URL": url, "SAMTAL_RETENTION_DAYS": "0", **env},
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    )
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            if httpx.get(f"{base}/healthz", timeout=2).status_code == 200:
-                break
-        except httpx.TransportError:
-            pass
-        if time.monotonic() > deadline or server.poll() is not None:
-            server.kill()
-            raise AssertionError(f"samtal serve did not start: {server.communicate()[1]}")
-        time.sleep(0.1)
-    try:
-        yield base, server
-    finally:
-        if server.poll() is None:
-            os.killpg(server.pid, signal.SIGTERM)
-        server.communicate(timeout=30)
 
 
 def stored_events(url: str) -> int:

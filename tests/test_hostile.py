@@ -243,7 +243,8 @@ def test_a_poisoned_call_from_an_older_version_stops_no_duty(
             (parse_instant("9999-12-31T23:30:00Z"),),
         )
         db.execute(
-            "INSERT INTO calls VALUES ('acme', 'poison', ?, NULL, 1, ?)",
+            "INSERT INTO calls (org, call, age, record_ms, open, last_seen) "
+            "VALUES ('acme', 'poison', ?, NULL, 1, ?)",
             (parse_instant("9999-12-31T23:30:00Z"), clock()),
         )
     config = Settings(database_url=url, retention_days=0, duty_interval_seconds=0.02)

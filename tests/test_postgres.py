@@ -141,6 +141,25 @@ def test_the_schema_upgrades_in_place_with_data(url: str) -> None:
         PostgresEngine(url)
 
 
+def test_records_of_version_1_get_their_identity(url: str) -> None:
+    """A database written before record identity (schema 1): each record becomes version 1 at
+    the change number it had, and the feed and the detailed view serve it."""
+    PostgresEngine(url, migrations=MIGRATIONS[:1]).close()
+    with psycopg.connect(url) as db:
+        db.execute("INSERT INTO orgs VALUES ('acme', 'UTC', 0, 7)")
+        db.execute("INSERT INTO calls VALUES ('acme', 'c', 0, 0, 1000, false, 5)")
+        db.execute(
+            "INSERT INTO records VALUES ('acme', 0, 1000, 'c', 1000000, 7, %s)", (b'{"a":1}',)
+        )
+        db.execute("INSERT INTO calls VALUES ('acme', 'open', 0, 0, NULL, true, 5)")
+    store = Store(PostgresEngine(url))
+    (change,) = store.changes(org="acme", after=0, limit=10).changes
+    assert (change.call, change.version, change.seq, change.changed) == ("c", 1, 7, 5)
+    assert change.json() == b'{"id":"c","a":1,"version":1,"seq":7}'
+    assert [*store.records(org="acme", start=0, end=2**62, detailed=True)] == [[change.json()]]
+    store.close()
+
+
 # -- the shape Citus needs ------------------------------------------------------------------
 
 DISTRIBUTED = ("events", "records", "calls")

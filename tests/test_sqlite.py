@@ -31,7 +31,7 @@ def test_sqlite_schema_upgrades_in_place(tmp_path: Path) -> None:
 def test_sqlite_schema_is_versioned(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'v.db'}"
     engine = SqliteEngine(url)
-    assert engine.schema_version == 1
+    assert engine.schema_version == len(MIGRATIONS)
     engine.close()
     db = sqlite3.connect(tmp_path / "v.db")
     db.execute("UPDATE meta SET value = '99' WHERE key = 'schema_version'")
@@ -39,3 +39,23 @@ def test_sqlite_schema_is_versioned(tmp_path: Path) -> None:
     db.close()
     with pytest.raises(StoreError, match="newer than this samtal knows"):
         SqliteEngine(url)
+
+
+def test_records_of_version_1_get_their_identity(tmp_path: Path) -> None:
+    """A database written before record identity (schema 1): each record becomes version 1 at
+    the change number it had, and the feed and the detailed view serve it."""
+    url = f"sqlite:///{tmp_path / 'v1.db'}"
+    SqliteEngine(url, migrations=MIGRATIONS[:1]).close()
+    db = sqlite3.connect(tmp_path / "v1.db")
+    db.execute("INSERT INTO orgs VALUES ('acme', 'UTC', 0, 7)")
+    db.execute("INSERT INTO calls VALUES ('acme', 'c', 0, 1000, 0, 5)")
+    db.execute("INSERT INTO records VALUES ('acme', 1000, 'c', 1000000, 7, ?)", (b'{"a":1}',))
+    db.execute("INSERT INTO calls VALUES ('acme', 'open', 0, NULL, 1, 5)")
+    db.commit()
+    db.close()
+    store = Store(SqliteEngine(url))
+    (change,) = store.changes(org="acme", after=0, limit=10).changes
+    assert (change.call, change.version, change.seq, change.changed) == ("c", 1, 7, 5)
+    assert change.json() == b'{"id":"c","a":1,"version":1,"seq":7}'
+    assert [*store.records(org="acme", start=0, end=2**62, detailed=True)] == [[change.json()]]
+    store.close()

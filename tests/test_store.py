@@ -7,9 +7,9 @@ from pathlib import Path
 import orjson
 import pytest
 
-from samtal.errors import Conflict, NotFound, StoreError, UnknownZone
+from samtal.errors import Conflict, CursorExpired, NotFound, StoreError, UnknownZone
 from samtal.events import Event, decode_one
-from samtal.store import Store, open_store
+from samtal.store import Change, Store, open_store
 from tests.conftest import T0
 from tests.vectors import VECTORS
 
@@ -29,6 +29,10 @@ def period(store: Store, org: str, start: int = 0, end: int = 2**62) -> list[dic
     return [
         orjson.loads(r) for chunk in store.records(org=org, start=start, end=end) for r in chunk
     ]
+
+
+def feed(store: Store, org: str = "acme", after: int = 0, limit: int = 1000) -> list[Change]:
+    return store.changes(org=org, after=after, limit=limit).changes
 
 
 def test_organisations(store: Store) -> None:
@@ -91,10 +95,10 @@ def test_ingest_is_idempotent(store: Store) -> None:
     store.add_org("acme", "Europe/Stockholm", now=T0)
     events = events_of(PRODUCT)
     store.ingest(events, now=T0)
-    feed = store.changes(org="acme", after=0, limit=100)
+    before = feed(store)
     again = store.ingest(events + events[:3], now=T0 + 1)
     assert (again.accepted, again.duplicates, again.records_changed) == (0, 20, 0)
-    assert store.changes(org="acme", after=0, limit=100) == feed
+    assert feed(store) == before
     assert period(store, "acme") == PRODUCT["expected"]
 
 
@@ -112,14 +116,22 @@ def test_a_late_event_changes_a_record_and_the_feed(store: Store) -> None:
     events = events_of(vector)
     answer = next(e for e in events if e.type == "answered" and e.party == "user")
     store.ingest([e for e in events if e is not answer], now=T0)
-    first = store.changes(org="acme", after=0, limit=10)
-    assert len(first) == 1 and orjson.loads(first[0].record)["calleeAnswered"] is None
+    first = feed(store)
+    assert len(first) == 1 and orjson.loads(first[0].json())["calleeAnswered"] is None
     summary = store.ingest([answer], now=T0 + 1)
     assert summary.records_changed == 1
-    after = store.changes(org="acme", after=first[0].seq, limit=10)
+    after = feed(store, after=first[0].seq)
     assert len(after) == 1 and after[0].seq == first[0].seq + 1
-    assert [orjson.loads(after[0].record)] == vector["expected"]
-    assert store.changes(org="acme", after=after[0].seq, limit=10) == []
+    assert after[0].version == 2 and after[0].changed == T0 + 1
+    detailed = orjson.loads(after[0].json())
+    assert list(detailed) == ["id", *vector["expected"][0], "version", "seq"]
+    assert detailed == {
+        "id": answer.call,
+        **vector["expected"][0],
+        "version": 2,
+        "seq": after[0].seq,
+    }
+    assert feed(store, after=after[0].seq) == []
 
 
 def test_a_late_started_moves_the_record(store: Store) -> None:
@@ -170,7 +182,7 @@ def test_tenants_are_apart(store: Store) -> None:
         store.add_org(org, "Europe/Stockholm", now=T0)
     store.ingest(events_of(PRODUCT, "acme"), now=T0)
     assert period(store, "bolag") == []
-    assert store.changes(org="bolag", after=0, limit=10) == []
+    assert feed(store, "bolag") == []
     # The same event ids in another organisation are not duplicates.
     summary = store.ingest(events_of(PRODUCT, "bolag"), now=T0)
     assert summary.accepted == 17
@@ -216,3 +228,90 @@ def test_data_survives_reopening(store_url: str, store: Store) -> None:
 def test_bad_urls(url: str) -> None:
     with pytest.raises(StoreError):
         open_store(url)
+
+
+def disappearing(org: str = "acme") -> tuple[list[Event], Event]:
+    """A call with a record, and the late `answered` by another person that takes it away
+    (changes.md, "Records can disappear")."""
+    rows = [
+        ("e1", "00", "started", {"party": "caller", "number": "+46701", "dialed": "622"}),
+        ("e2", "01", "entered", {"party": "function", "number": "622", "kind": "HUNT_GROUP"}),
+        ("e3", "02", "ringing", {"party": "user", "number": "U"}),
+        ("e4", "05", "answered", {"party": "user", "number": "U"}),
+        ("e5", "30", "hangup", {"party": "user", "number": "U"}),
+        ("e6", "03.5", "answered", {"party": "user", "number": "V"}),
+    ]
+    events = []
+    for n, (event_id, at, type_, fields) in enumerate(rows, 1):
+        raw = {"org": org, "id": event_id, "call": "c-4", "type": type_, **fields}
+        raw["at"] = f"2017-01-04T10:00:{at}+01:00"
+        event = decode_one(orjson.dumps(raw), n)
+        assert isinstance(event, Event)
+        events.append(event)
+    return events[:-1], events[-1]
+
+
+def test_versions_tombstones_and_the_detailed_view(store: Store) -> None:
+    store.add_org("acme", "Europe/Stockholm", now=T0)
+    events, late = disappearing()
+    store.ingest(events, now=T0)
+    (made,) = feed(store)
+    assert (made.call, made.version, made.seq) == ("c-4", 1, 1)
+    detailed = [
+        orjson.loads(r)
+        for p in store.records(org="acme", start=0, end=2**62, detailed=True)
+        for r in p
+    ]
+    assert detailed == [orjson.loads(made.json())]
+    assert store.ingest([late], now=T0 + 1).records_changed == 1
+    (gone,) = feed(store)
+    assert gone.json() == b'{"id":"c-4","deleted":true,"version":2,"seq":2}'
+    assert period(store, "acme") == []
+    assert store.ingest([late, *events], now=T0 + 2).records_changed == 0  # nothing new
+    assert feed(store) == [gone]
+    # The call stops after all: its record comes back with the next version.
+    hangup = Event(
+        "acme",
+        "e7",
+        "c-4",
+        "2017-01-04T10:01:00+01:00",
+        "hangup",
+        party="user",
+        number="V",
+        instant=late.instant + 60_000_000,
+    )
+    store.ingest([hangup], now=T0 + 3)
+    (back,) = feed(store)
+    assert (back.version, back.seq) == (3, 3) and back.record is not None
+    assert orjson.loads(back.json())["calleeNo"] == "V"
+
+
+def test_the_feed_pages_and_keeps_one_entry_per_call(store: Store) -> None:
+    store.add_org("acme", "Europe/Stockholm", now=T0)
+    store.ingest(events_of(PRODUCT), now=T0)
+    page = store.changes(org="acme", after=0, limit=2)
+    assert ([c.seq for c in page.changes], page.next, page.more) == ([1, 2], 2, True)
+    page = store.changes(org="acme", after=2, limit=2)
+    assert ([c.seq for c in page.changes], page.next, page.more) == ([3], 3, False)
+    page = store.changes(org="acme", after=3, limit=2)
+    assert (page.changes, page.next, page.more) == ([], 3, False)
+    assert store.latest_change("acme") == 3
+
+
+def test_cursors_past_the_latest_or_lost_to_retention_expire(store: Store) -> None:
+    store.add_org("acme", "Europe/Stockholm", now=T0)
+    store.ingest(events_of(PRODUCT), now=T0)
+    with pytest.raises(CursorExpired, match="never given out"):
+        store.changes(org="acme", after=4, limit=10)
+    seqs = {c.call: c.seq for c in feed(store)}
+    cutoff = 1_483_542_964_000_000  # the two 16:16:03 calls go
+    store.purge(org="acme", before=cutoff)
+    kept = {c.call for c in feed(store)}
+    purged = max(seq for call, seq in seqs.items() if call not in kept)
+    with pytest.raises(CursorExpired, match="lost to retention"):
+        store.changes(org="acme", after=purged - 1, limit=10)
+    # From the beginning, or from at or past the purged one, is fine; purged calls are not
+    # reported as deletions.
+    assert all(c.record is not None for c in feed(store))
+    assert len(feed(store)) == 1
+    store.changes(org="acme", after=purged, limit=10)

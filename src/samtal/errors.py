@@ -96,6 +96,15 @@ class NotAcceptable(SamtalError):
     slug = "not-acceptable"
 
 
+class CursorExpired(SamtalError):
+    """A change feed cursor that versions were lost behind (retention), or that was never
+    given out: the client starts again from `after=0` (changes.md)."""
+
+    status = 410
+    title = "Cursor expired"
+    slug = "cursor-expired"
+
+
 class Conflict(SamtalError):
     """The thing to create exists already."""
 

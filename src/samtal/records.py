@@ -22,6 +22,10 @@ FIELDS: Final[tuple[str, ...]] = (
 )
 
 
+#: The fields of a record in the detailed view (changes.md), in order.
+DETAILED_FIELDS: Final[tuple[str, ...]] = ("id", *FIELDS, "version", "seq")
+
+
 class Record(msgspec.Struct, frozen=True, gc=False):
     """One call's record; instants in microseconds since the epoch (UTC)."""
 
@@ -56,3 +60,15 @@ class Record(msgspec.Struct, frozen=True, gc=False):
 def dumps(rendered: dict[str, Any]) -> bytes:
     """Compact JSON of a rendered record (orjson keeps the field order)."""
     return orjson.dumps(rendered)
+
+
+def detailed(call: str, plain: bytes, version: int, seq: int) -> bytes:
+    """The detailed form of a record (changes.md) from its compact plain JSON: `id`, the seven
+    fields in order, `version`, `seq`. Spliced as bytes: the seven fields are rendered once,
+    when the record is made."""
+    return b'{"id":%b,%b,"version":%d,"seq":%d}' % (orjson.dumps(call), plain[1:-1], version, seq)
+
+
+def tombstone(call: str, version: int, seq: int) -> bytes:
+    """A record that is gone (changes.md): exactly `id`, `deleted`, `version`, `seq`."""
+    return b'{"id":%b,"deleted":true,"version":%d,"seq":%d}' % (orjson.dumps(call), version, seq)

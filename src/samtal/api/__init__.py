@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import threading
 from collections.abc import AsyncIterator, Callable
 from typing import Annotated
 
@@ -12,7 +13,7 @@ from fastapi import Depends, FastAPI
 from fastapi_offline import FastAPIOffline
 
 from samtal import __version__
-from samtal.api import events, history
+from samtal.api import changes, events, history
 from samtal.api._problems import install
 from samtal.api._state import AppState, state
 from samtal.clock import system_clock
@@ -34,9 +35,11 @@ def create_app(
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         duties = asyncio.create_task(_duty_loop(shared))
+        stop_watching = _watch_changes(shared, asyncio.get_running_loop())
         try:
             yield
         finally:
+            stop_watching()
             duties.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await duties
@@ -52,6 +55,7 @@ def create_app(
     app.state.samtal = shared
     install(app)
     app.include_router(history.router)
+    app.include_router(changes.router)
     app.include_router(events.router)
 
     @app.get("/healthz", summary="Liveness and database check")
@@ -72,6 +76,30 @@ def app_from_env() -> FastAPI:
 
 #: How samtal's own log lines look beside uvicorn's.
 LOG_FORMAT = "%(levelname)s:     %(name)s: %(message)s"
+
+
+def _watch_changes(app: AppState, loop: asyncio.AbstractEventLoop) -> Callable[[], None]:
+    """Start the thread that hears of every commit of new versions (by any process) and wakes
+    the waiting feed requests; what stops it."""
+    stop = threading.Event()
+
+    def changed(org: str | None) -> None:
+        loop.call_soon_threadsafe(app.changed.changed, org)
+
+    def watch() -> None:
+        try:
+            app.store.watch(stop, changed)
+        except Exception:
+            log.exception("the change watcher stopped: waiting feed requests answer at timeout")
+
+    thread = threading.Thread(target=watch, name="samtal-changes", daemon=True)
+    thread.start()
+
+    def halt() -> None:
+        stop.set()
+        thread.join(5)
+
+    return halt
 
 
 async def _duty_loop(app: AppState) -> None:

@@ -81,9 +81,12 @@ def _quality(candidate: Format, ranges: list[tuple[str, float]]) -> float:
 
 
 async def stream(
-    format_: Format, next_page: Callable[[], Awaitable[list[bytes] | None]]
+    format_: Format,
+    next_page: Callable[[], Awaitable[list[bytes] | None]],
+    fields: tuple[str, ...] = FIELDS,
 ) -> AsyncIterator[bytes]:
-    """The records of `next_page()` (rendered JSON objects, None at the end) in `format_`."""
+    """The records of `next_page()` (rendered JSON objects with exactly `fields` in order, None
+    at the end) in `format_`."""
     if format_ is JSON:
         yield b"["
         first = True
@@ -96,25 +99,24 @@ async def stream(
         while (page := await next_page()) is not None:
             yield b"\n".join(page) + b"\n"
     else:
-        yield (",".join(FIELDS) + "\r\n").encode()
+        yield (",".join(fields) + "\r\n").encode()
         loads, row = orjson.loads, _csv_row
         while (page := await next_page()) is not None:
-            # A stored record has exactly the seven fields, in order (records.FIELDS).
             yield "".join([row(loads(record).values()) for record in page]).encode()
 
 
 _NEEDS_QUOTES = re.compile(r'[",\r\n]')
 
 
-def _csv_row(values: Iterable[str | None]) -> str:
+def _csv_row(values: Iterable[str | int | None]) -> str:
     """One RFC 4180 row: null as an empty field, a field quoted only when it holds `"`, `,`,
     CR or LF, CRLF at the end."""
-    return (
-        ",".join(
-            ""
-            if value is None
-            else ('"' + value.replace('"', '""') + '"' if _NEEDS_QUOTES.search(value) else value)
-            for value in values
-        )
-        + "\r\n"
-    )
+    return ",".join([_csv_field(value) for value in values]) + "\r\n"
+
+
+def _csv_field(value: str | int | None) -> str:
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        return str(value)
+    return '"' + value.replace('"', '""') + '"' if _NEEDS_QUOTES.search(value) else value

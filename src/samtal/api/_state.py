@@ -42,6 +42,33 @@ class InFlight:
         self.held -= size
 
 
+class Changed:
+    """Wakes the requests waiting for an organisation's next version (`/cdr/changes?wait=`).
+    Used on the event loop only; the store's watcher thread reaches it through
+    `call_soon_threadsafe`."""
+
+    def __init__(self) -> None:
+        self._signals: dict[str, asyncio.Event] = {}
+
+    def signal(self, org: str) -> asyncio.Event:
+        """The event set at `org`'s next change (take it before reading, so that a change
+        committed after the read is not missed)."""
+        signal = self._signals.get(org)
+        if signal is None:
+            signal = self._signals[org] = asyncio.Event()
+        return signal
+
+    def changed(self, org: str | None) -> None:
+        """`org` (None: any organisation) has new versions: wake whoever waits for them."""
+        if org is None:
+            signals, self._signals = list(self._signals.values()), {}
+        else:
+            found = self._signals.pop(org, None)
+            signals = [] if found is None else [found]
+        for signal in signals:
+            signal.set()
+
+
 @dataclass
 class AppState:
     """Built once by create_app. Nothing touches the database on the event loop: reads run on
@@ -63,6 +90,7 @@ class AppState:
     known: dict[str, Org] = field(default_factory=dict)
     #: When each token's use was last written (see _auth.TOUCH_EVERY).
     touched: dict[int, int] = field(default_factory=dict)
+    changed: Changed = field(default_factory=Changed)
 
     def __post_init__(self) -> None:
         self.inflight = InFlight(self.settings.max_inflight_bytes)

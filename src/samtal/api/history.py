@@ -13,30 +13,14 @@ from fastapi.responses import StreamingResponse
 from samtal.api._auth import read_org
 from samtal.api._formats import Format, choose, stream
 from samtal.api._problems import responses
+from samtal.api._schemas import DETAILED_RECORD, RECORD
 from samtal.api._state import AppState, state
 from samtal.period import FORMS, parse_period
-from samtal.records import FIELDS
+from samtal.records import DETAILED_FIELDS, FIELDS
 from samtal.store import Org
 from samtal.times import zone
 
 router = APIRouter()
-
-_RECORD_SCHEMA = {
-    "type": "object",
-    "properties": {
-        "callerNo": {"type": ["string", "null"], "description": "Who called; null if withheld."},
-        "start": {"type": "string", "description": "When the caller dialed."},
-        "receivingNo": {
-            "type": ["string", "null"],
-            "description": "The response group that first received the call.",
-        },
-        "received": {"type": ["string", "null"], "description": "When it was received."},
-        "calleeNo": {"type": ["string", "null"], "description": "The first real person."},
-        "calleeAnswered": {"type": ["string", "null"], "description": "When they answered."},
-        "stop": {"type": "string", "description": "When the call counts as finished."},
-    },
-    "required": list(FIELDS),
-}
 
 
 @router.get(
@@ -57,7 +41,9 @@ _RECORD_SCHEMA = {
                 "choose."
             ),
             "content": {
-                "application/json": {"schema": {"type": "array", "items": _RECORD_SCHEMA}},
+                "application/json": {
+                    "schema": {"type": "array", "items": {"anyOf": [RECORD, DETAILED_RECORD]}}
+                },
                 "application/x-ndjson": {"schema": {"type": "string"}},
                 "text/csv": {"schema": {"type": "string"}},
             },
@@ -78,6 +64,15 @@ async def historik(
             description="End (inclusive); default now. Same forms.", examples=["2017-01-04 17:00"]
         ),
     ] = None,
+    view: Annotated[
+        Literal["plain", "detailed"],
+        Query(
+            description=(
+                "plain: the seven fields. detailed: `id`, the seven fields, `version` and `seq` "
+                "(the record's identity, see GET /cdr/changes)."
+            )
+        ),
+    ] = "plain",
     format_: Annotated[
         Literal["json", "ndjson", "csv"] | None,
         Query(
@@ -92,12 +87,14 @@ async def historik(
     period = parse_period(
         from_, to, zone=zone(org.tz), now=app.clock(), retention_days=app.settings.retention_days
     )
-    chunks = app.store.records(org=org.name, start=period.start, end=period.end)
-    return StreamingResponse(_pages(app, chunks, chosen), media_type=chosen.media_type)
+    detailed = view == "detailed"
+    chunks = app.store.records(org=org.name, start=period.start, end=period.end, detailed=detailed)
+    fields = DETAILED_FIELDS if detailed else FIELDS
+    return StreamingResponse(_pages(app, chunks, chosen, fields), media_type=chosen.media_type)
 
 
 async def _pages(
-    app: AppState, chunks: Iterator[list[bytes]], chosen: Format
+    app: AppState, chunks: Iterator[list[bytes]], chosen: Format, fields: tuple[str, ...]
 ) -> AsyncIterator[bytes]:
     """The pages of the scan in the chosen format. Each page is fetched on a reader thread (the
     store holds no snapshot between pages) while the one before it is being sent."""
@@ -113,7 +110,7 @@ async def _pages(
         return page
 
     try:
-        async for body in stream(chosen, next_page):
+        async for body in stream(chosen, next_page, fields):
             yield body
     finally:
         # The client may have gone: let the fetch under way finish before closing the scan.

@@ -8,17 +8,20 @@ a transaction that lost a race) and leaves tables and statements to its engine.
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from typing import TypeVar
 
-from samtal.errors import NotFound, StoreError
+from samtal.errors import CursorExpired, NotFound, StoreError
 from samtal.events import Event
+from samtal.records import detailed as render_detailed
 from samtal.store import _recompute
 from samtal.store._base import (
     IDLE_CLOSE_ID,
     Change,
     Contention,
     Engine,
+    FeedPage,
     IngestSummary,
     Org,
     Token,
@@ -87,13 +90,39 @@ class Store:
         self._prepare(events)
         return self._write(lambda tx: _recompute.ingest(tx, events, now=now))
 
-    def records(self, *, org: str, start: int, end: int) -> Iterator[list[bytes]]:
-        """Pages of the rendered records of `org` whose start is in [start, end), in order."""
-        return self.engine.records(org=org, start=start, end=end)
+    def records(
+        self, *, org: str, start: int, end: int, detailed: bool = False
+    ) -> Iterator[list[bytes]]:
+        """Pages of the rendered records of `org` whose start is in [start, end), in order;
+        `detailed` adds `id`, `version` and `seq` (changes.md)."""
+        if not detailed:
+            return self.engine.records(org=org, start=start, end=end)
+        return (
+            [render_detailed(*row) for row in page]
+            for page in self.engine.detailed_records(org=org, start=start, end=end)
+        )
 
-    def changes(self, *, org: str, after: int, limit: int) -> list[Change]:
-        """Records of `org` made or changed after change number `after`, oldest first."""
-        return self.engine.changes(org=org, after=after, limit=limit)
+    def changes(self, *, org: str, after: int, limit: int) -> FeedPage:
+        """The change feed of `org` after the cursor `after`, at most `limit` versions
+        (changes.md); CursorExpired when versions after it were purged, or it was never given
+        out."""
+        feed = self.engine.feed(org=org, after=after, limit=limit + 1)
+        if after > feed.latest:
+            raise CursorExpired(
+                f"the cursor after={after} was never given out (the latest is {feed.latest}): "
+                "start again from after=0"
+            )
+        if 0 < after < feed.purged:
+            raise CursorExpired(
+                f"versions after {after} were lost to retention (purged up to {feed.purged}): "
+                "start again from after=0, upserting"
+            )
+        page = feed.changes[:limit]
+        return FeedPage(page, page[-1].seq if page else after, len(feed.changes) > limit)
+
+    def latest_change(self, org: str) -> int:
+        """The highest change number `org` has given out (0 before any)."""
+        return self.engine.latest_change(org)
 
     def _prepare(self, events: Sequence[Event]) -> None:
         """Let the engine make ready, outside the write transaction, for every day a call of
@@ -126,6 +155,11 @@ class Store:
     def purge(self, *, org: str, before: int) -> int:
         """Remove whole calls of `org` that started before `before`; the number removed."""
         return self.engine.purge(org=org, before=before)
+
+    def watch(self, stop: threading.Event, changed: Callable[[str | None], None]) -> None:
+        """Call `changed(org)` soon after any process commits new versions of `org`'s records
+        (None: some organisation), until `stop` is set. Blocks: run it on a thread."""
+        self.engine.watch(stop, changed)
 
     def lead_duties(self) -> bool:
         """Whether this process runs the background duties (one process per installation)."""
@@ -179,6 +213,7 @@ def open_store(url: str) -> Store:
 __all__ = [
     "IDLE_CLOSE_ID",
     "Change",
+    "FeedPage",
     "IngestSummary",
     "Org",
     "Store",

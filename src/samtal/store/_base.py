@@ -9,13 +9,15 @@ Tenancy is in the signatures: every operation on call data takes the organisatio
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+import threading
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from samtal.errors import StoreError, UsageError, shorten
 from samtal.events import Event
+from samtal.records import detailed, tombstone
 from samtal.tokens import TokenKind
 from samtal.types import ORG_NAME
 
@@ -71,12 +73,54 @@ class IngestSummary:
 
 @dataclass(frozen=True)
 class Change:
-    """A record in the change feed: its place in the organisation's sequence, its call and
-    the rendered record."""
+    """A call's latest version in the change feed (changes.md): its place in the
+    organisation's sequence, its version, when it became visible (server clock), and its
+    rendered record (the seven fields), None when the record is gone (a tombstone)."""
 
     seq: int
     call: str
-    record: bytes
+    version: int
+    changed: int
+    record: bytes | None
+
+    def json(self) -> bytes:
+        """The version as the feed serves it: the detailed record, or its tombstone."""
+        if self.record is None:
+            return tombstone(self.call, self.version, self.seq)
+        return detailed(self.call, self.record, self.version, self.seq)
+
+
+@dataclass(frozen=True)
+class Feed:
+    """One read of an organisation's feed, from one snapshot: the versions after a cursor, the
+    highest change number given out, and the highest lost to retention."""
+
+    changes: list[Change]
+    latest: int
+    purged: int
+
+
+class KnownCall(NamedTuple):
+    """What a write transaction finds of a call seen before."""
+
+    #: The start in milliseconds of its record, None while it has none.
+    record_ms: int | None
+    #: Its record's version (changes.md): 0 before it first had one.
+    version: int
+    #: The change number of that version, 0 before it first had one.
+    seq: int
+    #: Server clock when that version became visible, 0 before.
+    changed: int
+
+
+@dataclass(frozen=True)
+class FeedPage:
+    """One answer of the change feed (changes.md): the versions, the cursor to ask after next,
+    and whether newer versions exist already."""
+
+    changes: list[Change]
+    next: int
+    more: bool
 
 
 @dataclass(frozen=True)
@@ -97,6 +141,11 @@ class CallRow:
     open: bool
     #: Server clock of its latest event.
     last_seen: int
+    #: Its record's version, the change number and server time of that version (changes.md);
+    #: 0 before it ever had a record. A call with a version and no record is a tombstone.
+    version: int = 0
+    seq: int = 0
+    changed: int = 0
 
 
 @dataclass(frozen=True)
@@ -110,15 +159,15 @@ class RecordRow:
     start: int
     change_seq: int
     json: bytes
+    version: int = 1
 
 
 class WriteTx(Protocol):
     """One write transaction of an engine: SQL-shaped steps that `_recompute` composes."""
 
-    def lock_calls(self, org: str, calls: Sequence[str]) -> dict[str, int | None]:
-        """The calls of `calls` seen before, each with its record's start_ms (None: no record);
-        every call of `calls` is locked until the transaction ends: writers of one call take
-        turns."""
+    def lock_calls(self, org: str, calls: Sequence[str]) -> dict[str, KnownCall]:
+        """The calls of `calls` seen before, each with what is known of its record; every
+        call of `calls` is locked until the transaction ends: writers of one call take turns."""
         ...
 
     def insert_events(
@@ -212,12 +261,25 @@ class Engine(Protocol):
         no page holds a snapshot or a connection while the one before it is consumed."""
         ...
 
-    def changes(self, *, org: str, after: int, limit: int) -> list[Change]:
-        """Records of `org` made or changed after change number `after`, oldest first."""
+    def detailed_records(
+        self, *, org: str, start: int, end: int
+    ) -> Iterator[list[tuple[str, bytes, int, int]]]:
+        """As `records`, each record as (call, rendered record, version, change number)."""
+        ...
+
+    def feed(self, *, org: str, after: int, limit: int) -> Feed:
+        """The calls of `org` whose latest version has a change number above `after`, by
+        change number, at most `limit`, with the organisation's latest and purged change
+        numbers, all read from one snapshot; NotFound for an unknown organisation."""
+        ...
+
+    def latest_change(self, org: str) -> int:
+        """The highest change number `org` has given out (0: none; NotFound: no such org)."""
         ...
 
     def purge(self, *, org: str, before: int) -> int:
-        """Remove whole calls of `org` whose age is before `before`; the number removed."""
+        """Remove whole calls of `org` whose age is before `before`, remembering the highest
+        change number removed as the organisation's purged one; the number removed."""
         ...
 
     def prepare_days(self, days: set[int]) -> None:
@@ -227,6 +289,12 @@ class Engine(Protocol):
     def drop_days(self, before: int) -> int:
         """Remove the calls of every organisation whose day is before `before`, whole days at
         a time where the engine can; the number of days dropped."""
+        ...
+
+    def watch(self, stop: threading.Event, changed: Callable[[str | None], None]) -> None:
+        """Until `stop` is set, call `changed(org)` soon (well within a second) after any
+        process commits new versions of `org`'s records; `changed(None)` when the engine cannot
+        tell which organisation (or may have missed some). Blocks: run it on a thread."""
         ...
 
     def lead_duties(self) -> bool:

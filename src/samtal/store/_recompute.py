@@ -9,13 +9,21 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from dataclasses import replace
 from zoneinfo import ZoneInfo
 
 import orjson
 
 from samtal.aggregate import record_of_call
 from samtal.events import Event
-from samtal.store._base import IDLE_CLOSE_ID, CallRow, IngestSummary, RecordRow, WriteTx
+from samtal.store._base import (
+    IDLE_CLOSE_ID,
+    CallRow,
+    IngestSummary,
+    KnownCall,
+    RecordRow,
+    WriteTx,
+)
 from samtal.times import US_PER_MS, local_day, zone
 
 log = logging.getLogger(__name__)
@@ -77,13 +85,14 @@ def _ingest_org(tx: WriteTx, org: str, batch: dict[str, list[Event]], now: int) 
     forget = [(org, call) for call in names if call not in known and call not in new]
     touched = sorted(new)
     stored = tx.call_events(org, [c for c in touched if c in known]) if known else {}
-    made: list[tuple[int, int, str, int, bytes]] = []  # day, start_ms, call, start, json
-    gone: list[tuple[str, int, str]] = []
+    # Each call whose record is made, changed or removed takes the next version and change
+    # number (changes.md); the others keep theirs.
+    changed: list[tuple[CallRow, tuple[int, int, int, bytes] | None]] = []
     calls: list[CallRow] = []
-    deleted = 0
+    gone: list[tuple[str, int, str]] = []
     for call in touched:
         events = stored.get(call, new[call])
-        old_ms = known.get(call)
+        old = known.get(call, _NEVER)
         try:
             record = record_of_call(events)
             rendered = None if record is None else orjson.dumps(record.render(rendering))
@@ -98,49 +107,65 @@ def _ingest_org(tx: WriteTx, org: str, batch: dict[str, list[Event]], now: int) 
                 type(exc).__name__,
                 exc,
             )
-            calls.append(_call_row(org, call, events, old_ms, now, rendering))
+            calls.append(_call_row(org, call, events, old, now, rendering))
             continue
         if record is None or rendered is None:
             # No record: not started yet, or still going. A record it had is gone: a late
-            # event showed that the call has not stopped after all (cdr.md).
-            if old_ms is not None:
-                gone.append((org, old_ms, call))
-                deleted += 1
-            calls.append(_call_row(org, call, events, None, now, rendering))
+            # event showed that the call has not stopped after all (cdr.md), a tombstone.
+            row = _call_row(org, call, events, old._replace(record_ms=None), now, rendering)
+            if old.record_ms is None:
+                calls.append(row)
+            else:
+                gone.append((org, old.record_ms, call))
+                changed.append((row, None))
             continue
         start_ms = record.start // US_PER_MS
         day = local_day(record.start, rendering)
-        if old_ms is None or old_ms != start_ms or tx.record_json(org, old_ms, call) != rendered:
-            if old_ms is not None and old_ms != start_ms:
-                gone.append((org, old_ms, call))
-            made.append((day, start_ms, call, record.start, rendered))
-        calls.append(CallRow(org, call, day, record.start, start_ms, False, now))
+        row = CallRow(org, call, day, record.start, start_ms, False, now, *old[1:])
+        if (
+            old.record_ms is None
+            or old.record_ms != start_ms
+            or tx.record_json(org, old.record_ms, call) != rendered
+        ):
+            if old.record_ms is not None and old.record_ms != start_ms:
+                gone.append((org, old.record_ms, call))
+            changed.append((row, (day, start_ms, record.start, rendered)))
+        else:
+            calls.append(row)
     records = []
-    if made:
-        first = tx.take_change_seqs(org, len(made))
-        records = [
-            RecordRow(org, day, start_ms, call, start, seq, rendered)
-            for seq, (day, start_ms, call, start, rendered) in enumerate(made, first)
-        ]
+    if changed:
+        first = tx.take_change_seqs(org, len(changed))
+        for seq, (row, made) in enumerate(changed, first):
+            version = row.version + 1
+            calls.append(replace(row, version=version, seq=seq, changed=now))
+            if made is not None:
+                day, start_ms, start, rendered = made
+                records.append(
+                    RecordRow(org, day, start_ms, row.call, start, seq, rendered, version)
+                )
     tx.write(records, gone, calls, forget)
-    return len(fresh), len(records) + deleted
+    return len(fresh), len(changed)
+
+
+#: What is known of a call not seen before.
+_NEVER = KnownCall(None, 0, 0, 0)
 
 
 def _call_row(
     org: str,
     call: str,
     events: Sequence[Event],
-    record_ms: int | None,
+    known: KnownCall,
     now: int,
     rendering: ZoneInfo,
 ) -> CallRow:
-    """A call's row from its events alone: its age is its start (or its earliest event without
-    one), its day the local date of its age, and it is open while it has no record and no
-    `ended`."""
+    """A call's row from its events and what was known of it: its age is its start (or its
+    earliest event without one), its day the local date of its age, and it is open while it
+    has no record and no `ended`."""
     age = _age(events)
     day = local_day(age, rendering)
-    is_open = record_ms is None and not any(e.type == "ended" for e in events)
-    return CallRow(org, call, day, age, record_ms, is_open, now)
+    is_open = known.record_ms is None and not any(e.type == "ended" for e in events)
+    return CallRow(org, call, day, age, known.record_ms, is_open, now, *known[1:])
 
 
 def _age(events: Sequence[Event]) -> int:

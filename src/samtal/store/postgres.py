@@ -11,7 +11,8 @@ Text keys use the "C" collation: records are ordered by call id byte for byte, a
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+import threading
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import date
 from typing import Any
@@ -22,7 +23,16 @@ from psycopg_pool import ConnectionPool
 
 from samtal.errors import Conflict, NotFound, StoreError
 from samtal.events import Event
-from samtal.store._base import CallRow, Change, Contention, Org, RecordRow, Token
+from samtal.store._base import (
+    CallRow,
+    Change,
+    Contention,
+    Feed,
+    KnownCall,
+    Org,
+    RecordRow,
+    Token,
+)
 from samtal.times import US_PER_MS
 from samtal.tokens import TokenKind
 
@@ -95,7 +105,22 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX records_by_change ON records (org, change_seq);
     CREATE TABLE records_default PARTITION OF records DEFAULT;
     """,
+    # 2: record identity (changes.md). A call's row holds its latest version and change
+    # number, kept when its record goes (a tombstone): the feed is read from `calls`.
+    """
+    ALTER TABLE orgs ADD COLUMN purged_seq bigint NOT NULL DEFAULT 0;
+    ALTER TABLE calls ADD COLUMN version integer NOT NULL DEFAULT 0,
+        ADD COLUMN seq bigint NOT NULL DEFAULT 0,
+        ADD COLUMN changed bigint NOT NULL DEFAULT 0;
+    ALTER TABLE records ADD COLUMN version integer NOT NULL DEFAULT 1;
+    UPDATE calls c SET version = 1, changed = c.last_seen, seq = r.change_seq FROM records r
+    WHERE r.org = c.org AND r.day = c.day AND r.start_ms = c.record_ms AND r.call = c.call;
+    DROP INDEX records_by_change;
+    CREATE INDEX calls_by_seq ON calls (org, seq);
+    """,
 )
+#: The channel a commit that gave out change numbers notifies, with its organisation.
+CHANNEL = "samtal_changes"
 #: Records per page of a period's scan, each page one short query.
 PAGE = 2000
 #: Raised by PostgreSQL when it broke a deadlock or a serialisation conflict by aborting us.
@@ -153,6 +178,22 @@ class PostgresEngine:
     def schema_version(self) -> int:
         """The schema version of the open database."""
         return int(self._one("SELECT value FROM meta WHERE key = 'schema_version'")[0])
+
+    def watch(self, stop: threading.Event, changed: Callable[[str | None], None]) -> None:
+        """LISTEN on a connection of its own; every commit that gave out change numbers
+        notifies with its organisation. After (re)connecting, `changed(None)`: notifications
+        sent while nobody listened are lost."""
+        while not stop.is_set():
+            try:
+                with psycopg.connect(self._url, autocommit=True) as db:
+                    db.execute(f"LISTEN {CHANNEL}")
+                    changed(None)
+                    while not stop.is_set():
+                        for note in db.notifies(timeout=0.5):
+                            changed(note.payload)
+            except psycopg.Error as exc:
+                log.warning("lost the connection that listens for changes (%s); reconnecting", exc)
+                stop.wait(1)
 
     def lead_duties(self) -> bool:
         """Lead the duties while holding a session advisory lock on a connection of its own;
@@ -253,22 +294,31 @@ class PostgresEngine:
                 )
                 if (day := _day_of(name)) is not None and day < before
             )
+            if doomed:
+                # The directory goes first, remembering the highest change number it held, so
+                # that the feed never sees a call whose record is gone with its partition (that
+                # would read as a tombstone). Rows of those days that were sent again into the
+                # default partitions go too.
+                for (org,) in db.execute("SELECT name FROM orgs").fetchall():
+                    with db.transaction():
+                        row = db.execute(
+                            "WITH gone AS (DELETE FROM calls WHERE org = %s AND day < %s "
+                            "RETURNING seq) SELECT max(seq) FROM gone",
+                            (org, before),
+                        ).fetchone()
+                        if row is not None and row[0] is not None:
+                            _note_purged(db, org, row[0])
+                        for table in PARTITIONED:
+                            db.execute(
+                                f"DELETE FROM {table}_default WHERE org = %s AND day < %s",
+                                (org, before),
+                            )
             for day in doomed:
                 with db.transaction():
                     for table in PARTITIONED:
                         db.execute(f"DROP TABLE IF EXISTS {_partition(table, day)}")
                 self._days.discard(day)
             if doomed:
-                # The directory keeps a row per call: those of the dropped days go too, and so
-                # do rows of those days that were sent again into the default partitions.
-                for (org,) in db.execute("SELECT name FROM orgs").fetchall():
-                    with db.transaction():
-                        db.execute("DELETE FROM calls WHERE org = %s AND day < %s", (org, before))
-                        for table in PARTITIONED:
-                            db.execute(
-                                f"DELETE FROM {table}_default WHERE org = %s AND day < %s",
-                                (org, before),
-                            )
                 log.info("dropped %d day(s) of calls before %s", len(doomed), _date(before))
         return len(doomed)
 
@@ -339,45 +389,78 @@ class PostgresEngine:
     # -- call data --------------------------------------------------------------------------
 
     def records(self, *, org: str, start: int, end: int) -> Iterator[list[bytes]]:
-        """Pages of the rendered records of `org` whose start is in [start, end), in order;
-        each page is one short query continuing after the last (start_ms, call) seen."""
+        """Pages of the rendered records of `org` whose start is in [start, end), in order."""
+        for rows in self._pages("json", org, start, end):
+            yield [row[2] for row in rows]
+
+    def detailed_records(
+        self, *, org: str, start: int, end: int
+    ) -> Iterator[list[tuple[str, bytes, int, int]]]:
+        """As `records`, each as (call, rendered record, version, change number)."""
+        for rows in self._pages("json, version, change_seq", org, start, end):
+            yield [row[1:] for row in rows]
+
+    def _pages(self, columns: str, org: str, start: int, end: int) -> Iterator[list[Any]]:
+        """Pages of (start_ms, call, *columns) of the records of `org` whose start is in
+        [start, end), in order; each page is one short query continuing after the last
+        (start_ms, call) seen."""
         low, high = start // US_PER_MS, (end - 1) // US_PER_MS
         rows = self._all(
-            "SELECT start_ms, call, json FROM records WHERE org = %s AND start_ms >= %s "
+            f"SELECT start_ms, call, {columns} FROM records WHERE org = %s AND start_ms >= %s "
             "AND start_ms <= %s AND start >= %s AND start < %s ORDER BY start_ms, call LIMIT %s",
             (org, low, high, start, end, PAGE),
             binary=True,
         )
         while rows:
-            yield [row[2] for row in rows]
+            yield rows
             if len(rows) < PAGE:
                 return
-            last_ms, last_call, _ = rows[-1]
+            last_ms, last_call = rows[-1][:2]
             rows = self._all(
-                "SELECT start_ms, call, json FROM records WHERE org = %s "
+                f"SELECT start_ms, call, {columns} FROM records WHERE org = %s "
                 "AND (start_ms, call) > (%s, %s) AND start_ms <= %s AND start >= %s "
                 "AND start < %s ORDER BY start_ms, call LIMIT %s",
                 (org, last_ms, last_call, high, start, end, PAGE),
                 binary=True,
             )
 
-    def changes(self, *, org: str, after: int, limit: int) -> list[Change]:
-        """Records of `org` made or changed after change number `after`, oldest first."""
-        rows = self._all(
-            "SELECT change_seq, call, json FROM records WHERE org = %s AND change_seq > %s "
-            "ORDER BY change_seq LIMIT %s",
-            (org, after, limit),
-        )
-        return [Change(seq, call, bytes(json)) for seq, call, json in rows]
+    def feed(self, *, org: str, after: int, limit: int) -> Feed:
+        """The latest versions of `org`'s calls after change number `after` (see Engine)."""
+        with self._pool.connection() as db:
+            db.autocommit = False
+            with db.transaction(), db.cursor(binary=True) as cursor:
+                cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+                numbers = cursor.execute(
+                    "SELECT change_seq, purged_seq FROM orgs WHERE name = %s", (org,)
+                ).fetchone()
+                if numbers is None:
+                    raise NotFound(f"unknown organisation {org!r}")
+                rows = cursor.execute(
+                    "SELECT c.seq, c.call, c.version, c.changed, r.json FROM calls c "
+                    "LEFT JOIN records r ON r.org = c.org AND r.day = c.day "
+                    "AND r.start_ms = c.record_ms AND r.call = c.call "
+                    "WHERE c.org = %s AND c.seq > %s ORDER BY c.seq LIMIT %s",
+                    (org, after, limit),
+                ).fetchall()
+        return Feed([Change(*row) for row in rows], *numbers)
+
+    def latest_change(self, org: str) -> int:
+        """The highest change number `org` has given out."""
+        row = self._one("SELECT change_seq FROM orgs WHERE name = %s", (org,))
+        if row is None:
+            raise NotFound(f"unknown organisation {org!r}")
+        return int(row[0])
 
     def purge(self, *, org: str, before: int) -> int:
         """Remove whole calls of `org` whose age is before `before`; the number removed."""
         with self._writing() as db:
             doomed = db.execute(
-                "DELETE FROM calls WHERE org = %s AND age < %s RETURNING call, day", (org, before)
+                "DELETE FROM calls WHERE org = %s AND age < %s RETURNING call, day, seq",
+                (org, before),
             ).fetchall()
             if doomed:
-                calls, days = [c for c, _ in doomed], sorted({d for _, d in doomed})
+                _note_purged(db, org, max(seq for _, _, seq in doomed))
+                calls, days = [c for c, _, _ in doomed], sorted({d for _, d, _ in doomed})
                 for table in PARTITIONED:
                     db.execute(
                         f"DELETE FROM {table} WHERE org = %s AND day = ANY(%s) AND call = ANY(%s)",
@@ -395,9 +478,10 @@ class _Tx:
         self.db = db
         self._days: dict[str, int] = {}  # (this organisation's) call -> its day
 
-    def lock_calls(self, org: str, calls: Sequence[str]) -> dict[str, int | None]:
+    def lock_calls(self, org: str, calls: Sequence[str]) -> dict[str, KnownCall]:
         """Lock each call's row (making a placeholder for a call not seen before, which the
-        transaction fills in or rolls back); the calls seen before with their record_ms."""
+        transaction fills in or rolls back); the calls seen before with what is known of their
+        record."""
         made = {
             call
             for (call,) in self.db.execute(
@@ -408,12 +492,12 @@ class _Tx:
             )
         }
         rows = self.db.execute(
-            "SELECT call, day, record_ms FROM calls WHERE org = %s AND call = ANY(%s) "
-            "ORDER BY call FOR UPDATE",
+            "SELECT call, day, record_ms, version, seq, changed FROM calls "
+            "WHERE org = %s AND call = ANY(%s) ORDER BY call FOR UPDATE",
             (org, list(calls)),
         ).fetchall()
-        self._days = {call: day for call, day, _ in rows if call not in made}
-        return {call: record_ms for call, _, record_ms in rows if call not in made}
+        self._days = {call: day for call, day, *_ in rows if call not in made}
+        return {call: KnownCall(*rest) for call, _, *rest in rows if call not in made}
 
     def insert_events(
         self, org: str, events: Sequence[Event], new_days: Mapping[str, int]
@@ -497,6 +581,9 @@ class _Tx:
             (count, org),
         ).fetchone()
         assert row is not None
+        # Delivered at the commit (once per transaction and organisation): it wakes the
+        # waiting feed readers of every process.
+        self.db.execute("SELECT pg_notify(%s, %s)", (CHANNEL, org))
         return int(row[0]) - count + 1
 
     def write(
@@ -528,23 +615,37 @@ class _Tx:
             if records:  # one statement for the batch, from arrays
                 cursor.execute(
                     "INSERT INTO records SELECT * FROM unnest(%s::text[], %s::int[], "
-                    "%s::bigint[], %s::text[], %s::bigint[], %s::bigint[], %s::bytea[]) "
-                    "ON CONFLICT (org, start_ms, call, day) DO UPDATE SET start = excluded.start, "
-                    "change_seq = excluded.change_seq, json = excluded.json",
+                    "%s::bigint[], %s::text[], %s::bigint[], %s::bigint[], %s::bytea[], "
+                    "%s::int[]) ON CONFLICT (org, start_ms, call, day) DO UPDATE SET "
+                    "start = excluded.start, change_seq = excluded.change_seq, "
+                    "json = excluded.json, version = excluded.version",
                     _columns(
-                        (r.org, r.day, r.start_ms, r.call, r.start, r.change_seq, r.json)
+                        (r.org, r.day, r.start_ms, r.call, r.start, r.change_seq, r.json, r.version)
                         for r in records
                     ),
                 )
             if calls:
                 cursor.execute(
                     "INSERT INTO calls SELECT * FROM unnest(%s::text[], %s::text[], %s::int[], "
-                    "%s::bigint[], %s::bigint[], %s::boolean[], %s::bigint[]) "
+                    "%s::bigint[], %s::bigint[], %s::boolean[], %s::bigint[], %s::int[], "
+                    "%s::bigint[], %s::bigint[]) "
                     "ON CONFLICT (org, call) DO UPDATE SET day = excluded.day, "
                     "age = excluded.age, record_ms = excluded.record_ms, "
-                    "open = excluded.open, last_seen = excluded.last_seen",
+                    "open = excluded.open, last_seen = excluded.last_seen, "
+                    "version = excluded.version, seq = excluded.seq, changed = excluded.changed",
                     _columns(
-                        (c.org, c.call, c.day, c.age, c.record_ms, c.open, c.last_seen)
+                        (
+                            c.org,
+                            c.call,
+                            c.day,
+                            c.age,
+                            c.record_ms,
+                            c.open,
+                            c.last_seen,
+                            c.version,
+                            c.seq,
+                            c.changed,
+                        )
                         for c in calls
                     ),
                 )
@@ -568,6 +669,11 @@ class _Tx:
             ).fetchall():
                 stale.append((org, call, instant, at))
         return stale
+
+
+def _note_purged(db: psycopg.Connection[Any], org: str, seq: int) -> None:
+    """Remember that versions up to change number `seq` of `org` may have been purged."""
+    db.execute("UPDATE orgs SET purged_seq = greatest(purged_seq, %s) WHERE name = %s", (seq, org))
 
 
 def _columns(rows: Iterable[tuple[object, ...]]) -> list[list[object]]:

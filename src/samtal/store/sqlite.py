@@ -10,14 +10,14 @@ from __future__ import annotations
 import fcntl
 import sqlite3
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 
 from samtal.errors import Conflict, NotFound, StoreError
 from samtal.events import Event
-from samtal.store._base import CallRow, Change, Org, RecordRow, Token
+from samtal.store._base import CallRow, Change, Feed, KnownCall, Org, RecordRow, Token
 from samtal.times import US_PER_MS
 from samtal.tokens import TokenKind
 
@@ -80,10 +80,27 @@ MIGRATIONS: tuple[str, ...] = (
     ) WITHOUT ROWID;
     CREATE INDEX records_by_change ON records (org, change_seq);
     """,
+    # 2: record identity (changes.md). A call's row holds its latest version and change
+    # number, kept when its record goes (a tombstone): the feed is read from `calls`.
+    """
+    ALTER TABLE orgs ADD COLUMN purged_seq INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE calls ADD COLUMN version INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE calls ADD COLUMN seq INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE calls ADD COLUMN changed INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE records ADD COLUMN version INTEGER NOT NULL DEFAULT 1;
+    UPDATE calls SET version = 1, changed = last_seen, seq = (
+        SELECT r.change_seq FROM records r
+        WHERE r.org = calls.org AND r.start_ms = calls.record_ms AND r.call = calls.call
+    ) WHERE record_ms IS NOT NULL;
+    DROP INDEX records_by_change;
+    CREATE INDEX calls_by_seq ON calls (org, seq);
+    """,
 )
 CHUNK = 500  # parameters per IN (...) list
 #: Records per page of a period's scan: each page is one short query (about 0.5 MB of JSON).
 PAGE = 2000
+#: Seconds between two looks at whether another connection committed (see `watch`).
+WATCH_EVERY = 0.1
 
 
 def path_of(url: str) -> str:
@@ -202,6 +219,23 @@ class SqliteEngine:
         with self._writing() as db:
             yield _Tx(db, self._zones)
 
+    def watch(self, stop: threading.Event, changed: Callable[[str | None], None]) -> None:
+        """Poll SQLite's `data_version`, which moves whenever another connection (of this
+        process or any other) commits; `changed(None)` then, since it does not say what."""
+        if self._path == ":memory:":  # no other connection can see this database
+            stop.wait()
+            return
+        db = self._connect(self._path)
+        try:
+            last = db.execute("PRAGMA data_version").fetchone()[0]
+            while not stop.wait(WATCH_EVERY):
+                version = db.execute("PRAGMA data_version").fetchone()[0]
+                if version != last:
+                    last = version
+                    changed(None)
+        finally:
+            db.close()
+
     def lead_duties(self) -> bool:
         """Lead the duties while holding an exclusive lock on `<database>.duties`; the lock
         goes with the process, so another takes over when the leader dies."""
@@ -299,7 +333,20 @@ class SqliteEngine:
     # -- call data --------------------------------------------------------------------------
 
     def records(self, *, org: str, start: int, end: int) -> Iterator[list[bytes]]:
-        """Pages of the rendered records of `org` whose start is in [start, end), in order.
+        """Pages of the rendered records of `org` whose start is in [start, end), in order."""
+        for rows in self._pages("json", org, start, end):
+            yield [row[2] for row in rows]
+
+    def detailed_records(
+        self, *, org: str, start: int, end: int
+    ) -> Iterator[list[tuple[str, bytes, int, int]]]:
+        """As `records`, each as (call, rendered record, version, change number)."""
+        for rows in self._pages("json, version, change_seq", org, start, end):
+            yield [row[1:] for row in rows]
+
+    def _pages(self, columns: str, org: str, start: int, end: int) -> Iterator[list[Any]]:
+        """Pages of (start_ms, call, *columns) of the records of `org` whose start is in
+        [start, end), in order.
 
         Each page is its own short query, continuing after the last (start_ms, call) seen, so
         that no read transaction stays open between pages: a client that stops reading holds
@@ -309,30 +356,49 @@ class SqliteEngine:
         """
         low, high = start // US_PER_MS, (end - 1) // US_PER_MS
         rows = self._read(
-            "SELECT start_ms, call, json FROM records WHERE org = ? AND start_ms >= ? "
+            f"SELECT start_ms, call, {columns} FROM records WHERE org = ? AND start_ms >= ? "
             "AND start_ms <= ? AND start >= ? AND start < ? ORDER BY start_ms, call LIMIT ?",
             (org, low, high, start, end, PAGE),
         )
         while rows:
-            yield [row[2] for row in rows]
+            yield rows
             if len(rows) < PAGE:
                 return
-            last_ms, last_call, _ = rows[-1]
+            last_ms, last_call = rows[-1][:2]
             rows = self._read(
-                "SELECT start_ms, call, json FROM records WHERE org = ? "
+                f"SELECT start_ms, call, {columns} FROM records WHERE org = ? "
                 "AND (start_ms, call) > (?, ?) AND start_ms <= ? AND start >= ? AND start < ? "
                 "ORDER BY start_ms, call LIMIT ?",
                 (org, last_ms, last_call, high, start, end, PAGE),
             )
 
-    def changes(self, *, org: str, after: int, limit: int) -> list[Change]:
-        """Records of `org` made or changed after change number `after`, oldest first."""
-        rows = self._read(
-            "SELECT change_seq, call, json FROM records WHERE org = ? AND change_seq > ? "
-            "ORDER BY change_seq LIMIT ?",
-            (org, after, limit),
-        )
-        return [Change(*row) for row in rows]
+    def feed(self, *, org: str, after: int, limit: int) -> Feed:
+        """The latest versions of `org`'s calls after change number `after` (see Engine)."""
+        db = self._reader
+        db.execute("BEGIN")  # one snapshot for the organisation's numbers and its versions
+        try:
+            numbers = db.execute(
+                "SELECT change_seq, purged_seq FROM orgs WHERE name = ?", (org,)
+            ).fetchone()
+            if numbers is None:
+                raise NotFound(f"unknown organisation {org!r}")
+            rows = db.execute(
+                "SELECT c.seq, c.call, c.version, c.changed, r.json FROM calls c "
+                "LEFT JOIN records r "
+                "ON r.org = c.org AND r.start_ms = c.record_ms AND r.call = c.call "
+                "WHERE c.org = ? AND c.seq > ? ORDER BY c.seq LIMIT ?",
+                (org, after, limit),
+            ).fetchall()
+        finally:
+            db.execute("COMMIT")
+        return Feed([Change(*row) for row in rows], *numbers)
+
+    def latest_change(self, org: str) -> int:
+        """The highest change number `org` has given out."""
+        row = self._read_one("SELECT change_seq FROM orgs WHERE name = ?", (org,))
+        if row is None:
+            raise NotFound(f"unknown organisation {org!r}")
+        return int(row[0])
 
     def purge(self, *, org: str, before: int) -> int:
         """Remove whole calls of `org` whose age is before `before`; the number removed."""
@@ -344,6 +410,12 @@ class SqliteEngine:
             )
             count = db.execute("SELECT count(*) FROM doomed").fetchone()[0]
             if count:
+                db.execute(
+                    "UPDATE orgs SET purged_seq = max(purged_seq, (SELECT coalesce(max(seq), 0) "
+                    "FROM calls WHERE org = ? AND call IN (SELECT call FROM doomed))) "
+                    "WHERE name = ?",
+                    (org, org),
+                )
                 for table in ("events", "records", "calls"):
                     db.execute(
                         f"DELETE FROM {table} WHERE org = ? AND call IN (SELECT call FROM doomed)",
@@ -407,16 +479,18 @@ class _Tx:
         )
         return fresh
 
-    def lock_calls(self, org: str, calls: Sequence[str]) -> dict[str, int | None]:
-        """The calls seen before with their record's start_ms; the one writer needs no locks."""
-        known: dict[str, int | None] = {}
+    def lock_calls(self, org: str, calls: Sequence[str]) -> dict[str, KnownCall]:
+        """The calls seen before with what is known of their record; the one writer needs no
+        locks."""
+        known: dict[str, KnownCall] = {}
         for chunk in _chunks(calls):
             marks = ",".join("?" * len(chunk))
-            for call, record_ms in self.db.execute(
-                f"SELECT call, record_ms FROM calls WHERE org = ? AND call IN ({marks})",
+            for call, *rest in self.db.execute(
+                "SELECT call, record_ms, version, seq, changed FROM calls "
+                f"WHERE org = ? AND call IN ({marks})",
                 (org, *chunk),
             ):
-                known[call] = record_ms
+                known[call] = KnownCall(*rest)
         return known
 
     def call_events(self, org: str, calls: Sequence[str]) -> dict[str, list[Event]]:
@@ -472,16 +546,33 @@ class _Tx:
         db.executemany("DELETE FROM records WHERE org = ? AND start_ms = ? AND call = ?", gone)
         db.executemany("DELETE FROM calls WHERE org = ? AND call = ?", forget)
         db.executemany(
-            "INSERT INTO records VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (org, start_ms, call) "
+            "INSERT INTO records VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (org, start_ms, call) "
             "DO UPDATE SET start = excluded.start, change_seq = excluded.change_seq, "
-            "json = excluded.json",
-            [(r.org, r.start_ms, r.call, r.start, r.change_seq, r.json) for r in records],
+            "json = excluded.json, version = excluded.version",
+            [
+                (r.org, r.start_ms, r.call, r.start, r.change_seq, r.json, r.version)
+                for r in records
+            ],
         )
         db.executemany(
-            "INSERT INTO calls VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (org, call) DO UPDATE SET "
-            "age = excluded.age, record_ms = excluded.record_ms, open = excluded.open, "
-            "last_seen = excluded.last_seen",
-            [(c.org, c.call, c.age, c.record_ms, c.open, c.last_seen) for c in calls],
+            "INSERT INTO calls VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (org, call) "
+            "DO UPDATE SET age = excluded.age, record_ms = excluded.record_ms, "
+            "open = excluded.open, last_seen = excluded.last_seen, version = excluded.version, "
+            "seq = excluded.seq, changed = excluded.changed",
+            [
+                (
+                    c.org,
+                    c.call,
+                    c.age,
+                    c.record_ms,
+                    c.open,
+                    c.last_seen,
+                    c.version,
+                    c.seq,
+                    c.changed,
+                )
+                for c in calls
+            ],
         )
 
     def stale_calls(self, last_seen_before: int) -> list[tuple[str, str, int, str]]:

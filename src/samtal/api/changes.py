@@ -1,0 +1,102 @@
+"""GET /cdr/changes: the feed of an organisation's record versions (spec/changes.md)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query
+from fastapi.responses import Response
+
+from samtal.api._auth import read_org
+from samtal.api._problems import responses
+from samtal.api._schemas import DETAILED_RECORD, TOMBSTONE
+from samtal.api._state import AppState, state
+from samtal.store import FeedPage, Org
+
+router = APIRouter()
+#: However waiting requests are woken, each looks again at least this often (seconds).
+RECHECK = 5.0
+
+
+@router.get(
+    "/cdr/changes",
+    summary="The change feed: every new version of your records",
+    description=(
+        "Record versions in ascending `seq`, each call at most once at its latest version; a "
+        "record that disappeared is a tombstone (`deleted: true`). Keep a copy by asking again "
+        "with `after=next` while `more` is true, upserting by `id` and deleting tombstones; "
+        "with `wait`, the request is held until something new is visible. A cursor lost to "
+        "retention (or never given out) is a 410: start again from `after=0`."
+    ),
+    response_class=Response,
+    responses={
+        200: {
+            "description": (
+                'Versions after `after`. While `more` is true, a `Link: <...>; rel="next"` '
+                "header points at the next page."
+            ),
+            "content": {
+                "application/json": {
+                    "schema": {
+                        "type": "object",
+                        "properties": {
+                            "records": {
+                                "type": "array",
+                                "items": {"anyOf": [DETAILED_RECORD, TOMBSTONE]},
+                            },
+                            "next": {"type": "integer", "minimum": 0},
+                            "more": {"type": "boolean"},
+                        },
+                        "required": ["records", "next", "more"],
+                    }
+                }
+            },
+        },
+        **responses(400, 401, 403, 410),
+    },
+)
+async def changes(
+    app: Annotated[AppState, Depends(state)],
+    org: Annotated[Org, Depends(read_org)],
+    after: Annotated[
+        int,
+        Query(
+            ge=0,
+            le=2**63 - 1,
+            description="Versions with a greater `seq`; 0 (the default) from the beginning.",
+        ),
+    ] = 0,
+    limit: Annotated[int, Query(ge=1, le=10_000, description="At most this many.")] = 1000,
+    wait: Annotated[
+        int,
+        Query(
+            ge=0,
+            le=60,
+            description="Seconds to hold the request while nothing is newer than `after`.",
+        ),
+    ] = 0,
+) -> Response:
+    """Read the page; when it is empty and the client will wait, sleep until the watcher says
+    the organisation changed (or RECHECK passes), and read again."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + wait
+    while True:
+        woken = app.changed.signal(org.name)  # before the read: a commit after it wakes us
+        page = await app.read(lambda: app.store.changes(org=org.name, after=after, limit=limit))
+        left = deadline - loop.time()
+        if page.changes or left <= 0:
+            return _answer(page, limit)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(woken.wait(), min(left, RECHECK))
+
+
+def _answer(page: FeedPage, limit: int) -> Response:
+    body = b'{"records":[%b],"next":%d,"more":%b}' % (
+        b",".join([change.json() for change in page.changes]),
+        page.next,
+        b"true" if page.more else b"false",
+    )
+    headers = {"Link": f'</cdr/changes?after={page.next}&limit={limit}>; rel="next"'}
+    return Response(body, media_type="application/json", headers=headers if page.more else None)
