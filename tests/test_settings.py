@@ -28,7 +28,13 @@ def test_defaults_and_environment() -> None:
 
 
 @pytest.mark.parametrize(
-    ("name", "value"), [("SAMTAL_RETENTION_DAYS", "ninety"), ("SAMTAL_MAX_BODY_BYTES", "-1")]
+    ("name", "value"),
+    [
+        ("SAMTAL_RETENTION_DAYS", "ninety"),
+        ("SAMTAL_MAX_BODY_BYTES", "-1"),
+        ("SAMTAL_WEBHOOK_RETRY_SECONDS", "5,soon"),
+        ("SAMTAL_WEBHOOK_RETRY_SECONDS", "5,-1"),
+    ],
 )
 def test_bad_values_are_named(name: str, value: str) -> None:
     with pytest.raises(UsageError, match=name):
@@ -37,8 +43,14 @@ def test_bad_values_are_named(name: str, value: str) -> None:
 
 def test_every_setting_has_help() -> None:
     described = Settings.describe()
-    assert len(described) == 7
+    assert len(described) == 8
     assert all(
         name.startswith("SAMTAL_") and len(help_text) > 20
         for name, _default, help_text in described
     )
+
+
+def test_the_webhook_schedule() -> None:
+    assert Settings().webhook_retry_delays == (5, 300, 1800, 7200, 18000, 36000, 36000)
+    found = Settings.from_env({"SAMTAL_WEBHOOK_RETRY_SECONDS": "0.1, 0.2"})
+    assert found.webhook_retry_delays == (0.1, 0.2)

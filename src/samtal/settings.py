@@ -45,6 +45,29 @@ class Settings:
     duty_interval_seconds: float = _setting(
         60.0, "How often the server closes idle calls and purges expired ones."
     )
+    webhook_retry_seconds: str = _setting(
+        "5,300,1800,7200,18000,36000,36000",
+        "Seconds before each retry of a failed webhook delivery (with 10% jitter); after the "
+        "last, the message is given up.",
+    )
+
+    def __post_init__(self) -> None:
+        self.webhook_retry_delays  # noqa: B018 (checked when made, not when first used)
+
+    @property
+    def webhook_retry_delays(self) -> tuple[float, ...]:
+        """`webhook_retry_seconds` as numbers; UsageError when malformed."""
+        text = self.webhook_retry_seconds
+        try:
+            delays = tuple(float(part) for part in text.split(","))
+        except ValueError:
+            delays = ()
+        if not delays or any(delay < 0 for delay in delays):
+            raise UsageError(
+                f"SAMTAL_WEBHOOK_RETRY_SECONDS={text!r}: give seconds separated by commas, "
+                "e.g. 5,300,1800"
+            )
+        return delays
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None, **overrides: Any) -> Settings:

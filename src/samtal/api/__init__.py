@@ -21,6 +21,7 @@ from samtal.duties import run_duties
 from samtal.ingest import KnownOrgs
 from samtal.settings import Settings
 from samtal.store import Store, open_store
+from samtal.webhooks import Deliverer
 
 log = logging.getLogger(__name__)
 
@@ -103,17 +104,45 @@ def _watch_changes(app: AppState, loop: asyncio.AbstractEventLoop) -> Callable[[
 
 
 async def _duty_loop(app: AppState) -> None:
-    """Every `duty_interval_seconds`, close idle calls and purge expired ones, in the one
-    process of the installation that leads the duties; the others stand by to take over."""
-    leading = False
-    while True:
-        await asyncio.sleep(app.settings.duty_interval_seconds)
-        try:
-            now_leading = await app.write(app.store.lead_duties)
-            if now_leading != leading:
-                leading = now_leading
-                log.info("this process %s the background duties", "leads" if leading else "left")
-            if leading:
-                await app.write(lambda: run_duties(app.store, app.settings, now=app.clock()))
-        except Exception:
-            log.exception("background duties failed; trying again next round")
+    """In the one process of the installation that leads the duties (the others stand by to
+    take over): deliver webhooks all along, and every `duty_interval_seconds` close idle calls
+    and purge expired ones."""
+    leading, first = False, True
+    deliveries: asyncio.Task[None] | None = None
+    try:
+        while True:
+            if not first:
+                await asyncio.sleep(app.settings.duty_interval_seconds)
+            try:
+                now_leading = await app.write(app.store.lead_duties)
+                if now_leading != leading:
+                    leading = now_leading
+                    log.info(
+                        "this process %s the background duties", "leads" if leading else "left"
+                    )
+                if leading and deliveries is None:
+                    deliveries = asyncio.create_task(_deliverer(app).run())
+                elif not leading and deliveries is not None:
+                    deliveries.cancel()
+                    deliveries = None
+                if leading and not first:
+                    await app.write(lambda: run_duties(app.store, app.settings, now=app.clock()))
+            except Exception:
+                log.exception("background duties failed; trying again next round")
+            first = False
+    finally:
+        if deliveries is not None:
+            deliveries.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await deliveries
+
+
+def _deliverer(app: AppState) -> Deliverer:
+    return Deliverer(
+        app.store,
+        clock=app.clock,
+        read=app.read,
+        write=app.write,
+        woken=app.changed.signal,
+        schedule=app.settings.webhook_retry_delays,
+    )

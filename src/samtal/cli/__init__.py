@@ -2,7 +2,7 @@
 
 Each command imports what it needs when it runs, so that `samtal aggregate --help` does not pay
 for the web server: `tools` (offline: aggregate, simulate), `admin` (organisations, tokens,
-import) and `serve` (the API and the demo).
+import, webhooks) and `serve` (the API and the demo).
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ for command in (
     tools.simulate,
     admin.org,
     admin.token,
+    admin.webhook,
     admin.import_,
     serve.serve,
     serve.demo,

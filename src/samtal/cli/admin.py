@@ -110,6 +110,83 @@ def token_revoke(token_id: int, db_url: str | None) -> None:
     click.echo(f"revoked token {token_id}")
 
 
+@click.group()
+def webhook() -> None:
+    """Webhook subscriptions: an organisation's new record versions POSTed to a URL."""
+
+
+@webhook.command("add")
+@click.argument("org_name", metavar="ORG")
+@click.argument("url")
+@db_option
+def webhook_add(org_name: str, url: str, db_url: str | None) -> None:
+    """Subscribe URL to ORG's record versions from now on; prints the id, and the secret
+    (shown once) alone on the last line."""
+    try:
+        made, secret = open_db(db_url).add_webhook(org_name, url, now=system_clock())
+    except SamtalError as exc:
+        fail(exc)
+    if url.startswith("http:"):
+        click.echo("note: an http:// URL is not encrypted; use https:// outside a test", err=True)
+    click.echo(f"webhook {made.id} for {made.org} -> {made.url}, from seq {made.cursor}")
+    click.echo("its signing secret; keep it now, it is not shown again:")
+    click.echo(secret)
+
+
+@webhook.command("list")
+@click.argument("org_name", metavar="[ORG]", required=False)
+@db_option
+def webhook_list(org_name: str | None, db_url: str | None) -> None:
+    """List subscriptions: id, org, url, state, last success, last failure, backlog, given up."""
+    click.echo("id	org	url	state	last success	last failure	backlog	given up")
+    for found in open_db(db_url).hooks.all(org_name):
+        state = "active" if found.active else "disabled"
+        click.echo(
+            "\t".join(
+                [
+                    found.id,
+                    found.org,
+                    found.url,
+                    state,
+                    _when(found.last_success),
+                    _when(found.last_failure),
+                    str(found.backlog),
+                    str(found.given_up),
+                ]
+            )
+        )
+
+
+@webhook.command("remove")
+@click.argument("hook_id", metavar="ID")
+@db_option
+def webhook_remove(hook_id: str, db_url: str | None) -> None:
+    """Remove the subscription ID and whatever it had waiting."""
+    try:
+        open_db(db_url).remove_webhook(hook_id)
+    except SamtalError as exc:
+        fail(exc)
+    click.echo(f"removed webhook {hook_id}")
+
+
+@webhook.command("replay")
+@click.argument("hook_id", metavar="ID")
+@click.option(
+    "--after",
+    type=click.IntRange(0),
+    required=True,
+    help="Deliver again every version whose seq is greater than this (0: all that is kept).",
+)
+@db_option
+def webhook_replay(hook_id: str, after: int, db_url: str | None) -> None:
+    """Deliver again every version after --after (resuming a disabled subscription)."""
+    try:
+        found = open_db(db_url).replay_webhook(hook_id, after=after)
+    except SamtalError as exc:
+        fail(exc)
+    click.echo(f"webhook {found.id} delivers every version after seq {after} again")
+
+
 #: Invalid lines printed by `samtal import`; the summary counts them all.
 MAX_SHOWN = 100
 

@@ -7,12 +7,15 @@ a transaction that lost a race) and leaves tables and statements to its engine.
 
 from __future__ import annotations
 
+import base64
 import logging
+import secrets
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from typing import TypeVar
+from urllib.parse import urlsplit
 
-from samtal.errors import CursorExpired, NotFound, StoreError
+from samtal.errors import CursorExpired, NotFound, StoreError, UsageError, shorten
 from samtal.events import Event
 from samtal.records import detailed as render_detailed
 from samtal.store import _recompute
@@ -21,6 +24,7 @@ from samtal.store._base import (
     Change,
     Contention,
     Engine,
+    Feed,
     FeedPage,
     IngestSummary,
     Org,
@@ -28,6 +32,7 @@ from samtal.store._base import (
     WriteTx,
     check_org_name,
 )
+from samtal.store._webhooks import Retry, Webhook, WebhookTable
 from samtal.times import US_PER_SECOND, local_day, zone
 from samtal.tokens import TokenKind, digest, new_secret
 
@@ -44,6 +49,8 @@ class Store:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self._zones: dict[str, str] = {}  # an organisation's zone never changes
+        #: Webhook subscriptions and their pending retries (what the deliverer works on).
+        self.hooks = WebhookTable(engine)
 
     # -- organisations and tokens (operator side) ------------------------------------------
     def add_org(self, name: str, tz: str, *, now: int) -> Org:
@@ -83,6 +90,40 @@ class Store:
         """Note that a token was used."""
         self.engine.touch_token(token_id, now=now)
 
+    # -- webhook subscriptions (operator side) ------------------------------------------------
+    def add_webhook(self, org: str, url: str, *, now: int) -> tuple[Webhook, str]:
+        """Subscribe `url` to `org`'s new versions; the subscription and its secret (shown
+        once). UsageError for a URL that is not http(s), NotFound for an unknown org."""
+        parts = urlsplit(url)
+        if parts.scheme not in ("https", "http") or not parts.hostname:
+            raise UsageError(f"{shorten(url)} is not an https:// (or http://) URL")
+        secret = "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
+        hook = self.hooks.add("wh_" + secrets.token_hex(8), org, url, secret, now=now)
+        if hook is None:
+            raise NotFound(f"unknown organisation {org!r}: add it with `samtal org add`")
+        return hook, secret
+
+    def webhook(self, hook_id: str) -> Webhook:
+        """One subscription; NotFound when there is none with that id."""
+        hook = self.hooks.get(hook_id)
+        if hook is None:
+            raise NotFound(f"no webhook {hook_id!r}: `samtal webhook list` shows them")
+        return hook
+
+    def remove_webhook(self, hook_id: str) -> None:
+        """Remove a subscription and what it had waiting; NotFound when there is none."""
+        if not self.hooks.remove(hook_id):
+            raise NotFound(f"no webhook {hook_id!r}: `samtal webhook list` shows them")
+
+    def replay_webhook(self, hook_id: str, *, after: int) -> Webhook:
+        """Deliver again every version after change number `after`, resuming the subscription
+        if it was disabled."""
+        hook = self.webhook(hook_id)
+        if after < 0:
+            raise UsageError("`--after` must be 0 or more")
+        self.hooks.replay(hook.id, after)
+        return self.webhook(hook_id)
+
     # -- call data --------------------------------------------------------------------------
     def ingest(self, events: Sequence[Event], *, now: int) -> IngestSummary:
         """Store valid events of known organisations, idempotently, and recompute the record of
@@ -102,21 +143,13 @@ class Store:
             for page in self.engine.detailed_records(org=org, start=start, end=end)
         )
 
-    def changes(self, *, org: str, after: int, limit: int) -> FeedPage:
+    def changes(self, *, org: str, after: int, limit: int, strict: bool = True) -> FeedPage:
         """The change feed of `org` after the cursor `after`, at most `limit` versions
         (changes.md); CursorExpired when versions after it were purged, or it was never given
-        out."""
+        out (unless not `strict`: then what is left is read on)."""
         feed = self.engine.feed(org=org, after=after, limit=limit + 1)
-        if after > feed.latest:
-            raise CursorExpired(
-                f"the cursor after={after} was never given out (the latest is {feed.latest}): "
-                "start again from after=0"
-            )
-        if 0 < after < feed.purged:
-            raise CursorExpired(
-                f"versions after {after} were lost to retention (purged up to {feed.purged}): "
-                "start again from after=0, upserting"
-            )
+        if strict:
+            _check_cursor(after, feed)
         page = feed.changes[:limit]
         return FeedPage(page, page[-1].seq if page else after, len(feed.changes) > limit)
 
@@ -182,6 +215,20 @@ class Store:
         raise AssertionError("unreachable")
 
 
+def _check_cursor(after: int, feed: Feed) -> None:
+    """CursorExpired unless the feed can go on exactly from `after` (changes.md, Retention)."""
+    if after > feed.latest:
+        raise CursorExpired(
+            f"the cursor after={after} was never given out (the latest is {feed.latest}): "
+            "start again from after=0"
+        )
+    if 0 < after < feed.purged:
+        raise CursorExpired(
+            f"versions after {after} were lost to retention (purged up to {feed.purged}): "
+            "start again from after=0, upserting"
+        )
+
+
 def _instants_by_org(events: Sequence[Event]) -> dict[str, set[int]]:
     """The instants of `events` by organisation, cut to the minute: a batch has few distinct
     minutes, and a minute lies in one local date wherever the offset is whole minutes (an
@@ -216,7 +263,9 @@ __all__ = [
     "FeedPage",
     "IngestSummary",
     "Org",
+    "Retry",
     "Store",
     "Token",
+    "Webhook",
     "open_store",
 ]

@@ -13,7 +13,7 @@ import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import NamedTuple, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from samtal.errors import StoreError, UsageError, shorten
 from samtal.events import Event
@@ -248,6 +248,13 @@ class Engine(Protocol):
 
     def touch_token(self, token_id: int, *, now: int) -> None:
         """Note that a token was used."""
+        ...
+
+    def operator_sql(
+        self, statements: Sequence[tuple[str, Sequence[object]]], *, write: bool
+    ) -> list[Any]:
+        """Run portable statements on operator tables (`?` placeholders) in one transaction,
+        read-only unless `write`; the rows of the last (see `_webhooks`)."""
         ...
 
     # -- call data --------------------------------------------------------------------------

@@ -118,6 +118,31 @@ MIGRATIONS: tuple[str, ...] = (
     DROP INDEX records_by_change;
     CREATE INDEX calls_by_seq ON calls (org, seq);
     """,
+    # 3: webhook subscriptions (webhooks.md) and the deliveries waiting for a retry.
+    """
+    CREATE TABLE webhooks (
+        id text PRIMARY KEY,
+        org text COLLATE "C" NOT NULL REFERENCES orgs (name),
+        url text NOT NULL,
+        secret text NOT NULL,
+        created bigint NOT NULL,
+        active integer NOT NULL,
+        cursor bigint NOT NULL,
+        last_success bigint,
+        last_failure bigint,
+        failing_since bigint,
+        given_up bigint NOT NULL
+    );
+    CREATE TABLE webhook_retries (
+        webhook text NOT NULL,
+        seq bigint NOT NULL,
+        attempt integer NOT NULL,
+        due bigint NOT NULL,
+        body bytea NOT NULL,
+        PRIMARY KEY (webhook, seq)
+    );
+    CREATE INDEX webhook_retries_due ON webhook_retries (webhook, due);
+    """,
 )
 #: The channel a commit that gave out change numbers notifies, with its organisation.
 CHANNEL = "samtal_changes"
@@ -321,6 +346,19 @@ class PostgresEngine:
             if doomed:
                 log.info("dropped %d day(s) of calls before %s", len(doomed), _date(before))
         return len(doomed)
+
+    def operator_sql(
+        self, statements: Sequence[tuple[str, Sequence[object]]], *, write: bool
+    ) -> list[Any]:
+        """Run `statements` (`?` placeholders) in one transaction; the rows of the last."""
+        with self._writing() as db, db.cursor() as cursor:
+            if not write:
+                cursor.execute("SET TRANSACTION READ ONLY")
+            rows: list[Any] = []
+            for sql, params in statements:
+                cursor.execute(sql.replace("?", "%s"), tuple(params))
+                rows = cursor.fetchall() if cursor.description is not None else []
+            return rows
 
     # -- organisations and tokens -----------------------------------------------------------
 

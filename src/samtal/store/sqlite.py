@@ -95,6 +95,31 @@ MIGRATIONS: tuple[str, ...] = (
     DROP INDEX records_by_change;
     CREATE INDEX calls_by_seq ON calls (org, seq);
     """,
+    # 3: webhook subscriptions (webhooks.md) and the deliveries waiting for a retry.
+    """
+    CREATE TABLE webhooks (
+        id TEXT PRIMARY KEY,
+        org TEXT NOT NULL REFERENCES orgs (name),
+        url TEXT NOT NULL,
+        secret TEXT NOT NULL,
+        created INTEGER NOT NULL,
+        active INTEGER NOT NULL,
+        cursor INTEGER NOT NULL,
+        last_success INTEGER,
+        last_failure INTEGER,
+        failing_since INTEGER,
+        given_up INTEGER NOT NULL
+    );
+    CREATE TABLE webhook_retries (
+        webhook TEXT NOT NULL,
+        seq INTEGER NOT NULL,
+        attempt INTEGER NOT NULL,
+        due INTEGER NOT NULL,
+        body BLOB NOT NULL,
+        PRIMARY KEY (webhook, seq)
+    ) WITHOUT ROWID;
+    CREATE INDEX webhook_retries_due ON webhook_retries (webhook, due);
+    """,
 )
 CHUNK = 500  # parameters per IN (...) list
 #: Records per page of a period's scan: each page is one short query (about 0.5 MB of JSON).
@@ -262,6 +287,21 @@ class SqliteEngine:
             self._readers.clear()
         with self._lock:
             self._writer.close()
+
+    def operator_sql(
+        self, statements: Sequence[tuple[str, Sequence[object]]], *, write: bool
+    ) -> list[Any]:
+        """Run `statements` in one transaction (on the writer when `write`); the rows of the
+        last."""
+        if not write:
+            db = self._reader
+            db.execute("BEGIN")
+            try:
+                return _run(db, statements)
+            finally:
+                db.execute("COMMIT")
+        with self._writing() as db:
+            return _run(db, statements)
 
     # -- organisations and tokens -----------------------------------------------------------
 
@@ -589,6 +629,13 @@ class _Tx:
             ).fetchone()
             stale.append((org, call, instant, at))
         return stale
+
+
+def _run(db: sqlite3.Connection, statements: Sequence[tuple[str, Sequence[object]]]) -> list[Any]:
+    rows: list[Any] = []
+    for sql, params in statements:
+        rows = db.execute(sql, tuple(params)).fetchall()
+    return rows
 
 
 def _statements(script: str) -> Iterator[str]:

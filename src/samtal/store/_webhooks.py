@@ -1,0 +1,213 @@
+"""Webhook subscriptions and the deliveries waiting for a retry (spec/webhooks.md): operator
+data, the same on every engine. The statements are plain SQL with `?` placeholders, run by the
+engine's `operator_sql`."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+
+@dataclass(frozen=True)
+class Webhook:
+    """A subscription: where an organisation's versions go, and how that is going."""
+
+    id: str
+    org: str
+    url: str
+    secret: str
+    created: int
+    active: bool
+    #: Every version up to this change number was delivered or is waiting for a retry.
+    cursor: int
+    last_success: int | None
+    last_failure: int | None
+    #: Since when every attempt failed (None after a success).
+    failing_since: int | None
+    #: Messages given up after the last retry.
+    given_up: int
+    #: Versions not yet delivered: waiting for a retry, or not yet tried.
+    backlog: int = 0
+
+
+@dataclass(frozen=True)
+class Retry:
+    """A message whose delivery failed, with when to try it again."""
+
+    webhook: str
+    seq: int
+    attempt: int
+    due: int
+    body: bytes
+
+
+Statement = tuple[str, Sequence[object]]
+
+
+class OperatorSql(Protocol):
+    def operator_sql(self, statements: Sequence[Statement], *, write: bool) -> list[Any]:
+        """Run `statements` in one transaction; the rows of the last."""
+        ...
+
+
+_COLUMNS = (
+    "id, org, url, secret, created, active, cursor, last_success, last_failure, "
+    "failing_since, given_up"
+)
+
+
+class WebhookTable:
+    """The statements on the webhook tables, over an engine."""
+
+    def __init__(self, engine: OperatorSql) -> None:
+        self._sql = engine.operator_sql
+
+    def add(self, hook_id: str, org: str, url: str, secret: str, *, now: int) -> Webhook | None:
+        """A new subscription starting at the organisation's latest change; None when there is
+        no such organisation."""
+        rows = self._sql(
+            [
+                (
+                    "INSERT INTO webhooks (id, org, url, secret, created, active, cursor, "
+                    "given_up) SELECT ?, name, ?, ?, ?, 1, change_seq, 0 FROM orgs "
+                    "WHERE name = ?",
+                    (hook_id, url, secret, now, org),
+                ),
+                (f"SELECT {_COLUMNS} FROM webhooks WHERE id = ?", (hook_id,)),
+            ],
+            write=True,
+        )
+        return _webhook(rows[0]) if rows else None
+
+    def all(self, org: str | None = None) -> list[Webhook]:
+        """Every subscription (of `org`), with its backlog, oldest first."""
+        rows = self._sql(
+            [
+                (
+                    f"SELECT {_COLUMNS}, "
+                    "(SELECT count(*) FROM webhook_retries r WHERE r.webhook = w.id) + "
+                    "(SELECT count(*) FROM calls c WHERE c.org = w.org AND c.seq > w.cursor) "
+                    "FROM webhooks w WHERE CAST(? AS TEXT) IS NULL OR org = ? ORDER BY created, id",
+                    (org, org),
+                )
+            ],
+            write=False,
+        )
+        return [_webhook(row[:-1], backlog=row[-1]) for row in rows]
+
+    def get(self, hook_id: str) -> Webhook | None:
+        """One subscription, or None."""
+        rows = self._sql(
+            [(f"SELECT {_COLUMNS} FROM webhooks WHERE id = ?", (hook_id,))], write=False
+        )
+        return _webhook(rows[0]) if rows else None
+
+    def remove(self, hook_id: str) -> bool:
+        """Remove a subscription and its pending retries; whether there was one."""
+        rows = self._sql(
+            [
+                ("DELETE FROM webhook_retries WHERE webhook = ?", (hook_id,)),
+                ("DELETE FROM webhooks WHERE id = ? RETURNING id", (hook_id,)),
+            ],
+            write=True,
+        )
+        return bool(rows)
+
+    def replay(self, hook_id: str, after: int) -> None:
+        """Deliver again every version after `after` (and resume a disabled subscription)."""
+        self._sql(
+            [
+                (
+                    "UPDATE webhooks SET cursor = ?, active = 1, failing_since = NULL WHERE id = ?",
+                    (after, hook_id),
+                )
+            ],
+            write=True,
+        )
+
+    def advance(self, hook_id: str, cursor: int, retries: Sequence[Retry]) -> None:
+        """Note the versions up to `cursor` as handled, the failed ones among them waiting in
+        `retries` (in the same transaction: none is lost, none is sent twice more)."""
+        self._sql(
+            [
+                *(
+                    (
+                        "INSERT INTO webhook_retries (webhook, seq, attempt, due, body) "
+                        "VALUES (?, ?, ?, ?, ?)",
+                        (r.webhook, r.seq, r.attempt, r.due, r.body),
+                    )
+                    for r in retries
+                ),
+                ("UPDATE webhooks SET cursor = ? WHERE id = ?", (cursor, hook_id)),
+            ],
+            write=True,
+        )
+
+    def due(self, hook_id: str, now: int, limit: int) -> list[Retry]:
+        """Retries of a subscription that are due, oldest due first."""
+        rows = self._sql(
+            [
+                (
+                    "SELECT webhook, seq, attempt, due, body FROM webhook_retries "
+                    "WHERE webhook = ? AND due <= ? ORDER BY due LIMIT ?",
+                    (hook_id, now, limit),
+                )
+            ],
+            write=False,
+        )
+        return [Retry(w, s, a, d, bytes(b)) for w, s, a, d, b in rows]
+
+    def retried(self, retry: Retry, *, next_due: int | None) -> None:
+        """After another attempt at `retry`: done (delivered, or given up when `next_due` is
+        None after a failure; see `outcome`), or due again at `next_due`."""
+        if next_due is None:
+            statement: Statement = (
+                "DELETE FROM webhook_retries WHERE webhook = ? AND seq = ?",
+                (retry.webhook, retry.seq),
+            )
+        else:
+            statement = (
+                "UPDATE webhook_retries SET attempt = attempt + 1, due = ? "
+                "WHERE webhook = ? AND seq = ?",
+                (next_due, retry.webhook, retry.seq),
+            )
+        self._sql([statement], write=True)
+
+    def outcome(
+        self, hook_id: str, *, now: int, success: bool, given_up: int = 0, disable: bool = False
+    ) -> None:
+        """Note how attempts went: a success clears the failing streak; a failure starts one."""
+        if success:
+            set_ = "last_success = ?, failing_since = NULL"
+        else:
+            set_ = "last_failure = ?, failing_since = coalesce(failing_since, ?)"
+        params: list[object] = [now] if success else [now, now]
+        self._sql(
+            [
+                (
+                    f"UPDATE webhooks SET {set_}, given_up = given_up + ?, "
+                    "active = CASE WHEN ? = 1 THEN 0 ELSE active END WHERE id = ?",
+                    (*params, given_up, 1 if disable else 0, hook_id),
+                )
+            ],
+            write=True,
+        )
+
+
+def _webhook(row: Sequence[Any], backlog: int = 0) -> Webhook:
+    hook_id, org, url, secret, created, active, cursor, success, failure, failing, given_up = row
+    return Webhook(
+        hook_id,
+        org,
+        url,
+        secret,
+        created,
+        bool(active),
+        cursor,
+        success,
+        failure,
+        failing,
+        given_up,
+        backlog,
+    )

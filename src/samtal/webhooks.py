@@ -1,0 +1,255 @@
+"""Webhook deliveries (spec/webhooks.md): every new version of an organisation's records,
+POSTed to each of its subscriptions, signed as Standard Webhooks (v1) say, retried on the
+spec's schedule.
+
+One `Deliverer` runs per installation (in the process that leads the duties). Each subscription
+has a task and an HTTP client of its own, so a slow or dead receiver delays nobody else; the
+database work goes through the callables the caller gives (the server's reader and writer
+threads), so the event loop never blocks on it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import hashlib
+import hmac
+import logging
+import random
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from functools import partial
+from typing import Any, Literal, TypeVar
+
+import httpx
+
+from samtal.errors import NotFound
+from samtal.store import Change, Retry, Store, Webhook
+from samtal.times import US_PER_SECOND, render, zone
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+Offload = Callable[[Callable[[], T]], Awaitable[T]]
+
+#: Seconds to wait for an answer before the attempt counts as failed.
+TIMEOUT = 15.0
+#: Versions read per round, and attempts in flight at once, per subscription.
+BATCH = 100
+PARALLEL = 8
+#: A subscription whose attempts have all failed this long is disabled.
+FAILING_LIMIT = 5 * 24 * 3600 * US_PER_SECOND
+#: Seconds a subscription with nothing to do waits before looking again (a commit wakes it).
+IDLE = 1.0
+
+
+def message(change: Change, tz: str) -> bytes:
+    """The body of a version's delivery: its type, when it became visible (in the org's zone,
+    the record time format), and the detailed record or tombstone."""
+    kind = b"cdr.deleted" if change.record is None else b"cdr.changed"
+    visible = render(change.changed, zone(tz)).encode()
+    return b'{"type":"%b","timestamp":"%b","data":%b}' % (kind, visible, change.json())
+
+
+def sign(secret: str, message_id: str, timestamp: int, body: bytes) -> str:
+    """The `webhook-signature` header: `v1,` and the base64 HMAC-SHA256 of
+    `<id>.<timestamp>.<body>` keyed with the secret's bytes (after `whsec_`)."""
+    key = base64.b64decode(secret.removeprefix("whsec_"))
+    signed = f"{message_id}.{timestamp}.".encode() + body
+    return "v1," + base64.b64encode(hmac.new(key, signed, hashlib.sha256).digest()).decode()
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """How one POST went."""
+
+    outcome: Literal["delivered", "failed", "gone"]
+    #: Seconds the receiver asked us to wait (429 or 503 with `Retry-After`).
+    retry_after: float | None = None
+    reason: str = ""
+
+
+class Deliverer:
+    """Delivers every active subscription's messages until cancelled."""
+
+    def __init__(
+        self,
+        store: Store,
+        *,
+        clock: Callable[[], int],
+        read: Offload[Any],
+        write: Offload[Any],
+        woken: Callable[[str], asyncio.Event],
+        schedule: Sequence[float],
+    ) -> None:
+        self._store = store
+        self._clock = clock
+        self._read = read
+        self._write = write
+        self._woken = woken
+        self._schedule = tuple(schedule)
+        self._zones: dict[str, str] = {}
+
+    async def run(self) -> None:
+        """Keep one task per active subscription, looking for new ones every IDLE seconds."""
+        tasks: dict[str, asyncio.Task[None]] = {}
+        try:
+            while True:
+                try:
+                    hooks = await self._read(self._store.hooks.all)
+                except Exception:
+                    log.exception("cannot list the webhook subscriptions; trying again")
+                    hooks = []
+                for hook in hooks:
+                    running = tasks.get(hook.id)
+                    if hook.active and (running is None or running.done()):
+                        tasks[hook.id] = asyncio.create_task(self._follow(hook.id))
+                await asyncio.sleep(IDLE)
+        finally:
+            for task in tasks.values():
+                task.cancel()
+            for task in tasks.values():
+                with contextlib.suppress(BaseException):
+                    await task
+
+    async def _follow(self, hook_id: str) -> None:
+        """One subscription: its due retries, then its new versions, until it is disabled or
+        removed."""
+        limits = httpx.Limits(max_connections=PARALLEL)
+        async with httpx.AsyncClient(timeout=TIMEOUT, limits=limits) as client:
+            while True:
+                try:
+                    hook = await self._read(lambda: self._store.webhook(hook_id))
+                except NotFound:
+                    return
+                if not hook.active:
+                    return
+                signal = self._woken(hook.org)
+                try:
+                    busy = await self._retry(client, hook)
+                    busy = await self._deliver_new(client, hook) or busy
+                except asyncio.CancelledError:
+                    raise
+                except Exception:
+                    log.exception("webhook %s: delivering failed; trying again", hook.id)
+                    busy = False
+                if not busy:
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(signal.wait(), IDLE)
+
+    async def _deliver_new(self, client: httpx.AsyncClient, hook: Webhook) -> bool:
+        """Deliver the versions after the subscription's cursor (one batch); whether any."""
+        page = await self._read(
+            lambda: self._store.changes(org=hook.org, after=hook.cursor, limit=BATCH, strict=False)
+        )
+        if not page.changes:
+            return False
+        tz = await self._zone(hook.org)
+        bodies = [(change.seq, message(change, tz)) for change in page.changes]
+        attempts = await self._post_all(client, hook, bodies)
+        now = self._clock()
+        retries = [
+            Retry(hook.id, seq, 1, now + self._delay(1, attempt.retry_after), body)
+            for (seq, body), attempt in zip(bodies, attempts, strict=True)
+            if attempt.outcome == "failed" and self._schedule
+        ]
+        given_up = sum(a.outcome == "failed" for a in attempts) - len(retries)
+        await self._write(lambda: self._store.hooks.advance(hook.id, page.next, retries))
+        await self._note(hook, attempts, given_up)
+        return True
+
+    async def _retry(self, client: httpx.AsyncClient, hook: Webhook) -> bool:
+        """Try the subscription's due retries again; whether there were any."""
+        due = await self._read(lambda: self._store.hooks.due(hook.id, self._clock(), BATCH))
+        if not due:
+            return False
+        attempts = await self._post_all(client, hook, [(r.seq, r.body) for r in due])
+        now, given_up = self._clock(), 0
+        for retry, attempt in zip(due, attempts, strict=True):
+            next_due = None
+            if attempt.outcome == "failed":
+                if retry.attempt < len(self._schedule):
+                    next_due = now + self._delay(retry.attempt + 1, attempt.retry_after)
+                else:
+                    given_up += 1
+                    log.warning("webhook %s: gave up on seq %d", hook.id, retry.seq)
+            await self._write(partial(self._store.hooks.retried, retry, next_due=next_due))
+        await self._note(hook, attempts, given_up)
+        return True
+
+    async def _note(self, hook: Webhook, attempts: list[Attempt], given_up: int) -> None:
+        """Record how a round went: success clears the failing streak; a 410 or five days of
+        failures disable the subscription."""
+        now = self._clock()
+        delivered = any(a.outcome == "delivered" for a in attempts)
+        gone = any(a.outcome == "gone" for a in attempts)
+        failing = not delivered and any(a.outcome != "delivered" for a in attempts)
+        too_long = (
+            failing and hook.failing_since is not None and now - hook.failing_since >= FAILING_LIMIT
+        )
+        if gone:
+            log.warning("webhook %s: the receiver answered 410 Gone; disabled", hook.id)
+        elif too_long:
+            log.warning("webhook %s: every attempt failed for five days; disabled", hook.id)
+        await self._write(
+            lambda: self._store.hooks.outcome(
+                hook.id,
+                now=now,
+                success=delivered,
+                given_up=given_up,
+                disable=gone or too_long,
+            )
+        )
+
+    async def _post_all(
+        self, client: httpx.AsyncClient, hook: Webhook, bodies: list[tuple[int, bytes]]
+    ) -> list[Attempt]:
+        gate = asyncio.Semaphore(PARALLEL)
+
+        async def one(seq: int, body: bytes) -> Attempt:
+            async with gate:
+                return await self._post(client, hook, seq, body)
+
+        return list(await asyncio.gather(*(one(seq, body) for seq, body in bodies)))
+
+    async def _post(
+        self, client: httpx.AsyncClient, hook: Webhook, seq: int, body: bytes
+    ) -> Attempt:
+        """One signed POST. The timestamp is the wall clock: receivers check it against theirs."""
+        message_id = f"{hook.id}-{seq}"
+        timestamp = int(time.time())
+        headers = {
+            "content-type": "application/json",
+            "webhook-id": message_id,
+            "webhook-timestamp": str(timestamp),
+            "webhook-signature": sign(hook.secret, message_id, timestamp, body),
+        }
+        try:
+            response = await client.post(hook.url, content=body, headers=headers)
+        except httpx.HTTPError as exc:
+            return Attempt("failed", reason=f"{type(exc).__name__}: {exc}")
+        if 200 <= response.status_code < 300:
+            return Attempt("delivered")
+        if response.status_code == 410:
+            return Attempt("gone")
+        retry_after = None
+        if response.status_code in (429, 503):
+            with contextlib.suppress(ValueError):
+                retry_after = float(response.headers.get("retry-after", ""))
+        return Attempt("failed", retry_after, f"HTTP {response.status_code}")
+
+    def _delay(self, attempt: int, retry_after: float | None) -> int:
+        """Microseconds before try number `attempt + 1`: the schedule's delay with +-10%
+        jitter, at least what the receiver asked for."""
+        seconds = self._schedule[attempt - 1] * random.uniform(0.9, 1.1)
+        if retry_after is not None:
+            seconds = max(seconds, retry_after)
+        return int(seconds * US_PER_SECOND)
+
+    async def _zone(self, org: str) -> str:
+        tz = self._zones.get(org)
+        if tz is None:
+            found = await self._read(lambda: self._store.org(org))
+            tz = self._zones[org] = found.tz if found is not None else "UTC"
+        return tz
