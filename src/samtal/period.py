@@ -22,6 +22,12 @@ _VALUE = re.compile(
     r"(?::(?P<second>[0-9]{2})(?:\.(?P<fraction>[0-9]{1,6}))?)?"
     r"(?P<offset>Z|[+-][0-9]{2}:[0-9]{2})?)?"
 )
+#: The forms of `_VALUE` as a JSON Schema (ECMA-262) pattern, for the API's documentation.
+PATTERN = (
+    r"^[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])"
+    r"([ T]([01][0-9]|2[0-3]):[0-5][0-9](:[0-5][0-9](\.[0-9]{1,6})?)?"
+    r"(Z|[+-][0-9]{2}:[0-9]{2})?)?$"
+)
 FORMS = (
     "YYYY-MM-DD, YYYY-MM-DD HH:MM, YYYY-MM-DD HH:MM:SS or YYYY-MM-DD HH:MM:SS.ffffff "
     "(a space, sent as %20 or +, or T between date and time), the last three optionally "

@@ -14,6 +14,7 @@ from fastapi_offline import FastAPIOffline
 
 from samtal import __version__
 from samtal.api import changes, events, history
+from samtal.api._openapi import with_current_examples
 from samtal.api._problems import install
 from samtal.api._state import AppState, state
 from samtal.clock import system_clock
@@ -55,6 +56,7 @@ def create_app(
     )
     app.state.samtal = shared
     install(app)
+    with_current_examples(app, clock)
     app.include_router(history.router)
     app.include_router(changes.router)
     app.include_router(events.router)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from http import HTTPStatus
 
 import orjson
@@ -13,7 +14,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect
 from starlette.responses import Response
 
-from samtal.errors import SamtalError
+from samtal.errors import SamtalError, UsageError, shorten
 
 log = logging.getLogger(__name__)
 #: Problem types are relative references (RFC 9457 allows them): no domain is implied.
@@ -48,6 +49,22 @@ def responses(*statuses: int) -> dict[int | str, dict[str, object]]:
         }
         for status in statuses
     }
+
+
+def only_params(*names: str) -> Callable[[Request], None]:
+    """A dependency that makes a query parameter the endpoint does not know a 400 naming it,
+    rather than ignored: `?form=2017-01-04` or `?limt=10` is a typo the client wants to hear
+    about."""
+    known = set(names)
+
+    def check(request: Request) -> None:
+        unknown = sorted(set(request.query_params) - known)
+        if unknown:
+            listed = ", ".join(f"`{shorten(name)}`" for name in unknown[:5])
+            allowed = ", ".join(f"`{name}`" for name in names) or "none"
+            raise UsageError(f"unknown query parameter {listed}: this endpoint takes {allowed}")
+
+    return check
 
 
 def install(app: FastAPI) -> None:

@@ -10,12 +10,12 @@ from fastapi import APIRouter, Depends, Query
 from fastapi.responses import Response
 
 from samtal.api._auth import read_org
-from samtal.api._problems import responses
+from samtal.api._problems import only_params, responses
 from samtal.api._schemas import DETAILED_RECORD, TOMBSTONE
 from samtal.api._state import AppState, state
 from samtal.store import FeedPage, Org
 
-router = APIRouter()
+router = APIRouter(dependencies=[Depends(only_params("after", "limit", "wait"))])
 #: However waiting requests are woken, each looks again at least this often (seconds).
 RECHECK = 5.0
 

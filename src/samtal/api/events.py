@@ -9,13 +9,13 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 
 from samtal.api._auth import ingest_token
-from samtal.api._problems import responses
+from samtal.api._problems import only_params, responses
 from samtal.api._state import AppState, state
 from samtal.ingest import ingest
 from samtal.ingest.body import Body
 from samtal.store import Token
 
-router = APIRouter()
+router = APIRouter(dependencies=[Depends(only_params())])
 
 _EVENT_SCHEMA: dict[str, Any] = {
     "type": "object",
@@ -74,7 +74,17 @@ _REPORT_SCHEMA = {
                 "application/x-ndjson": {
                     "schema": {"type": "string", "description": "One event per line."}
                 },
-                "application/json": {"schema": {"type": "array", "items": _EVENT_SCHEMA}},
+                "application/json": {
+                    "schema": {
+                        "type": "array",
+                        "description": (
+                            "Events. Each item is checked alone: one that is not a valid event "
+                            "is rejected in the answer with its position and reason, and the "
+                            "others are stored (200), so any JSON value is taken as an item."
+                        ),
+                        "items": {"anyOf": [_EVENT_SCHEMA, {"description": "Rejected alone."}]},
+                    }
+                },
             },
         }
     },

@@ -12,15 +12,15 @@ from fastapi.responses import StreamingResponse
 
 from samtal.api._auth import read_org
 from samtal.api._formats import Format, choose, stream
-from samtal.api._problems import responses
+from samtal.api._problems import only_params, responses
 from samtal.api._schemas import DETAILED_RECORD, RECORD
 from samtal.api._state import AppState, state
-from samtal.period import FORMS, parse_period
+from samtal.period import FORMS, PATTERN, parse_period
 from samtal.records import DETAILED_FIELDS, FIELDS
 from samtal.store import Org
 from samtal.times import zone
 
-router = APIRouter()
+router = APIRouter(dependencies=[Depends(only_params("from", "to", "view", "format"))])
 
 
 @router.get(
@@ -55,13 +55,18 @@ async def historik(
     app: Annotated[AppState, Depends(state)],
     org: Annotated[Org, Depends(read_org)],
     from_: Annotated[
-        str | None,
-        Query(alias="from", description=f"Start. Forms: {FORMS}.", examples=["2017-01-04 08:00"]),
-    ] = None,
+        str,
+        Query(
+            alias="from",
+            description=f"Start. Forms: {FORMS}.",
+            json_schema_extra={"pattern": PATTERN},
+        ),
+    ],
     to: Annotated[
         str | None,
         Query(
-            description="End (inclusive); default now. Same forms.", examples=["2017-01-04 17:00"]
+            description="End (inclusive); default now. Same forms.",
+            json_schema_extra={"pattern": PATTERN},
         ),
     ] = None,
     view: Annotated[
