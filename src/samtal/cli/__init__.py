@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import click
 
-from samtal.cli import admin, broker, serve, tools
+from samtal.cli import admin, broker, client, serve, tools
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -29,5 +29,6 @@ for command in (
     serve.demo,
     broker.publish,
     broker.consume,
+    client.sync,
 ):
     main.add_command(command)

@@ -1,0 +1,168 @@
+"""The customer's commands, which work against any samtal server over HTTP alone: `sync` (a copy
+of the call records in their own SQL database) and `stats` (the figures of spec/stats.md on that
+copy). They need the extras `samtal[sync]` and `samtal[stats]`."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+
+
+def _need(extra: str, module: str) -> None:
+    try:
+        __import__(module)
+    except ImportError:
+        raise click.ClickException(
+            f"`samtal {extra}` needs its extra: pip install 'samtal[{extra}]'"
+        ) from None
+
+
+def _token(token_file: Path | None) -> str:
+    if token_file is not None:
+        token = token_file.read_text().strip()
+    else:
+        token = os.environ.get("SAMTAL_TOKEN", "").strip()
+    if not token:
+        raise click.UsageError(
+            "give a read token in SAMTAL_TOKEN or --token-file (never on the command line: "
+            "it would show in `ps`)"
+        )
+    return token
+
+
+@click.command()
+@click.option(
+    "--from", "source", required=True, help="The samtal server, e.g. https://api.example.com"
+)
+@click.option(
+    "--into",
+    "target",
+    required=True,
+    help="The copy: sqlite:///calls.db, postgresql://user@host/db, mysql://... or mariadb://...",
+)
+@click.option("--table", default="call_records", show_default=True, help="The copy's table.")
+@click.option(
+    "--page-size",
+    type=click.IntRange(1, 10_000),
+    default=1000,
+    show_default=True,
+    help="Records asked for per request (and written per transaction).",
+)
+@click.option(
+    "--token-file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="A file holding the read token (else SAMTAL_TOKEN).",
+)
+@click.option(
+    "--every",
+    type=click.IntRange(1),
+    help="Keep going: ask at least every S seconds; the server holds each request (up to 60 "
+    "s) and answers as soon as something is new, so new records arrive within seconds. Stops "
+    "cleanly on SIGTERM or Ctrl-C.",
+)
+def sync(
+    source: str,
+    target: str,
+    table: str,
+    page_size: int,
+    token_file: Path | None,
+    every: int | None,
+) -> None:
+    """Copy the organisation's call records into your own database and keep them up to date:
+    one row per call, upserted by id, never replaced by an older version, deleted by a
+    tombstone; the cursor is stored with the rows, so an interrupted sync resumes exactly."""
+    _need("sync", "sqlalchemy")
+    from samtal.errors import SamtalError
+    from samtal.sync import Copy, Feed, SyncError
+    from samtal.sync import sync as run
+
+    token = _token(token_file)
+    try:
+        copy = Copy(target, source, table=table)
+    except (SamtalError, Exception) as exc:
+        raise click.ClickException(f"cannot open {target}: {exc}") from exc
+    stop = threading.Event()
+    if every is not None:
+
+        def halt(*_: object) -> None:
+            # Between transactions at once (a waiting request is dropped); inside one, at its
+            # commit.
+            stop.set()
+            if not copy.writing:
+                raise _Stopped
+
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, halt)
+    feed = Feed(source, token, attempts=None if every else 8)
+    began, restarts = time.monotonic(), 0
+    last: Any = None
+    try:
+        with _bar() as show:
+            wait = min(every, 60) if every else 0
+            for last in run(feed, copy, wait=wait, stop=stop, limit=page_size):
+                if last.restarts != restarts:
+                    restarts = last.restarts
+                    click.echo(
+                        "the server no longer keeps what follows the stored cursor: walking "
+                        "the whole feed again from the beginning, upserting",
+                        err=True,
+                    )
+                show(last, time.monotonic() - began)
+    except SyncError as exc:
+        raise click.ClickException(str(exc)) from exc
+    except _Stopped:
+        pass
+    finally:
+        feed.close()
+        copy.close()
+    if last is None:
+        return
+    seconds = max(time.monotonic() - began, 1e-9)
+    click.echo(
+        f"synced {last.records:,} records and {last.deleted:,} deletions in {last.pages:,} "
+        f"pages ({last.records / seconds:,.0f} records/s), up to seq {last.cursor:,}; "
+        + ("the copy is up to date" if last.up_to_date else "stopped before the end")
+    )
+
+
+class _Stopped(Exception):
+    """SIGTERM or SIGINT while no transaction was under way."""
+
+
+class _bar:
+    """A live line on a terminal (records synced, rate); nothing otherwise."""
+
+    def __enter__(self) -> Any:
+        if not sys.stderr.isatty():
+            return lambda *_: None
+        from rich.console import Console
+        from rich.progress import Progress, SpinnerColumn, TextColumn
+
+        self._progress = Progress(
+            SpinnerColumn(),
+            TextColumn("{task.description}"),
+            console=Console(stderr=True),
+            transient=True,
+        )
+        self._progress.__enter__()
+        task = self._progress.add_task("syncing")
+
+        def show(done: Any, seconds: float) -> None:
+            rate = done.records / max(seconds, 1e-9)
+            state = "up to date" if done.up_to_date else "catching up"
+            line = f"{done.records:,} records, {rate:,.0f}/s, seq {done.cursor:,}: {state}"
+            self._progress.update(task, description=line)
+
+        return show
+
+    def __exit__(self, *exc: object) -> None:
+        progress = getattr(self, "_progress", None)
+        if progress is not None:
+            progress.__exit__(*exc)
