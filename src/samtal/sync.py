@@ -105,6 +105,12 @@ COLUMNS = {
 INSTANTS = frozenset({"start", "received", "calleeAnswered", "stop"})
 
 
+def column_instant(moment: datetime, *, zoned: bool) -> datetime:
+    """An aware instant as a timestamp column holds it: as it is where the column has a zone
+    (PostgreSQL), else in UTC without one."""
+    return moment if zoned else moment.astimezone(UTC).replace(tzinfo=None)
+
+
 class Copy:
     """The customer's copy in one database: its rows and its cursor for one source."""
 
@@ -162,8 +168,7 @@ class Copy:
         return row
 
     def _instant(self, text: str) -> datetime:
-        moment = datetime.fromisoformat(text)
-        return moment if self._zoned else moment.astimezone(UTC).replace(tzinfo=None)
+        return column_instant(datetime.fromisoformat(text), zoned=self._zoned)
 
     def _upsert(self) -> Any:
         """INSERT of a row, or UPDATE of the one there when it has an older seq."""

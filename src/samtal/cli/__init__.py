@@ -30,5 +30,6 @@ for command in (
     broker.publish,
     broker.consume,
     client.sync,
+    client.stats,
 ):
     main.add_command(command)

@@ -14,6 +14,8 @@ from typing import Any
 
 import click
 
+from samtal.cli._common import zone_option
+
 
 def _need(extra: str, module: str) -> None:
     try:
@@ -166,3 +168,82 @@ class _bar:
         progress = getattr(self, "_progress", None)
         if progress is not None:
             progress.__exit__(*exc)
+
+
+@click.command()
+@click.option(
+    "--db",
+    "db_url",
+    required=True,
+    help="The copy `samtal sync` keeps: sqlite:///calls.db, postgresql://..., mysql://...",
+)
+@click.option("--table", default="call_records", show_default=True, help="The copy's table.")
+@click.option("--from", "from_", required=True, help="Start, as /cdr/historik reads `from`.")
+@click.option(
+    "--to", default=None, help="End (inclusive), as /cdr/historik reads `to`; default now."
+)
+@zone_option("Zone of the period's local times and of the hours and days counted.")
+@click.option(
+    "--threshold",
+    type=click.FloatRange(0),
+    default=20.0,
+    show_default=True,
+    help="Seconds within which an answer counts for the service level.",
+)
+@click.option(
+    "--format",
+    "format_",
+    type=click.Choice(["html", "json"]),
+    default="html",
+    show_default=True,
+    help="html: a self-contained report with four charts; json: the figures (spec/stats.md).",
+)
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write to this file (default: standard output).",
+)
+def stats(
+    db_url: str,
+    table: str,
+    from_: str,
+    to: str | None,
+    tz: str,
+    threshold: float,
+    format_: str,
+    out: Path | None,
+) -> None:
+    """The figures of a period of your copy: calls offered to each response group, answered,
+    abandoned, service level, speed of answer, waits; calls per day and by hour and weekday."""
+    _need("stats", "matplotlib")
+    import orjson
+
+    from samtal.clock import system_clock
+    from samtal.errors import SamtalError
+    from samtal.period import parse_period
+    from samtal.stats import figures
+    from samtal.stats.copy import calls_in_copy
+    from samtal.times import zone
+
+    try:
+        period = parse_period(from_, to, zone=zone(tz), now=system_clock())
+        found = figures(
+            calls_in_copy(db_url, table, start=period.start, end=period.end),
+            start=period.start,
+            end=period.end,
+            tz=zone(tz),
+            threshold=threshold,
+        )
+    except SamtalError as exc:
+        raise click.ClickException(str(exc)) from exc
+    if format_ == "json":
+        text = orjson.dumps(found, option=orjson.OPT_INDENT_2).decode() + "\n"
+    else:
+        from samtal.stats.report import report
+
+        text = report(found, tz=tz, threshold=threshold)
+    if out is None:
+        click.echo(text, nl=False)
+    else:
+        out.write_text(text, encoding="utf-8")
+        click.echo(f"wrote {out}", err=True)
