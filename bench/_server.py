@@ -46,7 +46,12 @@ class ServerProcess:
             db,
             *args,
         ]
-        self._env = {**os.environ, "SAMTAL_RETENTION_DAYS": "0", **env}
+        self._env = {
+            **os.environ,
+            "SAMTAL_RETENTION_DAYS": "0",
+            "SAMTAL_RATE_LIMIT": "off",
+            **env,
+        }
 
     def __enter__(self) -> ServerProcess:
         self.process = subprocess.Popen(

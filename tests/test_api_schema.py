@@ -55,7 +55,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     store.add_org("acme", "Europe/Stockholm", now=system_clock())
     read = store.create_token("read", org="acme", now=system_clock())[1]
     ingest = store.create_token("ingest", org=None, now=system_clock())[1]
-    with Server(create_app(Settings(database_url=url), store=store)) as server:
+    with Server(create_app(Settings(database_url=url, rate_limit="off"), store=store)) as server:
         with server.client(ingest) as client:
             body = "".join(json.dumps({**e, "org": "acme"}) + "\n" for e in PRODUCT["events"])
             assert client.post("/events", content=body).status_code == 200
@@ -68,6 +68,7 @@ OPERATIONS = [
     ("GET", "/cdr/changes"),
     ("POST", "/events"),
     ("GET", "/healthz"),
+    ("GET", "/readyz"),
 ]
 
 

@@ -187,7 +187,7 @@ def test_a_copy_kept_by_the_feed_equals_the_records(store_url: str, tmp_path: Pa
                 report = c.post("/events", content=b"\n".join(batch)).json()
                 assert report["rejected"] == [], report
 
-    with serving(store_url, tmp_path) as (base, _):
+    with serving(store_url, tmp_path, SAMTAL_RATE_LIMIT="off") as (base, _):
         follower = threading.Thread(target=follow, args=(base,))
         follower.start()
         for phase in (early, late):

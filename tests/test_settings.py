@@ -34,6 +34,9 @@ def test_defaults_and_environment() -> None:
         ("SAMTAL_MAX_BODY_BYTES", "-1"),
         ("SAMTAL_WEBHOOK_RETRY_SECONDS", "5,soon"),
         ("SAMTAL_WEBHOOK_RETRY_SECONDS", "5,-1"),
+        ("SAMTAL_RATE_LIMIT", "60/fortnight"),
+        ("SAMTAL_RATE_LIMIT", "0/minute"),
+        ("SAMTAL_LOG_FORMAT", "xml"),
     ],
 )
 def test_bad_values_are_named(name: str, value: str) -> None:
@@ -43,7 +46,7 @@ def test_bad_values_are_named(name: str, value: str) -> None:
 
 def test_every_setting_has_help() -> None:
     described = Settings.describe()
-    assert len(described) == 8
+    assert len(described) == 12
     assert all(
         name.startswith("SAMTAL_") and len(help_text) > 20
         for name, _default, help_text in described

@@ -119,7 +119,9 @@ def live(tmp_path: Path) -> Iterator[Live]:
     events, _ = disappearing("org-1")
     lines = [*event_lines(traffic), *(_line(e) for e in events)]
     store.ingest(decode_batch(lines).events, now=system_clock())
-    with Server(create_app(Settings(database_url=db, retention_days=0), store=store)) as server:
+    with Server(
+        create_app(Settings(database_url=db, retention_days=0, rate_limit="off"), store=store)
+    ) as server:
         yield Live(server.url, store, read, db)
     store.close()
 

@@ -129,12 +129,32 @@ class UnsupportedMediaType(SamtalError):
     slug = "unsupported-media-type"
 
 
+class TooManyRequests(SamtalError):
+    """A token over its rate limit; the headers say when to come back."""
+
+    status = 429
+    title = "Too many requests"
+    slug = "too-many-requests"
+
+    def __init__(self, message: str, headers: dict[str, str]) -> None:
+        super().__init__(message)
+        self.headers = headers
+
+
 class StoreError(SamtalError):
     """The database cannot be opened or used as asked (a bad URL, a newer schema)."""
 
     status = 503
     title = "Storage unavailable"
     slug = "storage-unavailable"
+
+
+class NotReady(SamtalError):
+    """Something the server needs (the database, Redis) cannot be reached right now."""
+
+    status = 503
+    title = "Not ready"
+    slug = "not-ready"
 
 
 class Overloaded(SamtalError):

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field, fields
 from typing import Any
 
 from samtal.errors import UsageError
 
 DEFAULT_DATABASE_URL = "sqlite:///samtal.db"
+_LIMIT = re.compile(r"off|[1-9][0-9]{0,8}/(second|minute|hour)")
 
 
 def _setting(default: Any, help: str) -> Any:
@@ -51,8 +53,31 @@ class Settings:
         "last, the message is given up.",
     )
 
+    rate_limit: str = _setting(
+        "60/minute",
+        "Requests each read token may make to /cdr/historik and /cdr/changes together: "
+        "N/second, N/minute, N/hour, or off.",
+    )
+    ingest_rate_limit: str = _setting(
+        "off", "Requests each ingest token may make to POST /events (same forms)."
+    )
+    redis_url: str = _setting(
+        "",
+        "Redis that every server process shares the rate limits through "
+        "(redis://host:6379/0); empty: each process counts in memory.",
+    )
+    log_format: str = _setting("text", "Server log lines as `text` or `json` (one object a line).")
+
     def __post_init__(self) -> None:
         self.webhook_retry_delays  # noqa: B018 (checked when made, not when first used)
+        for name in ("rate_limit", "ingest_rate_limit"):
+            text = getattr(self, name)
+            if not _LIMIT.fullmatch(text):
+                raise UsageError(
+                    f"SAMTAL_{name.upper()}={text!r}: use N/second, N/minute, N/hour or off"
+                )
+        if self.log_format not in ("text", "json"):
+            raise UsageError(f"SAMTAL_LOG_FORMAT={self.log_format!r}: use text or json")
 
     @property
     def webhook_retry_delays(self) -> tuple[float, ...]:

@@ -14,11 +14,15 @@ from fastapi_offline import FastAPIOffline
 
 from samtal import __version__
 from samtal.api import changes, events, history
+from samtal.api._logs import TEXT_FORMAT
+from samtal.api._logs import configure as configure_logging
+from samtal.api._middleware import RequestLog
 from samtal.api._openapi import with_current_examples
-from samtal.api._problems import install
+from samtal.api._problems import install, responses
 from samtal.api._state import AppState, state
 from samtal.clock import system_clock
 from samtal.duties import run_duties
+from samtal.errors import NotReady
 from samtal.ingest import KnownOrgs
 from samtal.settings import Settings
 from samtal.store import Store, open_store
@@ -56,15 +60,36 @@ def create_app(
     )
     app.state.samtal = shared
     install(app)
+    app.add_middleware(RequestLog)
     with_current_examples(app, clock)
     app.include_router(history.router)
     app.include_router(changes.router)
     app.include_router(events.router)
 
-    @app.get("/healthz", summary="Liveness and database check")
-    async def healthz(app_state: Annotated[AppState, Depends(state)]) -> dict[str, str]:
-        await app_state.read(app_state.store.orgs)
+    @app.get(
+        "/healthz",
+        summary="Liveness: the process answers",
+        description="Touches nothing else: a database outage does not make the process unwell.",
+    )
+    async def healthz() -> dict[str, str]:
         return {"status": "ok"}
+
+    @app.get(
+        "/readyz",
+        summary="Readiness: the database, and Redis when configured, can be reached",
+        responses=responses(503),
+    )
+    async def readyz(app_state: Annotated[AppState, Depends(state)]) -> dict[str, str]:
+        missing = []
+        try:
+            await asyncio.wait_for(app_state.read(app_state.store.orgs), READY_TIMEOUT)
+        except Exception as exc:
+            missing.append(f"the database cannot be reached ({type(exc).__name__})")
+        if not await app_state.limits.ready():
+            missing.append("Redis (the shared rate limits) cannot be reached")
+        if missing:
+            raise NotReady("; ".join(missing))
+        return {"status": "ready"}
 
     return app
 
@@ -72,13 +97,15 @@ def create_app(
 def app_from_env() -> FastAPI:
     """The API as settings from the environment describe it: what each of `samtal serve
     --workers N`'s processes runs."""
-    if not logging.getLogger().handlers:
-        logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
-    return create_app(Settings.from_env())
+    settings = Settings.from_env()
+    configure_logging(settings.log_format)
+    return create_app(settings)
 
 
-#: How samtal's own log lines look beside uvicorn's.
-LOG_FORMAT = "%(levelname)s:     %(name)s: %(message)s"
+#: Seconds /readyz waits for the database.
+READY_TIMEOUT = 2.0
+#: How samtal's own log lines look beside uvicorn's (text).
+LOG_FORMAT = TEXT_FORMAT
 
 
 def _watch_changes(app: AppState, loop: asyncio.AbstractEventLoop) -> Callable[[], None]:
@@ -148,3 +175,6 @@ def _deliverer(app: AppState) -> Deliverer:
         woken=app.changed.signal,
         schedule=app.settings.webhook_retry_delays,
     )
+
+
+__all__ = ["LOG_FORMAT", "app_from_env", "configure_logging", "create_app"]

@@ -10,6 +10,7 @@ from typing import Any, TypeVar
 
 from fastapi import Request
 
+from samtal.api._limits import Limits
 from samtal.errors import Overloaded
 from samtal.ingest import KnownOrgs
 from samtal.settings import Settings
@@ -91,9 +92,11 @@ class AppState:
     #: When each token's use was last written (see _auth.TOUCH_EVERY).
     touched: dict[int, int] = field(default_factory=dict)
     changed: Changed = field(default_factory=Changed)
+    limits: Limits = field(init=False)
 
     def __post_init__(self) -> None:
         self.inflight = InFlight(self.settings.max_inflight_bytes)
+        self.limits = Limits(self.settings.redis_url, self.store.installation_id())
 
     async def write(self, work: Callable[[], T]) -> T:
         """Run `work` on the writer thread: SQLite takes one writer at a time anyway."""

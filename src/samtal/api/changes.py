@@ -9,7 +9,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query
 from fastapi.responses import Response
 
-from samtal.api._auth import read_org
+from samtal.api._auth import limited_read_org
 from samtal.api._problems import only_params, responses
 from samtal.api._schemas import DETAILED_RECORD, TOMBSTONE
 from samtal.api._state import AppState, state
@@ -59,7 +59,7 @@ RECHECK = 5.0
 )
 async def changes(
     app: Annotated[AppState, Depends(state)],
-    org: Annotated[Org, Depends(read_org)],
+    org: Annotated[Org, Depends(limited_read_org)],
     after: Annotated[
         int,
         Query(

@@ -8,7 +8,7 @@ import orjson
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 
-from samtal.api._auth import ingest_token
+from samtal.api._auth import limited_ingest_token
 from samtal.api._problems import only_params, responses
 from samtal.api._state import AppState, state
 from samtal.ingest import ingest
@@ -99,7 +99,7 @@ _REPORT_SCHEMA = {
 async def post_events(
     request: Request,
     app: Annotated[AppState, Depends(state)],
-    _token: Annotated[Token, Depends(ingest_token)],
+    _token: Annotated[Token, Depends(limited_ingest_token)],
 ) -> Response:
     """Receive the body within the limits, then decode and store it on the writer thread."""
     headers = request.headers

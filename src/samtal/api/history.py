@@ -10,7 +10,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Depends, Header, Query
 from fastapi.responses import StreamingResponse
 
-from samtal.api._auth import read_org
+from samtal.api._auth import limited_read_org
 from samtal.api._formats import Format, choose, stream
 from samtal.api._problems import only_params, responses
 from samtal.api._schemas import DETAILED_RECORD, RECORD
@@ -53,7 +53,7 @@ router = APIRouter(dependencies=[Depends(only_params("from", "to", "view", "form
 )
 async def historik(
     app: Annotated[AppState, Depends(state)],
-    org: Annotated[Org, Depends(read_org)],
+    org: Annotated[Org, Depends(limited_read_org)],
     from_: Annotated[
         str,
         Query(

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import logging
 import os
 import socket
 import textwrap
 from datetime import date, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -50,28 +49,26 @@ def serve(host: str, port: int, workers: int, db_url: str | None) -> None:
     """Serve the API (GET /cdr/historik, POST /events, /docs)."""
     import uvicorn
 
-    from samtal.api import LOG_FORMAT, create_app
+    from samtal.api import configure_logging, create_app
     from samtal.api._transport import NoDelayH11Protocol
 
     config = settings(database_url=db_url)
     open_db(config.database_url).close()  # a bad URL or a newer schema fails here, once
-    logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
+    configure_logging(config.log_format)
+    # uvicorn leaves logging as configured here (log_config=None); samtal logs each request.
+    common: dict[str, Any] = {
+        "host": host,
+        "port": port,
+        "log_config": None,
+        "access_log": False,
+        "http": NoDelayH11Protocol,
+    }
     if workers == 1:
-        uvicorn.run(
-            create_app(config), host=host, port=port, log_level="info", http=NoDelayH11Protocol
-        )
+        uvicorn.run(create_app(config), **common)
         return
     # Each worker is a new process that builds its app from the environment.
     os.environ["SAMTAL_DATABASE_URL"] = config.database_url
-    uvicorn.run(
-        "samtal.api:app_from_env",
-        factory=True,
-        workers=workers,
-        host=host,
-        port=port,
-        log_level="info",
-        http=NoDelayH11Protocol,
-    )
+    uvicorn.run("samtal.api:app_from_env", factory=True, workers=workers, **common)
 
 
 DEMO_DB = "sqlite:///samtal-demo.db"

@@ -90,6 +90,22 @@ class Store:
         """Note that a token was used."""
         self.engine.touch_token(token_id, now=now)
 
+    def installation_id(self) -> str:
+        """A random id of this installation (its database), made once: what keeps the keys of
+        two installations apart where they share something, such as a Redis."""
+        rows = self.engine.operator_sql(
+            [
+                (
+                    "INSERT INTO meta (key, value) VALUES ('installation', ?) "
+                    "ON CONFLICT (key) DO NOTHING",
+                    (secrets.token_hex(8),),
+                ),
+                ("SELECT value FROM meta WHERE key = 'installation'", ()),
+            ],
+            write=True,
+        )
+        return str(rows[0][0])
+
     # -- webhook subscriptions (operator side) ------------------------------------------------
     def add_webhook(self, org: str, url: str, *, now: int) -> tuple[Webhook, str]:
         """Subscribe `url` to `org`'s new versions; the subscription and its secret (shown

@@ -1,0 +1,66 @@
+"""What every request goes through: the headers it earned on the way (its rate limit's) put on
+whatever answer it gets, and one log line when it is done."""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+log = logging.getLogger("samtal.access")
+
+
+class RequestLog:
+    """Pure ASGI (a streamed answer passes through untouched): on the answer's start, adds the
+    headers in `request.state.headers` that it does not carry yet; when the answer is sent,
+    logs method, route, status, duration and organisation (never a token) at INFO."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        began = time.perf_counter()
+        state: dict[str, Any] = scope.setdefault("state", {})
+        status = 500
+
+        async def sending(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                earned = state.get("headers")
+                if earned:
+                    present = {name.lower() for name, _ in message.get("headers", [])}
+                    extra = [
+                        (name.lower().encode(), value.encode())
+                        for name, value in earned.items()
+                        if name.lower().encode() not in present
+                    ]
+                    message["headers"] = [*message.get("headers", []), *extra]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, sending)
+        finally:
+            route = scope.get("route")
+            path = getattr(route, "path", None) or "(no route)"
+            millis = (time.perf_counter() - began) * 1000
+            log.info(
+                "%s %s %d %.1f ms%s",
+                scope["method"],
+                path,
+                status,
+                millis,
+                f" org={state['org']}" if "org" in state else "",
+                extra={
+                    "method": scope["method"],
+                    "route": path,
+                    "status": status,
+                    "duration_ms": round(millis, 2),
+                    "org": state.get("org"),
+                },
+            )
