@@ -25,6 +25,7 @@ from typing import Any, Literal, TypeVar
 
 import httpx
 
+from samtal import metrics
 from samtal.errors import NotFound
 from samtal.store import Change, Retry, Store, Webhook
 from samtal.times import US_PER_SECOND, render, zone
@@ -101,6 +102,7 @@ class Deliverer:
                 except Exception:
                     log.exception("cannot list the webhook subscriptions; trying again")
                     hooks = []
+                metrics.WEBHOOK_BACKLOG.set(sum(hook.backlog for hook in hooks if hook.active))
                 for hook in hooks:
                     running = tasks.get(hook.id)
                     if hook.active and (running is None or running.done()):
@@ -211,7 +213,10 @@ class Deliverer:
             async with gate:
                 return await self._post(client, hook, seq, body)
 
-        return list(await asyncio.gather(*(one(seq, body) for seq, body in bodies)))
+        attempts = list(await asyncio.gather(*(one(seq, body) for seq, body in bodies)))
+        for attempt in attempts:
+            metrics.WEBHOOK_DELIVERIES.labels(attempt.outcome).inc()
+        return attempts
 
     async def _post(
         self, client: httpx.AsyncClient, hook: Webhook, seq: int, body: bytes

@@ -9,11 +9,12 @@ import threading
 from collections.abc import AsyncIterator, Callable
 from typing import Annotated
 
-from fastapi import Depends, FastAPI
+from fastapi import Depends, FastAPI, Response
 from fastapi_offline import FastAPIOffline
 
-from samtal import __version__
+from samtal import __version__, metrics
 from samtal.api import changes, events, history
+from samtal.api._auth import ingest_token
 from samtal.api._logs import TEXT_FORMAT
 from samtal.api._logs import configure as configure_logging
 from samtal.api._middleware import RequestLog
@@ -25,7 +26,7 @@ from samtal.duties import run_duties
 from samtal.errors import NotReady
 from samtal.ingest import KnownOrgs
 from samtal.settings import Settings
-from samtal.store import Store, open_store
+from samtal.store import Store, Token, open_store
 from samtal.webhooks import Deliverer
 
 log = logging.getLogger(__name__)
@@ -73,6 +74,19 @@ def create_app(
     )
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
+
+    @app.get(
+        "/metrics",
+        summary="Metrics in the Prometheus text format (an operator's ingest token)",
+        response_class=Response,
+        responses={
+            200: {"content": {"text/plain": {"schema": {"type": "string"}}}},
+            **responses(401, 403),
+        },
+    )
+    async def metrics_page(_token: Annotated[Token, Depends(ingest_token)]) -> Response:
+        body = await asyncio.to_thread(metrics.render)
+        return Response(body, media_type=metrics.CONTENT_TYPE)
 
     @app.get(
         "/readyz",
@@ -155,8 +169,13 @@ async def _duty_loop(app: AppState) -> None:
                     deliveries.cancel()
                     deliveries = None
                 if leading and not first:
-                    await app.write(lambda: run_duties(app.store, app.settings, now=app.clock()))
+                    report = await app.write(
+                        lambda: run_duties(app.store, app.settings, now=app.clock())
+                    )
+                    metrics.DUTY_RUNS.inc()
+                    metrics.DUTY_FAILURES.inc(report.failed)
             except Exception:
+                metrics.DUTY_FAILURES.inc()
                 log.exception("background duties failed; trying again next round")
             first = False
     finally:

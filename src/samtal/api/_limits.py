@@ -17,6 +17,7 @@ from limits import RateLimitItem, parse
 from limits.aio.storage import MemoryStorage, RedisStorage, Storage
 from limits.aio.strategies import FixedWindowRateLimiter
 
+from samtal import metrics
 from samtal.errors import TooManyRequests
 
 log = logging.getLogger(__name__)
@@ -78,6 +79,7 @@ class Limits:
         }
         if not allowed:
             self.rejected += 1
+            metrics.RATE_LIMITED.inc()
             raise TooManyRequests(
                 f"this token may make {item.amount} requests per {_unit(item)}: "
                 f"try again in {max(1, reset)} s",
@@ -97,6 +99,7 @@ class Limits:
 
     def _fail(self, exc: Exception) -> None:
         self.failures += 1
+        metrics.REDIS_FAILURES.inc()
         now = time.monotonic()
         if now - self._warned >= WARN_EVERY:
             self._warned = now

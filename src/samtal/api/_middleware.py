@@ -9,6 +9,8 @@ from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from samtal import metrics
+
 log = logging.getLogger("samtal.access")
 
 
@@ -48,7 +50,10 @@ class RequestLog:
         finally:
             route = scope.get("route")
             path = getattr(route, "path", None) or "(no route)"
-            millis = (time.perf_counter() - began) * 1000
+            seconds = time.perf_counter() - began
+            millis = seconds * 1000
+            metrics.REQUESTS.labels(scope["method"], path, str(status)).inc()
+            metrics.REQUEST_SECONDS.labels(path).observe(seconds)
             log.info(
                 "%s %s %d %.1f ms%s",
                 scope["method"],

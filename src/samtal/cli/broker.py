@@ -137,6 +137,11 @@ def _with_progress(
     help="Seconds before a batch that a dead worker held goes to another (set when the "
     "durable consumer is made).",
 )
+@click.option(
+    "--metrics-port",
+    type=click.IntRange(1, 65535),
+    help="Serve this worker's metrics (events by outcome, JetStream pending) on this port.",
+)
 @db_option
 def consume(
     nats_url: str | None,
@@ -146,6 +151,7 @@ def consume(
     batch: int,
     dead_letter: str,
     ack_wait: float,
+    metrics_port: int | None,
     db_url: str | None,
 ) -> None:
     """Consume events from JetStream into the database, as one of any number of workers.
@@ -159,6 +165,10 @@ def consume(
     config = settings(database_url=db_url, nats_url=nats_url)
     logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
     store = open_db(config.database_url)
+    if metrics_port is not None:
+        from prometheus_client import start_http_server
+
+        start_http_server(metrics_port)
 
     async def run() -> None:
         stop = asyncio.Event()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
+import tempfile
 import textwrap
 from datetime import date, timedelta
 from pathlib import Path
@@ -44,9 +45,18 @@ def _settings_help() -> str:
     show_default=True,
     help="Server processes on the one port. Background duties run in one of them.",
 )
+@click.option(
+    "--metrics-port",
+    type=click.IntRange(1, 65535),
+    help="Also serve the metrics, without a token, on this port of --host (for a scraper on a "
+    "private network; GET /metrics on the API port takes an ingest token).",
+)
 @db_option
-def serve(host: str, port: int, workers: int, db_url: str | None) -> None:
-    """Serve the API (GET /cdr/historik, POST /events, /docs)."""
+def serve(host: str, port: int, workers: int, metrics_port: int | None, db_url: str | None) -> None:
+    """Serve the API (GET /cdr/historik, GET /cdr/changes, POST /events, /docs)."""
+    if workers > 1 and "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
+        # Before anything imports prometheus_client: the workers report as one.
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="samtal-metrics-")
     import uvicorn
 
     from samtal.api import configure_logging, create_app
@@ -55,6 +65,12 @@ def serve(host: str, port: int, workers: int, db_url: str | None) -> None:
     config = settings(database_url=db_url)
     open_db(config.database_url).close()  # a bad URL or a newer schema fails here, once
     configure_logging(config.log_format)
+    if metrics_port is not None:
+        from prometheus_client import start_http_server
+
+        from samtal.metrics import registry
+
+        start_http_server(metrics_port, addr=host, registry=registry())
     # uvicorn leaves logging as configured here (log_config=None); samtal logs each request.
     common: dict[str, Any] = {
         "host": host,

@@ -9,9 +9,11 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from itertools import islice
 
+from samtal import metrics
 from samtal.errors import shorten
 from samtal.events import Decoded, Event, Rejection, decode_batch
-from samtal.store import Store
+from samtal.store import IngestSummary, Store
+from samtal.times import US_PER_SECOND
 
 #: Lines per transaction when loading a stream: big enough to amortise a commit (an fsync),
 #: small enough to keep memory flat.
@@ -50,9 +52,16 @@ class KnownOrgs:
 
 
 def ingest(
-    store: Store, decoded: Decoded, *, orgs: KnownOrgs, now: int, report: Report | None = None
+    store: Store,
+    decoded: Decoded,
+    *,
+    orgs: KnownOrgs,
+    now: int,
+    report: Report | None = None,
+    path: str = "http",
 ) -> Report:
-    """Store the decoded events of known organisations; reject the others' lines."""
+    """Store the decoded events of known organisations; reject the others' lines. `path` names
+    the way they came (http, nats, import) in the metrics."""
     report = report if report is not None else Report()
     rejected = decoded.rejections
     events: list[Event] = decoded.events
@@ -77,8 +86,21 @@ def ingest(
         summary = store.ingest(events, now=now)
         report.accepted += summary.accepted
         report.duplicates += summary.duplicates
+        _count(summary, path)
+    metrics.EVENTS.labels(path, "rejected").inc(len(rejected))
     report.rejected.extend(rejected)
     return report
+
+
+def _count(summary: IngestSummary, path: str) -> None:
+    metrics.EVENTS.labels(path, "accepted").inc(summary.accepted)
+    metrics.EVENTS.labels(path, "duplicate").inc(summary.duplicates)
+    changed = summary.records_changed - summary.records_new - summary.records_deleted
+    metrics.RECORD_CHANGES.labels("new").inc(summary.records_new)
+    metrics.RECORD_CHANGES.labels("changed").inc(changed)
+    metrics.RECORD_CHANGES.labels("deleted").inc(summary.records_deleted)
+    for lag in summary.lags:
+        metrics.VISIBLE_LAG.observe(max(0, lag) / US_PER_SECOND)
 
 
 def import_lines(
@@ -96,7 +118,8 @@ def import_lines(
     source = iter(lines)
     first = 1
     while chunk := list(islice(source, batch)):
-        ingest(store, decode_batch(chunk, first_line=first), orgs=orgs, now=now(), report=report)
+        decoded = decode_batch(chunk, first_line=first)
+        ingest(store, decoded, orgs=orgs, now=now(), report=report, path="import")
         first += len(chunk)
         if progress is not None:
             progress(first - 1, report)

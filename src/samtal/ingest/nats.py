@@ -24,6 +24,7 @@ from nats.js.api import ConsumerConfig, StorageType, StreamConfig
 from nats.js.client import JetStreamContext
 from nats.js.errors import NotFoundError
 
+from samtal import metrics
 from samtal.events import Decoded, Event, Rejection, decode_batch, decode_one
 from samtal.ingest import KnownOrgs, Report, ingest
 from samtal.store import Store
@@ -257,12 +258,15 @@ async def consume(
 
 
 async def _pending(sub: JetStreamContext.PullSubscription) -> str:
-    """How many messages wait for the consumer, for the progress line ("?" when NATS does not
-    say in time: a progress line never stops a worker)."""
+    """How many messages wait for the consumer, for the progress line and the metrics ("?" when
+    NATS does not say in time: a progress line never stops a worker)."""
     try:
-        return str((await sub.consumer_info()).num_pending)
+        info = await sub.consumer_info()
     except Exception:
         return "?"
+    metrics.JETSTREAM_PENDING.set(info.num_pending or 0)
+    metrics.JETSTREAM_ACK_PENDING.set(info.num_ack_pending or 0)
+    return str(info.num_pending)
 
 
 async def _ingest_until_stored(
@@ -273,7 +277,9 @@ async def _ingest_until_stored(
     wait = 0.2
     while True:
         try:
-            return await asyncio.to_thread(ingest, store, decoded, orgs=orgs, now=now())
+            return await asyncio.to_thread(
+                ingest, store, decoded, orgs=orgs, now=now(), path="nats"
+            )
         except Exception as exc:
             log.warning("storing a batch failed (%s); trying again in %.1f s", exc, wait)
             for message in messages:

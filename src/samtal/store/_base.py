@@ -69,6 +69,11 @@ class IngestSummary:
     duplicates: int
     #: Calls whose record was made, changed or removed by this batch.
     records_changed: int
+    #: Of those, records that became visible for the first time, and records that went.
+    records_new: int = 0
+    records_deleted: int = 0
+    #: For each record made or changed: microseconds from its call's stop to now.
+    lags: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -41,12 +41,16 @@ def ingest(tx: WriteTx, events: Sequence[Event], *, now: int) -> IngestSummary:
             calls[event.call] = [event]
         else:
             group.append(event)
-    accepted = changed = 0
+    accepted = changed = new = deleted = 0
+    lags: list[int] = []
     for org, calls in sorted(by_org.items()):
-        fresh, count = _ingest_org(tx, org, calls, now)
-        accepted += fresh
-        changed += count
-    return IngestSummary(accepted, len(events) - accepted, changed)
+        summary = _ingest_org(tx, org, calls, now)
+        accepted += summary.accepted
+        changed += summary.records_changed
+        new += summary.records_new
+        deleted += summary.records_deleted
+        lags += summary.lags
+    return IngestSummary(accepted, len(events) - accepted, changed, new, deleted, tuple(lags))
 
 
 def close_idle_calls(tx: WriteTx, *, now: int, idle: int) -> int:
@@ -62,9 +66,9 @@ def close_idle_calls(tx: WriteTx, *, now: int, idle: int) -> int:
     return len(closing)
 
 
-def _ingest_org(tx: WriteTx, org: str, batch: dict[str, list[Event]], now: int) -> tuple[int, int]:
+def _ingest_org(tx: WriteTx, org: str, batch: dict[str, list[Event]], now: int) -> IngestSummary:
     """Store `org`'s new events of the batch and recompute the records of the calls that got
-    any; (events accepted, records changed).
+    any; what it did (duplicates not counted).
 
     The calls are locked first, so that a concurrent writer of the same call is waited for
     and its events are counted. A call first seen in this batch has all its events at hand;
@@ -88,6 +92,7 @@ def _ingest_org(tx: WriteTx, org: str, batch: dict[str, list[Event]], now: int) 
     # Each call whose record is made, changed or removed takes the next version and change
     # number (changes.md); the others keep theirs.
     changed: list[tuple[CallRow, tuple[int, int, int, bytes] | None]] = []
+    lags: list[int] = []
     calls: list[CallRow] = []
     gone: list[tuple[str, int, str]] = []
     for call in touched:
@@ -130,9 +135,12 @@ def _ingest_org(tx: WriteTx, org: str, batch: dict[str, list[Event]], now: int) 
             if old.record_ms is not None and old.record_ms != start_ms:
                 gone.append((org, old.record_ms, call))
             changed.append((row, (day, start_ms, record.start, rendered)))
+            lags.append(now - record.stop)
         else:
             calls.append(row)
     records = []
+    made_new = sum(row.version == 0 and made is not None for row, made in changed)
+    gone_now = sum(made is None for _, made in changed)
     if changed:
         first = tx.take_change_seqs(org, len(changed))
         for seq, (row, made) in enumerate(changed, first):
@@ -144,7 +152,7 @@ def _ingest_org(tx: WriteTx, org: str, batch: dict[str, list[Event]], now: int) 
                     RecordRow(org, day, start_ms, row.call, start, seq, rendered, version)
                 )
     tx.write(records, gone, calls, forget)
-    return len(fresh), len(changed)
+    return IngestSummary(len(fresh), 0, len(changed), made_new, gone_now, tuple(lags))
 
 
 #: What is known of a call not seen before.
