@@ -12,7 +12,7 @@ import orjson
 from samtal.aggregate import aggregate
 from samtal.events import Event, decode_batch
 from samtal.simulate import TrafficSettings, event_lines
-from samtal.store import open_store
+from samtal.store import Change, open_store
 from samtal.times import zone
 from tests.conftest import T0
 
@@ -53,25 +53,26 @@ def _watch(url: str, stop: multiprocessing.synchronize.Event, out: multiprocessi
                     seen[org].add(key)
                 highest[org] = max([highest[org], *(c.seq for c in changes)])
                 page = store.changes(org=org, after=cursors[org], limit=rng.randint(1, 50))
-                for change in page.changes:
-                    if change.record is None:
-                        copies[org].pop(change.call, None)
-                    else:
-                        copies[org][change.call] = change.json()
+                _keep(copies[org], page.changes)
                 cursors[org] = page.next
         for org in ORGS:  # the rest, once the writers are done
             more = True
             while more:
                 page = store.changes(org=org, after=cursors[org], limit=rng.randint(1, 500))
-                for change in page.changes:
-                    if change.record is None:
-                        copies[org].pop(change.call, None)
-                    else:
-                        copies[org][change.call] = change.json()
+                _keep(copies[org], page.changes)
                 cursors[org], more = page.next, page.more
     finally:
         store.close()
         out.put((skipped, polls, copies))
+
+
+def _keep(copy: dict[str, bytes], changes: list[Change]) -> None:
+    """What a client keeping a copy does with a page of the feed."""
+    for change in changes:
+        if change.record is None:
+            copy.pop(change.call, None)
+        else:
+            copy[change.call] = change.json()
 
 
 def test_writers_of_the_same_calls_at_once(store_url: str) -> None:

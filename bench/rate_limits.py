@@ -4,7 +4,7 @@ alternating, twice each. The limit is set high enough never to refuse.
 
 Target (issue 11): the limiter costs <= 1 ms at p50.
 
-    python bench/limits.py [--rate R] [--seconds S]
+    python bench/rate_limits.py [--rate R] [--seconds S]
 """
 
 from __future__ import annotations
