@@ -19,10 +19,12 @@ from standardwebhooks.webhooks import Webhook as Verifier
 from samtal.api import create_app
 from samtal.cli import main
 from samtal.clock import system_clock
+from samtal.metrics import render
 from samtal.settings import Settings
 from samtal.store import Store, open_store
 from tests.conftest import Server
 from tests.test_api import PRODUCT
+from tests.test_metrics import values
 from tests.test_store import disappearing, events_of
 
 
@@ -95,6 +97,7 @@ def setup(store_url: str) -> Iterator[Setup]:
 
 def test_every_version_and_tombstone_is_delivered_signed(setup: Setup) -> None:
     store, receiver = setup.store, setup.receiver
+    before = values(render().decode())
     store.ingest(events_of(PRODUCT), now=system_clock())
     wait_for(lambda: len(receiver.verified) == 3)
     assert {m["type"] for m in receiver.verified} == {"cdr.changed"}
@@ -110,6 +113,12 @@ def test_every_version_and_tombstone_is_delivered_signed(setup: Setup) -> None:
     deleted = next(m for m in receiver.verified if m["type"] == "cdr.deleted")
     assert list(deleted["data"]) == ["id", "deleted", "version", "seq"]
     wait_for(lambda: store.webhook(setup.hook_id).backlog == 0)
+    # The operators see it: deliveries by outcome, and the duties (every 0.2 s here) running.
+    after = values(render().decode())
+    delivered = ("samtal_webhook_deliveries_total", (("outcome", "delivered"),))
+    assert after.get(delivered, 0) - before.get(delivered, 0) >= 4
+    runs = ("samtal_duty_runs_total", ())
+    wait_for(lambda: values(render().decode()).get(runs, 0) > before.get(runs, 0))
 
 
 def test_failed_deliveries_are_retried_with_the_same_id(setup: Setup) -> None:
