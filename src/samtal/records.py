@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+from collections.abc import Iterable
 from typing import Any, Final
 from zoneinfo import ZoneInfo
 
@@ -72,3 +74,27 @@ def detailed(call: str, plain: bytes, version: int, seq: int) -> bytes:
 def tombstone(call: str, version: int, seq: int) -> bytes:
     """A record that is gone (changes.md): exactly `id`, `deleted`, `version`, `seq`."""
     return b'{"id":%b,"deleted":true,"version":%d,"seq":%d}' % (orjson.dumps(call), version, seq)
+
+
+_NEEDS_QUOTES = re.compile(r'[",\r\n]')
+
+
+def csv_row(values: Iterable[str | int | None]) -> bytes:
+    """One RFC 4180 row (changes.md, "Formats"): null as an empty field, a field quoted only
+    when it holds `"`, `,`, CR or LF, CRLF at the end."""
+    return (",".join([csv_field(value) for value in values]) + "\r\n").encode()
+
+
+def csv_field(value: str | int | None) -> str:
+    """One field of a CSV row."""
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        return str(value)
+    return '"' + value.replace('"', '""') + '"' if _NEEDS_QUOTES.search(value) else value
+
+
+def detailed_csv(call: str, plain: bytes, version: int, seq: int) -> bytes:
+    """The detailed form of a record's CSV row from its plain row: `id` first, `version` and
+    `seq` last."""
+    return b"%b,%b,%d,%d\r\n" % (csv_field(call).encode(), plain[:-2], version, seq)

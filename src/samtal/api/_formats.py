@@ -3,12 +3,9 @@ by `format=`, else by `Accept`, else JSON; each streams a page of records at a t
 
 from __future__ import annotations
 
-import re
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Final
-
-import orjson
 
 from samtal.errors import NotAcceptable, UsageError, shorten
 from samtal.records import FIELDS
@@ -85,8 +82,8 @@ async def stream(
     next_page: Callable[[], Awaitable[list[bytes] | None]],
     fields: tuple[str, ...] = FIELDS,
 ) -> AsyncIterator[bytes]:
-    """The records of `next_page()` (rendered JSON objects with exactly `fields` in order, None
-    at the end) in `format_`."""
+    """The records of `next_page()` (None at the end) in `format_`: for JSON and NDJSON, pages
+    of rendered JSON objects; for CSV, pages of CSV rows, with `fields` for the header."""
     if format_ is JSON:
         yield b"["
         first = True
@@ -99,24 +96,7 @@ async def stream(
         while (page := await next_page()) is not None:
             yield b"\n".join(page) + b"\n"
     else:
+        # Pages of CSV rows, rendered when the records were made (see Store.csv_records).
         yield (",".join(fields) + "\r\n").encode()
-        loads, row = orjson.loads, _csv_row
         while (page := await next_page()) is not None:
-            yield "".join([row(loads(record).values()) for record in page]).encode()
-
-
-_NEEDS_QUOTES = re.compile(r'[",\r\n]')
-
-
-def _csv_row(values: Iterable[str | int | None]) -> str:
-    """One RFC 4180 row: null as an empty field, a field quoted only when it holds `"`, `,`,
-    CR or LF, CRLF at the end."""
-    return ",".join([_csv_field(value) for value in values]) + "\r\n"
-
-
-def _csv_field(value: str | int | None) -> str:
-    if value is None:
-        return ""
-    if not isinstance(value, str):
-        return str(value)
-    return '"' + value.replace('"', '""') + '"' if _NEEDS_QUOTES.search(value) else value
+            yield b"".join(page)

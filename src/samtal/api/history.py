@@ -11,7 +11,7 @@ from fastapi import APIRouter, Depends, Header, Query
 from fastapi.responses import StreamingResponse
 
 from samtal.api._auth import limited_read_org
-from samtal.api._formats import Format, choose, stream
+from samtal.api._formats import CSV, Format, choose, stream
 from samtal.api._problems import only_params, responses
 from samtal.api._schemas import DETAILED_RECORD, RECORD
 from samtal.api._state import AppState, state
@@ -93,7 +93,8 @@ async def historik(
         from_, to, zone=zone(org.tz), now=app.clock(), retention_days=app.settings.retention_days
     )
     detailed = view == "detailed"
-    chunks = app.store.records(org=org.name, start=period.start, end=period.end, detailed=detailed)
+    pages = app.store.csv_records if chosen is CSV else app.store.records
+    chunks = pages(org=org.name, start=period.start, end=period.end, detailed=detailed)
     fields = DETAILED_FIELDS if detailed else FIELDS
     return StreamingResponse(_pages(app, chunks, chosen, fields), media_type=chosen.media_type)
 

@@ -15,8 +15,11 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import TypeVar
 from urllib.parse import urlsplit
 
+import orjson
+
 from samtal.errors import CursorExpired, NotFound, StoreError, UsageError, shorten
 from samtal.events import Event
+from samtal.records import csv_row, detailed_csv
 from samtal.records import detailed as render_detailed
 from samtal.store import _recompute
 from samtal.store._base import (
@@ -158,6 +161,24 @@ class Store:
             [render_detailed(*row) for row in page]
             for page in self.engine.detailed_records(org=org, start=start, end=end)
         )
+
+    def csv_records(
+        self, *, org: str, start: int, end: int, detailed: bool = False
+    ) -> Iterator[list[bytes]]:
+        """Pages of the CSV rows of the records of `org` whose start is in [start, end), in
+        order (changes.md, "Formats"); `detailed` adds `id` first and `version`, `seq` last.
+        Rows are rendered when a record is made; a record stored before that is converted."""
+        for page in self.engine.csv_records(org=org, start=start, end=end):
+            rows = [
+                row if row is not None else csv_row(orjson.loads(json or b"{}").values())
+                for _, row, json, _, _ in page
+            ]
+            if detailed:
+                rows = [
+                    detailed_csv(call, row, version, seq)
+                    for row, (call, _, _, version, seq) in zip(rows, page, strict=True)
+                ]
+            yield rows
 
     def changes(self, *, org: str, after: int, limit: int, strict: bool = True) -> FeedPage:
         """The change feed of `org` after the cursor `after`, at most `limit` versions

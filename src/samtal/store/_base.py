@@ -165,6 +165,8 @@ class RecordRow:
     change_seq: int
     json: bytes
     version: int = 1
+    #: The record's CSV row (changes.md, "Formats"), rendered with the JSON.
+    csv: bytes | None = None
 
 
 class WriteTx(Protocol):
@@ -277,6 +279,13 @@ class Engine(Protocol):
         self, *, org: str, start: int, end: int
     ) -> Iterator[list[tuple[str, bytes, int, int]]]:
         """As `records`, each record as (call, rendered record, version, change number)."""
+        ...
+
+    def csv_records(
+        self, *, org: str, start: int, end: int
+    ) -> Iterator[list[tuple[str, bytes | None, bytes | None, int, int]]]:
+        """As `records`, each as (call, CSV row or None where none was stored, the rendered
+        JSON where no CSV row was stored, version, change number)."""
         ...
 
     def feed(self, *, org: str, after: int, limit: int) -> Feed:

@@ -16,6 +16,7 @@ import orjson
 
 from samtal.aggregate import record_of_call
 from samtal.events import Event
+from samtal.records import csv_row
 from samtal.store._base import (
     IDLE_CLOSE_ID,
     CallRow,
@@ -91,7 +92,7 @@ def _ingest_org(tx: WriteTx, org: str, batch: dict[str, list[Event]], now: int) 
     stored = tx.call_events(org, [c for c in touched if c in known]) if known else {}
     # Each call whose record is made, changed or removed takes the next version and change
     # number (changes.md); the others keep theirs.
-    changed: list[tuple[CallRow, tuple[int, int, int, bytes] | None]] = []
+    changed: list[tuple[CallRow, tuple[int, int, int, bytes, bytes | None] | None]] = []
     lags: list[int] = []
     calls: list[CallRow] = []
     gone: list[tuple[str, int, str]] = []
@@ -100,7 +101,9 @@ def _ingest_org(tx: WriteTx, org: str, batch: dict[str, list[Event]], now: int) 
         old = known.get(call, _NEVER)
         try:
             record = record_of_call(events)
-            rendered = None if record is None else orjson.dumps(record.render(rendering))
+            fields = None if record is None else record.render(rendering)
+            rendered = None if fields is None else orjson.dumps(fields)
+            as_csv = None if fields is None else csv_row(fields.values())
         except Exception as exc:
             # Whatever goes wrong with one call costs that call alone: its events are kept,
             # its record stays as it was, and its next event tries again.
@@ -134,7 +137,7 @@ def _ingest_org(tx: WriteTx, org: str, batch: dict[str, list[Event]], now: int) 
         ):
             if old.record_ms is not None and old.record_ms != start_ms:
                 gone.append((org, old.record_ms, call))
-            changed.append((row, (day, start_ms, record.start, rendered)))
+            changed.append((row, (day, start_ms, record.start, rendered, as_csv)))
             lags.append(now - record.stop)
         else:
             calls.append(row)
@@ -147,9 +150,9 @@ def _ingest_org(tx: WriteTx, org: str, batch: dict[str, list[Event]], now: int) 
             version = row.version + 1
             calls.append(replace(row, version=version, seq=seq, changed=now))
             if made is not None:
-                day, start_ms, start, rendered = made
+                day, start_ms, start, rendered, as_csv = made
                 records.append(
-                    RecordRow(org, day, start_ms, row.call, start, seq, rendered, version)
+                    RecordRow(org, day, start_ms, row.call, start, seq, rendered, version, as_csv)
                 )
     tx.write(records, gone, calls, forget)
     return IngestSummary(len(fresh), 0, len(changed), made_new, gone_now, tuple(lags))

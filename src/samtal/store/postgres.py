@@ -143,6 +143,11 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX webhook_retries_due ON webhook_retries (webhook, due);
     """,
+    # 4: each record's CSV row, rendered with its JSON (NULL for records made before: those
+    # are converted when read).
+    """
+    ALTER TABLE records ADD COLUMN csv bytea;
+    """,
 )
 #: The channel a commit that gave out change numbers notifies, with its organisation.
 CHANNEL = "samtal_changes"
@@ -462,6 +467,16 @@ class PostgresEngine:
                 binary=True,
             )
 
+    def csv_records(
+        self, *, org: str, start: int, end: int
+    ) -> Iterator[list[tuple[str, bytes | None, bytes | None, int, int]]]:
+        """As `records`, each as (call, CSV row or None, JSON where there is no CSV row,
+        version, change number)."""
+        # The JSON only where no CSV row was stored: the rest is not read twice.
+        columns = "csv, CASE WHEN csv IS NULL THEN json END, version, change_seq"
+        for rows in self._pages(columns, org, start, end):
+            yield [row[1:] for row in rows]
+
     def feed(self, *, org: str, after: int, limit: int) -> Feed:
         """The latest versions of `org`'s calls after change number `after` (see Engine)."""
         with self._pool.connection() as db:
@@ -654,11 +669,21 @@ class _Tx:
                 cursor.execute(
                     "INSERT INTO records SELECT * FROM unnest(%s::text[], %s::int[], "
                     "%s::bigint[], %s::text[], %s::bigint[], %s::bigint[], %s::bytea[], "
-                    "%s::int[]) ON CONFLICT (org, start_ms, call, day) DO UPDATE SET "
-                    "start = excluded.start, change_seq = excluded.change_seq, "
-                    "json = excluded.json, version = excluded.version",
+                    "%s::int[], %s::bytea[]) ON CONFLICT (org, start_ms, call, day) DO UPDATE "
+                    "SET start = excluded.start, change_seq = excluded.change_seq, "
+                    "json = excluded.json, version = excluded.version, csv = excluded.csv",
                     _columns(
-                        (r.org, r.day, r.start_ms, r.call, r.start, r.change_seq, r.json, r.version)
+                        (
+                            r.org,
+                            r.day,
+                            r.start_ms,
+                            r.call,
+                            r.start,
+                            r.change_seq,
+                            r.json,
+                            r.version,
+                            r.csv,
+                        )
                         for r in records
                     ),
                 )

@@ -120,6 +120,11 @@ MIGRATIONS: tuple[str, ...] = (
     ) WITHOUT ROWID;
     CREATE INDEX webhook_retries_due ON webhook_retries (webhook, due);
     """,
+    # 4: each record's CSV row, rendered with its JSON (NULL for records made before: those
+    # are converted when read).
+    """
+    ALTER TABLE records ADD COLUMN csv BLOB;
+    """,
 )
 CHUNK = 500  # parameters per IN (...) list
 #: Records per page of a period's scan: each page is one short query (about 0.5 MB of JSON).
@@ -412,6 +417,16 @@ class SqliteEngine:
                 (org, last_ms, last_call, high, start, end, PAGE),
             )
 
+    def csv_records(
+        self, *, org: str, start: int, end: int
+    ) -> Iterator[list[tuple[str, bytes | None, bytes | None, int, int]]]:
+        """As `records`, each as (call, CSV row or None, JSON where there is no CSV row,
+        version, change number)."""
+        # The JSON only where no CSV row was stored: the rest is not read twice.
+        columns = "csv, CASE WHEN csv IS NULL THEN json END, version, change_seq"
+        for rows in self._pages(columns, org, start, end):
+            yield [row[1:] for row in rows]
+
     def feed(self, *, org: str, after: int, limit: int) -> Feed:
         """The latest versions of `org`'s calls after change number `after` (see Engine)."""
         db = self._reader
@@ -586,11 +601,12 @@ class _Tx:
         db.executemany("DELETE FROM records WHERE org = ? AND start_ms = ? AND call = ?", gone)
         db.executemany("DELETE FROM calls WHERE org = ? AND call = ?", forget)
         db.executemany(
-            "INSERT INTO records VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (org, start_ms, call) "
-            "DO UPDATE SET start = excluded.start, change_seq = excluded.change_seq, "
-            "json = excluded.json, version = excluded.version",
+            "INSERT INTO records VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
+            "ON CONFLICT (org, start_ms, call) DO UPDATE SET start = excluded.start, "
+            "change_seq = excluded.change_seq, json = excluded.json, "
+            "version = excluded.version, csv = excluded.csv",
             [
-                (r.org, r.start_ms, r.call, r.start, r.change_seq, r.json, r.version)
+                (r.org, r.start_ms, r.call, r.start, r.change_seq, r.json, r.version, r.csv)
                 for r in records
             ],
         )
