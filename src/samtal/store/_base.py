@@ -169,6 +169,37 @@ class RecordRow:
     csv: bytes | None = None
 
 
+class RecordPages:
+    """The three readings of a period's records that every engine gives, from its one paged
+    scan `_pages(columns, org, start, end)`: pages of (start_ms, call, *columns), in order,
+    each page its own short query."""
+
+    def _pages(self, columns: str, org: str, start: int, end: int) -> Iterator[list[Any]]:
+        raise NotImplementedError
+
+    def records(self, *, org: str, start: int, end: int) -> Iterator[list[bytes]]:
+        """Pages of the rendered records of `org` whose start is in [start, end), in order."""
+        for rows in self._pages("json", org, start, end):
+            yield [row[2] for row in rows]
+
+    def detailed_records(
+        self, *, org: str, start: int, end: int
+    ) -> Iterator[list[tuple[str, bytes, int, int]]]:
+        """As `records`, each as (call, rendered record, version, change number)."""
+        for rows in self._pages("json, version, change_seq", org, start, end):
+            yield [row[1:] for row in rows]
+
+    def csv_records(
+        self, *, org: str, start: int, end: int
+    ) -> Iterator[list[tuple[str, bytes | None, bytes | None, int, int]]]:
+        """As `records`, each as (call, CSV row or None, JSON where there is no CSV row,
+        version, change number)."""
+        # The JSON only where no CSV row was stored: the rest is not read twice.
+        columns = "csv, CASE WHEN csv IS NULL THEN json END, version, change_seq"
+        for rows in self._pages(columns, org, start, end):
+            yield [row[1:] for row in rows]
+
+
 class WriteTx(Protocol):
     """One write transaction of an engine: SQL-shaped steps that `_recompute` composes."""
 

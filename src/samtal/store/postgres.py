@@ -30,6 +30,7 @@ from samtal.store._base import (
     Feed,
     KnownCall,
     Org,
+    RecordPages,
     RecordRow,
     Token,
 )
@@ -161,7 +162,7 @@ PARTITIONED = ("events", "records")
 _TOKEN_COLUMNS = "id, kind, org, created, last_used, revoked"
 
 
-class PostgresEngine:
+class PostgresEngine(RecordPages):
     """The engine on one PostgreSQL database, shared by any number of processes."""
 
     def __init__(
@@ -431,18 +432,6 @@ class PostgresEngine:
 
     # -- call data --------------------------------------------------------------------------
 
-    def records(self, *, org: str, start: int, end: int) -> Iterator[list[bytes]]:
-        """Pages of the rendered records of `org` whose start is in [start, end), in order."""
-        for rows in self._pages("json", org, start, end):
-            yield [row[2] for row in rows]
-
-    def detailed_records(
-        self, *, org: str, start: int, end: int
-    ) -> Iterator[list[tuple[str, bytes, int, int]]]:
-        """As `records`, each as (call, rendered record, version, change number)."""
-        for rows in self._pages("json, version, change_seq", org, start, end):
-            yield [row[1:] for row in rows]
-
     def _pages(self, columns: str, org: str, start: int, end: int) -> Iterator[list[Any]]:
         """Pages of (start_ms, call, *columns) of the records of `org` whose start is in
         [start, end), in order; each page is one short query continuing after the last
@@ -466,16 +455,6 @@ class PostgresEngine:
                 (org, last_ms, last_call, high, start, end, PAGE),
                 binary=True,
             )
-
-    def csv_records(
-        self, *, org: str, start: int, end: int
-    ) -> Iterator[list[tuple[str, bytes | None, bytes | None, int, int]]]:
-        """As `records`, each as (call, CSV row or None, JSON where there is no CSV row,
-        version, change number)."""
-        # The JSON only where no CSV row was stored: the rest is not read twice.
-        columns = "csv, CASE WHEN csv IS NULL THEN json END, version, change_seq"
-        for rows in self._pages(columns, org, start, end):
-            yield [row[1:] for row in rows]
 
     def feed(self, *, org: str, after: int, limit: int) -> Feed:
         """The latest versions of `org`'s calls after change number `after` (see Engine)."""

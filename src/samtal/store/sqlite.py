@@ -17,7 +17,7 @@ from typing import IO, Any
 
 from samtal.errors import Conflict, NotFound, StoreError
 from samtal.events import Event
-from samtal.store._base import CallRow, Change, Feed, KnownCall, Org, RecordRow, Token
+from samtal.store._base import CallRow, Change, Feed, KnownCall, Org, RecordPages, RecordRow, Token
 from samtal.times import US_PER_MS
 from samtal.tokens import TokenKind
 
@@ -146,7 +146,7 @@ def path_of(url: str) -> str:
     return path
 
 
-class SqliteEngine:
+class SqliteEngine(RecordPages):
     """The engine on one SQLite file: writes go one at a time through one connection."""
 
     def __init__(self, url: str, migrations: tuple[str, ...] = MIGRATIONS) -> None:
@@ -377,18 +377,6 @@ class SqliteEngine:
 
     # -- call data --------------------------------------------------------------------------
 
-    def records(self, *, org: str, start: int, end: int) -> Iterator[list[bytes]]:
-        """Pages of the rendered records of `org` whose start is in [start, end), in order."""
-        for rows in self._pages("json", org, start, end):
-            yield [row[2] for row in rows]
-
-    def detailed_records(
-        self, *, org: str, start: int, end: int
-    ) -> Iterator[list[tuple[str, bytes, int, int]]]:
-        """As `records`, each as (call, rendered record, version, change number)."""
-        for rows in self._pages("json, version, change_seq", org, start, end):
-            yield [row[1:] for row in rows]
-
     def _pages(self, columns: str, org: str, start: int, end: int) -> Iterator[list[Any]]:
         """Pages of (start_ms, call, *columns) of the records of `org` whose start is in
         [start, end), in order.
@@ -416,16 +404,6 @@ class SqliteEngine:
                 "ORDER BY start_ms, call LIMIT ?",
                 (org, last_ms, last_call, high, start, end, PAGE),
             )
-
-    def csv_records(
-        self, *, org: str, start: int, end: int
-    ) -> Iterator[list[tuple[str, bytes | None, bytes | None, int, int]]]:
-        """As `records`, each as (call, CSV row or None, JSON where there is no CSV row,
-        version, change number)."""
-        # The JSON only where no CSV row was stored: the rest is not read twice.
-        columns = "csv, CASE WHEN csv IS NULL THEN json END, version, change_seq"
-        for rows in self._pages(columns, org, start, end):
-            yield [row[1:] for row in rows]
 
     def feed(self, *, org: str, after: int, limit: int) -> Feed:
         """The latest versions of `org`'s calls after change number `after` (see Engine)."""
