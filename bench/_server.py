@@ -18,15 +18,21 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def samtal(*args: str, db: str) -> str:
-    """Run a samtal command on `db`; its stdout."""
+def samtal(*args: str, db: str, env: dict[str, str] | None = None) -> str:
+    """Run a samtal command on `db` (with `env` added to the environment); its stdout."""
     done = subprocess.run(
         [sys.executable, "-m", "samtal", *args, "--db", db],
         capture_output=True,
         text=True,
         check=True,
+        env={**os.environ, **(env or {})},
     )
     return done.stdout
+
+
+def source_env(source: Path | None) -> dict[str, str]:
+    """The environment that runs samtal from another checkout's `src` (None: this one)."""
+    return {} if source is None else {"PYTHONPATH": str(source.resolve() / "src")}
 
 
 class ServerProcess:

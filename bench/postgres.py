@@ -1,12 +1,16 @@
-"""PostgreSQL: `samtal import` events/s next to a bare binary COPY of the same raw lines; two
-months of one organisation over HTTP next to a bare indexed scan + orjson in-process; and the
-one-day query's latency with `samtal serve --workers 2` at 200 requests/s, open loop.
+"""PostgreSQL: `samtal import` events/s next to a bare binary COPY of the same raw lines;
+POST /events into `samtal serve --workers 2` from concurrent clients; two months of one
+organisation over HTTP next to a bare indexed scan + orjson in-process; and the one-day query's
+latency with `samtal serve --workers 2` at 200 requests/s, open loop.
 
 Targets (issue 7): import >= 0.25x the COPY; two months >= 1.0x the bare scan; p99 <= 50 ms.
+Issue 12: import and POST at least 1.5x what the commit before it did: `--against DIR` runs
+both of them for the checkout at DIR too (e.g. `git worktree add /tmp/old 3a5e52b`), turn about
+in the same run, and prints the ratios.
 Each run makes its databases afresh on the server at SAMTAL_BENCH_POSTGRES_URL (default
 postgresql://postgres@127.0.0.1:5432/test) and drops them after.
 
-    python bench/postgres.py [--repeat N] [--rate R] [--seconds S]
+    python bench/postgres.py [--repeat N] [--rate R] [--seconds S] [--against DIR] [--only ingest]
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ import orjson
 import psycopg
 
 from _common import report, simulated
-from _server import ServerProcess, samtal
+from _server import ServerProcess, samtal, source_env
 from latency import DAY as LATENCY_DAY
 from latency import open_loop
 from query import COLUMNS, FROM, TO, served
@@ -48,16 +52,93 @@ def database(name: str) -> Iterator[str]:
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-def imported(db: str, events: Path) -> float:
-    """Seconds `samtal import` takes to load `events` into a fresh database."""
-    samtal("org", "add", "org-1", db=db)
+def imported(db: str, events: Path, source: Path | None = None) -> float:
+    """Seconds `samtal import` (of `source`, default this checkout) takes to load `events` into
+    a fresh database."""
+    env = source_env(source)
+    samtal("org", "add", "org-1", db=db, env=env)
     began = time.perf_counter()
     subprocess.run(
         [sys.executable, "-m", "samtal", "import", str(events), "--db", db],
         check=True,
         stdout=subprocess.DEVNULL,
+        env={**os.environ, **env},
     )
     return time.perf_counter() - began
+
+
+#: Lines per POST and clients posting at once.
+POST_BATCH, POST_CLIENTS = 1000, 4
+
+
+def posted(db: str, lines: list[bytes], source: Path | None = None) -> float:
+    """Seconds POST /events takes to store `lines` into a fresh database served by `samtal
+    serve --workers 2` (of `source`), POST_CLIENTS clients posting batches of POST_BATCH."""
+    env = source_env(source)
+    for org in sorted({orjson.loads(line)["org"] for line in lines[:5000]}):
+        samtal("org", "add", org, db=db, env=env)
+    token = samtal("token", "create", "--ingest", db=db, env=env).splitlines()[-1]
+    batches = [b"".join(lines[i : i + POST_BATCH]) for i in range(0, len(lines), POST_BATCH)]
+
+    async def post_all(url: str) -> None:
+        headers = {"Authorization": f"Bearer {token}"}
+        async with httpx.AsyncClient(base_url=url, headers=headers, timeout=300) as client:
+            queue = iter(batches)
+
+            async def worker() -> None:
+                for body in queue:
+                    (await client.post("/events", content=body)).raise_for_status()
+
+            await asyncio.gather(*(worker() for _ in range(POST_CLIENTS)))
+
+    with ServerProcess(db, "--workers", "2", **env) as server:
+        began = time.perf_counter()
+        asyncio.run(post_all(server.url))
+        return time.perf_counter() - began
+
+
+def compare_ingest(args: argparse.Namespace, events: Path) -> None:
+    """`samtal import` and POST /events of this checkout and of `--against`, turn about."""
+    lines = events.read_bytes().splitlines(keepends=True)
+    day = lines[: len(lines) // 6]  # about ten days: POST takes longer than import
+    sources: list[tuple[str, Path | None]] = [("this checkout", None)]
+    if args.against is not None:
+        sources.insert(0, (f"against {args.against}", args.against))
+    runs: dict[str, list[tuple[float, float]]] = {name: [] for name, _ in sources}
+    for n in range(args.repeat):
+        for name, source in sources:
+            with database(f"samtal_bench_imp{n}") as db:
+                import_s = imported(db, events, source)
+            with database(f"samtal_bench_post{n}") as db:
+                post_s = posted(db, day, source)
+            runs[name].append((import_s, post_s))
+    rows = []
+    for name, _ in sources:
+        import_s = statistics.median(i for i, _ in runs[name])
+        post_s = statistics.median(p for _, p in runs[name])
+        rows += [
+            (f"{name}: samtal import", len(lines) / import_s, "lines/s"),
+            (f"{name}: POST /events, --workers 2", len(day) / post_s, "events/s"),
+        ]
+    if args.against is not None:
+        old, new = (runs[name] for name, _ in sources)
+        rows += [
+            (
+                "import: this / against (target >= 1.5)",
+                statistics.median(o[0] / n[0] for o, n in zip(old, new, strict=True)),
+                "x",
+            ),
+            (
+                "POST: this / against (target >= 1.5)",
+                statistics.median(o[1] / n[1] for o, n in zip(old, new, strict=True)),
+                "x",
+            ),
+        ]
+    report(
+        f"postgres ingest: {len(lines):,} lines imported, {len(day):,} posted "
+        f"({POST_CLIENTS} clients, batches of {POST_BATCH:,}), median of {args.repeat}",
+        rows,
+    )
 
 
 def bare_copy(db: str, events: Path) -> tuple[float, int]:
@@ -119,12 +200,17 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--rate", type=float, default=200)
     parser.add_argument("--seconds", type=float, default=20)
+    parser.add_argument("--against", type=Path, help="another checkout to compare ingest with")
+    parser.add_argument("--only", choices=["ingest"], help="run only this part")
     args = parser.parse_args()
     two_months = simulated(
         "query-60d.ndjson",
         *("--orgs", "1", "--days", "60", "--seed", "3", "--start", FROM),
         *("--calls-per-day", "6000"),
     )
+    compare_ingest(args, two_months)
+    if args.only == "ingest":
+        return
     with database("samtal_bench") as db:
         import_seconds = imported(db, two_months)
         copies = [bare_copy(db, two_months) for _ in range(args.repeat)]

@@ -499,10 +499,10 @@ def test_names_made_before_the_rule_keep_working(tmp_path: Path) -> None:
         db.execute("INSERT INTO orgs (name, tz, created) VALUES ('old name', 'UTC', 0)")
     store = open_store(url)
     store.create_token("read", org="old name", now=T0)
-    from samtal.ingest import KnownOrgs, ingest
+    from samtal.ingest import ingest
 
     events = decode_batch(lines([{**e, "org": "old name"} for e in PRODUCT["events"]]).split(b"\n"))
-    assert ingest(store, events, orgs=KnownOrgs(store), now=T0).accepted == 17
+    assert ingest(store, events, now=T0).accepted == 17
     store.close()
 
 

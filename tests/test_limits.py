@@ -191,7 +191,7 @@ def test_one_log_line_a_request_without_the_token(
     import json
     import logging
 
-    from samtal.api._logs import JsonFormatter
+    from samtal.logs import JsonFormatter
 
     running, read, _ = server(tmp_path, rate_limit="off", retention_days=0)
     with (

@@ -12,8 +12,8 @@ import orjson
 import psycopg
 import pytest
 
-from samtal.duties import run_duties
 from samtal.events import Event, decode_one
+from samtal.outbound.duties import run_duties
 from samtal.settings import Settings
 from samtal.store import Store, open_store
 from samtal.store import postgres as engine_module

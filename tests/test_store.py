@@ -42,7 +42,9 @@ def test_organisations(store: Store) -> None:
         ("acme", "Europe/Stockholm"),
         ("bolag", "UTC"),
     ]
-    assert store.org("acme") is not None and store.org("nope") is None
+    assert store.org("acme").tz == "Europe/Stockholm"
+    with pytest.raises(NotFound, match="unknown organisation 'nope'"):
+        store.org("nope")  # never a silent default
     with pytest.raises(Conflict):
         store.add_org("acme", "UTC", now=T0)
     with pytest.raises(UnknownZone):

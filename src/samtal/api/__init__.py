@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import threading
 from collections.abc import AsyncIterator, Callable
+from functools import partial
 from typing import Annotated
 
 from fastapi import Depends, FastAPI, Response
@@ -15,19 +15,18 @@ from fastapi_offline import FastAPIOffline
 from samtal import __version__, metrics
 from samtal.api import changes, events, history
 from samtal.api._auth import ingest_token
-from samtal.api._logs import TEXT_FORMAT
-from samtal.api._logs import configure as configure_logging
+from samtal.api._limits import Limits
 from samtal.api._middleware import RequestLog
 from samtal.api._openapi import with_current_examples
 from samtal.api._problems import install, responses
 from samtal.api._state import AppState, state
 from samtal.clock import system_clock
-from samtal.duties import run_duties
 from samtal.errors import NotReady
-from samtal.ingest import KnownOrgs
+from samtal.logs import configure as configure_logging
+from samtal.outbound.duties import run_duties
+from samtal.outbound.webhooks import Deliverer
 from samtal.settings import Settings
-from samtal.store import Store, Token, open_store
-from samtal.webhooks import Deliverer
+from samtal.store import AsyncStore, Store, Token, open_store
 
 log = logging.getLogger(__name__)
 
@@ -37,20 +36,20 @@ def create_app(
 ) -> FastAPI:
     """The API over `store` (default: the one settings name), with `clock` for "now"."""
     store = store if store is not None else open_store(settings.database_url)
-    shared = AppState(settings, store, clock, KnownOrgs(store))
+    limits = Limits(settings.redis_url, store.installation_id())
+    shared = AppState(settings, AsyncStore(store), clock, limits)
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        shared.store.watch()
         duties = asyncio.create_task(_duty_loop(shared))
-        stop_watching = _watch_changes(shared, asyncio.get_running_loop())
         try:
             yield
         finally:
-            stop_watching()
             duties.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await duties
-            shared.shutdown()
+            shared.store.close()
 
     # The docs' scripts and styles come from the package: /docs works without internet.
     app = FastAPIOffline(
@@ -96,7 +95,7 @@ def create_app(
     async def readyz(app_state: Annotated[AppState, Depends(state)]) -> dict[str, str]:
         missing = []
         try:
-            await asyncio.wait_for(app_state.read(app_state.store.orgs), READY_TIMEOUT)
+            await asyncio.wait_for(app_state.store.read(_ready), READY_TIMEOUT)
         except Exception as exc:
             missing.append(f"the database cannot be reached ({type(exc).__name__})")
         if not await app_state.limits.ready():
@@ -118,32 +117,10 @@ def app_from_env() -> FastAPI:
 
 #: Seconds /readyz waits for the database.
 READY_TIMEOUT = 2.0
-#: How samtal's own log lines look beside uvicorn's (text).
-LOG_FORMAT = TEXT_FORMAT
 
 
-def _watch_changes(app: AppState, loop: asyncio.AbstractEventLoop) -> Callable[[], None]:
-    """Start the thread that hears of every commit of new versions (by any process) and wakes
-    the waiting feed requests; what stops it."""
-    stop = threading.Event()
-
-    def changed(org: str | None) -> None:
-        loop.call_soon_threadsafe(app.changed.changed, org)
-
-    def watch() -> None:
-        try:
-            app.store.watch(stop, changed)
-        except Exception:
-            log.exception("the change watcher stopped: waiting feed requests answer at timeout")
-
-    thread = threading.Thread(target=watch, name="samtal-changes", daemon=True)
-    thread.start()
-
-    def halt() -> None:
-        stop.set()
-        thread.join(5)
-
-    return halt
+def _ready(store: Store) -> None:
+    store.ping()
 
 
 async def _duty_loop(app: AppState) -> None:
@@ -157,7 +134,7 @@ async def _duty_loop(app: AppState) -> None:
             if not first:
                 await asyncio.sleep(app.settings.duty_interval_seconds)
             try:
-                now_leading = await app.write(app.store.lead_duties)
+                now_leading = await app.store.write(lambda store: store.lead_duties())
                 if now_leading != leading:
                     leading = now_leading
                     log.info(
@@ -169,8 +146,8 @@ async def _duty_loop(app: AppState) -> None:
                     deliveries.cancel()
                     deliveries = None
                 if leading and not first:
-                    report = await app.write(
-                        lambda: run_duties(app.store, app.settings, now=app.clock())
+                    report = await app.store.write(
+                        partial(run_duties, settings=app.settings, now=app.clock())
                     )
                     metrics.DUTY_RUNS.inc()
                     metrics.DUTY_FAILURES.inc(report.failed)
@@ -186,14 +163,7 @@ async def _duty_loop(app: AppState) -> None:
 
 
 def _deliverer(app: AppState) -> Deliverer:
-    return Deliverer(
-        app.store,
-        clock=app.clock,
-        read=app.read,
-        write=app.write,
-        woken=app.changed.signal,
-        schedule=app.settings.webhook_retry_delays,
-    )
+    return Deliverer(app.store, clock=app.clock, schedule=app.settings.webhook_retry_delays)
 
 
-__all__ = ["LOG_FORMAT", "app_from_env", "configure_logging", "create_app"]
+__all__ = ["app_from_env", "create_app"]

@@ -2,20 +2,17 @@
 
 from __future__ import annotations
 
-import logging
-from concurrent.futures import Future
 from typing import Annotated
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from samtal.api._state import AppState, state
-from samtal.errors import Forbidden, NotFound, TooManyRequests, Unauthenticated
+from samtal.errors import Forbidden, TooManyRequests, Unauthenticated
 from samtal.store import Org, Token
 from samtal.times import US_PER_SECOND
 from samtal.tokens import digest
 
-log = logging.getLogger(__name__)
 _bearer = HTTPBearer(auto_error=False, description="An API token: `Authorization: Bearer <token>`")
 #: `last used` is written at most this often per token, to keep reads free of writes.
 TOUCH_EVERY = 60 * US_PER_SECOND
@@ -27,7 +24,8 @@ async def _token(
 ) -> Token:
     if credentials is None:
         raise Unauthenticated("send an API token: `Authorization: Bearer <token>`")
-    token = await app.read(app.store.token_for, credentials.credentials)
+    secret = credentials.credentials
+    token = await app.store.read(lambda store: store.token_for(secret))
     if token is None:
         raise Unauthenticated("unknown token: ask your operator for a valid one")
     if token.revoked is not None:
@@ -35,15 +33,11 @@ async def _token(
     now = app.clock()
     if now - app.touched.get(token.id, -TOUCH_EVERY) >= TOUCH_EVERY:
         app.touched[token.id] = now
-        future = app.writer.submit(app.store.touch_token, token.id, now=now)
-        future.add_done_callback(_log_failure)
+        token_id = token.id
+        app.store.write_later(
+            lambda store: store.touch_token(token_id, now=now), "note a token's use"
+        )
     return token
-
-
-def _log_failure(future: Future[None]) -> None:
-    exc = future.exception()
-    if exc is not None:
-        log.warning("could not note a token's use: %s", exc)
 
 
 async def read_org(
@@ -54,12 +48,7 @@ async def read_org(
     """The organisation whose call history the request may read, with its zone."""
     if token.kind != "read" or token.org is None:
         raise Forbidden("this is an ingest token: reading call history takes a read token")
-    org = app.known.get(token.org)
-    if org is None:
-        org = await app.read(app.store.org, token.org)
-        if org is None:
-            raise NotFound(f"organisation {token.org!r} no longer exists")
-        app.known[token.org] = org
+    org = await app.store.org(token.org)  # NotFound when it no longer exists
     request.state.org = org.name  # for the request's log line
     return org
 

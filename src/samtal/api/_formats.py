@@ -3,7 +3,7 @@ by `format=`, else by `Accept`, else JSON; each streams a page of records at a t
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Final
 
@@ -78,25 +78,23 @@ def _quality(candidate: Format, ranges: list[tuple[str, float]]) -> float:
 
 
 async def stream(
-    format_: Format,
-    next_page: Callable[[], Awaitable[list[bytes] | None]],
-    fields: tuple[str, ...] = FIELDS,
+    format_: Format, pages: AsyncIterator[list[bytes]], fields: tuple[str, ...] = FIELDS
 ) -> AsyncIterator[bytes]:
-    """The records of `next_page()` (None at the end) in `format_`: for JSON and NDJSON, pages
-    of rendered JSON objects; for CSV, pages of CSV rows, with `fields` for the header."""
+    """The records of `pages` in `format_`: for JSON and NDJSON, pages of rendered JSON
+    objects; for CSV, pages of CSV rows, with `fields` for the header."""
     if format_ is JSON:
         yield b"["
         first = True
-        while (page := await next_page()) is not None:
+        async for page in pages:
             body = b",".join(page)
             yield body if first else b"," + body
             first = False
         yield b"]"
     elif format_ is NDJSON:
-        while (page := await next_page()) is not None:
+        async for page in pages:
             yield b"\n".join(page) + b"\n"
     else:
         # Pages of CSV rows, rendered when the records were made (see Store.csv_records).
         yield (",".join(fields) + "\r\n").encode()
-        while (page := await next_page()) is not None:
+        async for page in pages:
             yield b"".join(page)

@@ -83,8 +83,8 @@ async def changes(
     loop = asyncio.get_running_loop()
     deadline = loop.time() + wait
     while True:
-        woken = app.changed.signal(org.name)  # before the read: a commit after it wakes us
-        page = await app.read(lambda: app.store.changes(org=org.name, after=after, limit=limit))
+        woken = app.store.changed(org.name)  # before the read: a commit after it wakes us
+        page = await app.store.changes(org=org.name, after=after, limit=limit)
         left = deadline - loop.time()
         if page.changes or left <= 0:
             return _answer(page, limit)

@@ -7,11 +7,12 @@ from typing import Annotated, Any
 import orjson
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
+from starlette.concurrency import run_in_threadpool
 
 from samtal.api._auth import limited_ingest_token
 from samtal.api._problems import only_params, responses
 from samtal.api._state import AppState, state
-from samtal.ingest import ingest
+from samtal.ingest import ingest_async
 from samtal.ingest.body import Body
 from samtal.store import Token
 
@@ -101,7 +102,8 @@ async def post_events(
     app: Annotated[AppState, Depends(state)],
     _token: Annotated[Token, Depends(limited_ingest_token)],
 ) -> Response:
-    """Receive the body within the limits, then decode and store it on the writer thread."""
+    """Receive the body within the limits, decode it (off the event loop, and off the store's
+    writers: they only write), then store it."""
     headers = request.headers
     body = Body(
         headers.get("content-type", ""),
@@ -115,9 +117,8 @@ async def post_events(
             size = body.feed(chunk)
             app.inflight.take(size, mine=held)
             held += size
-        report = await app.write(
-            lambda: ingest(app.store, body.decoded(), orgs=app.orgs, now=app.clock())
-        )
+        decoded = await run_in_threadpool(body.decoded)
+        report = await ingest_async(app.store, decoded, now=app.clock())
     finally:
         app.inflight.give(held)
     return Response(orjson.dumps(report.to_json()), media_type="application/json")

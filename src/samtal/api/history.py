@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Header, Query
@@ -93,35 +91,19 @@ async def historik(
         from_, to, zone=zone(org.tz), now=app.clock(), retention_days=app.settings.retention_days
     )
     detailed = view == "detailed"
-    pages = app.store.csv_records if chosen is CSV else app.store.records
-    chunks = pages(org=org.name, start=period.start, end=period.end, detailed=detailed)
-    fields = DETAILED_FIELDS if detailed else FIELDS
-    return StreamingResponse(_pages(app, chunks, chosen, fields), media_type=chosen.media_type)
-
-
-async def _pages(
-    app: AppState, chunks: Iterator[list[bytes]], chosen: Format, fields: tuple[str, ...]
-) -> AsyncIterator[bytes]:
-    """The pages of the scan in the chosen format. Each page is fetched on a reader thread (the
-    store holds no snapshot between pages) while the one before it is being sent."""
-    pending: asyncio.Future[list[bytes] | None] = asyncio.ensure_future(
-        app.read(next, chunks, None)
+    pages = app.store.records(
+        org=org.name, start=period.start, end=period.end, detailed=detailed, csv=chosen is CSV
     )
+    fields = DETAILED_FIELDS if detailed else FIELDS
+    return StreamingResponse(_body(pages, chosen, fields), media_type=chosen.media_type)
 
-    async def next_page() -> list[bytes] | None:
-        nonlocal pending
-        page = await pending
-        if page is not None:
-            pending = asyncio.ensure_future(app.read(next, chunks, None))
-        return page
 
+async def _body(
+    pages: AsyncGenerator[list[bytes], None], chosen: Format, fields: tuple[str, ...]
+) -> AsyncIterator[bytes]:
+    """The pages in the chosen format; the scan is closed however the answer ends."""
     try:
-        async for body in stream(chosen, next_page, fields):
+        async for body in stream(chosen, pages, fields):
             yield body
     finally:
-        # The client may have gone: let the fetch under way finish before closing the scan.
-        with contextlib.suppress(Exception):
-            await pending
-        close = getattr(chunks, "close", None)
-        if close is not None:
-            close()
+        await pages.aclose()

@@ -13,11 +13,12 @@ import click
 
 from samtal.cli._common import db_option, file_progress, open_db, settings
 from samtal.clock import system_clock
+from samtal.streams import StreamNames
 
 if TYPE_CHECKING:
     from samtal.ingest.nats import Published
 
-STREAM, SUBJECT = "SAMTAL_EVENTS", "samtal.events"
+DEFAULTS = StreamNames()
 
 
 def _nats_options(command: Callable[..., Any]) -> Callable[..., Any]:
@@ -30,10 +31,12 @@ def _nats_options(command: Callable[..., Any]) -> Callable[..., Any]:
                 help="NATS URL, or several joined by commas (a cluster). Default: SAMTAL_NATS_URL, "
                 "else nats://127.0.0.1:4222.",
             ),
-            click.option("--stream", default=STREAM, show_default=True, help="JetStream stream."),
+            click.option(
+                "--stream", default=DEFAULTS.stream, show_default=True, help="JetStream stream."
+            ),
             click.option(
                 "--subject",
-                default=SUBJECT,
+                default=DEFAULTS.subject,
                 show_default=True,
                 help="Subject prefix: events go to PREFIX.<org>.",
             ),
@@ -49,7 +52,7 @@ def _nats_options(command: Callable[..., Any]) -> Callable[..., Any]:
 @click.option(
     "--max-age-days",
     type=click.FloatRange(min=0),
-    default=7.0,
+    default=DEFAULTS.max_age_days,
     show_default=True,
     help="How long the stream keeps events, when this makes it.",
 )
@@ -82,9 +85,7 @@ def publish(
             publish_lines(
                 file,
                 url=url,
-                stream=stream,
-                subject=subject,
-                max_age_days=max_age_days,
+                names=StreamNames(stream=stream, subject=subject, max_age_days=max_age_days),
                 replicas=replicas,
                 progress=progress,
             )
@@ -112,27 +113,27 @@ def _with_progress(
 @_nats_options
 @click.option(
     "--durable",
-    default="samtal",
+    default=DEFAULTS.durable,
     show_default=True,
     help="Durable consumer name, shared by the workers.",
 )
 @click.option(
     "--batch",
     type=click.IntRange(1, 100_000),
-    default=5000,
+    default=DEFAULTS.batch,
     show_default=True,
     help="Events per fetch and transaction.",
 )
 @click.option(
     "--dead-letter",
-    default="samtal.rejected",
+    default=DEFAULTS.dead_letter,
     show_default=True,
     help="Subject rejected events go to, with their reason.",
 )
 @click.option(
     "--ack-wait",
     type=click.FloatRange(min=1),
-    default=60.0,
+    default=DEFAULTS.ack_wait,
     show_default=True,
     help="Seconds before a batch that a dead worker held goes to another (set when the "
     "durable consumer is made).",
@@ -156,14 +157,15 @@ def consume(
 ) -> None:
     """Consume events from JetStream into the database, as one of any number of workers.
 
-    Each batch is acknowledged once stored; SIGTERM or SIGINT finishes the batch under way and
-    exits 0.
+    Each batch is acknowledged once stored; a message that can never be stored is dead-lettered
+    with its reason. SIGTERM or SIGINT stops within seconds and exits 0 (a batch not stored by
+    then is left to another worker).
     """
-    from samtal.api import LOG_FORMAT
     from samtal.ingest.nats import consume as consume_events
+    from samtal.logs import configure as configure_logging
 
     config = settings(database_url=db_url, nats_url=nats_url)
-    logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
+    configure_logging(config.log_format)
     store = open_db(config.database_url)
     if metrics_port is not None:
         from prometheus_client import start_http_server
@@ -171,22 +173,27 @@ def consume(
         start_http_server(metrics_port)
 
     async def run() -> None:
+        from samtal.store import AsyncStore
+
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, stop.set)
-        done = await consume_events(
-            store,
-            now=system_clock,
-            stop=stop,
-            url=config.nats_url,
+        names = StreamNames(
             stream=stream,
             subject=subject,
             durable=durable,
-            batch=batch,
             dead_letter=dead_letter,
             ack_wait=ack_wait,
+            batch=batch,
         )
+        handle = AsyncStore(store)
+        try:
+            done = await consume_events(
+                handle, url=config.nats_url, now=system_clock, stop=stop, names=names
+            )
+        finally:
+            handle.close(wait=False)  # a write still hanging is not waited for
         logging.getLogger("samtal.consume").info(
             "stopped: %d batches, %d accepted, %d duplicates, %d rejected",
             done.batches,

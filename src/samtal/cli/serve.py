@@ -59,8 +59,9 @@ def serve(host: str, port: int, workers: int, metrics_port: int | None, db_url: 
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="samtal-metrics-")
     import uvicorn
 
-    from samtal.api import configure_logging, create_app
+    from samtal.api import create_app
     from samtal.api._transport import NoDelayH11Protocol
+    from samtal.logs import configure as configure_logging
 
     config = settings(database_url=db_url)
     open_db(config.database_url).close()  # a bad URL or a newer schema fails here, once
@@ -129,7 +130,7 @@ def demo(port: int, db_url: str, days: int) -> None:
     listener = _listen("127.0.0.1", port)  # first: a busy port fails before anything is made
     port = listener.getsockname()[1]
     store = open_db(db_url)
-    if store.org(DEMO_ORG) is None:
+    if not store.orgs_named([DEMO_ORG]):
         store.add_org(DEMO_ORG, DEFAULT_TZ, now=system_clock())
     today = date.today()
     traffic = TrafficSettings(

@@ -1,18 +1,20 @@
 """Ingestion: decoded events of known organisations into the store, with a per-line report.
 
-Every path in (HTTP, files, brokers) ends here, so that they all accept and reject alike.
+Every path in (HTTP, files, brokers) ends here, so that they all accept and reject alike:
+`ingest` for code that may block (commands, workers' threads), `ingest_async` for code on an
+event loop. Both sort the batch the same way and tally the same report.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field
 from itertools import islice
 
 from samtal import metrics
 from samtal.errors import shorten
 from samtal.events import Decoded, Event, Rejection, decode_batch
-from samtal.store import IngestSummary, Store
+from samtal.store import AsyncStore, IngestSummary, Store
 from samtal.times import US_PER_SECOND
 
 #: Lines per transaction when loading a stream: big enough to amortise a commit (an fsync),
@@ -37,59 +39,86 @@ class Report:
         }
 
 
-class KnownOrgs:
-    """The organisations events may be for; looks again in the store before saying no."""
+@dataclass
+class _Sorted:
+    """A decoded batch sorted out: the events to store (with their lines) and the rejections."""
 
-    def __init__(self, store: Store) -> None:
-        self._store = store
-        self._names = {org.name for org in store.orgs()}
+    events: list[Event]
+    lines: list[int]
+    rejected: list[Rejection]
 
-    def __contains__(self, name: object) -> bool:
-        if name in self._names:
-            return True
-        self._names = {org.name for org in self._store.orgs()}  # added since we looked?
-        return name in self._names
+
+def _sort_out(decoded: Decoded, known: Collection[str]) -> _Sorted:
+    """The events of known organisations; a rejection for each line of an unknown one."""
+    if all(event.org in known for event in decoded.events):
+        return _Sorted(decoded.events, decoded.lines, list(decoded.rejections))
+    out = _Sorted([], [], list(decoded.rejections))
+    for event, line in zip(decoded.events, decoded.lines, strict=True):
+        if event.org in known:
+            out.events.append(event)
+            out.lines.append(line)
+        else:
+            out.rejected.append(
+                Rejection(
+                    line,
+                    event.id,
+                    f"unknown organisation {shorten(event.org)}",
+                    unknown_org=event.org,
+                )
+            )
+    return out
+
+
+def _tally(report: Report, batch: _Sorted, summary: IngestSummary | None, path: str) -> Report:
+    """Add what a batch did to `report` (and to the metrics)."""
+    rejected = batch.rejected
+    if summary is not None:
+        report.accepted += summary.accepted
+        report.duplicates += summary.duplicates
+        _count(summary, path)
+        if summary.refused:
+            # The calls the database would not store: each of their lines, with the reason.
+            why = {key: reason for key, reason in summary.refused}
+            for event, line in zip(batch.events, batch.lines, strict=True):
+                reason = why.get((event.org, event.call))
+                if reason is not None:
+                    rejected.append(
+                        Rejection(
+                            line,
+                            event.id,
+                            f"the database refused this call: {shorten(reason, 200)}",
+                        )
+                    )
+    rejected.sort(key=lambda r: r.line)
+    metrics.EVENTS.labels(path, "rejected").inc(len(rejected))
+    report.rejected.extend(rejected)
+    return report
 
 
 def ingest(
-    store: Store,
+    store: Store, decoded: Decoded, *, now: int, report: Report | None = None, path: str = "http"
+) -> Report:
+    """Store the decoded events of known organisations; reject the others' lines. `path` names
+    the way they came (http, nats, import) in the metrics."""
+    known = store.orgs_named(sorted({event.org for event in decoded.events}))
+    batch = _sort_out(decoded, known)
+    summary = store.ingest(batch.events, now=now) if batch.events else None
+    return _tally(report if report is not None else Report(), batch, summary, path)
+
+
+async def ingest_async(
+    store: AsyncStore,
     decoded: Decoded,
     *,
-    orgs: KnownOrgs,
     now: int,
     report: Report | None = None,
     path: str = "http",
 ) -> Report:
-    """Store the decoded events of known organisations; reject the others' lines. `path` names
-    the way they came (http, nats, import) in the metrics."""
-    report = report if report is not None else Report()
-    rejected = decoded.rejections
-    events: list[Event] = decoded.events
-    verdict = {org: org in orgs for org in {event.org for event in events}}
-    if not all(verdict.values()):
-        events = []
-        rejected = list(rejected)
-        for event, line in zip(decoded.events, decoded.lines, strict=True):
-            if verdict[event.org]:
-                events.append(event)
-            else:
-                rejected.append(
-                    Rejection(
-                        line,
-                        event.id,
-                        f"unknown organisation {shorten(event.org)}",
-                        unknown_org=event.org,
-                    )
-                )
-        rejected.sort(key=lambda r: r.line)
-    if events:
-        summary = store.ingest(events, now=now)
-        report.accepted += summary.accepted
-        report.duplicates += summary.duplicates
-        _count(summary, path)
-    metrics.EVENTS.labels(path, "rejected").inc(len(rejected))
-    report.rejected.extend(rejected)
-    return report
+    """`ingest` for code on an event loop: the store's threads do the database work."""
+    known = await store.orgs_named(sorted({event.org for event in decoded.events}))
+    batch = _sort_out(decoded, known)
+    summary = await store.ingest(batch.events, now=now) if batch.events else None
+    return _tally(report if report is not None else Report(), batch, summary, path)
 
 
 def _count(summary: IngestSummary, path: str) -> None:
@@ -114,12 +143,11 @@ def import_lines(
     """Load an NDJSON stream in batches of `batch` lines, one transaction each; `progress` is
     told the lines read so far and the report after every batch."""
     report = Report()
-    orgs = KnownOrgs(store)
     source = iter(lines)
     first = 1
     while chunk := list(islice(source, batch)):
         decoded = decode_batch(chunk, first_line=first)
-        ingest(store, decoded, orgs=orgs, now=now(), report=report, path="import")
+        ingest(store, decoded, now=now(), report=report, path="import")
         first += len(chunk)
         if progress is not None:
             progress(first - 1, report)

@@ -11,6 +11,7 @@ forever), logged, and published with its reason to a dead-letter subject outside
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Callable, Iterable
@@ -26,24 +27,19 @@ from nats.js.errors import NotFoundError
 
 from samtal import metrics
 from samtal.events import Decoded, Event, Rejection, decode_batch, decode_one
-from samtal.ingest import KnownOrgs, Report, ingest
-from samtal.store import Store
+from samtal.ingest import Report, ingest_async
+from samtal.store import AsyncStore
+from samtal.streams import StreamNames
 from samtal.types import ORG_NAME
 
 log = logging.getLogger(__name__)
 
-DEFAULT_URL = "nats://127.0.0.1:4222"
-DEFAULT_STREAM = "SAMTAL_EVENTS"
-DEFAULT_SUBJECT = "samtal.events"
-DEFAULT_DEAD_LETTER = "samtal.rejected"
-DEFAULT_DURABLE = "samtal"
-DEFAULT_MAX_AGE_DAYS = 7.0
 #: Publishes awaiting their acknowledgement at once.
 WINDOW = 512
 #: Tries of one publish before it counts as failed; waits double from 0.1 s.
 PUBLISH_TRIES = 5
-#: How long a consumer may hold a batch before JetStream hands it to another.
-ACK_WAIT = 60.0
+#: Seconds a stopping worker gives the batch it is storing before it leaves it to another.
+STOP_GRACE = 5.0
 
 
 async def ensure_stream(
@@ -85,19 +81,18 @@ class Published:
 async def publish(
     lines: Iterable[bytes],
     *,
-    url: str = DEFAULT_URL,
-    stream: str = DEFAULT_STREAM,
-    subject: str = DEFAULT_SUBJECT,
-    max_age_days: float = DEFAULT_MAX_AGE_DAYS,
+    url: str,
+    names: StreamNames = StreamNames(),  # noqa: B008 (frozen)
     replicas: int = 1,
     progress: Callable[[int, Published], None] | None = None,
 ) -> Published:
     """Publish each valid event line; invalid lines are reported, not published."""
     report = Published()
+    subject = names.subject
     nc = await nats.connect(servers(url), connect_timeout=5, max_reconnect_attempts=10)
     try:
         js = nc.jetstream()
-        await ensure_stream(js, stream, subject, max_age_days, replicas)
+        await ensure_stream(js, names.stream, subject, names.max_age_days, replicas)
         pending: list[asyncio.Task[bool | None]] = []
         position = 0
         for position, raw in enumerate(lines, 1):
@@ -168,22 +163,22 @@ class Consumed:
 
 
 async def consume(
-    store: Store,
+    store: AsyncStore,
     *,
+    url: str,
     now: Callable[[], int],
     stop: asyncio.Event,
-    url: str = DEFAULT_URL,
-    stream: str = DEFAULT_STREAM,
-    subject: str = DEFAULT_SUBJECT,
-    durable: str = DEFAULT_DURABLE,
-    batch: int = 5000,
-    dead_letter: str = DEFAULT_DEAD_LETTER,
-    max_age_days: float = DEFAULT_MAX_AGE_DAYS,
-    ack_wait: float = ACK_WAIT,
+    names: StreamNames = StreamNames(),  # noqa: B008 (frozen)
     log_every: float = 5.0,
 ) -> Consumed:
-    """Consume until `stop` is set: fetch, ingest in one transaction, then acknowledge. The
-    batch under way when `stop` is set is finished and acknowledged first."""
+    """Consume until `stop` is set: fetch, ingest in one transaction, then acknowledge.
+
+    A message that can never be stored (invalid, of an unknown organisation, or refused by the
+    database) is acknowledged and dead-lettered with its reason: it never holds up the others.
+    While the database is away, the batch is kept (not acknowledged) and tried again with
+    backoff. When `stop` is set, the batch under way is given STOP_GRACE seconds to be stored
+    and acknowledged; whatever is not is left to another worker.
+    """
     done = Consumed()
     nc = await nats.connect(
         servers(url),
@@ -193,24 +188,25 @@ async def consume(
     )
     try:
         js = nc.jetstream()
-        await ensure_stream(js, stream, subject, max_age_days)
+        await ensure_stream(js, names.stream, names.subject, names.max_age_days)
         sub = await js.pull_subscribe(
-            f"{subject}.>",
-            durable=durable,
-            stream=stream,
-            config=ConsumerConfig(ack_wait=ack_wait, max_ack_pending=max(batch * 4, 1000)),
+            f"{names.subject}.>",
+            durable=names.durable,
+            stream=names.stream,
+            config=ConsumerConfig(
+                ack_wait=names.ack_wait, max_ack_pending=max(names.batch * 4, 1000)
+            ),
         )
-        orgs = KnownOrgs(store)
         last_log, last_count = time.monotonic(), 0
 
         async def fetch() -> list[Msg]:
             try:
-                return await sub.fetch(batch, timeout=1)
+                return await sub.fetch(names.batch, timeout=1)
             except NatsTimeout:
                 return []
             except Exception as exc:  # NATS away: the client reconnects; fetch again later
-                log.warning("fetching from %s failed (%s); trying again", stream, exc)
-                await asyncio.sleep(1)
+                log.warning("fetching from %s failed (%s); trying again", names.stream, exc)
+                await _pause(stop, 1.0)
                 return []
 
         # The next batch is fetched while the one before it is stored.
@@ -225,12 +221,16 @@ async def consume(
             if not messages:
                 continue
             decoded = decode_batch([m.data for m in messages])
-            report = await _ingest_until_stored(store, decoded, orgs, now, messages)
+            report = await _store_until_stopped(store, decoded, now, messages, stop)
+            if report is None:  # stopping, the batch not stored: another worker will
+                for message in messages:
+                    await message.nak()
+                continue
             for rejection in report.rejected:
                 message = messages[rejection.line - 1]
                 log.warning("rejected %s: %s", message.subject, rejection.reason)
                 await nc.publish(
-                    dead_letter,
+                    names.dead_letter,
                     message.data,
                     headers={"Samtal-Reason": rejection.reason, "Samtal-Subject": message.subject},
                 )
@@ -247,6 +247,7 @@ async def consume(
                     "consumed %d events (%.0f/s), %s pending", events, rate, await _pending(sub)
                 )
                 last_log, last_count = time.monotonic(), events
+        ahead.cancel()
     finally:
         if nc.is_connected:
             try:
@@ -269,20 +270,46 @@ async def _pending(sub: JetStreamContext.PullSubscription) -> str:
     return str(info.num_pending)
 
 
-async def _ingest_until_stored(
-    store: Store, decoded: Decoded, orgs: KnownOrgs, now: Callable[[], int], messages: list[Msg]
-) -> Report:
-    """Ingest one batch, trying again with backoff while the database cannot take it; the
-    messages are kept from redelivery meanwhile. Nothing is acknowledged before it is stored."""
+async def _store_until_stopped(
+    store: AsyncStore,
+    decoded: Decoded,
+    now: Callable[[], int],
+    messages: list[Msg],
+    stop: asyncio.Event,
+) -> Report | None:
+    """Ingest one batch, trying again with backoff while the database is away (the messages
+    kept from redelivery meanwhile); None when `stop` came first. Nothing is acknowledged
+    before it is stored."""
     wait = 0.2
-    while True:
+    while not stop.is_set():
+        storing = asyncio.ensure_future(ingest_async(store, decoded, now=now(), path="nats"))
+        stopping = asyncio.ensure_future(stop.wait())
+        await asyncio.wait({storing, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        stopping.cancel()
+        if not storing.done():
+            # Stopping while the batch is being stored: a little time to finish it.
+            await asyncio.wait({storing}, timeout=STOP_GRACE)
+            if not storing.done():
+                storing.add_done_callback(_ignore)
+                return None
         try:
-            return await asyncio.to_thread(
-                ingest, store, decoded, orgs=orgs, now=now(), path="nats"
-            )
+            return storing.result()
         except Exception as exc:
             log.warning("storing a batch failed (%s); trying again in %.1f s", exc, wait)
             for message in messages:
                 await message.in_progress()
-            await asyncio.sleep(wait)
+            await _pause(stop, wait)
             wait = min(wait * 2, 10.0)
+    return None
+
+
+async def _pause(stop: asyncio.Event, seconds: float) -> None:
+    """Sleep `seconds`, or less when `stop` is set meanwhile."""
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stop.wait(), seconds)
+
+
+def _ignore(task: asyncio.Future[Report]) -> None:
+    """Collect the outcome of a batch left behind when the worker stopped (it is redelivered)."""
+    if not task.cancelled():
+        task.exception()

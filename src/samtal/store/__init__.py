@@ -1,8 +1,10 @@
-"""Storage: one `Store` over several engines, chosen by the database URL.
+"""Storage: one `Store` over several engines, chosen by the database URL, and its async face.
 
-The `Store` is what the rest of samtal uses. It holds what is the same on every engine (the
-record workflow of `_recompute`, the rules for organisation names and token secrets, retrying
-a transaction that lost a race) and leaves tables and statements to its engine.
+`Store` is what commands and threads use: blocking calls, each its own transaction. What is
+the same on every engine lives here and in `_sql` (the statements) and `_recompute` (the record
+workflow); an engine module keeps only what is its own. `AsyncStore` (in `_async`) is what code
+on an event loop uses: it owns the threads the database work runs on. Nothing outside this
+package starts a thread or an executor for database work.
 """
 
 from __future__ import annotations
@@ -11,9 +13,11 @@ import base64
 import logging
 import secrets
 import threading
-from collections.abc import Callable, Iterator, Sequence
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import TypeVar
 from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo
 
 import orjson
 
@@ -22,19 +26,22 @@ from samtal.events import Event
 from samtal.records import csv_row, detailed_csv
 from samtal.records import detailed as render_detailed
 from samtal.store import _recompute
+from samtal.store._async import AsyncStore
 from samtal.store._base import (
     IDLE_CLOSE_ID,
+    CallKey,
     Change,
     Contention,
-    Engine,
-    Feed,
     FeedPage,
+    FeedRead,
     IngestSummary,
     Org,
+    Refused,
     Token,
     WriteTx,
     check_org_name,
 )
+from samtal.store._sql import SqlEngine
 from samtal.store._webhooks import Retry, Webhook, WebhookTable
 from samtal.times import US_PER_SECOND, local_day, zone
 from samtal.tokens import TokenKind, digest, new_secret
@@ -44,31 +51,78 @@ T = TypeVar("T")
 #: Times a write transaction that lost a race (a deadlock, a serialisation failure) is tried.
 ATTEMPTS = 5
 US_PER_MINUTE = 60 * US_PER_SECOND
+#: Seconds an organisation's row, once read, is trusted before it is read again: a change of
+#: its settings reaches every process within this. (Its zone never changes.)
+ORG_TTL = 5.0
 
 
 class Store:
     """Call data and operator data of every organisation, on one engine."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: SqlEngine) -> None:
         self.engine = engine
-        self._zones: dict[str, str] = {}  # an organisation's zone never changes
         #: Webhook subscriptions and their pending retries (what the deliverer works on).
         self.hooks = WebhookTable(engine)
+        self._orgs: dict[str, tuple[Org, float]] = {}
+        self._orgs_lock = threading.Lock()
+
+    @property
+    def writers(self) -> int:
+        """Write transactions the engine takes at once."""
+        return self.engine.writers
 
     # -- organisations and tokens (operator side) ------------------------------------------
     def add_org(self, name: str, tz: str, *, now: int) -> Org:
         """Create an organisation; UsageError for a bad name or zone, Conflict when it exists."""
         check_org_name(name)
         zone(tz)  # UnknownZone for a name the IANA database does not know
-        return self.engine.add_org(name, tz, now=now)
+        return self._remember(self.engine.add_org(name, tz, now=now))
 
     def orgs(self) -> list[Org]:
         """Every organisation, by name."""
-        return self.engine.orgs()
+        return [self._remember(org) for org in self.engine.orgs()]
 
-    def org(self, name: str) -> Org | None:
-        """One organisation, or None."""
-        return self.engine.org(name)
+    def org(self, name: str) -> Org:
+        """One organisation, read again at most every ORG_TTL seconds; NotFound when there is
+        none of that name (never a silent default)."""
+        found = self.orgs_named([name]).get(name)
+        if found is None:
+            raise NotFound(f"unknown organisation {shorten(name)}")
+        return found
+
+    def cached_org(self, name: str) -> Org | None:
+        """The organisation as last read, while that is fresh; None when it must be read."""
+        hit = self._orgs.get(name)
+        return hit[0] if hit is not None and time.monotonic() - hit[1] < ORG_TTL else None
+
+    def orgs_named(self, names: Sequence[str]) -> dict[str, Org]:
+        """The organisations of `names` that exist, by name: one query for those not fresh in
+        the cache, whatever their number."""
+        found: dict[str, Org] = {}
+        missing = []
+        for name in names:
+            org = self.cached_org(name)
+            if org is None:
+                missing.append(name)
+            else:
+                found[name] = org
+        if missing:
+            for org in self.engine.orgs_named(missing):
+                found[org.name] = self._remember(org)
+        return found
+
+    def zones(self, names: Sequence[str]) -> dict[str, ZoneInfo]:
+        """The zone of each of these organisations; NotFound when one does not exist."""
+        found = self.orgs_named(names)
+        missing = [name for name in names if name not in found]
+        if missing:
+            raise NotFound(f"unknown organisation {shorten(missing[0])}")
+        return {name: zone(org.tz) for name, org in found.items()}
+
+    def _remember(self, org: Org) -> Org:
+        with self._orgs_lock:
+            self._orgs[org.name] = (org, time.monotonic())
+        return org
 
     def create_token(self, kind: TokenKind, *, org: str | None, now: int) -> tuple[Token, str]:
         """A new token and its secret (shown once); only its hash is kept."""
@@ -145,22 +199,46 @@ class Store:
 
     # -- call data --------------------------------------------------------------------------
     def ingest(self, events: Sequence[Event], *, now: int) -> IngestSummary:
-        """Store valid events of known organisations, idempotently, and recompute the record of
-        every call that received a new event, all in one durable transaction."""
-        self._prepare(events)
-        return self._write(lambda tx: _recompute.ingest(tx, events, now=now))
+        """Store events of known organisations, idempotently, and recompute the record of
+        every call that received a new event, all in one durable transaction.
+
+        Should the database refuse a value (`Refused`), the batch is split by call until the
+        calls that hold it are set apart: they are reported in `refused`, and every other call
+        is stored.
+        """
+        zones = self.zones(sorted({event.org for event in events}))
+        self._prepare(events, zones)
+        return self._ingest_apart(events, zones, now)
+
+    def _ingest_apart(
+        self, events: Sequence[Event], zones: Mapping[str, ZoneInfo], now: int
+    ) -> IngestSummary:
+        try:
+            return self._write(lambda tx: _recompute.ingest(tx, events, zones=zones, now=now))
+        except Refused as exc:
+            keys = sorted({(event.org, event.call) for event in events})
+            if len(keys) == 1:
+                log.warning("the database refused call %r of %r: %s", keys[0][1], keys[0][0], exc)
+                return IngestSummary(0, 0, 0, refused=((keys[0], str(exc)),))
+            half = set(keys[: len(keys) // 2])
+            first = [event for event in events if (event.org, event.call) in half]
+            rest = [event for event in events if (event.org, event.call) not in half]
+            return self._ingest_apart(first, zones, now) + self._ingest_apart(rest, zones, now)
 
     def records(
         self, *, org: str, start: int, end: int, detailed: bool = False
     ) -> Iterator[list[bytes]]:
         """Pages of the rendered records of `org` whose start is in [start, end), in order;
-        `detailed` adds `id`, `version` and `seq` (changes.md)."""
+        `detailed` adds `id`, `version` and `seq` (changes.md). No page holds a snapshot or a
+        connection while the one before it is consumed."""
         if not detailed:
-            return self.engine.records(org=org, start=start, end=end)
-        return (
-            [render_detailed(*row) for row in page]
-            for page in self.engine.detailed_records(org=org, start=start, end=end)
-        )
+            for rows in self.engine.pages("json", org, start, end):
+                yield [row[2] for row in rows]
+            return
+        for rows in self.engine.pages("json, version, change_seq", org, start, end):
+            yield [
+                render_detailed(call, json, version, seq) for _, call, json, version, seq in rows
+            ]
 
     def csv_records(
         self, *, org: str, start: int, end: int, detailed: bool = False
@@ -168,15 +246,17 @@ class Store:
         """Pages of the CSV rows of the records of `org` whose start is in [start, end), in
         order (changes.md, "Formats"); `detailed` adds `id` first and `version`, `seq` last.
         Rows are rendered when a record is made; a record stored before that is converted."""
-        for page in self.engine.csv_records(org=org, start=start, end=end):
+        # The JSON only where no CSV row was stored: the rest is not read twice.
+        columns = "csv, CASE WHEN csv IS NULL THEN json END, version, change_seq"
+        for page in self.engine.pages(columns, org, start, end):
             rows = [
                 row if row is not None else csv_row(orjson.loads(json or b"{}").values())
-                for _, row, json, _, _ in page
+                for _, _, row, json, _, _ in page
             ]
             if detailed:
                 rows = [
                     detailed_csv(call, row, version, seq)
-                    for row, (call, _, _, version, seq) in zip(rows, page, strict=True)
+                    for row, (_, call, _, _, version, seq) in zip(rows, page, strict=True)
                 ]
             yield rows
 
@@ -194,24 +274,16 @@ class Store:
         """The highest change number `org` has given out (0 before any)."""
         return self.engine.latest_change(org)
 
-    def _prepare(self, events: Sequence[Event]) -> None:
+    def _prepare(self, events: Sequence[Event], zones: Mapping[str, ZoneInfo]) -> None:
         """Let the engine make ready, outside the write transaction, for every day a call of
         `events` may take (a call's day is the local date of one of its events)."""
-        days: set[int] = set()
-        for org, instants in _instants_by_org(events).items():
-            rendering = zone(self._zone_of(org))
-            days.update(local_day(instant, rendering) for instant in instants)
+        days = {
+            local_day(instant, zones[org])
+            for org, instants in _instants_by_org(events).items()
+            for instant in instants
+        }
         if days:
             self.engine.prepare_days(days)
-
-    def _zone_of(self, org: str) -> str:
-        tz = self._zones.get(org)
-        if tz is None:
-            found = self.engine.org(org)
-            if found is None:
-                raise NotFound(f"unknown organisation {org!r}")
-            tz = self._zones[org] = found.tz
-        return tz
 
     def drop_days(self, before: int) -> int:
         """Remove the calls of every organisation whose day (the local date of their start)
@@ -220,7 +292,10 @@ class Store:
 
     def close_idle_calls(self, *, now: int, idle: int) -> int:
         """Append an `ended` to every call idle for `idle` microseconds (cdr.md); how many."""
-        return self._write(lambda tx: _recompute.close_idle_calls(tx, now=now, idle=idle))
+        zones = _Zones(self)
+        return self._write(
+            lambda tx: _recompute.close_idle_calls(tx, zones=zones, now=now, idle=idle)
+        )
 
     def purge(self, *, org: str, before: int) -> int:
         """Remove whole calls of `org` that started before `before`; the number removed."""
@@ -230,6 +305,10 @@ class Store:
         """Call `changed(org)` soon after any process commits new versions of `org`'s records
         (None: some organisation), until `stop` is set. Blocks: run it on a thread."""
         self.engine.watch(stop, changed)
+
+    def ping(self) -> None:
+        """Read something: StoreError (or the driver's error) when the database cannot answer."""
+        self.engine.schema_version  # noqa: B018
 
     def lead_duties(self) -> bool:
         """Whether this process runs the background duties (one process per installation)."""
@@ -252,7 +331,24 @@ class Store:
         raise AssertionError("unreachable")
 
 
-def _check_cursor(after: int, feed: Feed) -> None:
+class _Zones(Mapping[str, ZoneInfo]):
+    """The zone of whichever organisation is asked for, looked up when asked (idle calls may
+    be of any organisation)."""
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+
+    def __getitem__(self, name: str) -> ZoneInfo:
+        return zone(self._store.org(name).tz)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(())
+
+    def __len__(self) -> int:
+        return 0
+
+
+def _check_cursor(after: int, feed: FeedRead) -> None:
     """CursorExpired unless the feed can go on exactly from `after` (changes.md, Retention)."""
     if after > feed.latest:
         raise CursorExpired(
@@ -296,6 +392,8 @@ def open_store(url: str) -> Store:
 
 __all__ = [
     "IDLE_CLOSE_ID",
+    "AsyncStore",
+    "CallKey",
     "Change",
     "FeedPage",
     "IngestSummary",

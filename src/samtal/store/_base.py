@@ -1,19 +1,18 @@
-"""What the engines provide: SQL-shaped operations, and the small typed objects they return.
+"""The small typed objects the store passes around, and what a write transaction offers.
 
 An engine knows tables and statements, never the domain: it stores and finds events, calls,
 rendered records, organisations and tokens. What a new event means for a call's record is
 worked out once, for every engine, by `_recompute` on top of a `WriteTx`.
 
-Tenancy is in the signatures: every operation on call data takes the organisation.
+Tenancy is in the signatures: every operation on call data names the organisation, alone or as
+the first half of a call's key.
 """
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import AbstractContextManager
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, NamedTuple, Protocol
+from typing import NamedTuple, Protocol
 
 from samtal.errors import StoreError, UsageError, shorten
 from samtal.events import Event
@@ -23,6 +22,9 @@ from samtal.types import ORG_NAME
 
 #: Id of the `ended` event a server appends when it closes an idle call (cdr.md).
 IDLE_CLOSE_ID = "samtal:idle-close:{call}"
+
+#: A call's key: its organisation and its id.
+CallKey = tuple[str, str]
 
 
 def check_org_name(name: str) -> None:
@@ -38,6 +40,11 @@ def check_org_name(name: str) -> None:
 class Contention(StoreError):
     """A write transaction lost a race with another writer (a deadlock or serialisation
     failure the database resolved by aborting it): it is safe to run it again."""
+
+
+class Refused(StoreError):
+    """The database refused a value of the batch (a data error, not an outage): running the
+    same batch again fails the same way, so the calls that hold the value must be set apart."""
 
 
 @dataclass(frozen=True)
@@ -74,6 +81,20 @@ class IngestSummary:
     records_deleted: int = 0
     #: For each record made or changed: microseconds from its call's stop to now.
     lags: tuple[int, ...] = ()
+    #: Calls the database refused to store (`Refused`), each with the reason: their events
+    #: are not stored, and the rest of the batch is.
+    refused: tuple[tuple[CallKey, str], ...] = ()
+
+    def __add__(self, other: IngestSummary) -> IngestSummary:
+        return IngestSummary(
+            self.accepted + other.accepted,
+            self.duplicates + other.duplicates,
+            self.records_changed + other.records_changed,
+            self.records_new + other.records_new,
+            self.records_deleted + other.records_deleted,
+            self.lags + other.lags,
+            self.refused + other.refused,
+        )
 
 
 @dataclass(frozen=True)
@@ -96,13 +117,23 @@ class Change:
 
 
 @dataclass(frozen=True)
-class Feed:
+class FeedRead:
     """One read of an organisation's feed, from one snapshot: the versions after a cursor, the
     highest change number given out, and the highest lost to retention."""
 
     changes: list[Change]
     latest: int
     purged: int
+
+
+@dataclass(frozen=True)
+class FeedPage:
+    """One answer of the change feed (changes.md): the versions, the cursor to ask after next,
+    and whether newer versions exist already."""
+
+    changes: list[Change]
+    next: int
+    more: bool
 
 
 class KnownCall(NamedTuple):
@@ -118,14 +149,8 @@ class KnownCall(NamedTuple):
     changed: int
 
 
-@dataclass(frozen=True)
-class FeedPage:
-    """One answer of the change feed (changes.md): the versions, the cursor to ask after next,
-    and whether newer versions exist already."""
-
-    changes: list[Change]
-    next: int
-    more: bool
+#: What is known of a call not seen before.
+NEVER = KnownCall(None, 0, 0, 0)
 
 
 @dataclass(frozen=True)
@@ -169,191 +194,59 @@ class RecordRow:
     csv: bytes | None = None
 
 
-class RecordPages:
-    """The three readings of a period's records that every engine gives, from its one paged
-    scan `_pages(columns, org, start, end)`: pages of (start_ms, call, *columns), in order,
-    each page its own short query."""
+class Gone(NamedTuple):
+    """A stored record to delete: where it is."""
 
-    def _pages(self, columns: str, org: str, start: int, end: int) -> Iterator[list[Any]]:
-        raise NotImplementedError
-
-    def records(self, *, org: str, start: int, end: int) -> Iterator[list[bytes]]:
-        """Pages of the rendered records of `org` whose start is in [start, end), in order."""
-        for rows in self._pages("json", org, start, end):
-            yield [row[2] for row in rows]
-
-    def detailed_records(
-        self, *, org: str, start: int, end: int
-    ) -> Iterator[list[tuple[str, bytes, int, int]]]:
-        """As `records`, each as (call, rendered record, version, change number)."""
-        for rows in self._pages("json, version, change_seq", org, start, end):
-            yield [row[1:] for row in rows]
-
-    def csv_records(
-        self, *, org: str, start: int, end: int
-    ) -> Iterator[list[tuple[str, bytes | None, bytes | None, int, int]]]:
-        """As `records`, each as (call, CSV row or None, JSON where there is no CSV row,
-        version, change number)."""
-        # The JSON only where no CSV row was stored: the rest is not read twice.
-        columns = "csv, CASE WHEN csv IS NULL THEN json END, version, change_seq"
-        for rows in self._pages(columns, org, start, end):
-            yield [row[1:] for row in rows]
+    org: str
+    start_ms: int
+    call: str
 
 
 class WriteTx(Protocol):
-    """One write transaction of an engine: SQL-shaped steps that `_recompute` composes."""
+    """One write transaction of an engine: set-based steps, each over every organisation of a
+    batch at once, that `_recompute` composes."""
 
-    def lock_calls(self, org: str, calls: Sequence[str]) -> dict[str, KnownCall]:
-        """The calls of `calls` seen before, each with what is known of its record; every
-        call of `calls` is locked until the transaction ends: writers of one call take turns."""
+    def lock_calls(self, keys: Sequence[CallKey]) -> dict[CallKey, KnownCall]:
+        """The calls of `keys` seen before, each with what is known of its record; every call
+        of `keys` is locked until the transaction ends: writers of one call take turns."""
         ...
 
     def insert_events(
-        self, org: str, events: Sequence[Event], new_days: Mapping[str, int]
+        self, events: Sequence[Event], new_days: Mapping[CallKey, int]
     ) -> list[Event]:
-        """Insert the events of `org` not stored before (the first of any repeated); the ones
-        inserted. Events of a call seen before go where its other events are; those of a call
-        first seen now, in its day `new_days[call]`. A concurrent writer of the same event is
-        waited for, never doubled."""
+        """Insert the events not stored before (the first of any repeated); the ones inserted.
+        Events of a call seen before go where its other events are; those of a call first seen
+        now, in its day `new_days[key]`. A concurrent writer of the same event is waited for,
+        never doubled."""
         ...
 
-    def call_events(self, org: str, calls: Sequence[str]) -> dict[str, list[Event]]:
+    def call_events(self, keys: Sequence[CallKey]) -> dict[CallKey, list[Event]]:
         """Every stored event of each call (this transaction's included)."""
         ...
 
-    def record_json(self, org: str, start_ms: int, call: str) -> bytes | None:
-        """The stored rendering of a call's record, or None."""
+    def record_json(self, where: Sequence[Gone]) -> dict[CallKey, bytes]:
+        """The stored rendering of each of these records (those that exist)."""
         ...
 
-    def zone_of(self, org: str) -> str:
-        """The organisation's zone name; NotFound when there is no such organisation."""
-        ...
-
-    def take_change_seqs(self, org: str, count: int) -> int:
-        """Reserve `count` change numbers of `org`; the first. Numbers are taken in the order
-        the transactions commit (the reservation holds until the end of the transaction)."""
+    def take_change_seqs(self, counts: Mapping[str, int]) -> dict[str, int]:
+        """Reserve `counts[org]` change numbers of each organisation; the first of each.
+        Numbers are taken in the order the transactions commit (the reservation holds until
+        the end of the transaction)."""
         ...
 
     def write(
         self,
         records: Sequence[RecordRow],
-        gone: Sequence[tuple[str, int, str]],
+        gone: Sequence[Gone],
         calls: Sequence[CallRow],
-        forget: Sequence[tuple[str, str]] = (),
+        forget: Sequence[CallKey] = (),
     ) -> None:
-        """Delete the records at (org, start_ms, call) in `gone`, upsert `records`, upsert
-        `calls` (moving a call's rows where its day changed), and delete the rows of the locked
-        calls in `forget` (org, call), which turned out to have no event of their own."""
+        """Delete the records in `gone`, upsert `records`, upsert `calls` (moving a call's rows
+        where its day changed), and delete the rows of the locked calls in `forget`, which
+        turned out to have no event of their own."""
         ...
 
     def stale_calls(self, last_seen_before: int) -> list[tuple[str, str, int, str]]:
         """Open calls whose latest event came at or before the given server time, each as (org,
         call, instant, at) of its latest event."""
-        ...
-
-
-class Engine(Protocol):
-    """A database that samtal can run on: the same operations on every engine."""
-
-    # -- organisations and tokens (operator side) ------------------------------------------
-    def add_org(self, name: str, tz: str, *, now: int) -> Org:
-        """Create an organisation; Conflict when it exists."""
-        ...
-
-    def orgs(self) -> list[Org]:
-        """Every organisation, by name."""
-        ...
-
-    def org(self, name: str) -> Org | None:
-        """One organisation, or None."""
-        ...
-
-    def add_token(self, kind: TokenKind, *, org: str | None, hash: bytes, now: int) -> Token:
-        """Store a token by the hash of its secret; NotFound for an unknown organisation."""
-        ...
-
-    def tokens(self) -> list[Token]:
-        """Every token, oldest first."""
-        ...
-
-    def revoke_token(self, token_id: int, *, now: int) -> Token:
-        """Revoke a token (again: no change); NotFound when there is none with that id."""
-        ...
-
-    def token_by_hash(self, hash: bytes) -> Token | None:
-        """The token with this hash, or None."""
-        ...
-
-    def touch_token(self, token_id: int, *, now: int) -> None:
-        """Note that a token was used."""
-        ...
-
-    def operator_sql(
-        self, statements: Sequence[tuple[str, Sequence[object]]], *, write: bool
-    ) -> list[Any]:
-        """Run portable statements on operator tables (`?` placeholders) in one transaction,
-        read-only unless `write`; the rows of the last (see `_webhooks`)."""
-        ...
-
-    # -- call data --------------------------------------------------------------------------
-    def transaction(self) -> AbstractContextManager[WriteTx]:
-        """A write transaction: committed durably when the block ends, rolled back when it
-        raises. Not nestable."""
-        ...
-
-    def records(self, *, org: str, start: int, end: int) -> Iterator[list[bytes]]:
-        """Pages of the rendered records of `org` whose start is in [start, end), in order;
-        no page holds a snapshot or a connection while the one before it is consumed."""
-        ...
-
-    def detailed_records(
-        self, *, org: str, start: int, end: int
-    ) -> Iterator[list[tuple[str, bytes, int, int]]]:
-        """As `records`, each record as (call, rendered record, version, change number)."""
-        ...
-
-    def csv_records(
-        self, *, org: str, start: int, end: int
-    ) -> Iterator[list[tuple[str, bytes | None, bytes | None, int, int]]]:
-        """As `records`, each as (call, CSV row or None where none was stored, the rendered
-        JSON where no CSV row was stored, version, change number)."""
-        ...
-
-    def feed(self, *, org: str, after: int, limit: int) -> Feed:
-        """The calls of `org` whose latest version has a change number above `after`, by
-        change number, at most `limit`, with the organisation's latest and purged change
-        numbers, all read from one snapshot; NotFound for an unknown organisation."""
-        ...
-
-    def latest_change(self, org: str) -> int:
-        """The highest change number `org` has given out (0: none; NotFound: no such org)."""
-        ...
-
-    def purge(self, *, org: str, before: int) -> int:
-        """Remove whole calls of `org` whose age is before `before`, remembering the highest
-        change number removed as the organisation's purged one; the number removed."""
-        ...
-
-    def prepare_days(self, days: set[int]) -> None:
-        """Make ready to hold calls of these days (an engine with partitions makes them)."""
-        ...
-
-    def drop_days(self, before: int) -> int:
-        """Remove the calls of every organisation whose day is before `before`, whole days at
-        a time where the engine can; the number of days dropped."""
-        ...
-
-    def watch(self, stop: threading.Event, changed: Callable[[str | None], None]) -> None:
-        """Until `stop` is set, call `changed(org)` soon (well within a second) after any
-        process commits new versions of `org`'s records; `changed(None)` when the engine cannot
-        tell which organisation (or may have missed some). Blocks: run it on a thread."""
-        ...
-
-    def lead_duties(self) -> bool:
-        """Whether this process runs the background duties of the installation: the first to
-        ask takes the lead and keeps it while it lives; the others get False until it is gone."""
-        ...
-
-    def close(self) -> None:
-        """Release the engine's connections (and the lead of the duties)."""
         ...

@@ -2,14 +2,17 @@
 record recomputed from all its events, rendered in its organisation's zone, compared with what
 is stored, written, and numbered in the change feed.
 
-It runs inside one write transaction (`WriteTx`) and never speaks SQL.
+Two halves: `decide` is pure (a call's events and what was known of it in, what to store out)
+and is tested without a database; `ingest` runs inside one write transaction (`WriteTx`) and
+does each step once for the whole batch, whatever the number of organisations in it. It never
+speaks SQL.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
-from dataclasses import replace
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
 from zoneinfo import ZoneInfo
 
 import orjson
@@ -19,42 +22,199 @@ from samtal.events import Event
 from samtal.records import csv_row
 from samtal.store._base import (
     IDLE_CLOSE_ID,
+    NEVER,
+    CallKey,
     CallRow,
+    Gone,
     IngestSummary,
     KnownCall,
     RecordRow,
     WriteTx,
 )
-from samtal.times import US_PER_MS, local_day, zone
+from samtal.times import US_PER_MS, local_day
 
 log = logging.getLogger(__name__)
 
 
-def ingest(tx: WriteTx, events: Sequence[Event], *, now: int) -> IngestSummary:
-    """Store the batch's new events and recompute the record of every call they touch."""
-    by_org: dict[str, dict[str, list[Event]]] = {}
+@dataclass(frozen=True)
+class Made:
+    """A record as it is to be stored: its day, where it sorts, and its renderings."""
+
+    day: int
+    start_ms: int
+    start: int
+    stop: int
+    json: bytes
+    csv: bytes
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What to store of one call after its new events: its row (version and change number
+    not yet taken), the record to write, the stored record to delete, and whether it is a new
+    version (changes.md)."""
+
+    row: CallRow
+    #: The record to write: new, or changed. None when it is unchanged or the call has none.
+    made: Made | None = None
+    #: The stored record to delete: it went (a tombstone), or moved (its start changed).
+    gone: Gone | None = None
+    #: The record was made, changed or removed: it takes the next version and change number.
+    changed: bool = False
+
+
+def decide(
+    org: str,
+    call: str,
+    events: Sequence[Event],
+    known: KnownCall,
+    stored: bytes | None,
+    *,
+    now: int,
+    zone: ZoneInfo,
+) -> Decision:
+    """The decision for one call from all its events, what was known of it, and the stored
+    rendering of its record (None when it has none). Pure: no database, no clock."""
+    try:
+        record = record_of_call(events)
+        fields = None if record is None else record.render(zone)
+    except Exception as exc:
+        # Whatever goes wrong with one call costs that call alone: its events are kept, its
+        # record stays as it was, and its next event tries again.
+        log.error(
+            "call %r of organisation %r: cannot make its record (%s: %s); its events are kept "
+            "and its record is tried again with its next event",
+            call,
+            org,
+            type(exc).__name__,
+            exc,
+        )
+        return Decision(_call_row(org, call, events, known, now, zone))
+    if record is None or fields is None:
+        # No record: not started yet, or still going. A record it had is gone: a late event
+        # showed that the call has not stopped after all (cdr.md), a tombstone.
+        row = _call_row(org, call, events, known._replace(record_ms=None), now, zone)
+        if known.record_ms is None:
+            return Decision(row)
+        return Decision(row, gone=Gone(org, known.record_ms, call), changed=True)
+    rendered = orjson.dumps(fields)
+    start_ms = record.start // US_PER_MS
+    day = local_day(record.start, zone)
+    row = CallRow(
+        org, call, day, record.start, start_ms, False, now, known.version, known.seq, known.changed
+    )
+    if known.record_ms == start_ms and stored == rendered:
+        return Decision(row)  # the same record: no new version
+    made = Made(day, start_ms, record.start, record.stop, rendered, csv_row(fields.values()))
+    old = known.record_ms
+    moved = None if old is None or old == start_ms else Gone(org, old, call)
+    return Decision(row, made, moved, True)
+
+
+def ingest(
+    tx: WriteTx, events: Sequence[Event], *, zones: Mapping[str, ZoneInfo], now: int
+) -> IngestSummary:
+    """Store the batch's new events and recompute the record of every call they touch, each
+    step once for the whole batch; `zones` has the zone of every organisation in it.
+
+    The calls are locked first, so that a concurrent writer of the same call is waited for and
+    its events are counted. A call first seen in this batch has all its events at hand; the
+    events of calls seen before are read back.
+    """
+    batch: dict[CallKey, list[Event]] = {}
     for event in events:
-        calls = by_org.get(event.org)
-        if calls is None:
-            calls = by_org[event.org] = {}
-        group = calls.get(event.call)
+        key = (event.org, event.call)
+        group = batch.get(key)
         if group is None:
-            calls[event.call] = [event]
+            batch[key] = [event]
         else:
             group.append(event)
-    accepted = changed = new = deleted = 0
+    keys = sorted(batch)
+    known = tx.lock_calls(keys)
+    new_days = {key: local_day(_age(batch[key]), zones[key[0]]) for key in keys if key not in known}
+    fresh = tx.insert_events([e for key in keys for e in batch[key]], new_days)
+    new: dict[CallKey, list[Event]] = {}
+    for event in fresh:
+        new.setdefault((event.org, event.call), []).append(event)
+    # A call seen first here whose every event was a duplicate (of another call's ids) has
+    # nothing of its own: its lock's placeholder goes.
+    forget = [key for key in keys if key not in known and key not in new]
+    touched = sorted(new)
+    again = [key for key in touched if key in known]
+    stored_events = tx.call_events(again) if again else {}
+    had = [
+        Gone(org, start_ms, call)
+        for org, call in again
+        if (start_ms := known[org, call].record_ms) is not None
+    ]
+    stored = tx.record_json(had) if had else {}
+    decisions = [
+        decide(
+            org,
+            call,
+            stored_events.get((org, call), new[org, call]),
+            known.get((org, call), NEVER),
+            stored.get((org, call)),
+            now=now,
+            zone=zones[org],
+        )
+        for org, call in touched
+    ]
+    return _write(tx, decisions, now=now, accepted=len(fresh), sent=len(events), forget=forget)
+
+
+def _write(
+    tx: WriteTx,
+    decisions: list[Decision],
+    *,
+    now: int,
+    accepted: int,
+    sent: int,
+    forget: list[CallKey],
+) -> IngestSummary:
+    """Number the new versions (per organisation, in call order) and write every row at once."""
+    counts: dict[str, int] = {}
+    for decision in decisions:
+        if decision.changed:
+            counts[decision.row.org] = counts.get(decision.row.org, 0) + 1
+    next_seq = tx.take_change_seqs(counts) if counts else {}
+    records: list[RecordRow] = []
+    calls: list[CallRow] = []
     lags: list[int] = []
-    for org, calls in sorted(by_org.items()):
-        summary = _ingest_org(tx, org, calls, now)
-        accepted += summary.accepted
-        changed += summary.records_changed
-        new += summary.records_new
-        deleted += summary.records_deleted
-        lags += summary.lags
-    return IngestSummary(accepted, len(events) - accepted, changed, new, deleted, tuple(lags))
+    made_new = deleted = 0
+    for decision in decisions:
+        row, made = decision.row, decision.made
+        if decision.changed:
+            seq = next_seq[row.org]
+            next_seq[row.org] = seq + 1
+            version = row.version + 1
+            if made is None:
+                deleted += 1
+            else:
+                made_new += row.version == 0
+                lags.append(now - made.stop)
+                records.append(
+                    RecordRow(
+                        row.org,
+                        made.day,
+                        made.start_ms,
+                        row.call,
+                        made.start,
+                        seq,
+                        made.json,
+                        version,
+                        made.csv,
+                    )
+                )
+            row = replace(row, version=version, seq=seq, changed=now)
+        calls.append(row)
+    gone = [d.gone for d in decisions if d.gone is not None]
+    tx.write(records, gone, calls, forget)
+    changed = sum(counts.values())
+    return IngestSummary(accepted, sent - accepted, changed, made_new, deleted, tuple(lags))
 
 
-def close_idle_calls(tx: WriteTx, *, now: int, idle: int) -> int:
+def close_idle_calls(tx: WriteTx, *, zones: Mapping[str, ZoneInfo], now: int, idle: int) -> int:
     """Append an `ended` to every call that has not stopped and has had no event for `idle`
     microseconds, at the instant of its latest event (cdr.md); the number closed. Picked and
     closed in the one transaction: an event arriving in between cannot be overtaken."""
@@ -63,103 +223,8 @@ def close_idle_calls(tx: WriteTx, *, now: int, idle: int) -> int:
         for org, call, instant, at in tx.stale_calls(now - idle)
     ]
     if closing:
-        ingest(tx, closing, now=now)
+        ingest(tx, closing, zones=zones, now=now)
     return len(closing)
-
-
-def _ingest_org(tx: WriteTx, org: str, batch: dict[str, list[Event]], now: int) -> IngestSummary:
-    """Store `org`'s new events of the batch and recompute the records of the calls that got
-    any; what it did (duplicates not counted).
-
-    The calls are locked first, so that a concurrent writer of the same call is waited for
-    and its events are counted. A call first seen in this batch has all its events at hand;
-    the events of calls seen before are read back.
-    """
-    names = sorted(batch)
-    known = tx.lock_calls(org, names)
-    rendering = zone(tx.zone_of(org))
-    new_days = {
-        call: local_day(_age(batch[call]), rendering) for call in names if call not in known
-    }
-    fresh = tx.insert_events(org, [e for call in names for e in batch[call]], new_days)
-    new: dict[str, list[Event]] = {}
-    for event in fresh:
-        new.setdefault(event.call, []).append(event)
-    # A call seen first here whose every event was a duplicate (of another call's ids) has
-    # nothing of its own: its lock's placeholder goes.
-    forget = [(org, call) for call in names if call not in known and call not in new]
-    touched = sorted(new)
-    stored = tx.call_events(org, [c for c in touched if c in known]) if known else {}
-    # Each call whose record is made, changed or removed takes the next version and change
-    # number (changes.md); the others keep theirs.
-    changed: list[tuple[CallRow, tuple[int, int, int, bytes, bytes | None] | None]] = []
-    lags: list[int] = []
-    calls: list[CallRow] = []
-    gone: list[tuple[str, int, str]] = []
-    for call in touched:
-        events = stored.get(call, new[call])
-        old = known.get(call, _NEVER)
-        try:
-            record = record_of_call(events)
-            fields = None if record is None else record.render(rendering)
-            rendered = None if fields is None else orjson.dumps(fields)
-            as_csv = None if fields is None else csv_row(fields.values())
-        except Exception as exc:
-            # Whatever goes wrong with one call costs that call alone: its events are kept,
-            # its record stays as it was, and its next event tries again.
-            log.error(
-                "call %r of organisation %r: cannot make its record (%s: %s); its events are "
-                "kept and its record is tried again with its next event",
-                call,
-                org,
-                type(exc).__name__,
-                exc,
-            )
-            calls.append(_call_row(org, call, events, old, now, rendering))
-            continue
-        if record is None or rendered is None:
-            # No record: not started yet, or still going. A record it had is gone: a late
-            # event showed that the call has not stopped after all (cdr.md), a tombstone.
-            row = _call_row(org, call, events, old._replace(record_ms=None), now, rendering)
-            if old.record_ms is None:
-                calls.append(row)
-            else:
-                gone.append((org, old.record_ms, call))
-                changed.append((row, None))
-            continue
-        start_ms = record.start // US_PER_MS
-        day = local_day(record.start, rendering)
-        row = CallRow(org, call, day, record.start, start_ms, False, now, *old[1:])
-        if (
-            old.record_ms is None
-            or old.record_ms != start_ms
-            or tx.record_json(org, old.record_ms, call) != rendered
-        ):
-            if old.record_ms is not None and old.record_ms != start_ms:
-                gone.append((org, old.record_ms, call))
-            changed.append((row, (day, start_ms, record.start, rendered, as_csv)))
-            lags.append(now - record.stop)
-        else:
-            calls.append(row)
-    records = []
-    made_new = sum(row.version == 0 and made is not None for row, made in changed)
-    gone_now = sum(made is None for _, made in changed)
-    if changed:
-        first = tx.take_change_seqs(org, len(changed))
-        for seq, (row, made) in enumerate(changed, first):
-            version = row.version + 1
-            calls.append(replace(row, version=version, seq=seq, changed=now))
-            if made is not None:
-                day, start_ms, start, rendered, as_csv = made
-                records.append(
-                    RecordRow(org, day, start_ms, row.call, start, seq, rendered, version, as_csv)
-                )
-    tx.write(records, gone, calls, forget)
-    return IngestSummary(len(fresh), 0, len(changed), made_new, gone_now, tuple(lags))
-
-
-#: What is known of a call not seen before.
-_NEVER = KnownCall(None, 0, 0, 0)
 
 
 def _call_row(
@@ -168,15 +233,17 @@ def _call_row(
     events: Sequence[Event],
     known: KnownCall,
     now: int,
-    rendering: ZoneInfo,
+    zone: ZoneInfo,
 ) -> CallRow:
     """A call's row from its events and what was known of it: its age is its start (or its
     earliest event without one), its day the local date of its age, and it is open while it
     has no record and no `ended`."""
     age = _age(events)
-    day = local_day(age, rendering)
+    day = local_day(age, zone)
     is_open = known.record_ms is None and not any(e.type == "ended" for e in events)
-    return CallRow(org, call, day, age, known.record_ms, is_open, now, *known[1:])
+    return CallRow(
+        org, call, day, age, known.record_ms, is_open, now, known.version, known.seq, known.changed
+    )
 
 
 def _age(events: Sequence[Event]) -> int:

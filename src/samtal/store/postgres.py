@@ -1,11 +1,13 @@
 """The production engine: PostgreSQL through psycopg 3 and a connection pool.
 
-Several processes may write at once. Writers of one call take turns on a row lock of the call
-(`lock_calls`); change numbers of an organisation are taken from its row, which stays locked
-until the commit, so that they are given out in the order the changes become visible
-(changes.md, "Visibility order"). Every key leads with `org` and every statement on call data
-filters on it, so that the tables can be distributed by organisation (Citus; see README).
-Text keys use the "C" collation: records are ordered by call id byte for byte, as on SQLite.
+Several processes, and several writer threads in each, may write at once. Writers of one call
+take turns on a row lock of the call (`lock_calls`); change numbers of an organisation are taken
+from its row, which stays locked until the commit, so that they are given out in the order the
+changes become visible (changes.md, "Visibility order"). Every key leads with `org` and every
+statement on call data filters on it, so that the tables can be distributed by organisation
+(Citus; see README). Text keys use the "C" collation: records are ordered by call id byte for
+byte, as on SQLite. What every engine shares is in `_sql`; this module keeps PostgreSQL's
+schema, pool, partitions, bulk writes (COPY, arrays) and its LISTEN/NOTIFY watcher.
 """
 
 from __future__ import annotations
@@ -15,27 +17,17 @@ import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import date
-from typing import Any
+from typing import Any, ClassVar
 
 import psycopg
 from psycopg import errors
 from psycopg_pool import ConnectionPool
 
-from samtal.errors import Conflict, NotFound, StoreError
+from samtal.errors import StoreError
 from samtal.events import Event
-from samtal.store._base import (
-    CallRow,
-    Change,
-    Contention,
-    Feed,
-    KnownCall,
-    Org,
-    RecordPages,
-    RecordRow,
-    Token,
-)
-from samtal.times import US_PER_MS
-from samtal.tokens import TokenKind
+from samtal.store._base import CallKey, CallRow, Contention, Gone, KnownCall, RecordRow, Refused
+from samtal.store._sql import SqlEngine
+from samtal.times import US_PER_SECOND
 
 log = logging.getLogger(__name__)
 
@@ -152,29 +144,46 @@ MIGRATIONS: tuple[str, ...] = (
 )
 #: The channel a commit that gave out change numbers notifies, with its organisation.
 CHANNEL = "samtal_changes"
-#: Records per page of a period's scan, each page one short query.
-PAGE = 2000
 #: Raised by PostgreSQL when it broke a deadlock or a serialisation conflict by aborting us.
 _RACES = (errors.DeadlockDetected, errors.SerializationFailure)
 _EVENT_COLUMNS = "org, day, id, call, instant, seq, type, party, number, kind, dialed, target, at"
+#: The types of `_EVENT_COLUMNS`, for a binary COPY.
+_EVENT_TYPES = ("text", "int4", "text", "text", "int8", "int8", *["text"] * 7)
 #: The partitioned tables, each with a partition per day it holds calls of.
 PARTITIONED = ("events", "records")
-_TOKEN_COLUMNS = "id, kind, org, created, last_used, revoked"
+_US_PER_DAY = 86_400 * US_PER_SECOND
 
 
-class PostgresEngine(RecordPages):
+class PostgresEngine(SqlEngine):
     """The engine on one PostgreSQL database, shared by any number of processes."""
+
+    placeholder: ClassVar[str] = "%s"
+    # The day is part of every key of a partitioned table: naming it finds the one partition.
+    record_join: ClassVar[str] = (
+        "r.org = c.org AND r.day = c.day AND r.start_ms = c.record_ms AND r.call = c.call"
+    )
+    integrity_errors: ClassVar[tuple[type[Exception], ...]] = (errors.IntegrityError,)
 
     def __init__(
         self, url: str, migrations: tuple[str, ...] = MIGRATIONS, *, max_size: int = 8
     ) -> None:
-        self._migrations = migrations
+        super().__init__(migrations)
         self._url = url
         self._lead: psycopg.Connection[Any] | None = None
         self._days: set[int] = set()  # days known to have their partitions
+        #: Half the pool writes, so that reads always find a connection.
+        self.writers = max(1, max_size // 2)
         try:
             self._pool = ConnectionPool(
-                url, min_size=1, max_size=max_size, open=True, timeout=30, name="samtal"
+                url,
+                min_size=1,
+                max_size=max_size,
+                open=True,
+                timeout=30,
+                name="samtal",
+                # A connection the server dropped (a restart) is found and replaced when it
+                # leaves the pool, not by the request that would have used it.
+                check=ConnectionPool.check_connection,
             )
             self._pool.wait(timeout=10)
             self._migrate()
@@ -183,33 +192,63 @@ class PostgresEngine(RecordPages):
                 raise
             raise StoreError(f"cannot open the database {_safe(url)}: {exc}") from exc
 
-    def _migrate(self) -> None:
+    # -- the primitives of `_sql` ------------------------------------------------------------
+    def _rows(self, sql: str, params: Sequence[object], *, binary: bool = False) -> list[Any]:
+        """On a pooled connection in autocommit: each read is its own snapshot. `binary`
+        fetches in PostgreSQL's binary format (bytea as it is, not hex-encoded)."""
+        with self._pool.connection() as db:
+            db.autocommit = True
+            with db.cursor(binary=binary) as cursor:
+                return cursor.execute(sql, params).fetchall()
+
+    @contextmanager
+    def _writing(self) -> Iterator[psycopg.Connection[Any]]:
+        """A write transaction on a pooled connection; Contention when it lost a race."""
+        try:
+            with self._pool.connection() as db:
+                db.autocommit = False
+                with db.transaction():
+                    yield db
+        except _RACES as exc:
+            raise Contention(str(exc).strip()) from exc
+
+    @contextmanager
+    def _snapshot(self) -> Iterator[psycopg.Cursor[Any]]:
+        with self._pool.connection() as db:
+            db.autocommit = False
+            with db.transaction(), db.cursor(binary=True) as cursor:
+                cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+                yield cursor
+
+    @contextmanager
+    def _migrating(self) -> Iterator[psycopg.Connection[Any]]:
         with self._pool.connection() as db, db.transaction():
             # One process upgrades; the others wait for it and then find nothing to do.
             db.execute("SELECT pg_advisory_xact_lock(hashtext('samtal:migrate'))")
-            db.execute(
-                "CREATE TABLE IF NOT EXISTS meta (key text PRIMARY KEY, value text NOT NULL)"
-            )
-            row = db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
-            version = int(row[0]) if row else 0
-            if version > len(self._migrations):
-                raise StoreError(
-                    f"the database has schema version {version}, newer than this samtal knows "
-                    f"({len(self._migrations)}): upgrade samtal"
-                )
-            for number, script in enumerate(self._migrations[version:], version + 1):
-                db.execute(script)
-                db.execute(
-                    "INSERT INTO meta VALUES ('schema_version', %s) "
-                    "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-                    (str(number),),
-                )
+            yield db
 
-    @property
-    def schema_version(self) -> int:
-        """The schema version of the open database."""
-        return int(self._one("SELECT value FROM meta WHERE key = 'schema_version'")[0])
+    def _apply(self, db: Any, script: str) -> None:
+        db.execute(script)
 
+    @contextmanager
+    def transaction(self) -> Iterator[_Tx]:
+        """A write transaction for the record workflow (see WriteTx)."""
+        try:
+            with self._writing() as db:
+                yield _Tx(db)
+        except psycopg.DataError as exc:
+            raise Refused(str(exc).strip()) from exc
+
+    def _period_hint(self, start: int, end: int) -> tuple[str, tuple[object, ...]]:
+        """The days a period's records can lie in: a record's day is the local date of its
+        start, at most a day from its UTC date. Named, they let PostgreSQL read only those
+        days' partitions, however many days are stored."""
+        return " AND day >= ? AND day <= ?", (
+            start // _US_PER_DAY - 1,
+            (end - 1) // _US_PER_DAY + 1,
+        )
+
+    # -- what is PostgreSQL's own ------------------------------------------------------------
     def watch(self, stop: threading.Event, changed: Callable[[str | None], None]) -> None:
         """LISTEN on a connection of its own; every commit that gave out change numbers
         notifies with its organisation. After (re)connecting, `changed(None)`: notifications
@@ -251,36 +290,6 @@ class PostgresEngine(RecordPages):
             self._lead.close()
             self._lead = None
         self._pool.close()
-
-    def _all(self, sql: str, params: Sequence[object] = (), *, binary: bool = False) -> list[Any]:
-        """The rows of one read statement, on a pooled connection in autocommit: each read is
-        its own snapshot, and nothing is held once it returns. `binary` fetches in PostgreSQL's
-        binary format (rendered records come as they are, not hex-encoded)."""
-        with self._pool.connection() as db:
-            db.autocommit = True
-            with db.cursor(binary=binary) as cursor:
-                return cursor.execute(sql, params).fetchall()
-
-    def _one(self, sql: str, params: Sequence[object] = ()) -> Any:
-        rows = self._all(sql, params)
-        return rows[0] if rows else None
-
-    @contextmanager
-    def _writing(self) -> Iterator[psycopg.Connection[Any]]:
-        """A write transaction on a pooled connection; Contention when it lost a race."""
-        try:
-            with self._pool.connection() as db:
-                db.autocommit = False
-                with db.transaction():
-                    yield db
-        except _RACES as exc:
-            raise Contention(str(exc).strip()) from exc
-
-    @contextmanager
-    def transaction(self) -> Iterator[_Tx]:
-        """A write transaction (see WriteTx); not nestable."""
-        with self._writing() as db:
-            yield _Tx(db)
 
     def prepare_days(self, days: set[int]) -> None:
         """Make the partitions of these days, outside any write transaction (making one locks
@@ -353,136 +362,6 @@ class PostgresEngine(RecordPages):
                 log.info("dropped %d day(s) of calls before %s", len(doomed), _date(before))
         return len(doomed)
 
-    def operator_sql(
-        self, statements: Sequence[tuple[str, Sequence[object]]], *, write: bool
-    ) -> list[Any]:
-        """Run `statements` (`?` placeholders) in one transaction; the rows of the last."""
-        with self._writing() as db, db.cursor() as cursor:
-            if not write:
-                cursor.execute("SET TRANSACTION READ ONLY")
-            rows: list[Any] = []
-            for sql, params in statements:
-                cursor.execute(sql.replace("?", "%s"), tuple(params))
-                rows = cursor.fetchall() if cursor.description is not None else []
-            return rows
-
-    # -- organisations and tokens -----------------------------------------------------------
-
-    def add_org(self, name: str, tz: str, *, now: int) -> Org:
-        """Create an organisation; Conflict when it exists."""
-        try:
-            with self._writing() as db:
-                db.execute(
-                    "INSERT INTO orgs (name, tz, created) VALUES (%s, %s, %s)", (name, tz, now)
-                )
-        except errors.UniqueViolation:
-            raise Conflict(f"organisation {name!r} exists already") from None
-        return Org(name, tz, now)
-
-    def orgs(self) -> list[Org]:
-        """Every organisation, by name."""
-        return [Org(*row) for row in self._all("SELECT name, tz, created FROM orgs ORDER BY name")]
-
-    def org(self, name: str) -> Org | None:
-        """One organisation, or None."""
-        row = self._one("SELECT name, tz, created FROM orgs WHERE name = %s", (name,))
-        return Org(*row) if row else None
-
-    def add_token(self, kind: TokenKind, *, org: str | None, hash: bytes, now: int) -> Token:
-        """Store a token by the hash of its secret; NotFound for an unknown organisation."""
-        try:
-            with self._writing() as db:
-                row = db.execute(
-                    "INSERT INTO tokens (kind, org, hash, created) VALUES (%s, %s, %s, %s) "
-                    "RETURNING id",
-                    (kind, org, hash, now),
-                ).fetchone()
-        except errors.ForeignKeyViolation:
-            raise NotFound(f"unknown organisation {org!r}: add it with `samtal org add`") from None
-        assert row is not None
-        return Token(row[0], kind, org, now, None, None)
-
-    def tokens(self) -> list[Token]:
-        """Every token, oldest first."""
-        return [
-            Token(*row) for row in self._all(f"SELECT {_TOKEN_COLUMNS} FROM tokens ORDER BY id")
-        ]
-
-    def revoke_token(self, token_id: int, *, now: int) -> Token:
-        """Revoke a token (again: no change); NotFound when there is none with that id."""
-        with self._writing() as db:
-            row = db.execute(
-                "UPDATE tokens SET revoked = coalesce(revoked, %s) WHERE id = %s "
-                f"RETURNING {_TOKEN_COLUMNS}",
-                (now, token_id),
-            ).fetchone()
-        if row is None:
-            raise NotFound(f"no token with id {token_id}: `samtal token list` shows them")
-        return Token(*row)
-
-    def token_by_hash(self, hash: bytes) -> Token | None:
-        """The token with this hash, or None."""
-        row = self._one(f"SELECT {_TOKEN_COLUMNS} FROM tokens WHERE hash = %s", (hash,))
-        return Token(*row) if row else None
-
-    def touch_token(self, token_id: int, *, now: int) -> None:
-        """Note that a token was used."""
-        with self._writing() as db:
-            db.execute("UPDATE tokens SET last_used = %s WHERE id = %s", (now, token_id))
-
-    # -- call data --------------------------------------------------------------------------
-
-    def _pages(self, columns: str, org: str, start: int, end: int) -> Iterator[list[Any]]:
-        """Pages of (start_ms, call, *columns) of the records of `org` whose start is in
-        [start, end), in order; each page is one short query continuing after the last
-        (start_ms, call) seen."""
-        low, high = start // US_PER_MS, (end - 1) // US_PER_MS
-        rows = self._all(
-            f"SELECT start_ms, call, {columns} FROM records WHERE org = %s AND start_ms >= %s "
-            "AND start_ms <= %s AND start >= %s AND start < %s ORDER BY start_ms, call LIMIT %s",
-            (org, low, high, start, end, PAGE),
-            binary=True,
-        )
-        while rows:
-            yield rows
-            if len(rows) < PAGE:
-                return
-            last_ms, last_call = rows[-1][:2]
-            rows = self._all(
-                f"SELECT start_ms, call, {columns} FROM records WHERE org = %s "
-                "AND (start_ms, call) > (%s, %s) AND start_ms <= %s AND start >= %s "
-                "AND start < %s ORDER BY start_ms, call LIMIT %s",
-                (org, last_ms, last_call, high, start, end, PAGE),
-                binary=True,
-            )
-
-    def feed(self, *, org: str, after: int, limit: int) -> Feed:
-        """The latest versions of `org`'s calls after change number `after` (see Engine)."""
-        with self._pool.connection() as db:
-            db.autocommit = False
-            with db.transaction(), db.cursor(binary=True) as cursor:
-                cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-                numbers = cursor.execute(
-                    "SELECT change_seq, purged_seq FROM orgs WHERE name = %s", (org,)
-                ).fetchone()
-                if numbers is None:
-                    raise NotFound(f"unknown organisation {org!r}")
-                rows = cursor.execute(
-                    "SELECT c.seq, c.call, c.version, c.changed, r.json FROM calls c "
-                    "LEFT JOIN records r ON r.org = c.org AND r.day = c.day "
-                    "AND r.start_ms = c.record_ms AND r.call = c.call "
-                    "WHERE c.org = %s AND c.seq > %s ORDER BY c.seq LIMIT %s",
-                    (org, after, limit),
-                ).fetchall()
-        return Feed([Change(*row) for row in rows], *numbers)
-
-    def latest_change(self, org: str) -> int:
-        """The highest change number `org` has given out."""
-        row = self._one("SELECT change_seq FROM orgs WHERE name = %s", (org,))
-        if row is None:
-            raise NotFound(f"unknown organisation {org!r}")
-        return int(row[0])
-
     def purge(self, *, org: str, before: int) -> int:
         """Remove whole calls of `org` whose age is before `before`; the number removed."""
         with self._writing() as db:
@@ -502,42 +381,50 @@ class PostgresEngine(RecordPages):
 
 
 class _Tx:
-    """One write transaction on a pooled connection (see WriteTx). It remembers the day of
-    every call it locked: each statement on a call's rows names its day, so that PostgreSQL
-    looks in that day's partition alone."""
+    """One write transaction on a pooled connection (see WriteTx). Sets of keys go in as
+    arrays, so that a batch of many organisations costs the same few statements as a batch of
+    one. It remembers the day of every call it locked: each statement on a call's rows names
+    its day, so that PostgreSQL looks in that day's partition alone."""
 
     def __init__(self, db: psycopg.Connection[Any]) -> None:
         self.db = db
-        self._days: dict[str, int] = {}  # (this organisation's) call -> its day
+        self._days: dict[CallKey, int] = {}
 
-    def lock_calls(self, org: str, calls: Sequence[str]) -> dict[str, KnownCall]:
+    def lock_calls(self, keys: Sequence[CallKey]) -> dict[CallKey, KnownCall]:
         """Lock each call's row (making a placeholder for a call not seen before, which the
-        transaction fills in or rolls back); the calls seen before with what is known of their
-        record."""
-        made = {
-            call
-            for (call,) in self.db.execute(
+        transaction fills in or rolls back), in key order: two writers never wait for each
+        other in a cycle. The calls seen before, with what is known of their record."""
+        orgs, calls = _columns(keys) if keys else ([], [])
+        made = set(
+            self.db.execute(
                 "INSERT INTO calls (org, call, day, age, record_ms, open, last_seen) "
-                "SELECT %s, c, 0, 0, NULL, true, 0 FROM unnest(%s::text[]) AS c ORDER BY c "
-                "ON CONFLICT DO NOTHING RETURNING call",
-                (org, list(calls)),
-            )
-        }
+                "SELECT k.org, k.call, 0, 0, NULL, true, 0 "
+                "FROM unnest(%s::text[], %s::text[]) AS k(org, call) ORDER BY k.org, k.call "
+                "ON CONFLICT DO NOTHING RETURNING org, call",
+                (orgs, calls),
+            ).fetchall()
+        )
         rows = self.db.execute(
-            "SELECT call, day, record_ms, version, seq, changed FROM calls "
-            "WHERE org = %s AND call = ANY(%s) ORDER BY call FOR UPDATE",
-            (org, list(calls)),
+            "SELECT c.org, c.call, c.day, c.record_ms, c.version, c.seq, c.changed "
+            "FROM calls c JOIN unnest(%s::text[], %s::text[]) AS k(org, call) "
+            "ON c.org = k.org AND c.call = k.call WHERE c.org = ANY(%s) "
+            "ORDER BY c.org, c.call FOR UPDATE OF c",
+            (orgs, calls, sorted(set(orgs))),
         ).fetchall()
-        self._days = {call: day for call, day, *_ in rows if call not in made}
-        return {call: KnownCall(*rest) for call, _, *rest in rows if call not in made}
+        known: dict[CallKey, KnownCall] = {}
+        for org, call, day, *rest in rows:
+            if (org, call) not in made:
+                self._days[org, call] = day
+                known[org, call] = KnownCall(*rest)
+        return known
 
     def insert_events(
-        self, org: str, events: Sequence[Event], new_days: Mapping[str, int]
+        self, events: Sequence[Event], new_days: Mapping[CallKey, int]
     ) -> list[Event]:
         """COPY the batch into a staging table, then insert what is new in one statement."""
-        first: dict[str, Event] = {}
+        first: dict[tuple[str, str], Event] = {}
         for event in events:
-            first.setdefault(event.id, event)
+            first.setdefault((event.org, event.id), event)
         if not first:
             return []
         self._days.update(new_days)
@@ -548,15 +435,14 @@ class _Tx:
             "ON COMMIT DELETE ROWS"
         )
         with db.cursor() as cursor:
-            # In id order: two writers of the same events wait for each other in the same
-            # order, never in a cycle.
-            with cursor.copy(f"COPY staging ({_EVENT_COLUMNS}) FROM STDIN") as copy:
-                for event_id, e in sorted(first.items()):
+            with cursor.copy(f"COPY staging ({_EVENT_COLUMNS}) FROM STDIN (FORMAT BINARY)") as copy:
+                copy.set_types(_EVENT_TYPES)
+                for e in first.values():
                     copy.write_row(
                         (
-                            org,
-                            days[e.call],
-                            event_id,
+                            e.org,
+                            days[e.org, e.call],
+                            e.id,
                             e.call,
                             e.instant,
                             e.seq,
@@ -569,67 +455,81 @@ class _Tx:
                             e.at,
                         )
                     )
+            # In key order: two writers of the same events wait for each other in the same
+            # order, never in a cycle.
             inserted = cursor.execute(
                 f"INSERT INTO events ({_EVENT_COLUMNS}) SELECT {_EVENT_COLUMNS} FROM staging "
-                "ORDER BY id ON CONFLICT DO NOTHING RETURNING id"
+                "ORDER BY org, id ON CONFLICT DO NOTHING RETURNING org, id"
             ).fetchall()
             db.execute("TRUNCATE staging")
-        return [first[event_id] for (event_id,) in inserted]
+        return [first[org, event_id] for org, event_id in inserted]
 
-    def call_events(self, org: str, calls: Sequence[str]) -> dict[str, list[Event]]:
+    def call_events(self, keys: Sequence[CallKey]) -> dict[CallKey, list[Event]]:
         """Every stored event of each call (this transaction's included)."""
-        stored: dict[str, list[Event]] = {}
-        days = sorted({self._days[call] for call in calls})
-        for call, event_id, instant, seq, type_, party, number, kind, at in self.db.execute(
-            "SELECT call, id, instant, seq, type, party, number, kind, at FROM events "
-            "WHERE org = %s AND day = ANY(%s) AND call = ANY(%s)",
-            (org, days, list(calls)),
+        stored: dict[CallKey, list[Event]] = {}
+        if not keys:
+            return stored
+        orgs, calls = _columns(keys)
+        days = [self._days[key] for key in keys]
+        for org, call, event_id, instant, seq, type_, party, number, kind, at in self.db.execute(
+            "SELECT e.org, e.call, e.id, e.instant, e.seq, e.type, e.party, e.number, e.kind, "
+            "e.at FROM unnest(%s::text[], %s::int[], %s::text[]) AS k(org, day, call) "
+            "JOIN events e ON e.org = k.org AND e.day = k.day AND e.call = k.call "
+            "WHERE e.org = ANY(%s)",
+            (orgs, days, calls, sorted(set(orgs))),
         ):
-            stored.setdefault(call, []).append(
+            stored.setdefault((org, call), []).append(
                 Event(org, event_id, call, at, type_, seq, party, number, kind, instant=instant)
             )
         return stored
 
-    def record_json(self, org: str, start_ms: int, call: str) -> bytes | None:
-        """The stored rendering of a call's record, or None."""
-        row = self.db.execute(
-            "SELECT json FROM records WHERE org = %s AND day = %s AND start_ms = %s AND call = %s",
-            (org, self._days[call], start_ms, call),
-        ).fetchone()
-        return bytes(row[0]) if row else None
+    def record_json(self, where: Sequence[Gone]) -> dict[CallKey, bytes]:
+        """The stored rendering of each of these records (those that exist)."""
+        if not where:
+            return {}
+        orgs, starts, calls = _columns(where)
+        days = [self._days[org, call] for org, _, call in where]
+        with self.db.cursor(binary=True) as cursor:
+            rows = cursor.execute(
+                "SELECT r.org, r.call, r.json FROM unnest(%s::text[], %s::int[], %s::bigint[], "
+                "%s::text[]) AS k(org, day, start_ms, call) JOIN records r ON r.org = k.org "
+                "AND r.day = k.day AND r.start_ms = k.start_ms AND r.call = k.call "
+                "WHERE r.org = ANY(%s)",
+                (orgs, days, starts, calls, sorted(set(orgs))),
+            ).fetchall()
+        return {(org, call): json for org, call, json in rows}
 
-    def zone_of(self, org: str) -> str:
-        """The organisation's zone name; NotFound when unknown."""
-        row = self.db.execute("SELECT tz FROM orgs WHERE name = %s", (org,)).fetchone()
-        if row is None:
-            raise NotFound(f"unknown organisation {org!r}")
-        return str(row[0])
-
-    def take_change_seqs(self, org: str, count: int) -> int:
-        """Reserve `count` change numbers of `org`; the first. The organisation's row stays
-        locked until the commit: numbers are handed out in commit order."""
-        row = self.db.execute(
-            "UPDATE orgs SET change_seq = change_seq + %s WHERE name = %s RETURNING change_seq",
-            (count, org),
-        ).fetchone()
-        assert row is not None
-        # Delivered at the commit (once per transaction and organisation): it wakes the
-        # waiting feed readers of every process.
-        self.db.execute("SELECT pg_notify(%s, %s)", (CHANNEL, org))
-        return int(row[0]) - count + 1
+    def take_change_seqs(self, counts: Mapping[str, int]) -> dict[str, int]:
+        """Reserve change numbers of each organisation; the first of each. The organisations'
+        rows stay locked until the commit (taken in name order): numbers are handed out in
+        commit order. The commit notifies the waiting feed readers of every process."""
+        names = sorted(counts)
+        self.db.execute(
+            "SELECT name FROM orgs WHERE name = ANY(%s) ORDER BY name FOR UPDATE", (names,)
+        )
+        rows = self.db.execute(
+            "UPDATE orgs o SET change_seq = o.change_seq + k.n "
+            "FROM unnest(%s::text[], %s::bigint[]) AS k(name, n) WHERE o.name = k.name "
+            "RETURNING o.name, o.change_seq",
+            (names, [counts[name] for name in names]),
+        ).fetchall()
+        # Delivered at the commit, once per organisation.
+        self.db.execute("SELECT pg_notify(%s, k) FROM unnest(%s::text[]) AS k", (CHANNEL, names))
+        return {name: int(last) - counts[name] + 1 for name, last in rows}
 
     def write(
         self,
         records: Sequence[RecordRow],
-        gone: Sequence[tuple[str, int, str]],
+        gone: Sequence[Gone],
         calls: Sequence[CallRow],
-        forget: Sequence[tuple[str, str]] = (),
+        forget: Sequence[CallKey] = (),
     ) -> None:
         """Move the rows of calls whose day changed, delete `gone` records, upsert `records`
         and `calls`, delete the placeholders in `forget`."""
+        days = self._days
         with self.db.cursor() as cursor:
             moves = [
-                (c, self._days[c.call]) for c in calls if self._days.get(c.call, c.day) != c.day
+                (c, days[c.org, c.call]) for c in calls if days.get((c.org, c.call), c.day) != c.day
             ]
             for row, old_day in moves:  # rare: a late `started` from another date
                 for table in PARTITIONED:
@@ -637,12 +537,12 @@ class _Tx:
                         f"UPDATE {table} SET day = %s WHERE org = %s AND day = %s AND call = %s",
                         (row.day, row.org, old_day, row.call),
                     )
-                self._days[row.call] = row.day
+                days[row.org, row.call] = row.day
             if gone:
                 cursor.executemany(
                     "DELETE FROM records WHERE org = %s AND day = %s AND start_ms = %s "
                     "AND call = %s",
-                    [(org, self._days[call], ms, call) for org, ms, call in gone],
+                    [(org, days[org, call], ms, call) for org, ms, call in gone],
                 )
             if records:  # one statement for the batch, from arrays
                 cursor.execute(
@@ -696,21 +596,18 @@ class _Tx:
 
     def stale_calls(self, last_seen_before: int) -> list[tuple[str, str, int, str]]:
         """Open calls idle since `last_seen_before`, locked, with the instant and `at` of their
-        latest event; one organisation at a time, as a distributed table wants."""
-        stale = []
-        for (org,) in self.db.execute("SELECT name FROM orgs ORDER BY name").fetchall():
-            for call, instant, at in self.db.execute(
-                "SELECT c.call, e.instant, e.at FROM ("
-                "  SELECT call, day FROM calls WHERE org = %s AND open AND last_seen <= %s "
-                "  ORDER BY call FOR UPDATE"
-                ") c CROSS JOIN LATERAL ("
-                "  SELECT instant, at FROM events WHERE org = %s AND day = c.day "
-                "  AND call = c.call ORDER BY instant DESC LIMIT 1"
-                ") e",
-                (org, last_seen_before, org),
-            ).fetchall():
-                stale.append((org, call, instant, at))
-        return stale
+        latest event; every organisation in one statement."""
+        orgs = [name for (name,) in self.db.execute("SELECT name FROM orgs ORDER BY name")]
+        return self.db.execute(
+            "SELECT c.org, c.call, e.instant, e.at FROM ("
+            "  SELECT org, call, day FROM calls WHERE org = ANY(%s) AND open "
+            "  AND last_seen <= %s ORDER BY org, call FOR UPDATE"
+            ") c CROSS JOIN LATERAL ("
+            "  SELECT instant, at FROM events WHERE org = c.org AND day = c.day "
+            "  AND call = c.call ORDER BY instant DESC LIMIT 1"
+            ") e",
+            (orgs, last_seen_before),
+        ).fetchall()
 
 
 def _note_purged(db: psycopg.Connection[Any], org: str, seq: int) -> None:
@@ -718,7 +615,7 @@ def _note_purged(db: psycopg.Connection[Any], org: str, seq: int) -> None:
     db.execute("UPDATE orgs SET purged_seq = greatest(purged_seq, %s) WHERE name = %s", (seq, org))
 
 
-def _columns(rows: Iterable[tuple[object, ...]]) -> list[list[object]]:
+def _columns(rows: Iterable[tuple[Any, ...]]) -> list[list[Any]]:
     """Rows as one list per column: the arrays an `unnest(...)` statement takes."""
     return [list(column) for column in zip(*rows, strict=True)]
 

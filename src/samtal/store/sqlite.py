@@ -2,7 +2,8 @@
 
 Records are stored rendered (compact JSON in the organisation's zone, made once when the call's
 record is recomputed) and clustered by (org, start in ms, call): a period query is a few ordered
-range scans that hand out ready bytes.
+range scans that hand out ready bytes. What every engine shares is in `_sql`; this module keeps
+SQLite's schema, its connections, its bulk writes and its watcher.
 """
 
 from __future__ import annotations
@@ -13,13 +14,14 @@ import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, ClassVar
 
-from samtal.errors import Conflict, NotFound, StoreError
+import orjson
+
+from samtal.errors import StoreError
 from samtal.events import Event
-from samtal.store._base import CallRow, Change, Feed, KnownCall, Org, RecordPages, RecordRow, Token
-from samtal.times import US_PER_MS
-from samtal.tokens import TokenKind
+from samtal.store._base import CallKey, CallRow, Gone, KnownCall, RecordRow, Refused
+from samtal.store._sql import SqlEngine
 
 #: Each entry upgrades the schema by one version; never edit one that has shipped.
 MIGRATIONS: tuple[str, ...] = (
@@ -126,9 +128,6 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE records ADD COLUMN csv BLOB;
     """,
 )
-CHUNK = 500  # parameters per IN (...) list
-#: Records per page of a period's scan: each page is one short query (about 0.5 MB of JSON).
-PAGE = 2000
 #: Seconds between two looks at whether another connection committed (see `watch`).
 WATCH_EVERY = 0.1
 
@@ -146,30 +145,41 @@ def path_of(url: str) -> str:
     return path
 
 
-class SqliteEngine(RecordPages):
+class SqliteEngine(SqlEngine):
     """The engine on one SQLite file: writes go one at a time through one connection."""
 
+    integrity_errors: ClassVar[tuple[type[Exception], ...]] = (sqlite3.IntegrityError,)
+    writers = 1  # SQLite takes one writer at a time
+
     def __init__(self, url: str, migrations: tuple[str, ...] = MIGRATIONS) -> None:
-        self._migrations = migrations
+        super().__init__(migrations)
         path = path_of(url)
         if path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
-        try:
-            self._writer = self._connect(path)
-            # 64 MiB of page cache for the writer (the default is 2 MiB): the B-trees that
-            # ingest touches stay in memory as the database grows. The reader keeps the
-            # default: it scans in order, and its memory stays flat however long the period.
-            self._writer.execute("PRAGMA cache_size = -65536")
-            self._migrate()
-        except sqlite3.Error as exc:
-            raise StoreError(f"cannot open the database {path!r}: {exc}") from exc
         self._path = path
         self._lock = threading.Lock()
-        self._zones: dict[str, str] = {}
         self._local = threading.local()
         self._readers: list[sqlite3.Connection] = []
         self._readers_lock = threading.Lock()  # not the writer's: a reader may open inside it
         self._lead: IO[str] | None = None
+        try:
+            self._writer = self._connect(path)
+            # 64 MiB of page cache for the writer (the default is 2 MiB): the B-trees that
+            # ingest touches stay in memory as the database grows. Readers keep the default:
+            # they scan in order, and their memory stays flat however long the period.
+            self._writer.execute("PRAGMA cache_size = -65536")
+            self._migrate()
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot open the database {path!r}: {exc}") from exc
+
+    @staticmethod
+    def _connect(path: str) -> sqlite3.Connection:
+        db = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
+        db.execute("PRAGMA journal_mode = WAL")
+        # FULL: a commit is on disk when it returns, so a 200 means durably stored.
+        db.execute("PRAGMA synchronous = FULL")
+        db.execute("PRAGMA foreign_keys = ON")
+        return db
 
     @property
     def _reader(self) -> sqlite3.Connection:
@@ -181,54 +191,11 @@ class SqliteEngine(RecordPages):
                 self._readers.append(reader)
         return reader
 
-    def _read(self, sql: str, params: tuple[object, ...] = ()) -> list[Any]:
-        """The rows of a query on this thread's reader, all fetched: a statement left open
-        would keep its snapshot (and hold back checkpoints) until the cursor is collected."""
-        return self._reader.execute(sql, params).fetchall()
-
-    def _read_one(self, sql: str, params: tuple[object, ...] = ()) -> Any:
-        """The first row of a query, or None (see `_read`)."""
-        rows = self._read(sql, params)
-        return rows[0] if rows else None
-
-    @staticmethod
-    def _connect(path: str) -> sqlite3.Connection:
-        db = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
-        db.execute("PRAGMA journal_mode = WAL")
-        # FULL: a commit is on disk when it returns, so a 200 means durably stored.
-        db.execute("PRAGMA synchronous = FULL")
-        db.execute("PRAGMA foreign_keys = ON")
-        return db
-
-    def _migrate(self) -> None:
-        db = self._writer
-        db.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
-        row = db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
-        version = int(row[0]) if row else 0
-        if version > len(self._migrations):
-            raise StoreError(
-                f"the database has schema version {version}, newer than this samtal knows "
-                f"({len(self._migrations)}): upgrade samtal"
-            )
-        for number, script in enumerate(self._migrations[version:], version + 1):
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                for statement in _statements(script):
-                    db.execute(statement)
-                db.execute(
-                    "INSERT INTO meta VALUES ('schema_version', ?) "
-                    "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-                    (str(number),),
-                )
-                db.execute("COMMIT")
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
-
-    @property
-    def schema_version(self) -> int:
-        """The schema version of the open database."""
-        return int(self._read_one("SELECT value FROM meta WHERE key = 'schema_version'")[0])
+    # -- the primitives of `_sql` ------------------------------------------------------------
+    def _rows(self, sql: str, params: Sequence[object], *, binary: bool = False) -> list[Any]:
+        """All rows at once: a statement left open would keep its snapshot (and hold back
+        checkpoints) until the cursor is collected."""
+        return self._reader.execute(sql, tuple(params)).fetchall()
 
     @contextmanager
     def _writing(self) -> Iterator[sqlite3.Connection]:
@@ -244,11 +211,30 @@ class SqliteEngine(RecordPages):
             db.execute("COMMIT")
 
     @contextmanager
-    def transaction(self) -> Iterator[_Tx]:
-        """A write transaction (see WriteTx); not nestable."""
-        with self._writing() as db:
-            yield _Tx(db, self._zones)
+    def _snapshot(self) -> Iterator[sqlite3.Connection]:
+        db = self._reader
+        db.execute("BEGIN")
+        try:
+            yield db
+        finally:
+            db.execute("COMMIT")
 
+    _migrating = _writing
+
+    def _apply(self, db: Any, script: str) -> None:
+        for statement in _statements(script):
+            db.execute(statement)
+
+    @contextmanager
+    def transaction(self) -> Iterator[_Tx]:
+        """A write transaction for the record workflow (see WriteTx)."""
+        try:
+            with self._writing() as db:
+                yield _Tx(db)
+        except sqlite3.IntegrityError as exc:
+            raise Refused(str(exc)) from exc
+
+    # -- what is SQLite's own ----------------------------------------------------------------
     def watch(self, stop: threading.Event, changed: Callable[[str | None], None]) -> None:
         """Poll SQLite's `data_version`, which moves whenever another connection (of this
         process or any other) commits; `changed(None)` then, since it does not say what."""
@@ -293,146 +279,6 @@ class SqliteEngine(RecordPages):
         with self._lock:
             self._writer.close()
 
-    def operator_sql(
-        self, statements: Sequence[tuple[str, Sequence[object]]], *, write: bool
-    ) -> list[Any]:
-        """Run `statements` in one transaction (on the writer when `write`); the rows of the
-        last."""
-        if not write:
-            db = self._reader
-            db.execute("BEGIN")
-            try:
-                return _run(db, statements)
-            finally:
-                db.execute("COMMIT")
-        with self._writing() as db:
-            return _run(db, statements)
-
-    # -- organisations and tokens -----------------------------------------------------------
-
-    def add_org(self, name: str, tz: str, *, now: int) -> Org:
-        """Create an organisation; Conflict when it exists."""
-        with self._writing() as db:
-            try:
-                db.execute("INSERT INTO orgs (name, tz, created) VALUES (?, ?, ?)", (name, tz, now))
-            except sqlite3.IntegrityError:
-                raise Conflict(f"organisation {name!r} exists already") from None
-        return Org(name, tz, now)
-
-    def orgs(self) -> list[Org]:
-        """Every organisation, by name."""
-        rows = self._read("SELECT name, tz, created FROM orgs ORDER BY name")
-        return [Org(*row) for row in rows]
-
-    def org(self, name: str) -> Org | None:
-        """One organisation, or None."""
-        row = self._read_one("SELECT name, tz, created FROM orgs WHERE name = ?", (name,))
-        return Org(*row) if row else None
-
-    def add_token(self, kind: TokenKind, *, org: str | None, hash: bytes, now: int) -> Token:
-        """Store a token by the hash of its secret; NotFound for an unknown organisation."""
-        with self._writing() as db:
-            if (
-                org is not None
-                and db.execute("SELECT 1 FROM orgs WHERE name = ?", (org,)).fetchone() is None
-            ):
-                raise NotFound(f"unknown organisation {org!r}: add it with `samtal org add`")
-            cursor = db.execute(
-                "INSERT INTO tokens (kind, org, hash, created) VALUES (?, ?, ?, ?)",
-                (kind, org, hash, now),
-            )
-            token_id = cursor.lastrowid
-        assert token_id is not None
-        return Token(token_id, kind, org, now, None, None)
-
-    _TOKEN_COLUMNS = "id, kind, org, created, last_used, revoked"
-
-    def tokens(self) -> list[Token]:
-        """Every token, oldest first."""
-        rows = self._read(f"SELECT {self._TOKEN_COLUMNS} FROM tokens ORDER BY id")
-        return [Token(*row) for row in rows]
-
-    def revoke_token(self, token_id: int, *, now: int) -> Token:
-        """Revoke a token (again: no change); NotFound when there is none with that id."""
-        with self._writing() as db:
-            db.execute(
-                "UPDATE tokens SET revoked = coalesce(revoked, ?) WHERE id = ?", (now, token_id)
-            )
-            row = db.execute(
-                f"SELECT {self._TOKEN_COLUMNS} FROM tokens WHERE id = ?", (token_id,)
-            ).fetchone()
-        if row is None:
-            raise NotFound(f"no token with id {token_id}: `samtal token list` shows them")
-        return Token(*row)
-
-    def token_by_hash(self, hash: bytes) -> Token | None:
-        """The token with this hash, or None."""
-        row = self._read_one(f"SELECT {self._TOKEN_COLUMNS} FROM tokens WHERE hash = ?", (hash,))
-        return Token(*row) if row else None
-
-    def touch_token(self, token_id: int, *, now: int) -> None:
-        """Note that a token was used."""
-        with self._writing() as db:
-            db.execute("UPDATE tokens SET last_used = ? WHERE id = ?", (now, token_id))
-
-    # -- call data --------------------------------------------------------------------------
-
-    def _pages(self, columns: str, org: str, start: int, end: int) -> Iterator[list[Any]]:
-        """Pages of (start_ms, call, *columns) of the records of `org` whose start is in
-        [start, end), in order.
-
-        Each page is its own short query, continuing after the last (start_ms, call) seen, so
-        that no read transaction stays open between pages: a client that stops reading holds
-        no snapshot, blocks no checkpoint and ties up no connection. (A record whose start moves
-        across the cursor while a long answer streams can thus be missed or repeated in that
-        answer; the change feed is the exact way to keep a copy.)
-        """
-        low, high = start // US_PER_MS, (end - 1) // US_PER_MS
-        rows = self._read(
-            f"SELECT start_ms, call, {columns} FROM records WHERE org = ? AND start_ms >= ? "
-            "AND start_ms <= ? AND start >= ? AND start < ? ORDER BY start_ms, call LIMIT ?",
-            (org, low, high, start, end, PAGE),
-        )
-        while rows:
-            yield rows
-            if len(rows) < PAGE:
-                return
-            last_ms, last_call = rows[-1][:2]
-            rows = self._read(
-                f"SELECT start_ms, call, {columns} FROM records WHERE org = ? "
-                "AND (start_ms, call) > (?, ?) AND start_ms <= ? AND start >= ? AND start < ? "
-                "ORDER BY start_ms, call LIMIT ?",
-                (org, last_ms, last_call, high, start, end, PAGE),
-            )
-
-    def feed(self, *, org: str, after: int, limit: int) -> Feed:
-        """The latest versions of `org`'s calls after change number `after` (see Engine)."""
-        db = self._reader
-        db.execute("BEGIN")  # one snapshot for the organisation's numbers and its versions
-        try:
-            numbers = db.execute(
-                "SELECT change_seq, purged_seq FROM orgs WHERE name = ?", (org,)
-            ).fetchone()
-            if numbers is None:
-                raise NotFound(f"unknown organisation {org!r}")
-            rows = db.execute(
-                "SELECT c.seq, c.call, c.version, c.changed, r.json FROM calls c "
-                "LEFT JOIN records r "
-                "ON r.org = c.org AND r.start_ms = c.record_ms AND r.call = c.call "
-                "WHERE c.org = ? AND c.seq > ? ORDER BY c.seq LIMIT ?",
-                (org, after, limit),
-            ).fetchall()
-        finally:
-            db.execute("COMMIT")
-        return Feed([Change(*row) for row in rows], *numbers)
-
-    def latest_change(self, org: str) -> int:
-        """The highest change number `org` has given out."""
-        row = self._read_one("SELECT change_seq FROM orgs WHERE name = ?", (org,))
-        if row is None:
-            raise NotFound(f"unknown organisation {org!r}")
-        return int(row[0])
-
     def purge(self, *, org: str, before: int) -> int:
         """Remove whole calls of `org` whose age is before `before`; the number removed."""
         with self._writing() as db:
@@ -464,31 +310,47 @@ class SqliteEngine(RecordPages):
         return 0
 
 
-class _Tx:
-    """One write transaction on the writer connection (see WriteTx)."""
+def _keys(keys: Sequence[CallKey] | Sequence[tuple[str, str]]) -> bytes:
+    """Pairs as one JSON parameter that `json_each` turns into rows: a set of keys in one
+    statement, whatever their organisations."""
+    return orjson.dumps(keys)
 
-    def __init__(self, db: sqlite3.Connection, zones: dict[str, str]) -> None:
+
+class _Tx:
+    """One write transaction on the writer connection (see WriteTx). Sets of keys go in as one
+    JSON array that `json_each` reads, so that a batch of many organisations costs the same
+    few statements as a batch of one."""
+
+    def __init__(self, db: sqlite3.Connection) -> None:
         self.db = db
-        self._zones = zones
+
+    def lock_calls(self, keys: Sequence[CallKey]) -> dict[CallKey, KnownCall]:
+        """The calls seen before with what is known of their record; the one writer needs no
+        locks."""
+        return {
+            (org, call): KnownCall(*rest)
+            for org, call, *rest in self.db.execute(
+                "SELECT c.org, c.call, c.record_ms, c.version, c.seq, c.changed "
+                "FROM json_each(?) k JOIN calls c "
+                "ON c.org = k.value ->> 0 AND c.call = k.value ->> 1",
+                (_keys(keys),),
+            )
+        }
 
     def insert_events(
-        self, org: str, events: Sequence[Event], new_days: Mapping[str, int]
+        self, events: Sequence[Event], new_days: Mapping[CallKey, int]
     ) -> list[Event]:
         """Insert the events not stored before (the first of any repeated); the ones inserted.
         (One file has no days to put them in.)"""
         first: dict[tuple[str, str], Event] = {}
         for event in events:
             first.setdefault((event.org, event.id), event)
-        ids_by_org: dict[str, list[str]] = {}
-        for org, event_id in first:
-            ids_by_org.setdefault(org, []).append(event_id)
-        for org, ids in ids_by_org.items():
-            for chunk in _chunks(ids):
-                marks = ",".join("?" * len(chunk))
-                for (event_id,) in self.db.execute(
-                    f"SELECT id FROM events WHERE org = ? AND id IN ({marks})", (org, *chunk)
-                ):
-                    del first[(org, event_id)]
+        for org, event_id in self.db.execute(
+            "SELECT e.org, e.id FROM json_each(?) k JOIN events e "
+            "ON e.org = k.value ->> 0 AND e.id = k.value ->> 1",
+            (_keys(list(first)),),
+        ).fetchall():
+            del first[(org, event_id)]
         fresh = list(first.values())
         self.db.executemany(
             "INSERT INTO events VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -512,67 +374,50 @@ class _Tx:
         )
         return fresh
 
-    def lock_calls(self, org: str, calls: Sequence[str]) -> dict[str, KnownCall]:
-        """The calls seen before with what is known of their record; the one writer needs no
-        locks."""
-        known: dict[str, KnownCall] = {}
-        for chunk in _chunks(calls):
-            marks = ",".join("?" * len(chunk))
-            for call, *rest in self.db.execute(
-                "SELECT call, record_ms, version, seq, changed FROM calls "
-                f"WHERE org = ? AND call IN ({marks})",
-                (org, *chunk),
-            ):
-                known[call] = KnownCall(*rest)
-        return known
-
-    def call_events(self, org: str, calls: Sequence[str]) -> dict[str, list[Event]]:
+    def call_events(self, keys: Sequence[CallKey]) -> dict[CallKey, list[Event]]:
         """Every stored event of each call (this transaction's included)."""
-        stored: dict[str, list[Event]] = {}
-        for chunk in _chunks(calls):
-            marks = ",".join("?" * len(chunk))
-            for call, event_id, instant, seq, type_, party, number, kind, at in self.db.execute(
-                "SELECT call, id, instant, seq, type, party, number, kind, at FROM events "
-                f"WHERE org = ? AND call IN ({marks})",
-                (org, *chunk),
-            ):
-                stored.setdefault(call, []).append(
-                    Event(org, event_id, call, at, type_, seq, party, number, kind, instant=instant)
-                )
+        stored: dict[CallKey, list[Event]] = {}
+        for org, call, event_id, instant, seq, type_, party, number, kind, at in self.db.execute(
+            "SELECT e.org, e.call, e.id, e.instant, e.seq, e.type, e.party, e.number, e.kind, "
+            "e.at FROM json_each(?) k JOIN events e "
+            "ON e.org = k.value ->> 0 AND e.call = k.value ->> 1",
+            (_keys(keys),),
+        ):
+            stored.setdefault((org, call), []).append(
+                Event(org, event_id, call, at, type_, seq, party, number, kind, instant=instant)
+            )
         return stored
 
-    def record_json(self, org: str, start_ms: int, call: str) -> bytes | None:
-        """The stored rendering of a call's record, or None."""
-        row = self.db.execute(
-            "SELECT json FROM records WHERE org = ? AND start_ms = ? AND call = ?",
-            (org, start_ms, call),
-        ).fetchone()
-        return row[0] if row else None
+    def record_json(self, where: Sequence[Gone]) -> dict[CallKey, bytes]:
+        """The stored rendering of each of these records (those that exist)."""
+        return {
+            (org, call): json
+            for org, call, json in self.db.execute(
+                "SELECT r.org, r.call, r.json FROM json_each(?) k JOIN records r "
+                "ON r.org = k.value ->> 0 AND r.start_ms = k.value ->> 1 "
+                "AND r.call = k.value ->> 2",
+                (orjson.dumps([tuple(g) for g in where]),),
+            )
+        }
 
-    def zone_of(self, org: str) -> str:
-        """The organisation's zone name (cached: it never changes); NotFound when unknown."""
-        tz = self._zones.get(org)
-        if tz is None:
-            row = self.db.execute("SELECT tz FROM orgs WHERE name = ?", (org,)).fetchone()
-            if row is None:
-                raise NotFound(f"unknown organisation {org!r}")
-            tz = self._zones[org] = row[0]
-        return tz
-
-    def take_change_seqs(self, org: str, count: int) -> int:
-        """Reserve `count` change numbers of `org`; the first (the one writer commits in order)."""
-        (last,) = self.db.execute(
-            "UPDATE orgs SET change_seq = change_seq + ? WHERE name = ? RETURNING change_seq",
-            (count, org),
-        ).fetchone()
-        return int(last) - count + 1
+    def take_change_seqs(self, counts: Mapping[str, int]) -> dict[str, int]:
+        """Reserve change numbers of each organisation; the first of each (the one writer
+        commits in order)."""
+        return {
+            org: int(last) - counts[org] + 1
+            for org, last in self.db.execute(
+                "UPDATE orgs SET change_seq = change_seq + (k.value ->> 1) FROM json_each(?) k "
+                "WHERE orgs.name = k.value ->> 0 RETURNING orgs.name, orgs.change_seq",
+                (orjson.dumps(list(counts.items())),),
+            )
+        }
 
     def write(
         self,
         records: Sequence[RecordRow],
-        gone: Sequence[tuple[str, int, str]],
+        gone: Sequence[Gone],
         calls: Sequence[CallRow],
-        forget: Sequence[tuple[str, str]] = (),
+        forget: Sequence[CallKey] = (),
     ) -> None:
         """Delete `gone` records, upsert `records` and `calls`, delete `forget` calls."""
         db = self.db
@@ -611,25 +456,14 @@ class _Tx:
 
     def stale_calls(self, last_seen_before: int) -> list[tuple[str, str, int, str]]:
         """Open calls idle since `last_seen_before`, with the instant and `at` of their latest
-        event."""
-        stale = []
-        for org, call in self.db.execute(
-            "SELECT org, call FROM calls WHERE open = 1 AND last_seen <= ?", (last_seen_before,)
-        ).fetchall():
-            instant, at = self.db.execute(
-                "SELECT instant, at FROM events WHERE org = ? AND call = ? "
-                "ORDER BY instant DESC LIMIT 1",
-                (org, call),
-            ).fetchone()
-            stale.append((org, call, instant, at))
-        return stale
-
-
-def _run(db: sqlite3.Connection, statements: Sequence[tuple[str, Sequence[object]]]) -> list[Any]:
-    rows: list[Any] = []
-    for sql, params in statements:
-        rows = db.execute(sql, tuple(params)).fetchall()
-    return rows
+        event, in one statement."""
+        return self.db.execute(
+            "SELECT c.org, c.call, e.instant, e.at FROM calls c JOIN events e "
+            "ON e.org = c.org AND e.call = c.call AND e.id = (SELECT id FROM events l "
+            "WHERE l.org = c.org AND l.call = c.call ORDER BY l.instant DESC LIMIT 1) "
+            "WHERE c.open = 1 AND c.last_seen <= ?",
+            (last_seen_before,),
+        ).fetchall()
 
 
 def _statements(script: str) -> Iterator[str]:
@@ -641,8 +475,3 @@ def _statements(script: str) -> Iterator[str]:
             if pending.strip(" \n;"):
                 yield pending
             pending = ""
-
-
-def _chunks(items: Sequence[str]) -> Iterator[Sequence[str]]:
-    for start in range(0, len(items), CHUNK):
-        yield items[start : start + CHUNK]

@@ -1,6 +1,7 @@
-"""The server's log lines: text by default, or one JSON object a line (SAMTAL_LOG_FORMAT=json)
-for log collectors. uvicorn's loggers go through the same handler; its access log is off, since
-`_middleware.RequestLog` writes one line per request with the route and organisation."""
+"""Log lines of every long-running command (`serve`, `consume`): text by default, or one JSON
+object a line (SAMTAL_LOG_FORMAT=json) for log collectors. uvicorn's loggers go through the same
+handler; its access log is off, since the API writes one line per request with the route and
+organisation."""
 
 from __future__ import annotations
 

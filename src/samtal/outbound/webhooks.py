@@ -4,8 +4,7 @@ spec's schedule.
 
 One `Deliverer` runs per installation (in the process that leads the duties). Each subscription
 has a task and an HTTP client of its own, so a slow or dead receiver delays nobody else; the
-database work goes through the callables the caller gives (the server's reader and writer
-threads), so the event loop never blocks on it.
+database work is awaited on the store, so the event loop never blocks on it.
 """
 
 from __future__ import annotations
@@ -18,21 +17,19 @@ import hmac
 import logging
 import random
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
-from typing import Any, Literal, TypeVar
+from typing import Literal
 
 import httpx
 
 from samtal import metrics
 from samtal.errors import NotFound
-from samtal.store import Change, Retry, Store, Webhook
+from samtal.store import AsyncStore, Change, Retry, Store, Webhook
 from samtal.times import US_PER_SECOND, render, zone
 
 log = logging.getLogger(__name__)
-T = TypeVar("T")
-Offload = Callable[[Callable[[], T]], Awaitable[T]]
 
 #: Seconds to wait for an answer before the attempt counts as failed.
 TIMEOUT = 15.0
@@ -75,22 +72,11 @@ class Deliverer:
     """Delivers every active subscription's messages until cancelled."""
 
     def __init__(
-        self,
-        store: Store,
-        *,
-        clock: Callable[[], int],
-        read: Offload[Any],
-        write: Offload[Any],
-        woken: Callable[[str], asyncio.Event],
-        schedule: Sequence[float],
+        self, store: AsyncStore, *, clock: Callable[[], int], schedule: Sequence[float]
     ) -> None:
         self._store = store
         self._clock = clock
-        self._read = read
-        self._write = write
-        self._woken = woken
         self._schedule = tuple(schedule)
-        self._zones: dict[str, str] = {}
 
     async def run(self) -> None:
         """Keep one task per active subscription, looking for new ones every IDLE seconds."""
@@ -98,7 +84,7 @@ class Deliverer:
         try:
             while True:
                 try:
-                    hooks = await self._read(self._store.hooks.all)
+                    hooks = await self._store.read(lambda store: store.hooks.all())
                 except Exception:
                     log.exception("cannot list the webhook subscriptions; trying again")
                     hooks = []
@@ -122,12 +108,12 @@ class Deliverer:
         async with httpx.AsyncClient(timeout=TIMEOUT, limits=limits) as client:
             while True:
                 try:
-                    hook = await self._read(lambda: self._store.webhook(hook_id))
+                    hook = await self._store.read(lambda store: store.webhook(hook_id))
                 except NotFound:
                     return
                 if not hook.active:
                     return
-                signal = self._woken(hook.org)
+                signal = self._store.changed(hook.org)
                 try:
                     busy = await self._retry(client, hook)
                     busy = await self._deliver_new(client, hook) or busy
@@ -142,12 +128,10 @@ class Deliverer:
 
     async def _deliver_new(self, client: httpx.AsyncClient, hook: Webhook) -> bool:
         """Deliver the versions after the subscription's cursor (one batch); whether any."""
-        page = await self._read(
-            lambda: self._store.changes(org=hook.org, after=hook.cursor, limit=BATCH, strict=False)
-        )
+        page = await self._store.changes(org=hook.org, after=hook.cursor, limit=BATCH, strict=False)
         if not page.changes:
             return False
-        tz = await self._zone(hook.org)
+        tz = (await self._store.org(hook.org)).tz
         bodies = [(change.seq, message(change, tz)) for change in page.changes]
         attempts = await self._post_all(client, hook, bodies)
         now = self._clock()
@@ -157,13 +141,14 @@ class Deliverer:
             if attempt.outcome == "failed" and self._schedule
         ]
         given_up = sum(a.outcome == "failed" for a in attempts) - len(retries)
-        await self._write(lambda: self._store.hooks.advance(hook.id, page.next, retries))
+        await self._store.write(lambda store: store.hooks.advance(hook.id, page.next, retries))
         await self._note(hook, attempts, given_up)
         return True
 
     async def _retry(self, client: httpx.AsyncClient, hook: Webhook) -> bool:
         """Try the subscription's due retries again; whether there were any."""
-        due = await self._read(lambda: self._store.hooks.due(hook.id, self._clock(), BATCH))
+        now = self._clock()
+        due = await self._store.read(lambda store: store.hooks.due(hook.id, now, BATCH))
         if not due:
             return False
         attempts = await self._post_all(client, hook, [(r.seq, r.body) for r in due])
@@ -176,7 +161,7 @@ class Deliverer:
                 else:
                     given_up += 1
                     log.warning("webhook %s: gave up on seq %d", hook.id, retry.seq)
-            await self._write(partial(self._store.hooks.retried, retry, next_due=next_due))
+            await self._store.write(partial(_retried, retry=retry, next_due=next_due))
         await self._note(hook, attempts, given_up)
         return True
 
@@ -194,8 +179,8 @@ class Deliverer:
             log.warning("webhook %s: the receiver answered 410 Gone; disabled", hook.id)
         elif too_long:
             log.warning("webhook %s: every attempt failed for five days; disabled", hook.id)
-        await self._write(
-            lambda: self._store.hooks.outcome(
+        await self._store.write(
+            lambda store: store.hooks.outcome(
                 hook.id,
                 now=now,
                 success=delivered,
@@ -252,9 +237,6 @@ class Deliverer:
             seconds = max(seconds, retry_after)
         return int(seconds * US_PER_SECOND)
 
-    async def _zone(self, org: str) -> str:
-        tz = self._zones.get(org)
-        if tz is None:
-            found = await self._read(lambda: self._store.org(org))
-            tz = self._zones[org] = found.tz if found is not None else "UTC"
-        return tz
+
+def _retried(store: Store, *, retry: Retry, next_due: int | None) -> None:
+    store.hooks.retried(retry, next_due=next_due)

@@ -42,16 +42,15 @@ def run_duties(store: Store, settings: Settings, *, now: int) -> DutyReport:
             failed += 1
             log.exception("purging failed: cannot list the organisations")
             orgs = []
+        zones = {org.name: zone(org.tz) for org in orgs}
         cutoffs = {
-            org.name: earliest_instant(
-                zone=zone(org.tz), now=now, retention_days=settings.retention_days
-            )
-            for org in orgs
+            name: earliest_instant(zone=tz, now=now, retention_days=settings.retention_days)
+            for name, tz in zones.items()
         }
         if cutoffs:
             # First the whole days every organisation is past: an engine with partitions drops
             # them whole. Then, row by row, what is left before each one's own cutoff.
-            first_kept = min(local_day(cutoffs[org.name], zone(org.tz)) for org in orgs)
+            first_kept = min(local_day(cutoffs[name], tz) for name, tz in zones.items())
             try:
                 store.drop_days(first_kept)
             except Exception:

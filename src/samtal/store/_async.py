@@ -1,0 +1,164 @@
+"""The store as code on an event loop sees it: the one place that decides where database work
+runs (as datasette's `Database` and Starlette's `concurrency.py` do).
+
+Reads run on reader threads, each with a connection of its own, each read its own snapshot;
+writes run on writer threads, as many as the engine takes at once (one for SQLite, several for
+PostgreSQL); a period's pages arrive as an async iterator whose next page is fetched while the
+last is sent; a watcher thread hears of every commit of new versions, by any process, and
+wakes whoever waits for them. The event loop never waits on the database.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import threading
+from collections.abc import AsyncGenerator, Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from functools import partial
+from typing import TYPE_CHECKING, TypeVar
+
+from samtal.events import Event
+from samtal.store._base import FeedPage, IngestSummary, Org
+
+if TYPE_CHECKING:
+    from samtal.store import Store
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+#: Reader threads: reads are short (a page of at most 2,000 rows), so a few serve many clients.
+READERS = 4
+
+
+class AsyncStore:
+    """A `Store` for the event loop: every call is awaited, none blocks the loop."""
+
+    def __init__(self, store: Store, *, readers: int = READERS) -> None:
+        self.store = store
+        self._readers = ThreadPoolExecutor(readers, thread_name_prefix="samtal-reader")
+        self._writers = ThreadPoolExecutor(store.writers, thread_name_prefix="samtal-writer")
+        self._signals: dict[str, asyncio.Event] = {}
+        self._watcher: tuple[threading.Event, threading.Thread] | None = None
+
+    # -- where work runs ---------------------------------------------------------------------
+    async def read(self, work: Callable[[Store], T]) -> T:
+        """`work(store)` on a reader thread: statements that only read."""
+        return await asyncio.get_running_loop().run_in_executor(self._readers, work, self.store)
+
+    async def write(self, work: Callable[[Store], T]) -> T:
+        """`work(store)` on a writer thread: statements that write (and what they read)."""
+        return await asyncio.get_running_loop().run_in_executor(self._writers, work, self.store)
+
+    def write_later(self, work: Callable[[Store], None], what: str) -> None:
+        """`work(store)` on a writer thread, not waited for; a failure is logged as `what`."""
+
+        def done(future: Future[None]) -> None:
+            exc = future.exception()
+            if exc is not None:
+                log.warning("could not %s: %s", what, exc)
+
+        self._writers.submit(work, self.store).add_done_callback(done)
+
+    # -- the operations the layers above use -----------------------------------------------------
+    async def org(self, name: str) -> Org:
+        """The organisation `name` (cached: the loop waits on no thread while it is fresh);
+        NotFound when it does not exist."""
+        found = self.store.cached_org(name)
+        if found is None:
+            found = await self.read(lambda store: store.org(name))
+        return found
+
+    async def orgs_named(self, names: Sequence[str]) -> dict[str, Org]:
+        """The organisations of `names` that exist, by name (cached)."""
+        found = {name: org for name in names if (org := self.store.cached_org(name)) is not None}
+        if len(found) < len(names):
+            found = await self.read(lambda store: store.orgs_named(names))
+        return found
+
+    async def ingest(self, events: Sequence[Event], *, now: int) -> IngestSummary:
+        """`Store.ingest` on a writer."""
+        return await self.write(lambda store: store.ingest(events, now=now))
+
+    async def changes(self, *, org: str, after: int, limit: int, strict: bool = True) -> FeedPage:
+        """`Store.changes` on a reader."""
+        return await self.read(
+            lambda store: store.changes(org=org, after=after, limit=limit, strict=strict)
+        )
+
+    def records(
+        self, *, org: str, start: int, end: int, detailed: bool = False, csv: bool = False
+    ) -> AsyncGenerator[list[bytes], None]:
+        """Pages of the records of `org` whose start is in [start, end), rendered as JSON
+        (`Store.records`) or as CSV rows (`csv`, `Store.csv_records`)."""
+        scan = self.store.csv_records if csv else self.store.records
+        return self.pages(scan(org=org, start=start, end=end, detailed=detailed))
+
+    async def pages(self, scan: Iterator[list[bytes]]) -> AsyncGenerator[list[bytes], None]:
+        """The pages of a blocking scan (`Store.records`, `Store.csv_records`), each fetched on
+        a reader thread while the one before it is being sent. The scan holds nothing between
+        pages, so a reader that stops midway costs nothing; it is closed at the end."""
+        loop = asyncio.get_running_loop()
+        fetch = partial(next, scan, None)
+        pending = loop.run_in_executor(self._readers, fetch)
+        try:
+            while (page := await pending) is not None:
+                pending = loop.run_in_executor(self._readers, fetch)
+                yield page
+        finally:
+            # The consumer may have gone: let the fetch under way finish before closing.
+            with contextlib.suppress(Exception):
+                await pending
+            close = getattr(scan, "close", None)
+            if close is not None:
+                await loop.run_in_executor(self._readers, close)
+
+    # -- changes, as they are committed -----------------------------------------------------
+    def changed(self, org: str) -> asyncio.Event:
+        """The event set at `org`'s next committed change, by any process. Take it before
+        reading, so that a change committed after the read is not missed."""
+        signal = self._signals.get(org)
+        if signal is None:
+            signal = self._signals[org] = asyncio.Event()
+        return signal
+
+    def _wake(self, org: str | None) -> None:
+        """`org` (None: any organisation) has new versions: wake whoever waits for them."""
+        if org is None:
+            signals, self._signals = list(self._signals.values()), {}
+        else:
+            found = self._signals.pop(org, None)
+            signals = [] if found is None else [found]
+        for signal in signals:
+            signal.set()
+
+    def watch(self) -> None:
+        """Start the thread that hears of every commit of new versions (on the running loop)."""
+        if self._watcher is not None:
+            return
+        loop = asyncio.get_running_loop()
+        stop = threading.Event()
+
+        def changed(org: str | None) -> None:
+            loop.call_soon_threadsafe(self._wake, org)
+
+        def watch() -> None:
+            try:
+                self.store.watch(stop, changed)
+            except Exception:
+                log.exception("the change watcher stopped: waiting feed requests answer at timeout")
+
+        thread = threading.Thread(target=watch, name="samtal-changes", daemon=True)
+        thread.start()
+        self._watcher = (stop, thread)
+
+    def close(self, *, wait: bool = True) -> None:
+        """Stop the watcher and let the threads finish what they were given (unless not
+        `wait`). The store itself stays open: whoever opened it closes it."""
+        if self._watcher is not None:
+            stop, thread = self._watcher
+            stop.set()
+            thread.join(5)
+            self._watcher = None
+        self._writers.shutdown(wait=wait)
+        self._readers.shutdown(wait=wait)

@@ -1,0 +1,309 @@
+"""The SQL every engine shares, said once: the schema's version and the loop that upgrades it,
+organisations, tokens, a period's records in pages, the change feed, operator statements.
+
+Statements are written with `?` placeholders and turned into the engine's own once
+(`placeholder`); what differs between engines is a few class attributes and the primitives
+below: how a read, a snapshot, a write transaction and a migration get their connection. Each
+engine module keeps only what is its own (types, bulk paths, partitions, locks, the watcher).
+"""
+
+from __future__ import annotations
+
+import threading
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager
+from functools import lru_cache
+from typing import Any, ClassVar, Protocol
+
+from samtal.errors import Conflict, NotFound, StoreError
+from samtal.store._base import Change, FeedRead, Org, Token, WriteTx
+from samtal.times import US_PER_MS
+from samtal.tokens import TokenKind
+
+#: Records per page of a period's scan: each page is one short query (about 0.5 MB of JSON).
+PAGE = 2000
+_TOKEN_COLUMNS = "id, kind, org, created, last_used, revoked"
+_ORG_COLUMNS = "name, tz, created"
+
+
+class Cursor(Protocol):
+    def fetchone(self) -> Any: ...
+    def fetchall(self) -> list[Any]: ...
+
+    @property
+    def description(self) -> Any: ...
+
+
+class Connection(Protocol):
+    """What the shared SQL needs of a connection: sqlite3's and psycopg's both have it."""
+
+    def execute(self, sql: Any, params: Any = ..., /) -> Cursor: ...
+
+
+class SqlEngine(ABC):
+    """A database samtal can run on: the shared SQL over an engine's primitives."""
+
+    #: The engine's parameter placeholder, for `?` in the shared statements.
+    placeholder: ClassVar[str] = "?"
+    #: How a call's row (`c`) finds its record's row (`r`).
+    record_join: ClassVar[str] = "r.org = c.org AND r.start_ms = c.record_ms AND r.call = c.call"
+    #: The driver's exceptions for a broken constraint.
+    integrity_errors: ClassVar[tuple[type[Exception], ...]] = ()
+    #: Write transactions the engine takes at once: one on SQLite, several on PostgreSQL.
+    writers: int = 1
+
+    def __init__(self, migrations: tuple[str, ...]) -> None:
+        self._migrations = migrations
+
+    # -- the primitives each engine provides ---------------------------------------------------
+    @abstractmethod
+    def _rows(self, sql: str, params: Sequence[object], *, binary: bool = False) -> list[Any]:
+        """The rows of one read statement in its own snapshot; nothing is held once it
+        returns. `binary`: rendered records come as bytes, as they are."""
+
+    @abstractmethod
+    def _writing(self) -> AbstractContextManager[Connection]:
+        """A write transaction: committed durably when the block ends, rolled back when it
+        raises; Contention when it lost a race."""
+
+    @abstractmethod
+    def _snapshot(self) -> AbstractContextManager[Connection]:
+        """A read-only transaction: several statements seeing one snapshot."""
+
+    @abstractmethod
+    def _migrating(self) -> AbstractContextManager[Connection]:
+        """The one transaction in which the schema is upgraded, taken by one process at a
+        time."""
+
+    @abstractmethod
+    def _apply(self, db: Connection, script: str) -> None:
+        """Run one migration script inside `_migrating`'s transaction."""
+
+    @abstractmethod
+    def transaction(self) -> AbstractContextManager[WriteTx]:
+        """A write transaction for the record workflow (see WriteTx); not nestable."""
+
+    @abstractmethod
+    def purge(self, *, org: str, before: int) -> int:
+        """Remove whole calls of `org` whose age is before `before`, remembering the highest
+        change number removed as the organisation's purged one; the number removed."""
+
+    @abstractmethod
+    def prepare_days(self, days: set[int]) -> None:
+        """Make ready to hold calls of these days (an engine with partitions makes them)."""
+
+    @abstractmethod
+    def drop_days(self, before: int) -> int:
+        """Remove the calls of every organisation whose day is before `before`, whole days at
+        a time where the engine can; the number of days dropped."""
+
+    @abstractmethod
+    def watch(self, stop: threading.Event, changed: Callable[[str | None], None]) -> None:
+        """Until `stop` is set, call `changed(org)` soon (well within a second) after any
+        process commits new versions of `org`'s records; `changed(None)` when the engine cannot
+        tell which organisation (or may have missed some). Blocks: run it on a thread."""
+
+    @abstractmethod
+    def lead_duties(self) -> bool:
+        """Whether this process runs the background duties of the installation: the first to
+        ask takes the lead and keeps it while it lives; the others get False until it is gone."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Release the engine's connections (and the lead of the duties)."""
+
+    def _period_hint(self, start: int, end: int) -> tuple[str, tuple[object, ...]]:
+        """More conditions on `records` that find a period's rows faster (partitions)."""
+        return "", ()
+
+    # -- the shared SQL ------------------------------------------------------------------------
+    def sql(self, text: str) -> str:
+        """A shared statement in the engine's placeholders."""
+        return _swap(text, self.placeholder)
+
+    def _read(self, sql: str, params: Sequence[object] = (), *, binary: bool = False) -> list[Any]:
+        return self._rows(self.sql(sql), params, binary=binary)
+
+    def _one(self, sql: str, params: Sequence[object] = ()) -> Any:
+        rows = self._read(sql, params)
+        return rows[0] if rows else None
+
+    def _run(self, db: Connection, sql: str, params: Sequence[object] = ()) -> Cursor:
+        return db.execute(self.sql(sql), tuple(params))
+
+    def _migrate(self) -> None:
+        """Bring the schema to the newest version this samtal knows, in one transaction."""
+        with self._migrating() as db:
+            self._run(
+                db, "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)"
+            )
+            row = self._run(db, "SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+            version = int(row[0]) if row else 0
+            if version > len(self._migrations):
+                raise StoreError(
+                    f"the database has schema version {version}, newer than this samtal knows "
+                    f"({len(self._migrations)}): upgrade samtal"
+                )
+            for number, script in enumerate(self._migrations[version:], version + 1):
+                self._apply(db, script)
+                self._run(
+                    db,
+                    "INSERT INTO meta VALUES ('schema_version', ?) "
+                    "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                    (str(number),),
+                )
+
+    @property
+    def schema_version(self) -> int:
+        """The schema version of the open database."""
+        return int(self._one("SELECT value FROM meta WHERE key = 'schema_version'")[0])
+
+    def operator_sql(
+        self, statements: Sequence[tuple[str, Sequence[object]]], *, write: bool
+    ) -> list[Any]:
+        """Run portable statements (`?` placeholders) in one transaction, read-only unless
+        `write`; the rows of the last (see `_webhooks`)."""
+        with self._writing() if write else self._snapshot() as db:
+            rows: list[Any] = []
+            for sql, params in statements:
+                cursor = self._run(db, sql, params)
+                rows = cursor.fetchall() if cursor.description is not None else []
+            return rows
+
+    # -- organisations and tokens ----------------------------------------------------------------
+    def add_org(self, name: str, tz: str, *, now: int) -> Org:
+        """Create an organisation; Conflict when it exists."""
+        try:
+            with self._writing() as db:
+                self._run(
+                    db, "INSERT INTO orgs (name, tz, created) VALUES (?, ?, ?)", (name, tz, now)
+                )
+        except self.integrity_errors:
+            raise Conflict(f"organisation {name!r} exists already") from None
+        return Org(name, tz, now)
+
+    def orgs(self) -> list[Org]:
+        """Every organisation, by name."""
+        return [Org(*row) for row in self._read(f"SELECT {_ORG_COLUMNS} FROM orgs ORDER BY name")]
+
+    def orgs_named(self, names: Sequence[str]) -> list[Org]:
+        """The organisations of these names that exist."""
+        found: list[Org] = []
+        for start in range(0, len(names), 500):
+            chunk = names[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            found += [
+                Org(*row)
+                for row in self._read(
+                    f"SELECT {_ORG_COLUMNS} FROM orgs WHERE name IN ({marks})", chunk
+                )
+            ]
+        return found
+
+    def add_token(self, kind: TokenKind, *, org: str | None, hash: bytes, now: int) -> Token:
+        """Store a token by the hash of its secret; NotFound for an unknown organisation."""
+        with self._writing() as db:
+            if (
+                org is not None
+                and self._run(db, "SELECT 1 FROM orgs WHERE name = ?", (org,)).fetchone() is None
+            ):
+                raise NotFound(f"unknown organisation {org!r}: add it with `samtal org add`")
+            row = self._run(
+                db,
+                "INSERT INTO tokens (kind, org, hash, created) VALUES (?, ?, ?, ?) RETURNING id",
+                (kind, org, hash, now),
+            ).fetchone()
+        return Token(row[0], kind, org, now, None, None)
+
+    def tokens(self) -> list[Token]:
+        """Every token, oldest first."""
+        return [
+            Token(*row) for row in self._read(f"SELECT {_TOKEN_COLUMNS} FROM tokens ORDER BY id")
+        ]
+
+    def revoke_token(self, token_id: int, *, now: int) -> Token:
+        """Revoke a token (again: no change); NotFound when there is none with that id."""
+        with self._writing() as db:
+            row = self._run(
+                db,
+                "UPDATE tokens SET revoked = coalesce(revoked, ?) WHERE id = ? "
+                f"RETURNING {_TOKEN_COLUMNS}",
+                (now, token_id),
+            ).fetchone()
+        if row is None:
+            raise NotFound(f"no token with id {token_id}: `samtal token list` shows them")
+        return Token(*row)
+
+    def token_by_hash(self, hash: bytes) -> Token | None:
+        """The token with this hash, or None."""
+        row = self._one(f"SELECT {_TOKEN_COLUMNS} FROM tokens WHERE hash = ?", (hash,))
+        return Token(*row) if row else None
+
+    def touch_token(self, token_id: int, *, now: int) -> None:
+        """Note that a token was used."""
+        with self._writing() as db:
+            self._run(db, "UPDATE tokens SET last_used = ? WHERE id = ?", (now, token_id))
+
+    # -- call data -------------------------------------------------------------------------------
+    def pages(self, columns: str, org: str, start: int, end: int) -> Iterator[list[Any]]:
+        """Pages of (start_ms, call, *columns) of the records of `org` whose start is in
+        [start, end), in order.
+
+        Each page is its own short query, continuing after the last (start_ms, call) seen, so
+        that no read transaction stays open between pages: a client that stops reading holds
+        no snapshot, blocks no checkpoint and ties up no connection. (A record whose start moves
+        across the cursor while a long answer streams can thus be missed or repeated in that
+        answer; the change feed is the exact way to keep a copy.)
+        """
+        low, high = start // US_PER_MS, (end - 1) // US_PER_MS
+        hint, hinted = self._period_hint(start, end)
+        rows = self._read(
+            f"SELECT start_ms, call, {columns} FROM records WHERE org = ? AND start_ms >= ? "
+            f"AND start_ms <= ? AND start >= ? AND start < ?{hint} ORDER BY start_ms, call LIMIT ?",
+            (org, low, high, start, end, *hinted, PAGE),
+            binary=True,
+        )
+        while rows:
+            yield rows
+            if len(rows) < PAGE:
+                return
+            last_ms, last_call = rows[-1][:2]
+            rows = self._read(
+                f"SELECT start_ms, call, {columns} FROM records WHERE org = ? "
+                "AND (start_ms, call) > (?, ?) AND start_ms <= ? AND start >= ? AND start < ?"
+                f"{hint} ORDER BY start_ms, call LIMIT ?",
+                (org, last_ms, last_call, high, start, end, *hinted, PAGE),
+                binary=True,
+            )
+
+    def feed(self, *, org: str, after: int, limit: int) -> FeedRead:
+        """The calls of `org` whose latest version has a change number above `after`, by
+        change number, at most `limit`, with the organisation's latest and purged change
+        numbers, all read from one snapshot; NotFound for an unknown organisation."""
+        with self._snapshot() as db:
+            numbers = self._run(
+                db, "SELECT change_seq, purged_seq FROM orgs WHERE name = ?", (org,)
+            ).fetchone()
+            if numbers is None:
+                raise NotFound(f"unknown organisation {org!r}")
+            rows = self._run(
+                db,
+                "SELECT c.seq, c.call, c.version, c.changed, r.json FROM calls c "
+                f"LEFT JOIN records r ON {self.record_join} "
+                "WHERE c.org = ? AND c.seq > ? ORDER BY c.seq LIMIT ?",
+                (org, after, limit),
+            ).fetchall()
+        return FeedRead([Change(*row) for row in rows], *numbers)
+
+    def latest_change(self, org: str) -> int:
+        """The highest change number `org` has given out (0: none; NotFound: no such org)."""
+        row = self._one("SELECT change_seq FROM orgs WHERE name = ?", (org,))
+        if row is None:
+            raise NotFound(f"unknown organisation {org!r}")
+        return int(row[0])
+
+
+@lru_cache(maxsize=512)
+def _swap(text: str, placeholder: str) -> str:
+    return text if placeholder == "?" else text.replace("?", placeholder)
