@@ -20,6 +20,15 @@ def shorten(value: object, limit: int = QUOTE_LIMIT) -> str:
     return f"{text[:limit]}... ({size:,} characters)"
 
 
+def named(text: str, limit: int = QUOTE_LIMIT) -> str:
+    """A name a client sent (a parameter's, say) as a message shows it between backticks: as
+    it is, control characters escaped, cut to about `limit` characters."""
+    shown = repr(text)[1:-1] if not text.isprintable() else text
+    if len(shown) <= limit:
+        return shown
+    return f"{shown[:limit]}... ({len(text):,} characters)"
+
+
 class SamtalError(Exception):
     """Base of every error samtal raises on purpose; its message is for the user."""
 

@@ -25,11 +25,28 @@ from samtal.times import MAX_INSTANT, MIN_INSTANT, parse_instant
 from samtal.types import KINDS, PARTIES_OF_TYPE, TYPE_RANK, EventType, Kind, Party
 
 MAX_ID_LENGTH: Final = 128
+MAX_NUMBER_LENGTH: Final = 64
 MAX_SEQ: Final = 2**63 - 1
 _BOM = b"\xef\xbb\xbf"
 _UNSET: Any = msgspec.UNSET
 
-_Id = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_ID_LENGTH)]
+#: Text values, version 3 (events.md): an id or call holds no control character and no unpaired
+#: surrogate (in a decoded str every surrogate left is unpaired); a number, `dialed` or `target`
+#: is 1 to 64 digits, ASCII letters or `+ * # . _ -`, `+` only first and `-` never first.
+ID_PATTERN: Final = r"\A[^\x00-\x1f\x7f\ud800-\udfff]*\Z"
+NUMBER_PATTERN: Final = r"\A(?:\+[0-9A-Za-z*#._-]{0,63}|[0-9A-Za-z*#._][0-9A-Za-z*#._-]{0,63})\Z"
+_ID_TEXT = re.compile(ID_PATTERN)
+_NUMBER_TEXT = re.compile(NUMBER_PATTERN)
+#: What a number may be, said as a reason says it.
+NUMBER_RULE: Final = (
+    "use 1 to 64 digits, letters or + * # . _ - (+ only first, - never first), e.g. "
+    "+4672111111 or 622"
+)
+
+_Id = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_ID_LENGTH, pattern=ID_PATTERN)]
+_Number = Annotated[
+    str, msgspec.Meta(min_length=1, max_length=MAX_NUMBER_LENGTH, pattern=NUMBER_PATTERN)
+]
 _Seq = Annotated[int, msgspec.Meta(ge=0, le=MAX_SEQ)]
 
 
@@ -44,10 +61,10 @@ class Event(msgspec.Struct, gc=False):
     type: EventType
     seq: _Seq | None = None
     party: Party | None = None
-    number: str | None = None
+    number: _Number | None = None
     kind: Kind | None = None
-    dialed: str | None = None
-    target: str | None = None
+    dialed: _Number | None = None
+    target: _Number | None = None
     # Not a field of events.md: the name keeps a sender from setting it (it is overwritten).
     instant: int = msgspec.field(default=0, name="@samtal:instant")
 
@@ -118,15 +135,38 @@ def _text_problem(name: str, value: Any, limit: int | None) -> _Invalid:
     return _Invalid(f"`{name}` must be 1 to {limit} characters long, not {len(value)}")
 
 
+def _check_id(name: str, value: Any) -> str:
+    """`value` as an id or call, or _Invalid saying why it cannot be one."""
+    if type(value) is not str or not 0 < len(value) <= MAX_ID_LENGTH:
+        raise _text_problem(name, value, MAX_ID_LENGTH)
+    if not _ID_TEXT.match(value):
+        bad = next(c for c in value if not _ID_TEXT.match(c))
+        what = "an unpaired surrogate" if "\ud800" <= bad <= "\udfff" else "a control character"
+        raise _Invalid(f"`{name}` holds {what} (U+{ord(bad):04X}): ids are printable text")
+    return value
+
+
+def _check_number(name: str, value: Any) -> str:
+    """`value` as a number, `dialed` or `target`, or _Invalid saying why it cannot be one."""
+    if type(value) is not str:
+        raise _text_problem(name, value, None)
+    if not _NUMBER_TEXT.match(value):
+        if len(value) > MAX_NUMBER_LENGTH:
+            raise _Invalid(
+                f"`{name}` is {len(value):,} characters long: a number has at most "
+                f"{MAX_NUMBER_LENGTH}"
+            )
+        raise _Invalid(f"`{name}` {shorten(value)} is not a number: {NUMBER_RULE}")
+    return value
+
+
 def _check(wire: _Wire) -> Event:
     """The Event that `wire` describes, or _Invalid naming the first rule it breaks."""
     event_id, org, call, at_text, type_ = wire.id, wire.org, wire.call, wire.at, wire.type
-    if type(event_id) is not str or not 0 < len(event_id) <= MAX_ID_LENGTH:
-        raise _text_problem("id", event_id, MAX_ID_LENGTH)
+    _check_id("id", event_id)
     if type(org) is not str:
         raise _text_problem("org", org, None)
-    if type(call) is not str or not 0 < len(call) <= MAX_ID_LENGTH:
-        raise _text_problem("call", call, MAX_ID_LENGTH)
+    _check_id("call", call)
     if type(at_text) is not str:
         raise _text_problem("at", at_text, None)
     instant = parse_instant(at_text)
@@ -163,6 +203,8 @@ def _check(wire: _Wire) -> Event:
         if number is _UNSET:
             raise _Invalid("`number` is missing")
         raise _Invalid(f"`number` must be a string (null only for a caller), not {_what(number)}")
+    if number is not None:
+        _check_number("number", number)
     kind = dialed = target = None
     if type_ == "entered":
         kind = wire.kind
@@ -173,13 +215,9 @@ def _check(wire: _Wire) -> Event:
                 f"`kind` {shorten(kind)} is unknown: use one of {', '.join(sorted(KINDS))}"
             )
     elif type_ == "started":
-        dialed = wire.dialed
-        if type(dialed) is not str:
-            raise _text_problem("dialed", dialed, None)
+        dialed = _check_number("dialed", wire.dialed)
     elif type_ == "transferred":
-        target = wire.target
-        if type(target) is not str:
-            raise _text_problem("target", target, None)
+        target = _check_number("target", wire.target)
     type_checked = cast(EventType, type_)  # one of PARTIES_OF_TYPE's keys
     return Event(
         org,
@@ -243,6 +281,14 @@ def _decode_fully(line: bytes | str, position: int) -> Event | Rejection:
     except msgspec.ValidationError as exc:
         return Rejection(position, None, _invalid_field(exc))
     except msgspec.DecodeError as exc:
+        surrogate = _SURROGATE.search(line if isinstance(line, bytes) else line.encode())
+        if surrogate is not None:  # the decoder's own words ("truncated") would mislead
+            escape = surrogate.group().decode()
+            return Rejection(
+                position,
+                None,
+                f"not valid JSON: it holds an unpaired surrogate ({escape}): send valid Unicode",
+            )
         return Rejection(position, None, f"not valid JSON: {_short(exc)}")
     except RecursionError:
         return Rejection(position, None, TOO_DEEP)
@@ -253,6 +299,8 @@ def _decode_fully(line: bytes | str, position: int) -> Event | Rejection:
         return Rejection(position, event_id, str(exc))
 
 
+#: A JSON escape of a surrogate, which valid text only has in pairs.
+_SURROGATE = re.compile(rb"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
 TOO_DEEP = "JSON nested too deeply to read: an event nests at most a few levels"
 _FIELD_AT = re.compile(r" - at `\$\.([a-z]+)`$")
 
@@ -336,11 +384,6 @@ def decode_lines(lines: Iterable[bytes]) -> Iterator[Event | Rejection]:
                 line = line[3:]
         if line and not line.isspace():
             yield decode_one(line, position)
-
-
-def decode_ndjson(body: bytes) -> Iterator[Event | Rejection]:
-    """Events and rejections of a whole NDJSON body (LF or CRLF line ends)."""
-    return decode_lines(body.split(b"\n"))
 
 
 def decode_array(body: bytes) -> list[Event | Rejection]:

@@ -29,6 +29,11 @@ class Settings:
     retention_days: int = _setting(
         92, "Days of call history kept (and queryable) back from today; 0 keeps everything."
     )
+    max_future_seconds: int = _setting(
+        86400,
+        "An event whose `at` lies more than this after the server's clock is rejected (a "
+        "switch with a broken clock); so is one before the retention window.",
+    )
     idle_close_hours: float = _setting(
         12.0, "A call with no stop that has received no event for this long is closed."
     )
@@ -61,6 +66,11 @@ class Settings:
     ingest_rate_limit: str = _setting(
         "off", "Requests each ingest token may make to POST /events (same forms)."
     )
+    auth_failure_limit: str = _setting(
+        "30/minute",
+        "Failed authentications each client address may make (same forms); past it, its "
+        "requests get 429 before their token costs a database lookup.",
+    )
     redis_url: str = _setting(
         "",
         "Redis that every server process shares the rate limits through "
@@ -70,7 +80,7 @@ class Settings:
 
     def __post_init__(self) -> None:
         self.webhook_retry_delays  # noqa: B018 (checked when made, not when first used)
-        for name in ("rate_limit", "ingest_rate_limit"):
+        for name in ("rate_limit", "ingest_rate_limit", "auth_failure_limit"):
             text = getattr(self, name)
             if not _LIMIT.fullmatch(text):
                 raise UsageError(
@@ -110,8 +120,13 @@ class Settings:
     def describe(cls) -> list[tuple[str, str, str]]:
         """(variable, default, help) for every setting."""
         return [
-            (f"SAMTAL_{f.name.upper()}", str(f.default), f.metadata["help"]) for f in fields(cls)
+            (f"SAMTAL_{f.name.upper()}", _shown(f.default), f.metadata["help"]) for f in fields(cls)
         ]
+
+
+def _shown(default: object) -> str:
+    """A default as people write it: 12, not 12.0."""
+    return format(default, "g") if isinstance(default, float) else str(default)
 
 
 def _convert(name: str, raw: str, kind: type) -> Any:

@@ -17,14 +17,16 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import httpx
+import msgspec
 import sqlalchemy as sa
 from sqlalchemy.dialects import mysql, postgresql, sqlite
 from sqlalchemy.exc import ArgumentError
 
 from samtal.errors import UsageError, shorten
+from samtal.times import retry_after_seconds
 
 log = logging.getLogger(__name__)
 
@@ -70,12 +72,15 @@ def tables(name: str) -> tuple[sa.MetaData, sa.Table, sa.Table]:
     records = sa.Table(
         name,
         metadata,
-        sa.Column("id", sa.String(255), primary_key=True),
-        sa.Column("caller_no", sa.String(255)),
+        # Sized from the spec (events.md): an id is at most 128 characters. Numbers are at
+        # most 64, but a server may still serve longer ones it stored before that rule: the
+        # copy takes any text.
+        sa.Column("id", sa.String(128), primary_key=True),
+        sa.Column("caller_no", sa.Text),
         sa.Column("start", _timestamp(), nullable=False, index=True),
-        sa.Column("receiving_no", sa.String(255)),
+        sa.Column("receiving_no", sa.Text),
         sa.Column("received", _timestamp()),
-        sa.Column("callee_no", sa.String(255)),
+        sa.Column("callee_no", sa.Text),
         sa.Column("callee_answered", _timestamp()),
         sa.Column("stop", _timestamp(), nullable=False),
         sa.Column("version", sa.Integer, nullable=False),
@@ -119,9 +124,39 @@ class Copy:
         self.source = source
         metadata, self.records, self.state = tables(table)
         metadata.create_all(self.engine)  # only what is missing
+        self._upgrade()
         self._zoned = self.engine.dialect.name == "postgresql"
         #: True while a page is being written (a stop must wait for the commit).
         self.writing = False
+
+    def _upgrade(self) -> None:
+        """Bring a copy made by an older samtal to this table's shape, in place: columns it
+        lacks are added (empty), and number columns of a bounded size become text."""
+        dialect = self.engine.dialect
+        quote = dialect.identifier_preparer.quote
+        table = quote(self.records.name)
+        found = {c["name"]: c for c in sa.inspect(self.engine).get_columns(self.records.name)}
+        statements = []
+        for column in self.records.columns:
+            have = found.get(column.name)
+            name = quote(column.name)
+            if have is None:
+                kind = column.type.compile(dialect=dialect)
+                statements.append(f"ALTER TABLE {table} ADD COLUMN {name} {kind}")
+            elif (
+                isinstance(column.type, sa.Text)
+                and getattr(have["type"], "length", None) is not None
+                and dialect.name != "sqlite"  # SQLite never enforced the length
+            ):
+                if dialect.name == "postgresql":
+                    statements.append(f"ALTER TABLE {table} ALTER COLUMN {name} TYPE text")
+                else:
+                    statements.append(f"ALTER TABLE {table} MODIFY COLUMN {name} TEXT NULL")
+        if statements:
+            with self.engine.begin() as db:
+                for statement in statements:
+                    db.execute(sa.text(statement))
+            log.info("upgraded the copy's table %s in place: %s", table, "; ".join(statements))
 
     def cursor(self) -> int:
         """The seq after which the copy is incomplete (0: nothing copied yet)."""
@@ -254,29 +289,28 @@ class Feed:
         self._sleep = sleep
 
     def page(self, after: int, *, limit: int = PAGE, wait: int = 0) -> dict[str, Any] | None:
-        """One answer of the feed; None when the cursor expired (410)."""
+        """One answer of the feed, checked (`checked_page`); None when the cursor expired
+        (410). SyncError when the server's answer is not a page of the feed."""
         failures = 0
         while True:
             try:
-                response = self._client.get(
-                    "/cdr/changes", params={"after": after, "limit": limit, "wait": wait}
-                )
+                status, retry_after, body = self._get(after, limit, wait)
             except httpx.TransportError as exc:
                 problem = f"{type(exc).__name__}: {exc}"
             else:
-                if response.status_code == 200:
-                    page: dict[str, Any] = response.json()
-                    return page
-                if response.status_code == 410:
+                if status == 200:
+                    return checked_page(body, after)
+                if status == 410:
                     return None
-                if response.status_code == 429:
-                    delay = _seconds(response.headers.get("retry-after"), 1.0)
+                if status == 429:
+                    asked = retry_after_seconds(retry_after, now=time.time())
+                    delay = 1.0 if asked is None else asked
                     log.info("rate limited: waiting %.0f s as the server asks", delay)
                     self._sleep(delay)
                     continue
-                if response.status_code < 500:
-                    raise SyncError(_problem(response))
-                problem = _problem(response)
+                if status < 500:
+                    raise SyncError(_problem(status, body))
+                problem = _problem(status, body)
             failures += 1
             if self._attempts is not None and failures >= self._attempts:
                 raise SyncError(f"the server did not answer after {failures} tries: {problem}")
@@ -284,8 +318,119 @@ class Feed:
             log.warning("%s; trying again in %.1f s", problem, delay)
             self._sleep(delay)
 
+    def _get(self, after: int, limit: int, wait: int) -> tuple[int, str | None, bytes]:
+        """The status, `Retry-After` and body of one request, the body read up to
+        MAX_PAGE_BYTES (a page of the feed is a few MB at most: more is not a page, and is
+        not held)."""
+        params = {"after": after, "limit": limit, "wait": wait}
+        with self._client.stream("GET", "/cdr/changes", params=params) as response:
+            body = bytearray()
+            for chunk in response.iter_bytes():
+                body += chunk
+                if len(body) > MAX_PAGE_BYTES:
+                    raise SyncError(
+                        f"the server's answer is over {MAX_PAGE_BYTES // 2**20} MiB: that is not "
+                        "a page of the change feed (is the URL a samtal server?)"
+                    )
+            return response.status_code, response.headers.get("retry-after"), bytes(body)
+
     def close(self) -> None:
         self._client.close()
+
+
+#: The largest answer read as one page of the feed (10,000 records are about 4 MB).
+MAX_PAGE_BYTES = 64 * 2**20
+MAX_SEQ = 2**63 - 1
+_Id = Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
+_Seq = Annotated[int, msgspec.Meta(ge=1, le=MAX_SEQ)]
+_Version = Annotated[int, msgspec.Meta(ge=1, le=MAX_SEQ)]
+#: A field of a record that holds text or null (numbers are at most 64 characters; older data
+#: may hold more, which the copy takes).
+_Text = Annotated[str, msgspec.Meta(max_length=4096)] | None
+
+
+class _Page(msgspec.Struct):
+    records: list[dict[str, Any]]
+    next: Annotated[int, msgspec.Meta(ge=0, le=MAX_SEQ)]
+    more: bool
+
+
+class _Record(msgspec.Struct):
+    id: _Id
+    callerNo: _Text
+    start: str
+    receivingNo: _Text
+    received: str | None
+    calleeNo: _Text
+    calleeAnswered: str | None
+    stop: str
+    version: _Version
+    seq: _Seq
+
+
+class _Tombstone(msgspec.Struct):
+    id: _Id
+    deleted: Literal[True]
+    version: _Version
+    seq: _Seq
+
+
+def checked_page(body: bytes, after: int) -> dict[str, Any]:
+    """A page of the change feed from the server's answer, checked before anything is written:
+    the spec's shape for every record and tombstone, `seq`s ascending after `after` and up to
+    `next`, and `next` never behind `after`. SyncError, in one line, otherwise: one bad answer
+    never becomes the copy's cursor or rows."""
+    try:
+        page = msgspec.json.decode(body, type=_Page)
+    except (msgspec.DecodeError, RecursionError) as exc:
+        raise SyncError(
+            f"the server's answer is not a page of the change feed: {_why(exc)}"
+        ) from None
+    last = after
+    for position, record in enumerate(page.records, 1):
+        try:
+            if record.get("deleted") is not None:
+                msgspec.convert(record, _Tombstone)
+            else:
+                checked = msgspec.convert(record, _Record)
+                for name in ("start", "received", "calleeAnswered", "stop"):
+                    value = getattr(checked, name)
+                    if value is not None:
+                        _instant(value, name)
+        except (msgspec.ValidationError, ValueError) as exc:
+            raise SyncError(
+                f"record {position} of the server's page is not a record of the change feed: "
+                f"{_why(exc)}"
+            ) from None
+        if not last < record["seq"] <= page.next:
+            raise SyncError(
+                f"record {position} of the server's page has seq {record['seq']}, not after "
+                f"{last} and up to next={page.next}: the server is not following the feed"
+            )
+        last = record["seq"]
+    if page.next < after or (page.records and page.next != last):
+        raise SyncError(
+            f"the server's page goes to next={page.next} from after={after}: a cursor never "
+            "moves back, and `next` is the last record's seq"
+        )
+    if not page.records and page.next != after:
+        raise SyncError(
+            f"the server's page is empty but moves the cursor from {after} to {page.next}"
+        )
+    if page.more and not page.records:
+        raise SyncError("the server's page says there is more but holds nothing")
+    return {"records": page.records, "next": page.next, "more": page.more}
+
+
+def _instant(text: str, name: str) -> None:
+    """ValueError unless `text` is a time as records give them, with an offset."""
+    moment = datetime.fromisoformat(text)
+    if moment.tzinfo is None:
+        raise ValueError(f"`{name}` ({shorten(text)}) has no offset")
+
+
+def _why(exc: Exception) -> str:
+    return shorten(str(exc).split("\n")[0], 200)
 
 
 def sync(
@@ -324,16 +469,9 @@ def sync(
             return
 
 
-def _seconds(value: str | None, default: float) -> float:
+def _problem(status: int, body: bytes) -> str:
     try:
-        return max(0.0, float(value)) if value is not None else default
-    except ValueError:
-        return default
-
-
-def _problem(response: httpx.Response) -> str:
-    try:
-        detail = response.json().get("detail", "")
-    except ValueError:
-        detail = response.text[:200]
-    return f"HTTP {response.status_code}: {detail}"
+        detail = str(msgspec.json.decode(body).get("detail", ""))
+    except (msgspec.DecodeError, AttributeError):
+        detail = body[:200].decode(errors="replace")
+    return f"HTTP {status}: {shorten(detail, 200)}"

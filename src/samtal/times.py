@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, date, datetime, timedelta
+from email.utils import parsedate_to_datetime
 from functools import lru_cache
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -184,3 +185,24 @@ def zone(name: str) -> ZoneInfo:
         raise UnknownZone(
             f"unknown time zone {name!r}: use an IANA name such as 'Europe/Stockholm'"
         ) from exc
+
+
+#: The longest wait a server's `Retry-After` may ask of samtal (a day); longer asks get this.
+MAX_RETRY_AFTER = 86_400.0
+
+
+def retry_after_seconds(value: str | None, *, now: float) -> float | None:
+    """The seconds a `Retry-After` header asks for (RFC 9110: a whole number of seconds, or an
+    HTTP date; `now` in Unix seconds), at most MAX_RETRY_AFTER; None when it is missing or
+    neither of those (`inf`, `1e300` and garbage are not numbers of seconds)."""
+    if value is None:
+        return None
+    text = value.strip()
+    if text.isascii() and text.isdigit():
+        seconds = float(int(text[:12]))  # any number of digits, never an overflow
+    else:
+        try:
+            seconds = parsedate_to_datetime(text).timestamp() - now
+        except (TypeError, ValueError, IndexError, OverflowError):
+            return None
+    return min(max(0.0, seconds), MAX_RETRY_AFTER)

@@ -80,7 +80,7 @@ def create_app(
         response_class=Response,
         responses={
             200: {"content": {"text/plain": {"schema": {"type": "string"}}}},
-            **responses(401, 403),
+            **responses(401, 403, 429),
         },
     )
     async def metrics_page(_token: Annotated[Token, Depends(ingest_token)]) -> Response:

@@ -8,7 +8,7 @@ from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from samtal.api._state import AppState, state
-from samtal.errors import Forbidden, TooManyRequests, Unauthenticated
+from samtal.errors import Forbidden, TooManyRequests, Unauthenticated, shorten
 from samtal.store import Org, Token
 from samtal.times import US_PER_SECOND
 from samtal.tokens import digest
@@ -19,13 +19,21 @@ TOUCH_EVERY = 60 * US_PER_SECOND
 
 
 async def _token(
+    request: Request,
     app: Annotated[AppState, Depends(state)],
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Token:
+    # A client that keeps failing is refused before its token costs a database lookup.
+    address = request.client.host if request.client is not None else "unknown"
+    limit = app.settings.auth_failure_limit
+    await app.limits.refuse_failing(limit, address)
     if credentials is None:
-        raise Unauthenticated("send an API token: `Authorization: Bearer <token>`")
+        await app.limits.failed(limit, address)
+        raise Unauthenticated(_missing(request.headers.get("authorization")))
     secret = credentials.credentials
     token = await app.store.read(lambda store: store.token_for(secret))
+    if token is None or token.revoked is not None:
+        await app.limits.failed(limit, address)
     if token is None:
         raise Unauthenticated("unknown token: ask your operator for a valid one")
     if token.revoked is not None:
@@ -38,6 +46,22 @@ async def _token(
             lambda store: store.touch_token(token_id, now=now), "note a token's use"
         )
     return token
+
+
+def _missing(header: str | None) -> str:
+    """What is wrong with a request that brought no bearer token, in the client's terms."""
+    if header is None or not header.strip():
+        return "send an API token: `Authorization: Bearer <token>`"
+    scheme = header.strip().split(" ", 1)[0]
+    if " " not in header.strip():
+        return (
+            "the `Authorization` header holds no `Bearer ` before the token: send "
+            "`Authorization: Bearer <token>`"
+        )
+    return (
+        f"the `Authorization` header uses the {shorten(scheme, 20)} scheme: send the token as "
+        "`Authorization: Bearer <token>`"
+    )
 
 
 async def read_org(

@@ -87,6 +87,36 @@ class Limits:
             )
         return Verdict(headers)
 
+    async def refuse_failing(self, setting: str, address: str) -> None:
+        """TooManyRequests when the client at `address` has failed to authenticate as often
+        as `setting` allows: it is refused before its token costs a database lookup."""
+        if setting == "off":
+            return
+        item = parse(setting)
+        try:
+            allowed = await self._limiter.test(item, f"auth-failures:{address}")
+        except Exception as exc:
+            self._fail(exc)
+            return
+        if not allowed:
+            self.rejected += 1
+            metrics.RATE_LIMITED.inc()
+            wait = max(1, item.get_expiry())
+            raise TooManyRequests(
+                f"too many failed authentications from your address: try again in {wait} s "
+                "with a valid token",
+                {"Retry-After": str(wait)},
+            )
+
+    async def failed(self, setting: str, address: str) -> None:
+        """Count a failed authentication of the client at `address`."""
+        if setting == "off":
+            return
+        try:
+            await self._limiter.hit(parse(setting), f"auth-failures:{address}")
+        except Exception as exc:
+            self._fail(exc)
+
     async def ready(self) -> bool:
         """Whether the counter can be reached (always, in memory)."""
         if not self.shared:

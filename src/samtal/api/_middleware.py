@@ -12,6 +12,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from samtal import metrics
 
 log = logging.getLogger("samtal.access")
+#: The methods a metric or log line names as they are; any other is "other": a label takes
+#: its value from a closed set, never from the wire (a client could make up thousands).
+METHODS = frozenset(("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"))
 
 
 class RequestLog:
@@ -50,19 +53,20 @@ class RequestLog:
         finally:
             route = scope.get("route")
             path = getattr(route, "path", None) or "(no route)"
+            method = scope["method"] if scope["method"] in METHODS else "other"
             seconds = time.perf_counter() - began
             millis = seconds * 1000
-            metrics.REQUESTS.labels(scope["method"], path, str(status)).inc()
+            metrics.REQUESTS.labels(method, path, str(status)).inc()
             metrics.REQUEST_SECONDS.labels(path).observe(seconds)
             log.info(
                 "%s %s %d %.1f ms%s",
-                scope["method"],
+                method,
                 path,
                 status,
                 millis,
                 f" org={state['org']}" if "org" in state else "",
                 extra={
-                    "method": scope["method"],
+                    "method": method,
                     "route": path,
                     "status": status,
                     "duration_ms": round(millis, 2),

@@ -1,4 +1,6 @@
-"""The OpenAPI document, with examples that are valid requests on the day it is read."""
+"""The OpenAPI document as the API behaves: examples that are valid requests on the day it is
+read, and no 422 (FastAPI's default for a bad parameter): every bad request is a 400
+problem+json, documented on each operation."""
 
 from __future__ import annotations
 
@@ -26,6 +28,12 @@ def with_current_examples(app: FastAPI, clock: Callable[[], int]) -> None:
             example = examples.get(parameter["name"])
             if example is not None:
                 parameter["schema"]["examples"] = [example]
+        for operations in document["paths"].values():
+            for operation in operations.values():
+                operation.get("responses", {}).pop("422", None)
+        schemas = document.get("components", {}).get("schemas", {})
+        for unused in ("HTTPValidationError", "ValidationError"):
+            schemas.pop(unused, None)
         return document
 
     app.openapi = openapi  # type: ignore[method-assign]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from http import HTTPStatus
+from typing import Any
 
 import orjson
 from fastapi import FastAPI, Request
@@ -14,7 +15,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect
 from starlette.responses import Response
 
-from samtal.errors import SamtalError, UsageError, shorten
+from samtal.errors import SamtalError, UsageError, named, shorten
 
 log = logging.getLogger(__name__)
 #: Problem types are relative references (RFC 9457 allows them): no domain is implied.
@@ -60,11 +61,43 @@ def only_params(*names: str) -> Callable[[Request], None]:
     def check(request: Request) -> None:
         unknown = sorted(set(request.query_params) - known)
         if unknown:
-            listed = ", ".join(f"`{shorten(name)}`" for name in unknown[:5])
+            listed = ", ".join(f"`{named(name)}`" for name in unknown[:5])
             allowed = ", ".join(f"`{name}`" for name in names) or "none"
-            raise UsageError(f"unknown query parameter {listed}: this endpoint takes {allowed}")
+            what = "parameter" if len(unknown) == 1 else "parameters"
+            raise UsageError(f"unknown query {what} {listed}: this endpoint takes {allowed}")
 
     return check
+
+
+def _in_our_words(error: Any) -> str:
+    """One of FastAPI's validation errors (pydantic's) as our messages say things: the
+    parameter, what it must be, and what was sent."""
+    where = ".".join(str(p) for p in error.get("loc", ()) if p not in ("query", "body", "header"))
+    name = f"`{where}`" if where else "the request"
+    kind = error.get("type", "")
+    ctx = error.get("ctx") or {}
+    sent = error.get("input")
+    shown = shorten(sent) if isinstance(sent, str) else "it"
+    if kind == "missing":
+        return f"{name} is required"
+    if kind == "literal_error":
+        expected = str(ctx.get("expected", "")).replace("'", "")
+        return f"{name} must be {expected}, not {shown}"
+    if kind in ("int_parsing", "int_from_float", "int_type"):
+        return f"{name} must be a whole number, not {shown}"
+    if kind in ("float_parsing", "float_type"):
+        return f"{name} must be a number, not {shown}"
+    if kind == "greater_than_equal":
+        return f"{name} must be at least {ctx.get('ge')}, not {shown}"
+    if kind == "less_than_equal":
+        return f"{name} must be at most {ctx.get('le')}, not {shown}"
+    if kind == "greater_than":
+        return f"{name} must be more than {ctx.get('gt')}, not {shown}"
+    if kind == "less_than":
+        return f"{name} must be less than {ctx.get('lt')}, not {shown}"
+    if kind == "string_pattern_mismatch":
+        return f"{name} is not in a form this parameter takes: {shown}"
+    return f"{name} is not valid: {error.get('msg', 'see /docs')}"
 
 
 def install(app: FastAPI) -> None:
@@ -78,11 +111,8 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def invalid(_: Request, exc: RequestValidationError) -> Response:
-        parts = []
-        for error in exc.errors():
-            where = ".".join(str(p) for p in error.get("loc", ()) if p not in ("query", "body"))
-            parts.append(f"`{where}`: {error.get('msg')}" if where else str(error.get("msg")))
-        return problem(400, "bad-request", "Bad request", "; ".join(parts))
+        detail = "; ".join(_in_our_words(error) for error in exc.errors())
+        return problem(400, "bad-request", "Bad request", detail)
 
     @app.exception_handler(HTTPException)
     async def http(_: Request, exc: HTTPException) -> Response:

@@ -54,7 +54,7 @@ RECHECK = 5.0
                 }
             },
         },
-        **responses(400, 401, 403, 410),
+        **responses(400, 401, 403, 410, 429),
     },
 )
 async def changes(

@@ -12,7 +12,7 @@ from starlette.concurrency import run_in_threadpool
 from samtal.api._auth import limited_ingest_token
 from samtal.api._problems import only_params, responses
 from samtal.api._state import AppState, state
-from samtal.ingest import ingest_async
+from samtal.ingest import Bounds, ingest_async
 from samtal.ingest.body import Body
 from samtal.store import Token
 
@@ -94,7 +94,7 @@ _REPORT_SCHEMA = {
             "description": "What the delivery did.",
             "content": {"application/json": {"schema": _REPORT_SCHEMA}},
         },
-        **responses(400, 401, 403, 413, 415, 503),
+        **responses(400, 401, 403, 413, 415, 429, 503),
     },
 )
 async def post_events(
@@ -118,7 +118,9 @@ async def post_events(
             app.inflight.take(size, mine=held)
             held += size
         decoded = await run_in_threadpool(body.decoded)
-        report = await ingest_async(app.store, decoded, now=app.clock())
+        now = app.clock()
+        bounds = Bounds.of(app.settings, now)
+        report = await ingest_async(app.store, decoded, now=now, bounds=bounds)
     finally:
         app.inflight.give(held)
     return Response(orjson.dumps(report.to_json()), media_type="application/json")

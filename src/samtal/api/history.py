@@ -46,7 +46,7 @@ router = APIRouter(dependencies=[Depends(only_params("from", "to", "view", "form
                 "text/csv": {"schema": {"type": "string"}},
             },
         },
-        **responses(400, 401, 403, 406),
+        **responses(400, 401, 403, 406, 429),
     },
 )
 async def historik(

@@ -9,12 +9,13 @@ from typing import TYPE_CHECKING, BinaryIO
 
 import click
 
-from samtal.cli._common import db_option, fail, file_progress, open_db, zone_option
+from samtal.cli._common import db_option, fail, file_progress, open_db, settings, zone_option
 from samtal.clock import system_clock
 from samtal.errors import SamtalError, shorten
 
 if TYPE_CHECKING:
     from samtal.ingest import Report
+    from samtal.settings import Settings
     from samtal.store import Store
 
 
@@ -201,12 +202,13 @@ def import_(file: BinaryIO, db_url: str | None) -> None:
     """
     from samtal.ingest import import_lines
 
-    store = open_db(db_url)
+    config = settings(database_url=db_url)
+    store = open_db(config.database_url)
     gc.disable()  # as in `aggregate`: many long-lived objects, no cycles among them
     if sys.stderr.isatty():
-        report = _import_with_progress(store, file)
+        report = _import_with_progress(store, file, config)
     else:
-        report = import_lines(store, file, now=system_clock)
+        report = import_lines(store, file, now=system_clock, settings=config)
     # Lines of unknown organisations are summed up per organisation, with what to do.
     unknown = Counter(r.unknown_org for r in report.rejected if r.unknown_org is not None)
     invalid = [r for r in report.rejected if r.unknown_org is None]
@@ -228,10 +230,14 @@ def import_(file: BinaryIO, db_url: str | None) -> None:
     sys.exit(1 if report.rejected else 0)
 
 
-def _import_with_progress(store: Store, file: BinaryIO) -> Report:
+def _import_with_progress(store: Store, file: BinaryIO, config: Settings) -> Report:
     from samtal.ingest import import_lines
 
     with file_progress(file, "importing", "lines") as advance:
         return import_lines(
-            store, file, now=system_clock, progress=lambda lines, _report: advance(lines=lines)
+            store,
+            file,
+            now=system_clock,
+            settings=config,
+            progress=lambda lines, _report: advance(lines=lines),
         )

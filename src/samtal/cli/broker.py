@@ -190,7 +190,12 @@ def consume(
         handle = AsyncStore(store)
         try:
             done = await consume_events(
-                handle, url=config.nats_url, now=system_clock, stop=stop, names=names
+                handle,
+                url=config.nats_url,
+                now=system_clock,
+                stop=stop,
+                names=names,
+                settings=config,
             )
         finally:
             handle.close(wait=False)  # a write still hanging is not waited for

@@ -125,6 +125,7 @@ def demo(port: int, db_url: str, days: int) -> None:
     from samtal.api import create_app
     from samtal.api._transport import NoDelayH11Protocol
     from samtal.ingest import import_lines
+    from samtal.logs import configure as configure_logging
     from samtal.simulate import TrafficSettings, event_lines
 
     listener = _listen("127.0.0.1", port)  # first: a busy port fails before anything is made
@@ -142,22 +143,31 @@ def demo(port: int, db_url: str, days: int) -> None:
         duplicates=0.01,
         disorder=0.01,
     )
-    report = import_lines(store, event_lines(traffic), now=system_clock)
+    config = settings(database_url=db_url)
+    report = import_lines(store, event_lines(traffic), now=system_clock, settings=config)
     secret, note = _demo_token(store, db_url)
     day = today - timedelta(days=1)
     while day.weekday() >= 5:
         day -= timedelta(days=1)
+    loaded = (
+        f"loaded {report.accepted:,} events"
+        if report.accepted
+        else f"the {report.duplicates:,} events were loaded before (nothing new to add)"
+    )
     click.echo(
-        f"demo: {report.accepted:,} new events ({report.duplicates:,} duplicates) "
-        f"for {DEMO_ORG}, {days} days up to {today - timedelta(days=1)}; {note}; serving on "
-        f"http://127.0.0.1:{port} (API docs at /docs). Try:"
+        f"demo: {loaded} for {DEMO_ORG}, {days} days up to {today - timedelta(days=1)}; "
+        f"{note}; serving on http://127.0.0.1:{port} (API docs at /docs); each request is "
+        "logged below. Try:"
     )
     click.echo(
         f"curl -H 'Authorization: Bearer {secret}' "
         f"'http://127.0.0.1:{port}/cdr/historik?from={day}%2008:00&to={day}%2017:00'"
     )
-    app = create_app(settings(database_url=db_url), store=store)
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", http=NoDelayH11Protocol))
+    configure_logging(config.log_format)  # one line per request, as `serve` writes them
+    app = create_app(config, store=store)
+    server = uvicorn.Server(
+        uvicorn.Config(app, log_config=None, access_log=False, http=NoDelayH11Protocol)
+    )
     server.run(sockets=[listener])
 
 

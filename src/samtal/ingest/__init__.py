@@ -7,15 +7,18 @@ event loop. Both sort the batch the same way and tally the same report.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Iterable
+import asyncio
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from itertools import islice
 
 from samtal import metrics
 from samtal.errors import shorten
 from samtal.events import Decoded, Event, Rejection, decode_batch
-from samtal.store import AsyncStore, IngestSummary, Store
-from samtal.times import US_PER_SECOND
+from samtal.period import earliest_instant
+from samtal.settings import Settings
+from samtal.store import AsyncStore, IngestSummary, Org, Store
+from samtal.times import US_PER_SECOND, render, zone
 
 #: Lines per transaction when loading a stream: big enough to amortise a commit (an fsync),
 #: small enough to keep memory flat.
@@ -48,16 +51,53 @@ class _Sorted:
     rejected: list[Rejection]
 
 
-def _sort_out(decoded: Decoded, known: Collection[str]) -> _Sorted:
-    """The events of known organisations; a rejection for each line of an unknown one."""
-    if all(event.org in known for event in decoded.events):
+@dataclass(frozen=True)
+class Bounds:
+    """How far from the server's clock an event's `at` may lie (events.md, "Time bounds"):
+    at most `max_future` microseconds ahead, and never before the earliest instant its
+    organisation keeps (`retention_days` back; 0 keeps everything)."""
+
+    now: int
+    max_future: int
+    retention_days: int
+
+    @classmethod
+    def of(cls, settings: Settings, now: int) -> Bounds:
+        """The bounds the settings give, at `now`."""
+        return cls(now, settings.max_future_seconds * US_PER_SECOND, settings.retention_days)
+
+    def earliest(self, org: Org) -> int | None:
+        """The earliest instant `org` keeps (None: everything)."""
+        if not self.retention_days:
+            return None
+        return earliest_instant(zone=zone(org.tz), now=self.now, retention_days=self.retention_days)
+
+    def why_not(self, event: Event, earliest: int | None, tz: str) -> str | None:
+        """Why `event` lies out of bounds, or None."""
+        if event.instant > self.now + self.max_future:
+            return (
+                f"`at` ({event.at}) is in the future: more than "
+                f"{self.max_future // US_PER_SECOND:,} s after the server's clock "
+                f"({render(self.now, zone(tz))})"
+            )
+        if earliest is not None and event.instant < earliest:
+            return (
+                f"`at` ({event.at}) is before retention: its organisation keeps calls from "
+                f"{render(earliest, zone(tz))} on ({self.retention_days} days)"
+            )
+        return None
+
+
+def _sort_out(decoded: Decoded, known: Mapping[str, Org], bounds: Bounds | None) -> _Sorted:
+    """The events of known organisations within the time bounds; a rejection for each line
+    of an unknown organisation, and for each event out of bounds."""
+    if bounds is None and all(event.org in known for event in decoded.events):
         return _Sorted(decoded.events, decoded.lines, list(decoded.rejections))
+    earliest = {} if bounds is None else {name: bounds.earliest(o) for name, o in known.items()}
     out = _Sorted([], [], list(decoded.rejections))
     for event, line in zip(decoded.events, decoded.lines, strict=True):
-        if event.org in known:
-            out.events.append(event)
-            out.lines.append(line)
-        else:
+        org = known.get(event.org)
+        if org is None:
             out.rejected.append(
                 Rejection(
                     line,
@@ -66,6 +106,14 @@ def _sort_out(decoded: Decoded, known: Collection[str]) -> _Sorted:
                     unknown_org=event.org,
                 )
             )
+            continue
+        if bounds is not None:
+            reason = bounds.why_not(event, earliest[event.org], org.tz)
+            if reason is not None:
+                out.rejected.append(Rejection(line, event.id, reason))
+                continue
+        out.events.append(event)
+        out.lines.append(line)
     return out
 
 
@@ -96,12 +144,19 @@ def _tally(report: Report, batch: _Sorted, summary: IngestSummary | None, path: 
 
 
 def ingest(
-    store: Store, decoded: Decoded, *, now: int, report: Report | None = None, path: str = "http"
+    store: Store,
+    decoded: Decoded,
+    *,
+    now: int,
+    bounds: Bounds | None = None,
+    report: Report | None = None,
+    path: str = "http",
 ) -> Report:
-    """Store the decoded events of known organisations; reject the others' lines. `path` names
-    the way they came (http, nats, import) in the metrics."""
+    """Store the decoded events of known organisations within `bounds` (None: any time);
+    reject the others' lines. `path` names the way they came (http, nats, import) in the
+    metrics."""
     known = store.orgs_named(sorted({event.org for event in decoded.events}))
-    batch = _sort_out(decoded, known)
+    batch = _sort_out(decoded, known, bounds)
     summary = store.ingest(batch.events, now=now) if batch.events else None
     return _tally(report if report is not None else Report(), batch, summary, path)
 
@@ -111,12 +166,13 @@ async def ingest_async(
     decoded: Decoded,
     *,
     now: int,
+    bounds: Bounds | None = None,
     report: Report | None = None,
     path: str = "http",
 ) -> Report:
     """`ingest` for code on an event loop: the store's threads do the database work."""
     known = await store.orgs_named(sorted({event.org for event in decoded.events}))
-    batch = _sort_out(decoded, known)
+    batch = _sort_out(decoded, known, bounds)
     summary = await store.ingest(batch.events, now=now) if batch.events else None
     return _tally(report if report is not None else Report(), batch, summary, path)
 
@@ -137,18 +193,74 @@ def import_lines(
     lines: Iterable[bytes],
     *,
     now: Callable[[], int],
+    settings: Settings | None = None,
     progress: Callable[[int, Report], None] | None = None,
     batch: int = IMPORT_BATCH,
 ) -> Report:
-    """Load an NDJSON stream in batches of `batch` lines, one transaction each; `progress` is
-    told the lines read so far and the report after every batch."""
+    """Load an NDJSON stream in batches of `batch` lines, one transaction each, within the time
+    bounds of `settings` (None: any time); `progress` is told the lines read so far and the
+    report after every batch.
+
+    The next batch is read and decoded while earlier ones are written, and as many batches are
+    written at once as the store has writers (several on PostgreSQL): the database's time and
+    Python's overlap. Writers of the same call take turns, so the records are the same as one
+    batch after another would make them.
+    """
+    handle = AsyncStore(store)
+    try:
+        return asyncio.run(_import(handle, iter(lines), now, settings, progress, batch))
+    finally:
+        handle.close()
+
+
+async def _import(
+    store: AsyncStore,
+    source: Iterator[bytes],
+    now: Callable[[], int],
+    settings: Settings | None,
+    progress: Callable[[int, Report], None] | None,
+    batch: int,
+) -> Report:
     report = Report()
-    source = iter(lines)
-    first = 1
-    while chunk := list(islice(source, batch)):
-        decoded = decode_batch(chunk, first_line=first)
-        ingest(store, decoded, now=now(), report=report, path="import")
-        first += len(chunk)
+    writing: set[asyncio.Task[Report]] = set()
+    done: list[Report] = []
+    read = 0
+
+    def next_batch(first: int) -> tuple[int, Decoded] | None:
+        chunk = list(islice(source, batch))
+        return (len(chunk), decode_batch(chunk, first_line=first)) if chunk else None
+
+    async def settle() -> None:
+        finished, _ = await asyncio.wait(writing, return_when=asyncio.FIRST_COMPLETED)
+        for task in finished:
+            writing.discard(task)
+            done.append(task.result())  # a failure stops the import, as a blocking one would
         if progress is not None:
-            progress(first - 1, report)
-    return report
+            progress(read, _merged(report, done))
+
+    while (decoded := await asyncio.to_thread(next_batch, read + 1)) is not None:
+        count, batch_events = decoded
+        read += count
+        at = now()
+        bounds = None if settings is None else Bounds.of(settings, at)
+        writing.add(
+            asyncio.ensure_future(
+                ingest_async(store, batch_events, now=at, bounds=bounds, path="import")
+            )
+        )
+        if len(writing) >= store.writers:
+            await settle()
+    while writing:
+        await settle()
+    return _merged(report, done)
+
+
+def _merged(into: Report, parts: list[Report]) -> Report:
+    """The reports of batches as one: counts added, rejections in line order."""
+    for part in parts:
+        into.accepted += part.accepted
+        into.duplicates += part.duplicates
+        into.rejected.extend(part.rejected)
+    parts.clear()
+    into.rejected.sort(key=lambda r: r.line)
+    return into

@@ -27,7 +27,8 @@ from nats.js.errors import NotFoundError
 
 from samtal import metrics
 from samtal.events import Decoded, Event, Rejection, decode_batch, decode_one
-from samtal.ingest import Report, ingest_async
+from samtal.ingest import Bounds, Report, ingest_async
+from samtal.settings import Settings
 from samtal.store import AsyncStore
 from samtal.streams import StreamNames
 from samtal.types import ORG_NAME
@@ -169,6 +170,7 @@ async def consume(
     now: Callable[[], int],
     stop: asyncio.Event,
     names: StreamNames = StreamNames(),  # noqa: B008 (frozen)
+    settings: Settings | None = None,
     log_every: float = 5.0,
 ) -> Consumed:
     """Consume until `stop` is set: fetch, ingest in one transaction, then acknowledge.
@@ -221,7 +223,7 @@ async def consume(
             if not messages:
                 continue
             decoded = decode_batch([m.data for m in messages])
-            report = await _store_until_stopped(store, decoded, now, messages, stop)
+            report = await _store_until_stopped(store, decoded, now, settings, messages, stop)
             if report is None:  # stopping, the batch not stored: another worker will
                 for message in messages:
                     await message.nak()
@@ -274,6 +276,7 @@ async def _store_until_stopped(
     store: AsyncStore,
     decoded: Decoded,
     now: Callable[[], int],
+    settings: Settings | None,
     messages: list[Msg],
     stop: asyncio.Event,
 ) -> Report | None:
@@ -282,7 +285,11 @@ async def _store_until_stopped(
     before it is stored."""
     wait = 0.2
     while not stop.is_set():
-        storing = asyncio.ensure_future(ingest_async(store, decoded, now=now(), path="nats"))
+        at = now()
+        bounds = None if settings is None else Bounds.of(settings, at)
+        storing = asyncio.ensure_future(
+            ingest_async(store, decoded, now=at, bounds=bounds, path="nats")
+        )
         stopping = asyncio.ensure_future(stop.wait())
         await asyncio.wait({storing, stopping}, return_when=asyncio.FIRST_COMPLETED)
         stopping.cancel()

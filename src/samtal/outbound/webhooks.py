@@ -27,7 +27,7 @@ import httpx
 from samtal import metrics
 from samtal.errors import NotFound
 from samtal.store import AsyncStore, Change, Retry, Store, Webhook
-from samtal.times import US_PER_SECOND, render, zone
+from samtal.times import US_PER_SECOND, render, retry_after_seconds, zone
 
 log = logging.getLogger(__name__)
 
@@ -132,7 +132,13 @@ class Deliverer:
         if not page.changes:
             return False
         tz = (await self._store.org(hook.org)).tz
-        bodies = [(change.seq, message(change, tz)) for change in page.changes]
+        # A version a purge renumbered was sent when it became visible, if that was at or
+        # before the cursor: it is not sent again (changes.md, version 3 correction).
+        bodies = [
+            (change.seq, message(change, tz))
+            for change in page.changes
+            if change.moved_from is None or change.moved_from > hook.cursor
+        ]
         attempts = await self._post_all(client, hook, bodies)
         now = self._clock()
         retries = [
@@ -142,7 +148,8 @@ class Deliverer:
         ]
         given_up = sum(a.outcome == "failed" for a in attempts) - len(retries)
         await self._store.write(lambda store: store.hooks.advance(hook.id, page.next, retries))
-        await self._note(hook, attempts, given_up)
+        if attempts:
+            await self._note(hook, attempts, given_up)
         return True
 
     async def _retry(self, client: httpx.AsyncClient, hook: Webhook) -> bool:
@@ -216,18 +223,20 @@ class Deliverer:
             "webhook-signature": sign(hook.secret, message_id, timestamp, body),
         }
         try:
-            response = await client.post(hook.url, content=body, headers=headers)
+            # Streamed, and the body never read: only the status and headers count, so a
+            # receiver that answers with an endless body costs nothing but the connection.
+            async with client.stream("POST", hook.url, content=body, headers=headers) as response:
+                status, retry_header = response.status_code, response.headers.get("retry-after")
         except httpx.HTTPError as exc:
             return Attempt("failed", reason=f"{type(exc).__name__}: {exc}")
-        if 200 <= response.status_code < 300:
+        if 200 <= status < 300:
             return Attempt("delivered")
-        if response.status_code == 410:
+        if status == 410:
             return Attempt("gone")
-        retry_after = None
-        if response.status_code in (429, 503):
-            with contextlib.suppress(ValueError):
-                retry_after = float(response.headers.get("retry-after", ""))
-        return Attempt("failed", retry_after, f"HTTP {response.status_code}")
+        retry_after = (
+            retry_after_seconds(retry_header, now=time.time()) if status in (429, 503) else None
+        )
+        return Attempt("failed", retry_after, f"HTTP {status}")
 
     def _delay(self, attempt: int, retry_after: float | None) -> int:
         """Microseconds before try number `attempt + 1`: the schedule's delay with +-10%

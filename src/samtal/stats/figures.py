@@ -1,6 +1,6 @@
 """The figures of spec/stats.md, from records alone: pure, no I/O.
 
-A record is the seven fields with instants in microseconds (`Call`); the period selects records
+A record is `samtal.records.Record` (instants in microseconds); the period selects records
 by `start` as /cdr/historik does; hours, weekdays and dates are local in the given zone.
 """
 
@@ -11,25 +11,13 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 from zoneinfo import ZoneInfo
 
+from samtal.records import Record
 from samtal.times import US_PER_SECOND, render, to_datetime
 
 #: Lower bounds (seconds) of the wait buckets; each bucket includes its lower bound.
 BUCKETS: Final = (0, 10, 20, 30, 60, 120)
 BUCKET_NAMES: Final = ("0-10 s", "10-20 s", "20-30 s", "30-60 s", "60-120 s", "120 s and more")
 WEEKDAYS: Final = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
-
-
-@dataclass(frozen=True)
-class Call:
-    """A record's seven fields; instants in microseconds since the epoch."""
-
-    caller_no: str | None
-    start: int
-    receiving_no: str | None
-    received: int | None
-    callee_no: str | None
-    callee_answered: int | None
-    stop: int
 
 
 @dataclass
@@ -44,7 +32,7 @@ class _Group:
     waits_answered: list[int] = field(default_factory=lambda: [0] * len(BUCKETS))
     waits_abandoned: list[int] = field(default_factory=lambda: [0] * len(BUCKETS))
 
-    def add(self, call: Call, threshold: int) -> None:
+    def add(self, call: Record, threshold: int) -> None:
         self.offered += 1
         if call.received is not None:
             wait = call.received - call.start
@@ -72,7 +60,7 @@ class _Group:
 
 
 def figures(
-    calls: Iterable[Call], *, start: int, end: int, tz: ZoneInfo, threshold: float = 20.0
+    calls: Iterable[Record], *, start: int, end: int, tz: ZoneInfo, threshold: float = 20.0
 ) -> dict[str, Any]:
     """Every figure of spec/stats.md over the calls whose start is in [start, end), as the JSON
     object `samtal stats --format json` prints."""

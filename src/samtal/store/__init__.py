@@ -277,11 +277,11 @@ class Store:
     def _prepare(self, events: Sequence[Event], zones: Mapping[str, ZoneInfo]) -> None:
         """Let the engine make ready, outside the write transaction, for every day a call of
         `events` may take (a call's day is the local date of one of its events)."""
-        days = {
-            local_day(instant, zones[org])
-            for org, instants in _instants_by_org(events).items()
-            for instant in instants
-        }
+        # A batch has few distinct minutes, and a minute lies in one local date wherever the
+        # offset is whole minutes (an engine with partitions keeps a default one for whatever
+        # falls outside).
+        minutes = {(event.org, event.instant // US_PER_MINUTE) for event in events}
+        days = {local_day(minute * US_PER_MINUTE, zones[org]) for org, minute in minutes}
         if days:
             self.engine.prepare_days(days)
 
@@ -360,16 +360,6 @@ def _check_cursor(after: int, feed: FeedRead) -> None:
             f"versions after {after} were lost to retention (purged up to {feed.purged}): "
             "start again from after=0, upserting"
         )
-
-
-def _instants_by_org(events: Sequence[Event]) -> dict[str, set[int]]:
-    """The instants of `events` by organisation, cut to the minute: a batch has few distinct
-    minutes, and a minute lies in one local date wherever the offset is whole minutes (an
-    engine with partitions keeps a default one for whatever falls outside)."""
-    out: dict[str, set[int]] = {}
-    for event in events:
-        out.setdefault(event.org, set()).add(event.instant - event.instant % US_PER_MINUTE)
-    return out
 
 
 def open_store(url: str) -> Store:

@@ -41,6 +41,11 @@ class AsyncStore:
         self._signals: dict[str, asyncio.Event] = {}
         self._watcher: tuple[threading.Event, threading.Thread] | None = None
 
+    @property
+    def writers(self) -> int:
+        """Write transactions the engine takes at once."""
+        return self.store.writers
+
     # -- where work runs ---------------------------------------------------------------------
     async def read(self, work: Callable[[Store], T]) -> T:
         """`work(store)` on a reader thread: statements that only read."""

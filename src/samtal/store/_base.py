@@ -108,6 +108,10 @@ class Change:
     version: int
     changed: int
     record: bytes | None
+    #: Set when a purge gave this version a new `seq` (changes.md, version 3 correction): the
+    #: `seq` it had when it became visible. The version is not new: whoever had it then (a
+    #: webhook subscription, say) has it.
+    moved_from: int | None = None
 
     def json(self) -> bytes:
         """The version as the feed serves it: the detailed record, or its tombstone."""

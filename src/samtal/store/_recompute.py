@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from zoneinfo import ZoneInfo
 
 import orjson
@@ -206,7 +206,18 @@ def _write(
                         made.csv,
                     )
                 )
-            row = replace(row, version=version, seq=seq, changed=now)
+            row = CallRow(
+                row.org,
+                row.call,
+                row.day,
+                row.age,
+                row.record_ms,
+                row.open,
+                row.last_seen,
+                version,
+                seq,
+                now,
+            )
         calls.append(row)
     gone = [d.gone for d in decisions if d.gone is not None]
     tx.write(records, gone, calls, forget)

@@ -289,12 +289,45 @@ class SqlEngine(ABC):
                 raise NotFound(f"unknown organisation {org!r}")
             rows = self._run(
                 db,
-                "SELECT c.seq, c.call, c.version, c.changed, r.json FROM calls c "
+                "SELECT c.seq, c.call, c.version, c.changed, r.json, c.moved_from FROM calls c "
                 f"LEFT JOIN records r ON {self.record_join} "
                 "WHERE c.org = ? AND c.seq > ? ORDER BY c.seq LIMIT ?",
                 (org, after, limit),
             ).fetchall()
         return FeedRead([Change(*row) for row in rows], *numbers)
+
+    def _renumber(self, db: Connection, org: str) -> int:
+        """After a purge of `org`, in its transaction: give every call that stays with a `seq`
+        below the highest purged one a new `seq`, in the same order, the same version (changes.md,
+        version 3 correction), so that a walk of the feed from 0 never meets a cursor lost to
+        retention. The number renumbered."""
+        purged = self._run(db, "SELECT purged_seq FROM orgs WHERE name = ?", (org,)).fetchone()[0]
+        stay = self._run(
+            db, "SELECT count(*) FROM calls WHERE org = ? AND seq > 0 AND seq < ?", (org, purged)
+        ).fetchone()[0]
+        if not stay:
+            return 0
+        last = self._run(
+            db,
+            "UPDATE orgs SET change_seq = change_seq + ? WHERE name = ? RETURNING change_seq",
+            (stay, org),
+        ).fetchone()[0]
+        first = int(last) - int(stay) + 1
+        self._run(
+            db,
+            "WITH stay AS (SELECT call, row_number() OVER (ORDER BY seq) AS n FROM calls "
+            "WHERE org = ? AND seq > 0 AND seq < ?) "
+            "UPDATE calls SET moved_from = coalesce(moved_from, seq), seq = ? + stay.n - 1 "
+            "FROM stay WHERE calls.org = ? AND calls.call = stay.call",
+            (org, purged, first, org),
+        )
+        self._run(
+            db,
+            "UPDATE records AS r SET change_seq = c.seq FROM calls AS c "
+            f"WHERE r.org = ? AND c.org = ? AND c.seq >= ? AND {self.record_join}",
+            (org, org, first),
+        )
+        return int(stay)
 
     def latest_change(self, org: str) -> int:
         """The highest change number `org` has given out (0: none; NotFound: no such org)."""

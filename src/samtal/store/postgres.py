@@ -141,6 +141,20 @@ MIGRATIONS: tuple[str, ...] = (
     """
     ALTER TABLE records ADD COLUMN csv bytea;
     """,
+    # 5: a call's events are found by (org, day, call) alone, and an event's id is its key. With
+    # two indexes that both began (org, day), a fresh day's partition (no statistics yet) had
+    # the planner read a call's events through the id index: a scan of the day per call.
+    """
+    ALTER TABLE events DROP CONSTRAINT events_pkey;
+    DROP INDEX events_by_id;
+    ALTER TABLE events ADD PRIMARY KEY (org, day, id);
+    CREATE INDEX events_by_call ON events (org, day, call);
+    """,
+    # 6: the `seq` a version had when it became visible, kept when a purge renumbers it
+    # (changes.md, version 3 correction): it is not a new version, and no webhook sends it again.
+    """
+    ALTER TABLE calls ADD COLUMN moved_from bigint;
+    """,
 )
 #: The channel a commit that gave out change numbers notifies, with its organisation.
 CHANNEL = "samtal_changes"
@@ -174,6 +188,9 @@ class PostgresEngine(SqlEngine):
         #: Half the pool writes, so that reads always find a connection.
         self.writers = max(1, max_size // 2)
         try:
+            # One connection first: a URL that cannot work (no such host, no such database)
+            # fails here at once, rather than when the pool gives up waiting.
+            psycopg.connect(url, connect_timeout=10).close()
             self._pool = ConnectionPool(
                 url,
                 min_size=1,
@@ -236,8 +253,8 @@ class PostgresEngine(SqlEngine):
         try:
             with self._writing() as db:
                 yield _Tx(db)
-        except psycopg.DataError as exc:
-            raise Refused(str(exc).strip()) from exc
+        except (psycopg.DataError, UnicodeEncodeError) as exc:
+            raise Refused(str(exc).strip().split("\n")[0]) from exc
 
     def _period_hint(self, start: int, end: int) -> tuple[str, tuple[object, ...]]:
         """The days a period's records can lie in: a record's day is the local date of its
@@ -348,6 +365,7 @@ class PostgresEngine(SqlEngine):
                         ).fetchone()
                         if row is not None and row[0] is not None:
                             _note_purged(db, org, row[0])
+                            self._renumber(db, org)
                         for table in PARTITIONED:
                             db.execute(
                                 f"DELETE FROM {table}_default WHERE org = %s AND day < %s",
@@ -377,6 +395,7 @@ class PostgresEngine(SqlEngine):
                         f"DELETE FROM {table} WHERE org = %s AND day = ANY(%s) AND call = ANY(%s)",
                         (org, days, calls),
                     )
+                self._renumber(db, org)
         return len(doomed)
 
 
@@ -399,15 +418,15 @@ class _Tx:
             self.db.execute(
                 "INSERT INTO calls (org, call, day, age, record_ms, open, last_seen) "
                 "SELECT k.org, k.call, 0, 0, NULL, true, 0 "
-                "FROM unnest(%s::text[], %s::text[]) AS k(org, call) ORDER BY k.org, k.call "
+                "FROM unnest(%b::text[], %b::text[]) AS k(org, call) ORDER BY k.org, k.call "
                 "ON CONFLICT DO NOTHING RETURNING org, call",
                 (orgs, calls),
             ).fetchall()
         )
         rows = self.db.execute(
             "SELECT c.org, c.call, c.day, c.record_ms, c.version, c.seq, c.changed "
-            "FROM calls c JOIN unnest(%s::text[], %s::text[]) AS k(org, call) "
-            "ON c.org = k.org AND c.call = k.call WHERE c.org = ANY(%s) "
+            "FROM calls c JOIN unnest(%b::text[], %b::text[]) AS k(org, call) "
+            "ON c.org = k.org AND c.call = k.call WHERE c.org = ANY(%b) "
             "ORDER BY c.org, c.call FOR UPDATE OF c",
             (orgs, calls, sorted(set(orgs))),
         ).fetchall()
@@ -473,9 +492,9 @@ class _Tx:
         days = [self._days[key] for key in keys]
         for org, call, event_id, instant, seq, type_, party, number, kind, at in self.db.execute(
             "SELECT e.org, e.call, e.id, e.instant, e.seq, e.type, e.party, e.number, e.kind, "
-            "e.at FROM unnest(%s::text[], %s::int[], %s::text[]) AS k(org, day, call) "
+            "e.at FROM unnest(%b::text[], %b::int[], %b::text[]) AS k(org, day, call) "
             "JOIN events e ON e.org = k.org AND e.day = k.day AND e.call = k.call "
-            "WHERE e.org = ANY(%s)",
+            "WHERE e.org = ANY(%b)",
             (orgs, days, calls, sorted(set(orgs))),
         ):
             stored.setdefault((org, call), []).append(
@@ -491,10 +510,10 @@ class _Tx:
         days = [self._days[org, call] for org, _, call in where]
         with self.db.cursor(binary=True) as cursor:
             rows = cursor.execute(
-                "SELECT r.org, r.call, r.json FROM unnest(%s::text[], %s::int[], %s::bigint[], "
-                "%s::text[]) AS k(org, day, start_ms, call) JOIN records r ON r.org = k.org "
+                "SELECT r.org, r.call, r.json FROM unnest(%b::text[], %b::int[], %b::bigint[], "
+                "%b::text[]) AS k(org, day, start_ms, call) JOIN records r ON r.org = k.org "
                 "AND r.day = k.day AND r.start_ms = k.start_ms AND r.call = k.call "
-                "WHERE r.org = ANY(%s)",
+                "WHERE r.org = ANY(%b)",
                 (orgs, days, starts, calls, sorted(set(orgs))),
             ).fetchall()
         return {(org, call): json for org, call, json in rows}
@@ -505,16 +524,16 @@ class _Tx:
         commit order. The commit notifies the waiting feed readers of every process."""
         names = sorted(counts)
         self.db.execute(
-            "SELECT name FROM orgs WHERE name = ANY(%s) ORDER BY name FOR UPDATE", (names,)
+            "SELECT name FROM orgs WHERE name = ANY(%b) ORDER BY name FOR UPDATE", (names,)
         )
         rows = self.db.execute(
             "UPDATE orgs o SET change_seq = o.change_seq + k.n "
-            "FROM unnest(%s::text[], %s::bigint[]) AS k(name, n) WHERE o.name = k.name "
+            "FROM unnest(%b::text[], %b::bigint[]) AS k(name, n) WHERE o.name = k.name "
             "RETURNING o.name, o.change_seq",
             (names, [counts[name] for name in names]),
         ).fetchall()
         # Delivered at the commit, once per organisation.
-        self.db.execute("SELECT pg_notify(%s, k) FROM unnest(%s::text[]) AS k", (CHANNEL, names))
+        self.db.execute("SELECT pg_notify(%s, k) FROM unnest(%b::text[]) AS k", (CHANNEL, names))
         return {name: int(last) - counts[name] + 1 for name, last in rows}
 
     def write(
@@ -546,9 +565,9 @@ class _Tx:
                 )
             if records:  # one statement for the batch, from arrays
                 cursor.execute(
-                    "INSERT INTO records SELECT * FROM unnest(%s::text[], %s::int[], "
-                    "%s::bigint[], %s::text[], %s::bigint[], %s::bigint[], %s::bytea[], "
-                    "%s::int[], %s::bytea[]) ON CONFLICT (org, start_ms, call, day) DO UPDATE "
+                    "INSERT INTO records SELECT * FROM unnest(%b::text[], %b::int[], "
+                    "%b::bigint[], %b::text[], %b::bigint[], %b::bigint[], %b::bytea[], "
+                    "%b::int[], %b::bytea[]) ON CONFLICT (org, start_ms, call, day) DO UPDATE "
                     "SET start = excluded.start, change_seq = excluded.change_seq, "
                     "json = excluded.json, version = excluded.version, csv = excluded.csv",
                     _columns(
@@ -568,13 +587,16 @@ class _Tx:
                 )
             if calls:
                 cursor.execute(
-                    "INSERT INTO calls SELECT * FROM unnest(%s::text[], %s::text[], %s::int[], "
-                    "%s::bigint[], %s::bigint[], %s::boolean[], %s::bigint[], %s::int[], "
-                    "%s::bigint[], %s::bigint[]) "
+                    "INSERT INTO calls (org, call, day, age, record_ms, open, last_seen, version, "
+                    "seq, changed) SELECT * FROM unnest(%b::text[], %b::text[], %b::int[], "
+                    "%b::bigint[], %b::bigint[], %b::boolean[], %b::bigint[], %b::int[], "
+                    "%b::bigint[], %b::bigint[]) "
                     "ON CONFLICT (org, call) DO UPDATE SET day = excluded.day, "
                     "age = excluded.age, record_ms = excluded.record_ms, "
                     "open = excluded.open, last_seen = excluded.last_seen, "
-                    "version = excluded.version, seq = excluded.seq, changed = excluded.changed",
+                    "version = excluded.version, "
+                    "moved_from = CASE WHEN excluded.seq = calls.seq THEN calls.moved_from END, "
+                    "seq = excluded.seq, changed = excluded.changed",
                     _columns(
                         (
                             c.org,
@@ -600,7 +622,7 @@ class _Tx:
         orgs = [name for (name,) in self.db.execute("SELECT name FROM orgs ORDER BY name")]
         return self.db.execute(
             "SELECT c.org, c.call, e.instant, e.at FROM ("
-            "  SELECT org, call, day FROM calls WHERE org = ANY(%s) AND open "
+            "  SELECT org, call, day FROM calls WHERE org = ANY(%b) AND open "
             "  AND last_seen <= %s ORDER BY org, call FOR UPDATE"
             ") c CROSS JOIN LATERAL ("
             "  SELECT instant, at FROM events WHERE org = c.org AND day = c.day "

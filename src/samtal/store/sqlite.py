@@ -127,6 +127,11 @@ MIGRATIONS: tuple[str, ...] = (
     """
     ALTER TABLE records ADD COLUMN csv BLOB;
     """,
+    # 5: the `seq` a version had when it became visible, kept when a purge renumbers it
+    # (changes.md, version 3 correction): it is not a new version, and no webhook sends it again.
+    """
+    ALTER TABLE calls ADD COLUMN moved_from INTEGER;
+    """,
 )
 #: Seconds between two looks at whether another connection committed (see `watch`).
 WATCH_EVERY = 0.1
@@ -231,7 +236,7 @@ class SqliteEngine(SqlEngine):
         try:
             with self._writing() as db:
                 yield _Tx(db)
-        except sqlite3.IntegrityError as exc:
+        except (sqlite3.IntegrityError, sqlite3.DataError, UnicodeEncodeError) as exc:
             raise Refused(str(exc)) from exc
 
     # -- what is SQLite's own ----------------------------------------------------------------
@@ -300,6 +305,7 @@ class SqliteEngine(SqlEngine):
                         f"DELETE FROM {table} WHERE org = ? AND call IN (SELECT call FROM doomed)",
                         (org,),
                     )
+                self._renumber(db, org)
         return int(count)
 
     def prepare_days(self, days: set[int]) -> None:
@@ -434,9 +440,11 @@ class _Tx:
             ],
         )
         db.executemany(
-            "INSERT INTO calls VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (org, call) "
+            "INSERT INTO calls (org, call, age, record_ms, open, last_seen, version, seq, "
+            "changed) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (org, call) "
             "DO UPDATE SET age = excluded.age, record_ms = excluded.record_ms, "
             "open = excluded.open, last_seen = excluded.last_seen, version = excluded.version, "
+            "moved_from = CASE WHEN excluded.seq = calls.seq THEN calls.moved_from END, "
             "seq = excluded.seq, changed = excluded.changed",
             [
                 (

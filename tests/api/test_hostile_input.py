@@ -1,0 +1,196 @@
+"""What a second hostile pass sent the API (issue 13): poisoned text values, times far from
+the server's clock, made-up methods, floods of bad tokens, and errors said in our words."""
+
+from __future__ import annotations
+
+import json
+
+import httpx
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from samtal.settings import Settings
+from tests.helpers import PRODUCT, T0, Clock
+from tests.helpers.servers import Service, assert_problem, start_app
+
+
+def test_text_values_that_no_copy_could_hold_are_rejected_alone(service: Service) -> None:
+    token = service.org("acme")
+    good = service.events(PRODUCT["events"], "acme")
+    started = next(e for e in good if e["type"] == "started")
+    poisoned = [
+        {**started, "id": "p\u0000-1", "call": "p-1"},
+        {**started, "id": "p-2", "call": "p\u0007-2"},
+        {**started, "id": "p-3", "call": "p-3", "number": "+46\u00007"},
+        {**started, "id": "p-4", "call": "p-4", "dialed": "0\u00008"},
+        {**started, "id": "p-5", "call": "p-5", "number": "4" * 303},
+        {**started, "id": "p-6", "call": "p-6", "number": "+46 72"},
+        {**started, "id": "p-7", "call": "p-7", "number": "=cmd()"},
+    ]
+    answer = service.post([*good[:4], *poisoned, *good[4:]])
+    assert answer.status_code == 200, answer.text
+    report = answer.json()
+    assert report["accepted"] == len(good)
+    rejected = {r["line"]: r["reason"] for r in report["rejected"]}
+    assert sorted(rejected) == list(range(5, 12))  # each poisoned line, by its number
+    assert rejected[5].startswith("`id` holds a control character (U+0000)")
+    assert rejected[6].startswith("`call` holds a control character (U+0007)")
+    assert rejected[7].startswith("`number` '+46\\x007' is not a number")
+    assert rejected[8].startswith("`dialed` '0\\x008' is not a number")
+    assert rejected[9] == "`number` is 303 characters long: a number has at most 64"
+    assert "is not a number" in rejected[10] and "is not a number" in rejected[11]
+    assert service.get(token, **{"from": "2017-01-04"}).json() == PRODUCT["expected"]
+
+
+def test_an_unpaired_surrogate_is_said_so(service: Service) -> None:
+    service.org("acme")
+    org = service.name("acme").encode()
+    good = (
+        b'{"id":"s-0","org":"' + org + b'","call":"s","at":"2017-01-04T10:00:00Z","type":"ended"}'
+    )
+    line = b'{"id":"s-1","org":"' + org + b'","call":"s\\ud800"}'
+    with service.server.client(service.ingest) as client:
+        report = client.post("/events", content=line + b"\n" + good).json()
+    assert report["rejected"] == [
+        {
+            "line": 1,
+            "id": None,
+            "reason": (
+                "not valid JSON: it holds an unpaired surrogate (\\ud800): send valid Unicode"
+            ),
+        }
+    ]
+
+
+def test_times_far_from_the_servers_clock_are_rejected(tmp_path: object) -> None:
+    """events.md, "Time bounds": not more than SAMTAL_MAX_FUTURE_SECONDS ahead, and not
+    before the retention window (never when everything is kept)."""
+    clock = Clock(T0)  # 2017-03-01T00:00Z
+    server, store, _ = start_app(
+        f"sqlite:///{tmp_path}/bounds.db", clock, retention_days=30, max_future_seconds=3600
+    )
+    store.add_org("acme", "Europe/Stockholm", now=clock())
+    ingest = store.create_token("ingest", org=None, now=clock())[1]
+    base = {"org": "acme", "type": "ended"}
+    lines = [
+        {**base, "id": "ok", "call": "a", "at": "2017-02-20T10:00:00Z"},
+        {**base, "id": "old", "call": "b", "at": "2017-01-20T10:00:00Z"},  # before the window
+        {**base, "id": "soon", "call": "c", "at": "2017-03-01T00:59:59Z"},
+        {**base, "id": "later", "call": "d", "at": "2017-03-01T01:00:01Z"},  # > an hour ahead
+    ]
+    with server, server.client(ingest) as client:
+        body = "".join(json.dumps(line) + "\n" for line in lines)
+        report = client.post("/events", content=body).json()
+    store.close()
+    assert report["accepted"] == 2
+    reasons = {r["id"]: r["reason"] for r in report["rejected"]}
+    assert reasons["old"] == (
+        "`at` (2017-01-20T10:00:00Z) is before retention: its organisation keeps calls from "
+        "2017-01-30T00:00:00.000+01:00 on (30 days)"
+    )
+    assert reasons["later"] == (
+        "`at` (2017-03-01T01:00:01Z) is in the future: more than 3,600 s after the server's "
+        "clock (2017-03-01T01:00:00.000+01:00)"
+    )
+
+
+def _method_labels(text: str) -> set[str]:
+    return {
+        sample.labels["method"]
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if "method" in sample.labels
+    }
+
+
+def test_made_up_methods_do_not_grow_the_metrics(service: Service) -> None:
+    with httpx.Client(base_url=service.server.url) as client:
+        for n in range(50):
+            client.request(f"MADEUP{n}", "/cdr/historik")
+        scrape = client.get("/metrics", headers={"Authorization": f"Bearer {service.ingest}"})
+    methods = _method_labels(scrape.text)
+    assert "other" in methods
+    assert not any(m.startswith("MADEUP") for m in methods)
+
+
+def test_a_flood_of_bad_tokens_is_refused_before_any_lookup(tmp_path: object) -> None:
+    clock = Clock()
+    server, store, _ = start_app(
+        f"sqlite:///{tmp_path}/auth.db", clock, auth_failure_limit="5/minute"
+    )
+    store.add_org("acme", "UTC", now=clock())
+    good = store.create_token("read", org="acme", now=clock())[1]
+    with server:
+        with server.client("samtal_r_made-up") as client:
+            answers = [client.get("/cdr/changes").status_code for _ in range(8)]
+        assert answers[:5] == [401] * 5 and answers[5:] == [429] * 3
+        with server.client(good) as client:  # the address is refused, whatever it sends
+            refused = client.get("/cdr/changes")
+        assert_problem(refused, 429, "too many failed authentications")
+        assert int(refused.headers["retry-after"]) >= 1
+    store.close()
+
+
+@pytest.mark.parametrize(
+    ("header", "said"),
+    [
+        (None, "send an API token: `Authorization: Bearer <token>`"),
+        ("samtal_r_abc", "holds no `Bearer ` before the token"),
+        ("Basic YTpi", "uses the 'Basic' scheme"),
+        ("Token samtal_r_abc", "uses the 'Token' scheme"),
+    ],
+)
+def test_a_missing_bearer_says_what_is_wrong(
+    service: Service, header: str | None, said: str
+) -> None:
+    headers = {} if header is None else {"Authorization": header}
+    with httpx.Client(base_url=service.server.url) as client:
+        assert_problem(client.get("/cdr/changes", headers=headers), 401, said)
+
+
+@pytest.mark.parametrize(
+    ("query", "said"),
+    [
+        ("from=2017-01-04&frm=x", "unknown query parameter `frm`: this endpoint takes"),
+        ("from=2017-01-04&format=xml", "`format` must be json, ndjson or csv, not 'xml'"),
+        ("from=2017-01-04&view=full", "`view` must be plain or detailed, not 'full'"),
+        ("", "`from` is required"),
+    ],
+)
+def test_errors_are_said_in_our_words(product: tuple[Service, str], query: str, said: str) -> None:
+    service, token = product
+    with service.server.client(token) as client:
+        body = assert_problem(client.get(f"/cdr/historik?{query}"), 400, said)
+    assert "Input should be" not in body["detail"] and "'frm'" not in body["detail"]
+
+
+@pytest.mark.parametrize(
+    ("query", "said"),
+    [
+        ("after=x", "`after` must be a whole number, not 'x'"),
+        ("limit=0", "`limit` must be at least 1, not '0'"),
+        ("wait=61", "`wait` must be at most 60, not '61'"),
+    ],
+)
+def test_feed_parameters_are_said_in_our_words(
+    product: tuple[Service, str], query: str, said: str
+) -> None:
+    service, token = product
+    with service.server.client(token) as client:
+        assert_problem(client.get(f"/cdr/changes?{query}"), 400, said)
+
+
+def test_the_documentation_lists_what_is_sent(service: Service) -> None:
+    with httpx.Client(base_url=service.server.url) as client:
+        document = client.get("/openapi.json").json()
+    for path, operations in document["paths"].items():
+        for method, operation in operations.items():
+            assert "422" not in operation["responses"], (method, path)
+    assert "HTTPValidationError" not in document["components"]["schemas"]
+    history = document["paths"]["/cdr/historik"]["get"]["responses"]
+    assert "400" in history and "application/problem+json" in history["400"]["content"]
+
+
+def test_settings_take_the_new_bounds() -> None:
+    assert Settings().max_future_seconds == 86400
+    assert Settings().auth_failure_limit == "30/minute"

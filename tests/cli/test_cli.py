@@ -1,0 +1,189 @@
+"""The operator's command line, run as a user would: real processes, a real database file."""
+
+from __future__ import annotations
+
+import json
+import queue
+import re
+import shlex
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.helpers import PRODUCT, samtal
+
+
+def test_orgs_and_tokens(tmp_path: Path) -> None:
+    db = ["--db", f"sqlite:///{tmp_path / 'ops.db'}"]
+    assert samtal("org", "add", "acme", *db, cwd=tmp_path).returncode == 0
+    assert samtal("org", "add", "bolag", "--tz", "UTC", *db, cwd=tmp_path).returncode == 0
+    again = samtal("org", "add", "acme", *db, cwd=tmp_path)
+    assert again.returncode == 1 and "exists already" in again.stderr
+    bad_zone = samtal("org", "add", "x", "--tz", "Mars/Base", *db, cwd=tmp_path)
+    assert bad_zone.returncode == 2 and "unknown time zone" in bad_zone.stderr
+    listed = samtal("org", "list", *db, cwd=tmp_path).stdout.splitlines()
+    assert [line.split("\t")[:2] for line in listed] == [
+        ["acme", "Europe/Stockholm"],
+        ["bolag", "UTC"],
+    ]
+
+    read = samtal("token", "create", "acme", *db, cwd=tmp_path)
+    ingest = samtal("token", "create", "--ingest", *db, cwd=tmp_path)
+    assert read.returncode == ingest.returncode == 0
+    secret = read.stdout.splitlines()[-1]
+    assert re.fullmatch(r"samtal_r_[A-Za-z0-9_-]{43}", secret)
+    assert ingest.stdout.splitlines()[-1].startswith("samtal_i_")
+    assert samtal("token", "create", *db, cwd=tmp_path).returncode == 2
+    assert samtal("token", "create", "nope", *db, cwd=tmp_path).returncode == 1
+    assert samtal("token", "revoke", "1", *db, cwd=tmp_path).returncode == 0
+    assert samtal("token", "revoke", "42", *db, cwd=tmp_path).returncode == 1
+    table = samtal("token", "list", *db, cwd=tmp_path).stdout.splitlines()
+    rows = [line.split("\t") for line in table]
+    assert rows[0] == ["id", "kind", "org", "created", "last used", "revoked"]
+    assert [(r[0], r[1], r[2], r[5] != "-") for r in rows[1:]] == [
+        ("1", "read", "acme", True),
+        ("2", "ingest", "*", False),
+    ]
+    assert secret not in (tmp_path / "ops.db").read_bytes().decode("latin-1")
+
+
+def test_import(tmp_path: Path) -> None:
+    env = {"SAMTAL_DATABASE_URL": f"sqlite:///{tmp_path / 'imp.db'}"}
+    assert samtal("org", "add", "acme", cwd=tmp_path, env=env).returncode == 0
+    lines = [json.dumps(e) for e in PRODUCT["events"]]
+    (tmp_path / "events.ndjson").write_text("\n".join(lines) + "\n")
+    first = samtal("import", "events.ndjson", cwd=tmp_path, env=env)
+    assert first.returncode == 0, first.stderr
+    assert first.stdout.strip() == "accepted 17, duplicates 0, rejected 0"
+    messy = "\n".join(
+        [
+            lines[0],
+            "{",
+            json.dumps(
+                {
+                    "id": "x",
+                    "org": "nobody",
+                    "call": "c",
+                    "at": "2017-01-04T10:00:00Z",
+                    "type": "ended",
+                }
+            ),
+        ]
+    )
+    second = samtal("import", "-", cwd=tmp_path, env=env, stdin=messy.encode())
+    assert second.returncode == 1
+    assert second.stdout.strip() == "accepted 0, duplicates 1, rejected 2"
+    assert "line 2: not valid JSON" in second.stderr
+    assert (
+        "1 line(s) of the unknown organisation 'nobody': add it with `samtal org add nobody`"
+        in (second.stderr)
+    )
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def _run_demo(cwd: Path) -> tuple[list[dict[str, object]], str, str, str]:
+    """Start `samtal demo`, paste its curl line's URL and token; what it answers, the token,
+    what the demo said before it, and what it logged."""
+    port = _free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "samtal", "demo", "--port", str(port)],
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    lines: queue.Queue[str] = queue.Queue()
+    reader = threading.Thread(target=lambda: [lines.put(x) for x in process.stdout or ()])
+    reader.start()
+    try:
+        curl = None
+        said = ""
+        deadline = time.monotonic() + 60
+        while curl is None and time.monotonic() < deadline:
+            try:
+                line = lines.get(timeout=1)
+            except queue.Empty:
+                if process.poll() is not None:
+                    pytest.fail(f"samtal demo ended: {process.stderr.read()}")  # type: ignore[union-attr]
+                continue
+            if line.startswith("curl "):
+                curl = line.strip()
+            else:
+                said += line
+        assert curl is not None, "no curl line within a minute"
+        words = shlex.split(curl)
+        header, url = words[words.index("-H") + 1], words[-1]
+        assert "%20" in url and " " not in url
+        while True:
+            try:
+                response = httpx.get(url, headers=dict([header.split(": ", 1)]), timeout=10)
+                break
+            except httpx.ConnectError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.1)
+        assert response.status_code == 200, response.text
+        records: list[dict[str, object]] = response.json()
+        process.terminate()
+        logged = process.stderr.read() if process.stderr is not None else ""
+        return records, header.split("Bearer ")[1], said, logged
+    finally:
+        process.terminate()
+        process.wait(timeout=20)
+        reader.join(timeout=20)  # it ends at the closed pipe's end
+        for pipe in (process.stdout, process.stderr):
+            if pipe is not None:
+                pipe.close()
+
+
+@pytest.mark.slow
+def test_demo_serves_records_and_runs_again(tmp_path: Path) -> None:
+    first, token, said, logged = _run_demo(tmp_path)
+    assert "a new read token, kept in samtal-demo.db.token" in said
+    assert "GET /cdr/historik 200" in logged  # the user sees each request they make
+    assert len(first) > 500  # a working day, 08:00-17:00, of a 2,000-calls-a-day company
+    assert list(first[0]) == [
+        "callerNo",
+        "start",
+        "receivingNo",
+        "received",
+        "calleeNo",
+        "calleeAnswered",
+        "stop",
+    ]
+    assert (tmp_path / "samtal-demo.db").exists()
+    again, same_token, said, _ = _run_demo(tmp_path)
+    assert again == first  # reused: the same traffic, not doubled
+    assert same_token == token and "the read token kept in samtal-demo.db.token" in said
+    assert "were loaded before (nothing new to add)" in said and "0 new" not in said
+    assert (
+        len(
+            samtal(
+                "token", "list", "--db", "sqlite:///samtal-demo.db", cwd=tmp_path
+            ).stdout.splitlines()
+        )
+        == 2
+    )
+
+
+@pytest.mark.slow
+def test_demo_on_a_busy_port_makes_nothing(tmp_path: Path) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        refused = samtal("demo", "--port", str(busy.getsockname()[1]), cwd=tmp_path)
+    assert refused.returncode == 2
+    assert "cannot serve on 127.0.0.1:" in refused.stderr and "--port" in refused.stderr
+    assert "curl" not in refused.stdout and "Bearer" not in refused.stdout
+    assert list(tmp_path.iterdir()) == []

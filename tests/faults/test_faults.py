@@ -1,0 +1,108 @@
+"""Faults on real processes: every server process killed with SIGKILL mid-stream, several
+workers on one port, the background duties led by one of them. On both engines."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import threading
+import time
+from datetime import date
+from pathlib import Path
+
+import httpx
+import orjson
+import pytest
+
+from samtal.aggregate import aggregate
+from samtal.events import decode_batch
+from samtal.simulate import TrafficSettings, event_lines
+from samtal.store import open_store
+from samtal.times import zone
+from tests.helpers import T0, VECTORS
+from tests.helpers.databases import stored_events
+from tests.helpers.servers import serving
+
+# Kills and restarts server processes.
+pytestmark = pytest.mark.slow
+
+
+def test_every_server_process_killed_mid_stream(store_url: str, tmp_path: Path) -> None:
+    store = open_store(store_url)
+    store.add_org("org-1", "Europe/Stockholm", now=T0)
+    ingest = store.create_token("ingest", org=None, now=T0)[1]
+    store.close()
+    traffic = TrafficSettings(
+        orgs=1, days=1, seed=5, start=date(2017, 1, 4), calls_per_day=1500, duplicates=0.05
+    )
+    lines = list(event_lines(traffic))
+    batches = [b"".join(lines[i : i + 150]) for i in range(0, len(lines), 150)]
+    answered: set[int] = set()
+    auth = {"Authorization": f"Bearer {ingest}"}
+
+    def post(base: str, numbers: list[int]) -> None:
+        with httpx.Client(base_url=base, headers=auth, timeout=30) as client:
+            for n in numbers:
+                try:
+                    response = client.post("/events", content=batches[n])
+                except httpx.TransportError:
+                    return  # the server is gone: this batch's answer never came
+                assert response.status_code == 200, response.text
+                answered.add(n)
+
+    with serving(store_url, tmp_path) as (base, server):
+        senders = [
+            threading.Thread(target=post, args=(base, list(range(k, len(batches), 2))))
+            for k in range(2)
+        ]
+        for sender in senders:
+            sender.start()
+        while len(answered) < len(batches) // 3:
+            time.sleep(0.005)
+        os.killpg(server.pid, signal.SIGKILL)  # uvicorn's supervisor and both workers
+        for sender in senders:
+            sender.join(60)
+    assert 0 < len(answered) < len(batches)
+    with serving(store_url, tmp_path) as (base, _):
+        post(base, [n for n in range(len(batches)) if n not in answered])
+    assert len(answered) == len(batches)
+
+    events = decode_batch(lines).events
+    assert stored_events(store_url) == len({e.id for e in events})  # nothing lost or doubled
+    expected = [orjson.dumps(r.render(zone("Europe/Stockholm"))) for r in aggregate(events)]
+    store = open_store(store_url)
+    assert [r for page in store.records(org="org-1", start=0, end=2**62) for r in page] == expected
+    store.close()
+
+
+def test_one_process_leads_the_duties(store_url: str, tmp_path: Path) -> None:
+    store = open_store(store_url)
+    store.add_org("acme", "Europe/Stockholm", now=T0)
+    ingest = store.create_token("ingest", org=None, now=T0)[1]
+    read = store.create_token("read", org="acme", now=T0)[1]
+    store.close()
+    vector = next(v for v in VECTORS if v["name"] == "no-record-yet")  # calls without a stop
+    body = "".join(json.dumps(e) + "\n" for e in vector["events"])
+    quick = {"SAMTAL_IDLE_CLOSE_HOURS": "0.0003", "SAMTAL_DUTY_INTERVAL_SECONDS": "0.2"}
+    with serving(store_url, tmp_path, **quick) as (base, server):
+        with httpx.Client(base_url=base, timeout=30) as client:
+            posted = client.post(
+                "/events", content=body, headers={"Authorization": f"Bearer {ingest}"}
+            )
+            assert posted.status_code == 200
+            deadline = time.monotonic() + 30
+            while True:  # closed for being idle (1 s), by the duties
+                got = client.get(
+                    "/cdr/historik?from=2017-03-08", headers={"Authorization": f"Bearer {read}"}
+                ).json()
+                if got or time.monotonic() > deadline:
+                    break
+                time.sleep(0.1)
+            assert [r["stop"] for r in got] == ["2017-03-08T09:00:07.000+01:00"]
+            time.sleep(1)  # more rounds: the other worker must still not lead
+        os.killpg(server.pid, signal.SIGTERM)
+        log = server.communicate(timeout=30)[1]
+    running = log.split("Shutting down")[0]  # while shutting down, the other may take over
+    assert running.count("this process leads the background duties") == 1, log
+    assert running.count("Started server process") == 2, log

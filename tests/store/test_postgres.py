@@ -1,0 +1,288 @@
+"""What is PostgreSQL's own: partitions by day and retention by dropping them, the schema's
+upgrades, and the shape that lets the tables be distributed by organisation (Citus)."""
+
+from __future__ import annotations
+
+import ast
+import re
+from collections.abc import Iterator
+from datetime import date
+from pathlib import Path
+
+import orjson
+import psycopg
+import pytest
+
+from samtal.events import Event, decode_one
+from samtal.outbound.duties import run_duties
+from samtal.settings import Settings
+from samtal.store import Store, open_store
+from samtal.store import _sql as shared_sql
+from samtal.store import postgres as engine_module
+from samtal.store.postgres import MIGRATIONS, PostgresEngine
+from tests.helpers import PRODUCT
+from tests.helpers.databases import postgres_database
+
+# PostgreSQL's own: every test makes a database on the server (as the PostgreSQL runs of the
+# engine-parametrized tests, these are left out of the fast lane).
+pytestmark = pytest.mark.slow
+
+DAY = 86_400_000_000
+
+
+@pytest.fixture
+def url() -> Iterator[str]:
+    with postgres_database() as made:
+        yield made
+
+
+def on_day(vector: dict, day: int, org: str = "acme") -> list[Event]:
+    """The vector's calls moved `day` days later (new ids), in organisation `org`."""
+    out = []
+    for n, raw in enumerate(vector["events"], 1):
+        moved = {**raw, "org": org, "id": f"{raw['id']}@{day}", "call": f"{raw['call']}@{day}"}
+        event = decode_one(orjson.dumps(moved), n)
+        assert isinstance(event, Event)
+        event.instant += day * DAY
+        event.at = "x"  # kept as sent; only the instant matters here
+        out.append(event)
+    return out
+
+
+def partitions(url: str) -> dict[str, list[str]]:
+    with psycopg.connect(url) as db:
+        rows = db.execute(
+            "SELECT p.relname, c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
+            "JOIN pg_class p ON p.oid = i.inhparent ORDER BY 1, 2"
+        ).fetchall()
+    out: dict[str, list[str]] = {}
+    for parent, child in rows:
+        out.setdefault(parent, []).append(child)
+    return out
+
+
+def count(url: str, sql: str) -> int:
+    with psycopg.connect(url) as db:
+        row = db.execute(sql).fetchone()
+        assert row is not None
+        return int(row[0])
+
+
+def test_each_day_has_its_partitions_and_retention_drops_them(url: str) -> None:
+    store = open_store(url)
+    store.add_org("acme", "Europe/Stockholm", now=0)
+    for day in range(3):  # 2017-01-04, -05, -06 (local dates of the calls)
+        store.ingest(on_day(PRODUCT, day), now=0)
+    made = partitions(url)
+    assert made["events"] == [
+        "events_2017_01_04",
+        "events_2017_01_05",
+        "events_2017_01_06",
+        "events_default",
+    ]
+    assert made["records"] == [name.replace("events", "records") for name in made["events"]]
+    assert count(url, "SELECT count(*) FROM events_2017_01_05") == 17
+    assert count(url, "SELECT count(*) FROM events_default") == 0
+
+    # The duty with a window that starts 2017-01-05: the first day goes, as whole partitions.
+    settings = Settings(retention_days=1)
+    now = 1_483_657_200_000_000  # 2017-01-06T00:00+01:00
+    report = run_duties(store, settings, now=now)
+    assert report.failed == 0
+    assert "events_2017_01_04" not in partitions(url)["events"]
+    assert count(url, "SELECT count(*) FROM calls") == 6  # the directory keeps days 5 and 6
+    records = [r for page in store.records(org="acme", start=0, end=2**62) for r in page]
+    assert len(records) == 6
+    # Events of the dropped day sent again come in as new: the calls were removed whole.
+    again = store.ingest(on_day(PRODUCT, 0), now=now)
+    assert (again.accepted, again.duplicates) == (17, 0)
+    store.close()
+
+
+def test_a_call_moves_to_the_day_of_a_late_start(url: str) -> None:
+    store = open_store(url)
+    store.add_org("acme", "UTC", now=0)
+    base = {"org": "acme", "call": "c"}
+    midnight = 1_483_574_400_000_000  # 2017-01-05T00:00Z
+    ringing = Event(
+        **base, id="r", at="x", type="ringing", party="user", number="1", instant=midnight + 1
+    )
+    store.ingest([ringing], now=0)
+    assert count(url, "SELECT count(*) FROM events_2017_01_05") == 1
+    started = Event(
+        **base,
+        id="s",
+        at="x",
+        type="started",
+        party="caller",
+        number="+1",
+        dialed="1",
+        instant=midnight - 1,
+    )
+    ended = Event(**base, id="e", at="x", type="ended", instant=midnight + 2)
+    store.ingest([started, ended], now=0)
+    assert count(url, "SELECT count(*) FROM events_2017_01_04 WHERE call = 'c'") == 3
+    assert count(url, "SELECT count(*) FROM events_2017_01_05") == 0
+    assert count(url, "SELECT count(*) FROM records_2017_01_04") == 1
+    assert count(url, "SELECT day FROM calls WHERE call = 'c'") == 17170  # 2017-01-04
+    assert store.purge(org="acme", before=midnight) == 1  # whole, from its one day
+    assert count(url, "SELECT count(*) FROM events") == 0
+    store.close()
+
+
+def test_the_schema_upgrades_in_place_with_data(url: str) -> None:
+    old = Store(PostgresEngine(url))
+    old.add_org("acme", "Europe/Stockholm", now=0)
+    old.ingest(on_day(PRODUCT, 0), now=0)
+    before = [r for page in old.records(org="acme", start=0, end=2**62) for r in page]
+    old.close()
+    upgrade = "ALTER TABLE orgs ADD COLUMN note text; CREATE INDEX orgs_by_tz ON orgs (tz)"
+    engine = PostgresEngine(url, migrations=(*MIGRATIONS, upgrade))
+    assert engine.schema_version == len(MIGRATIONS) + 1
+    new = Store(engine)
+    assert [r for page in new.records(org="acme", start=0, end=2**62) for r in page] == before
+    new.close()
+    with pytest.raises(Exception, match="newer than this samtal knows"):
+        PostgresEngine(url)
+
+
+def test_records_of_version_1_get_their_identity(url: str) -> None:
+    """A database written before record identity (schema 1): each record becomes version 1 at
+    the change number it had, and the feed and the detailed view serve it."""
+    PostgresEngine(url, migrations=MIGRATIONS[:1]).close()
+    with psycopg.connect(url) as db:
+        db.execute("INSERT INTO orgs VALUES ('acme', 'UTC', 0, 7)")
+        db.execute("INSERT INTO calls VALUES ('acme', 'c', 0, 0, 1000, false, 5)")
+        db.execute(
+            "INSERT INTO records VALUES ('acme', 0, 1000, 'c', 1000000, 7, %s)", (b'{"a":1}',)
+        )
+        db.execute("INSERT INTO calls VALUES ('acme', 'open', 0, 0, NULL, true, 5)")
+    store = Store(PostgresEngine(url))
+    (change,) = store.changes(org="acme", after=0, limit=10).changes
+    assert (change.call, change.version, change.seq, change.changed) == ("c", 1, 7, 5)
+    assert change.json() == b'{"id":"c","a":1,"version":1,"seq":7}'
+    assert [*store.records(org="acme", start=0, end=2**62, detailed=True)] == [[change.json()]]
+    # Its CSV row was not stored (schema 1 had none): it is made from the JSON when read.
+    assert [*store.csv_records(org="acme", start=0, end=2**62)] == [[b"1\r\n"]]
+    assert [*store.csv_records(org="acme", start=0, end=2**62, detailed=True)] == [[b"c,1,1,7\r\n"]]
+    store.close()
+
+
+# -- the shape Citus needs ------------------------------------------------------------------
+
+DISTRIBUTED = ("events", "records", "calls")
+
+
+def test_every_unique_index_of_a_distributed_table_includes_org(url: str) -> None:
+    open_store(url).close()
+    with psycopg.connect(url) as db:
+        rows = db.execute(
+            "SELECT t.relname, i.relname, array_agg(a.attname ORDER BY k.n) "
+            "FROM pg_index x JOIN pg_class i ON i.oid = x.indexrelid "
+            "JOIN pg_class t ON t.oid = x.indrelid "
+            "CROSS JOIN LATERAL unnest(x.indkey) WITH ORDINALITY AS k(attnum, n) "
+            "JOIN pg_attribute a ON a.attrelid = t.oid AND a.attnum = k.attnum "
+            "WHERE x.indisunique AND t.relname = ANY(%s) GROUP BY 1, 2",
+            (list(DISTRIBUTED),),
+        ).fetchall()
+    assert {table for table, _, _ in rows} == set(DISTRIBUTED)
+    for table, index, columns in rows:
+        assert columns[0] == "org", (table, index, columns)
+
+
+def _statements() -> list[str]:
+    """Every SQL statement the PostgreSQL engine runs: its own and the shared ones of `_sql`
+    (string literals and f-strings)."""
+    found = []
+    for module in (engine_module, shared_sql):
+        found += _statements_in(Path(module.__file__).read_text())
+    return [statement.replace("?", "%s") for statement in found]
+
+
+def _statements_in(source: str) -> list[str]:
+    tree = ast.parse(source)
+    parts = {
+        id(part)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.JoinedStr)
+        for part in node.values
+    }
+    found = []
+    for node in ast.walk(tree):
+        if id(node) in parts:
+            continue
+        if isinstance(node, ast.JoinedStr):
+            text = "".join(
+                part.value if isinstance(part, ast.Constant) else "{table}" for part in node.values
+            )
+        elif isinstance(node, ast.Constant) and isinstance(node.value, str):
+            text = node.value
+        else:
+            continue
+        if re.match(r"\s*(SELECT|INSERT|UPDATE|DELETE)\b", text):
+            found.append(" ".join(text.split()))
+    return found
+
+
+def test_every_statement_on_a_distributed_table_filters_on_org() -> None:
+    statements = _statements()
+    assert len(statements) > 20
+    touching = [
+        s
+        for s in statements
+        if re.search(r"\b(FROM|INTO|UPDATE|JOIN)\s+(events|records|calls|\{table\})\b", s)
+    ]
+    assert len(touching) > 10
+    for statement in touching:
+        if statement.startswith("INSERT"):
+            assert re.search(r"\(\s*org\b|SELECT %s", statement) or "FROM staging" in statement, (
+                statement
+            )
+        else:
+            assert re.search(r"\bWHERE\b.*\borg = ", statement), statement
+
+
+def test_dropping_days_renumbers_what_stays_below_them(url: str) -> None:
+    """changes.md, version 3 correction, where most rows go with their partitions: calls of the
+    kept day changed before the dropped day's calls take new seqs in the same transaction."""
+    store = open_store(url)
+    store.add_org("acme", "Europe/Stockholm", now=0)
+    store.ingest(on_day(PRODUCT, 1), now=0)  # 2017-01-05: seqs 1-3
+    store.ingest(on_day(PRODUCT, 0), now=0)  # 2017-01-04, sent later: seqs 4-6
+    assert store.drop_days(date(2017, 1, 5).toordinal() - date(1970, 1, 1).toordinal()) == 1
+    seen, after = [], 0
+    while True:  # a client walking from 0, a page per call: never a 410
+        page = store.changes(org="acme", after=after, limit=1)
+        seen += page.changes
+        after = page.next
+        if not page.more:
+            break
+    assert [(c.seq, c.version, c.moved_from) for c in seen] == [(7, 1, 1), (8, 1, 2), (9, 1, 3)]
+    assert all(c.call.endswith("@1") for c in seen)
+    assert store.changes(org="acme", after=9, limit=10).changes == []
+    store.close()
+
+
+def test_a_database_restart_costs_no_500(url: str) -> None:
+    """Issue 13: after PostgreSQL dropped its connections, the next request on each dead
+    pooled connection was a 500. The pool now checks a connection as it leaves."""
+    from tests.helpers import Clock
+    from tests.helpers.servers import start_app
+
+    clock = Clock()
+    server, store, _ = start_app(url, clock)
+    store.add_org("acme", "Europe/Stockholm", now=clock())
+    token = store.create_token("read", org="acme", now=clock())[1]
+    store.ingest(on_day(PRODUCT, 0), now=0)
+    with server, server.client(token) as client:
+        assert client.get("/cdr/historik?from=2017-01-01").status_code == 200
+        for _ in range(3):  # every pooled connection dropped, as a restart would
+            with psycopg.connect(url, autocommit=True) as admin:
+                admin.execute(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                )
+            answers = [client.get("/cdr/historik?from=2017-01-01").status_code for _ in range(8)]
+            assert answers == [200] * 8
+            assert client.get("/cdr/changes").status_code == 200
+    store.close()

@@ -1,0 +1,353 @@
+"""The storage contract: every engine must pass these, on a real database."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import orjson
+import pytest
+
+from samtal.errors import Conflict, CursorExpired, NotFound, StoreError, UnknownZone
+from samtal.events import Event
+from samtal.store import Change, Store, open_store
+from tests.helpers import PRODUCT, T0, VECTORS, disappearing, events_of, feed, period
+
+
+def test_organisations(store: Store) -> None:
+    store.add_org("acme", "Europe/Stockholm", now=T0)
+    store.add_org("bolag", "UTC", now=T0)
+    assert [(o.name, o.tz) for o in store.orgs()] == [
+        ("acme", "Europe/Stockholm"),
+        ("bolag", "UTC"),
+    ]
+    assert store.org("acme").tz == "Europe/Stockholm"
+    with pytest.raises(NotFound, match="unknown organisation 'nope'"):
+        store.org("nope")  # never a silent default
+    with pytest.raises(Conflict):
+        store.add_org("acme", "UTC", now=T0)
+    with pytest.raises(UnknownZone):
+        store.add_org("c", "Mars/Olympus", now=T0)
+
+
+def test_tokens(store: Store) -> None:
+    store.add_org("acme", "UTC", now=T0)
+    read, secret = store.create_token("read", org="acme", now=T0)
+    ingest, ingest_secret = store.create_token("ingest", org=None, now=T0)
+    assert secret != ingest_secret and len(secret) > 40
+    assert store.token_for(secret) == read
+    assert store.token_for(secret + "x") is None
+    store.touch_token(read.id, now=T0 + 5)
+    revoked = store.revoke_token(ingest.id, now=T0 + 9)
+    assert revoked.revoked == T0 + 9
+    assert [(t.id, t.kind, t.org, t.last_used, t.revoked) for t in store.tokens()] == [
+        (read.id, "read", "acme", T0 + 5, None),
+        (ingest.id, "ingest", None, None, T0 + 9),
+    ]
+    with pytest.raises(NotFound):
+        store.revoke_token(999, now=T0)
+    with pytest.raises(NotFound):
+        store.create_token("read", org="nope", now=T0)
+
+
+def test_a_secret_is_never_stored(store_url: str, store: Store) -> None:
+    store.add_org("acme", "UTC", now=T0)
+    _, secret = store.create_token("read", org="acme", now=T0)
+    store.close()
+    if store_url.startswith("sqlite:"):
+        stored = Path(store_url.removeprefix("sqlite:///")).read_bytes()
+    else:
+        import psycopg
+
+        with psycopg.connect(store_url) as db:
+            stored = str(db.execute("SELECT array_agg(t::text) FROM tokens t").fetchall()).encode()
+            assert b"samtal_r_" not in stored and len(stored) > 50
+    assert secret.encode() not in stored
+
+
+def test_ingest_makes_records_in_order(store: Store) -> None:
+    store.add_org("acme", "Europe/Stockholm", now=T0)
+    summary = store.ingest(events_of(PRODUCT), now=T0)
+    assert (summary.accepted, summary.duplicates, summary.records_changed) == (17, 0, 3)
+    assert period(store, "acme") == PRODUCT["expected"]
+
+
+def test_ingest_is_idempotent(store: Store) -> None:
+    store.add_org("acme", "Europe/Stockholm", now=T0)
+    events = events_of(PRODUCT)
+    store.ingest(events, now=T0)
+    before = feed(store)
+    again = store.ingest(events + events[:3], now=T0 + 1)
+    assert (again.accepted, again.duplicates, again.records_changed) == (0, 20, 0)
+    assert feed(store) == before
+    assert period(store, "acme") == PRODUCT["expected"]
+
+
+def test_events_arriving_one_by_one_in_any_order(store: Store) -> None:
+    store.add_org("acme", "Europe/Stockholm", now=T0)
+    events = events_of(PRODUCT)
+    for event in reversed(events):
+        store.ingest([event], now=T0)
+    assert period(store, "acme") == PRODUCT["expected"]
+
+
+def test_a_late_event_changes_a_record_and_the_feed(store: Store) -> None:
+    vector = next(v for v in VECTORS if v["name"] == "acd-second-agent")
+    store.add_org("acme", "Europe/Stockholm", now=T0)
+    events = events_of(vector)
+    answer = next(e for e in events if e.type == "answered" and e.party == "user")
+    store.ingest([e for e in events if e is not answer], now=T0)
+    first = feed(store)
+    assert len(first) == 1 and orjson.loads(first[0].json())["calleeAnswered"] is None
+    summary = store.ingest([answer], now=T0 + 1)
+    assert summary.records_changed == 1
+    after = feed(store, after=first[0].seq)
+    assert len(after) == 1 and after[0].seq == first[0].seq + 1
+    assert after[0].version == 2 and after[0].changed == T0 + 1
+    detailed = orjson.loads(after[0].json())
+    assert list(detailed) == ["id", *vector["expected"][0], "version", "seq"]
+    assert detailed == {
+        "id": answer.call,
+        **vector["expected"][0],
+        "version": 2,
+        "seq": after[0].seq,
+    }
+    assert feed(store, after=after[0].seq) == []
+
+
+def test_a_late_started_moves_the_record(store: Store) -> None:
+    store.add_org("acme", "UTC", now=T0)
+    base = {"org": "acme", "call": "c"}
+    late_start = Event(
+        **base,
+        id="s2",
+        at="2017-03-01T09:59:00Z",
+        type="started",
+        party="caller",
+        number="+1",
+        dialed="1",
+        instant=T0 + 35_940_000_000,
+    )
+    first = [
+        Event(
+            **base,
+            id="s1",
+            at="2017-03-01T10:00:00Z",
+            type="started",
+            party="caller",
+            number="+2",
+            dialed="1",
+            instant=T0 + 36_000_000_000,
+        ),
+        Event(**base, id="e", at="2017-03-01T10:01:00Z", type="ended", instant=T0 + 36_060_000_000),
+    ]
+    store.ingest(first, now=T0)
+    store.ingest([late_start], now=T0)
+    records = period(store, "acme")
+    assert [(r["callerNo"], r["start"]) for r in records] == [
+        ("+1", "2017-03-01T09:59:00.000+00:00")
+    ]
+
+
+def test_period_bounds_are_half_open(store: Store) -> None:
+    store.add_org("acme", "Europe/Stockholm", now=T0)
+    store.ingest(events_of(PRODUCT), now=T0)
+    start = 1_483_542_963_004_000  # 2017-01-04T16:16:03.004+01:00, two records start here
+    assert len(period(store, "acme", start, start + 1)) == 2
+    assert len(period(store, "acme", start + 1, 2**62)) == 1
+    assert period(store, "acme", 0, start) == []
+
+
+def test_tenants_are_apart(store: Store) -> None:
+    for org in ("acme", "bolag"):
+        store.add_org(org, "Europe/Stockholm", now=T0)
+    store.ingest(events_of(PRODUCT, "acme"), now=T0)
+    assert period(store, "bolag") == []
+    assert feed(store, "bolag") == []
+    # The same event ids in another organisation are not duplicates.
+    summary = store.ingest(events_of(PRODUCT, "bolag"), now=T0)
+    assert summary.accepted == 17
+    assert period(store, "bolag") == period(store, "acme")
+
+
+def test_idle_calls_are_closed_with_their_latest_instant(store: Store) -> None:
+    vector = next(v for v in VECTORS if v["name"] == "no-record-yet")
+    store.add_org("acme", "Europe/Stockholm", now=T0)
+    store.ingest(events_of(vector), now=T0)
+    assert period(store, "acme") == []
+    hour = 3600 * 1_000_000
+    assert store.close_idle_calls(now=T0 + 11 * hour, idle=12 * hour) == 0
+    assert store.close_idle_calls(now=T0 + 12 * hour, idle=12 * hour) == 1  # `headless` ended
+    records = period(store, "acme")
+    assert [(r["start"], r["stop"]) for r in records] == [
+        ("2017-03-08T09:00:00.000+01:00", "2017-03-08T09:00:07.000+01:00")
+    ]
+    assert store.close_idle_calls(now=T0 + 48 * hour, idle=12 * hour) == 0
+
+
+def test_purge_removes_whole_calls(store: Store) -> None:
+    store.add_org("acme", "Europe/Stockholm", now=T0)
+    store.ingest(events_of(PRODUCT), now=T0)
+    cutoff = 1_483_542_964_000_000  # between the two 16:16:03 calls and the 16:16:04 one
+    assert store.purge(org="acme", before=cutoff) == 2
+    assert [r["receivingNo"] for r in period(store, "acme")] == ["622"]
+    # The purged calls are gone whole: their events come back as new, not as duplicates.
+    again = store.ingest(events_of(PRODUCT), now=T0)
+    assert (again.accepted, again.duplicates) == (11, 6)
+
+
+def test_data_survives_reopening(store_url: str, store: Store) -> None:
+    store.add_org("acme", "Europe/Stockholm", now=T0)
+    store.ingest(events_of(PRODUCT), now=T0)
+    store.close()
+    reopened = open_store(store_url)
+    assert period(reopened, "acme") == PRODUCT["expected"]
+    reopened.close()
+
+
+@pytest.mark.parametrize("url", ["postgres://x", "sqlite:///", "sqlite://relative.db"])
+def test_bad_urls(url: str) -> None:
+    with pytest.raises(StoreError):
+        open_store(url)
+
+
+def test_versions_tombstones_and_the_detailed_view(store: Store) -> None:
+    store.add_org("acme", "Europe/Stockholm", now=T0)
+    events, late = disappearing()
+    store.ingest(events, now=T0)
+    (made,) = feed(store)
+    assert (made.call, made.version, made.seq) == ("c-4", 1, 1)
+    detailed = [
+        orjson.loads(r)
+        for p in store.records(org="acme", start=0, end=2**62, detailed=True)
+        for r in p
+    ]
+    assert detailed == [orjson.loads(made.json())]
+    assert store.ingest([late], now=T0 + 1).records_changed == 1
+    (gone,) = feed(store)
+    assert gone.json() == b'{"id":"c-4","deleted":true,"version":2,"seq":2}'
+    assert period(store, "acme") == []
+    assert store.ingest([late, *events], now=T0 + 2).records_changed == 0  # nothing new
+    assert feed(store) == [gone]
+    # The call stops after all: its record comes back with the next version.
+    hangup = Event(
+        "acme",
+        "e7",
+        "c-4",
+        "2017-01-04T10:01:00+01:00",
+        "hangup",
+        party="user",
+        number="V",
+        instant=late.instant + 60_000_000,
+    )
+    store.ingest([hangup], now=T0 + 3)
+    (back,) = feed(store)
+    assert (back.version, back.seq) == (3, 3) and back.record is not None
+    assert orjson.loads(back.json())["calleeNo"] == "V"
+
+
+def test_the_feed_pages_and_keeps_one_entry_per_call(store: Store) -> None:
+    store.add_org("acme", "Europe/Stockholm", now=T0)
+    store.ingest(events_of(PRODUCT), now=T0)
+    page = store.changes(org="acme", after=0, limit=2)
+    assert ([c.seq for c in page.changes], page.next, page.more) == ([1, 2], 2, True)
+    page = store.changes(org="acme", after=2, limit=2)
+    assert ([c.seq for c in page.changes], page.next, page.more) == ([3], 3, False)
+    page = store.changes(org="acme", after=3, limit=2)
+    assert (page.changes, page.next, page.more) == ([], 3, False)
+    assert store.latest_change("acme") == 3
+
+
+def test_cursors_past_the_latest_or_lost_to_retention_expire(store: Store) -> None:
+    store.add_org("acme", "Europe/Stockholm", now=T0)
+    store.ingest(events_of(PRODUCT), now=T0)
+    with pytest.raises(CursorExpired, match="never given out"):
+        store.changes(org="acme", after=4, limit=10)
+    seqs = {c.call: c.seq for c in feed(store)}
+    cutoff = 1_483_542_964_000_000  # the two 16:16:03 calls go
+    store.purge(org="acme", before=cutoff)
+    kept = {c.call for c in feed(store)}
+    purged = max(seq for call, seq in seqs.items() if call not in kept)
+    with pytest.raises(CursorExpired, match="lost to retention"):
+        store.changes(org="acme", after=purged - 1, limit=10)
+    # From the beginning, or from at or past the purged one, is fine; purged calls are not
+    # reported as deletions.
+    assert all(c.record is not None for c in feed(store))
+    assert len(feed(store)) == 1
+    store.changes(org="acme", after=purged, limit=10)
+
+
+def _refused_call(number: str) -> list[Event]:
+    """A call whose caller's number the validation of events.md would never let through (it is
+    built here directly): what the database may refuse."""
+    at = "2017-01-04T10:00:00.000+01:00"
+    instant = 1_483_520_400_000_000
+    return [
+        Event("acme", "x-1", "x", at, "started", 0, "caller", number, None, "622", instant=instant),
+        Event("acme", "x-2", "x", at, "ended", 1, instant=instant + 1000),
+    ]
+
+
+def test_a_value_the_database_refuses_costs_its_call_alone(store: Store) -> None:
+    store.add_org("acme", "Europe/Stockholm", now=T0)
+    refused = _refused_call("+46\ud800")  # an unpaired surrogate: no database stores it
+    summary = store.ingest([*events_of(PRODUCT)[:9], *refused, *events_of(PRODUCT)[9:]], now=T0)
+    assert [key for key, _ in summary.refused] == [("acme", "x")]
+    assert "surrogate" in summary.refused[0][1]
+    assert (summary.accepted, summary.duplicates) == (17, 0)
+    assert period(store, "acme") == PRODUCT["expected"]  # every other call stored
+    assert "x" not in {c.call for c in feed(store)}
+
+
+def test_a_nul_on_postgresql_costs_its_call_alone(store_url: str, store: Store) -> None:
+    """PostgreSQL refuses NUL in text (SQLite stores it): the validation keeps it out, and were
+    one to get through, it would cost its call alone."""
+    store.add_org("acme", "Europe/Stockholm", now=T0)
+    summary = store.ingest([*_refused_call("+46\x00"), *events_of(PRODUCT)], now=T0)
+    if store_url.startswith("postgres"):
+        assert [key for key, _ in summary.refused] == [("acme", "x")]
+    assert summary.accepted == 17 + (0 if summary.refused else 2)
+    assert [r for r in period(store, "acme") if r["callerNo"] != "+46\x00"] == PRODUCT["expected"]
+
+
+def _walk(store: Store, org: str, limit: int) -> list[Change]:
+    """Follow the feed from 0 as a client does, a page of `limit` at a time, to its end."""
+    seen, after = [], 0
+    for _ in range(100):
+        page = store.changes(org=org, after=after, limit=limit)
+        seen += page.changes
+        after = page.next
+        if not page.more:
+            return seen
+    raise AssertionError("the feed never ended")
+
+
+def test_a_purge_renumbers_what_stays_below_it(store: Store) -> None:
+    """changes.md, version 3 correction: calls changed after a newer call are purged; what
+    stays below their seqs takes new seqs, so a walk from 0 never meets a 410 and polling when
+    up to date stays a 200."""
+    store.add_org("acme", "Europe/Stockholm", now=T0)
+    product = events_of(PRODUCT)
+    newest = "c-622"  # starts 16:16:04.274, after the two 16:16:03 calls
+    store.ingest([e for e in product if e.call == newest], now=T0)  # seq 1
+    store.ingest([e for e in product if e.call != newest], now=T0 + 1)  # seqs 2 and 3
+    before = {c.call: c for c in feed(store)}
+    assert before[newest].seq == 1
+    cutoff = 1_483_542_964_000_000  # between the two 16:16:03 calls and the 16:16:04 one
+    assert store.purge(org="acme", before=cutoff) == 2
+    walked = _walk(store, "acme", limit=1)
+    assert [(c.call, c.seq, c.version, c.moved_from) for c in walked] == [(newest, 4, 1, 1)]
+    assert walked[0].record == before[newest].record  # the same version, not a new one
+    assert store.changes(org="acme", after=4, limit=10).changes == []  # up to date: a 200
+    assert store.latest_change("acme") == 4
+    pages = store.records(org="acme", start=0, end=2**62, detailed=True)
+    detailed = [orjson.loads(record) for page in pages for record in page]
+    assert [(r["id"], r["seq"]) for r in detailed] == [(newest, 4)]
+    with pytest.raises(CursorExpired):  # a cursor from before the purge, below what went
+        store.changes(org="acme", after=2, limit=10)
+    # A later change of a renumbered call is a new version as any other: an `ended` before
+    # the callee hung up stops the call earlier.
+    start = next(e for e in product if e.call == "c-622" and e.type == "started")
+    early = Event("acme", "late-1", "c-622", "x", "ended", 99, instant=start.instant + 10**7)
+    store.ingest([early], now=T0 + 2)
+    changed = {c.call: c for c in feed(store)}["c-622"]
+    assert (changed.seq, changed.version, changed.moved_from) == (5, 2, None)

@@ -1,0 +1,233 @@
+"""`samtal sync` from a live samtal server into real SQLite, PostgreSQL and MariaDB databases:
+equal to `view=detailed` after the first run, after late events changed and removed records,
+after a sync killed with SIGKILL midway was run again, and after the cursor expired."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from click.testing import CliRunner
+
+from samtal.cli import main
+from samtal.sync import Copy, tables
+from tests.helpers import disappearing, event_line
+from tests.helpers.databases import mariadb_database, postgres_database
+from tests.helpers.servers import Live
+
+# Serves and syncs into three databases, killing syncs midway.
+pytestmark = pytest.mark.slow
+
+TARGETS = ("sqlite", "postgresql", "mariadb")
+
+
+@pytest.fixture(params=TARGETS)
+def target(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'copy.db'}"
+    elif request.param == "postgresql":
+        with postgres_database() as url:
+            yield url
+    else:
+        with mariadb_database() as url:
+            yield url
+
+
+def copied(target: str, table: str = "call_records") -> list[dict[str, Any]]:
+    """The copy's rows as the records they hold, checked against their columns."""
+    copy = Copy(target, "-", table=table)
+    with copy.engine.connect() as db:
+        rows = db.execute(sa.select(copy.records).order_by(copy.records.c.id)).mappings().all()
+    copy.close()
+    out = []
+    for row in rows:
+        record = row["record"] if isinstance(row["record"], dict) else json.loads(row["record"])
+        assert (row["id"], row["version"], row["seq"]) == (
+            record["id"],
+            record["version"],
+            record["seq"],
+        )
+        assert row["caller_no"] == record["callerNo"] and row["callee_no"] == record["calleeNo"]
+        start = row["start"]
+        expected = _utc(record["start"])
+        assert (start if start.tzinfo else start.replace(tzinfo=expected.tzinfo)) == expected
+        out.append(record)
+    return sorted(out, key=lambda r: r["id"])
+
+
+def _utc(text: str) -> Any:
+    from datetime import UTC, datetime
+
+    return datetime.fromisoformat(text).astimezone(UTC)
+
+
+def run_sync(live: Live, target: str, *extra: str) -> str:
+    result = CliRunner().invoke(
+        main,
+        ["sync", "--from", live.url, "--into", target, *extra],
+        env={"SAMTAL_TOKEN": live.read},
+    )
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+def test_sync_keeps_an_exact_copy(live: Live, target: str) -> None:
+    out = run_sync(live, target)
+    assert "the copy is up to date" in out
+    first = copied(target)
+    assert first == live.detailed() and len(first) > 700
+    assert any(r["id"] == "c-4" for r in first)
+    # Late events: one takes a record away, others change records already copied.
+    _, removal = disappearing("org-1")
+    late = [event_line(removal)]
+    changed = first[:3]  # an earlier `started` makes a new start and caller
+    for n, record in enumerate(changed):
+        late.append(
+            json.dumps(
+                {
+                    "org": "org-1",
+                    "id": f"late-{n}",
+                    "call": record["id"],
+                    "at": (_utc(record["start"]) - timedelta(seconds=1)).isoformat(),
+                    "type": "started",
+                    "party": "caller",
+                    "number": f"+4670000000{n}",
+                    "dialed": "0",
+                }
+            ).encode()
+        )
+    live.post(late)
+    run_sync(live, target)
+    second = copied(target)
+    assert second == live.detailed()
+    assert not any(r["id"] == "c-4" for r in second)
+    assert [r["version"] for r in second[:3]] == [2, 2, 2]
+    # Nothing new: nothing changes.
+    assert "synced 0 records and 0 deletions" in run_sync(live, target)
+
+
+def test_an_expired_cursor_walks_the_feed_again(live: Live, target: str) -> None:
+    run_sync(live, target)
+    copy = Copy(target, live.url)
+    with copy.engine.begin() as db:  # a cursor the server never gave out
+        db.execute(sa.update(copy.state).values(cursor=10**12))
+    copy.close()
+    result = CliRunner().invoke(
+        main, ["sync", "--from", live.url, "--into", target], env={"SAMTAL_TOKEN": live.read}
+    )
+    assert result.exit_code == 0, result.output
+    assert "walking the whole feed again" in result.output
+    assert copied(target) == live.detailed()
+
+
+def test_a_sync_killed_midway_resumes_exactly(live: Live, target: str) -> None:
+    env = {**os.environ, "SAMTAL_TOKEN": live.read}
+    command = [sys.executable, "-m", "samtal", "sync", "--from", live.url, "--into", target]
+    process = subprocess.Popen([*command, "--page-size", "7"], env=env, start_new_session=True)
+    copy = Copy(target, live.url)
+    deadline = time.monotonic() + 60
+    while copy.cursor() < 100:  # some pages are in: kill it between or inside transactions
+        assert process.poll() is None, "the sync ended before it could be killed"
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait(10)
+    partial = copy.cursor()
+    copy.close()
+    assert 0 < partial < max(r["seq"] for r in live.detailed())
+    assert subprocess.run(command, env=env, capture_output=True).returncode == 0
+    assert copied(target) == live.detailed()
+
+
+def test_an_older_version_never_overwrites_a_newer_one(target: str) -> None:
+    copy = Copy(target, "https://samtal.test")
+    base = {
+        "callerNo": "+46701",
+        "start": "2017-01-04T10:00:00.000+01:00",
+        "receivingNo": None,
+        "received": None,
+        "calleeNo": None,
+        "calleeAnswered": None,
+        "stop": "2017-01-04T10:01:00.000+01:00",
+    }
+    newer = {"id": "c", **base, "calleeNo": "new", "version": 3, "seq": 30}
+    older = {"id": "c", **base, "calleeNo": "old", "version": 2, "seq": 20}
+    copy.apply([newer], 30)
+    copy.apply([older], 31)
+    copy.apply([{"id": "c", "deleted": True, "version": 1, "seq": 10}], 32)  # stale too
+    assert [r["calleeNo"] for r in copied(target)] == ["new"]
+    copy.apply([{"id": "c", "deleted": True, "version": 4, "seq": 40}], 41)
+    assert copied(target) == []
+    assert copy.cursor() == 41
+    copy.close()
+
+
+def test_the_table_and_state_names(target: str) -> None:
+    copy = Copy(target, "https://samtal.test", table="calls_copy")
+    names = set(sa.inspect(copy.engine).get_table_names())
+    copy.close()
+    assert {"calls_copy", "samtal_sync_state"} <= names
+    _, records, _ = tables("calls_copy")
+    assert [c.name for c in records.columns] == [
+        "id",
+        "caller_no",
+        "start",
+        "receiving_no",
+        "received",
+        "callee_no",
+        "callee_answered",
+        "stop",
+        "version",
+        "seq",
+        "record",
+    ]
+
+
+def test_the_token_never_comes_from_the_command_line(tmp_path: Path) -> None:
+    result = CliRunner().invoke(
+        main,
+        ["sync", "--from", "http://127.0.0.1:9", "--into", f"sqlite:///{tmp_path / 'c.db'}"],
+        env={"SAMTAL_TOKEN": ""},
+    )
+    assert result.exit_code == 2 and "SAMTAL_TOKEN or --token-file" in result.output
+
+
+def test_every_follows_new_records_and_stops_on_sigterm(live: Live, tmp_path: Path) -> None:
+    target = f"sqlite:///{tmp_path / 'copy.db'}"
+    env = {**os.environ, "SAMTAL_TOKEN": live.read}
+    command = [sys.executable, "-m", "samtal", "sync", "--from", live.url, "--into", target]
+    assert subprocess.run(command, env=env, capture_output=True).returncode == 0  # a backfill
+    follower = subprocess.Popen(
+        [*command, "--every", "30"], env=env, stdout=subprocess.PIPE, text=True
+    )
+    copy = Copy(target, live.url)
+    try:
+        latest = live.store.latest_change("org-1")
+        _, removal = disappearing("org-1")
+        live.post([event_line(removal)])  # the record of c-4 goes: a new version
+        posted = time.monotonic()
+        while copy.cursor() <= latest:
+            assert time.monotonic() - posted < 5, "the new version took too long"
+            time.sleep(0.05)
+        time.sleep(0.5)  # now it waits on the feed
+        stopping = time.monotonic()
+        follower.send_signal(signal.SIGTERM)
+        out, _ = follower.communicate(timeout=40)
+        assert follower.returncode == 0
+        assert time.monotonic() - stopping < 5  # it does not sit out the wait
+        assert "synced 0 records and 1 deletions" in out
+    finally:
+        if follower.poll() is None:
+            follower.kill()
+        copy.close()
+    assert copied(target) == live.detailed()
