@@ -20,7 +20,7 @@ from samtal.store import Store, open_store
 from samtal.store import _sql as shared_sql
 from samtal.store import postgres as engine_module
 from samtal.store.postgres import MIGRATIONS, PostgresEngine
-from tests.helpers import PRODUCT
+from tests.helpers import PRODUCT, T0
 from tests.helpers.databases import postgres_database
 
 # PostgreSQL's own: every test makes a database on the server (as the PostgreSQL runs of the
@@ -72,7 +72,7 @@ def test_each_day_has_its_partitions_and_retention_drops_them(url: str) -> None:
     store = open_store(url)
     store.add_org("acme", "Europe/Stockholm", now=0)
     for day in range(3):  # 2017-01-04, -05, -06 (local dates of the calls)
-        store.ingest(on_day(PRODUCT, day), now=0)
+        store.ingest(on_day(PRODUCT, day), now=T0)
     made = partitions(url)
     assert made["events"] == [
         "events_2017_01_04",
@@ -107,7 +107,7 @@ def test_a_call_moves_to_the_day_of_a_late_start(url: str) -> None:
     ringing = Event(
         **base, id="r", at="x", type="ringing", party="user", number="1", instant=midnight + 1
     )
-    store.ingest([ringing], now=0)
+    store.ingest([ringing], now=T0)
     assert count(url, "SELECT count(*) FROM events_2017_01_05") == 1
     started = Event(
         **base,
@@ -120,7 +120,7 @@ def test_a_call_moves_to_the_day_of_a_late_start(url: str) -> None:
         instant=midnight - 1,
     )
     ended = Event(**base, id="e", at="x", type="ended", instant=midnight + 2)
-    store.ingest([started, ended], now=0)
+    store.ingest([started, ended], now=T0)
     assert count(url, "SELECT count(*) FROM events_2017_01_04 WHERE call = 'c'") == 3
     assert count(url, "SELECT count(*) FROM events_2017_01_05") == 0
     assert count(url, "SELECT count(*) FROM records_2017_01_04") == 1
@@ -133,7 +133,7 @@ def test_a_call_moves_to_the_day_of_a_late_start(url: str) -> None:
 def test_the_schema_upgrades_in_place_with_data(url: str) -> None:
     old = Store(PostgresEngine(url))
     old.add_org("acme", "Europe/Stockholm", now=0)
-    old.ingest(on_day(PRODUCT, 0), now=0)
+    old.ingest(on_day(PRODUCT, 0), now=T0)
     before = [r for page in old.records(org="acme", start=0, end=2**62) for r in page]
     old.close()
     upgrade = "ALTER TABLE orgs ADD COLUMN note text; CREATE INDEX orgs_by_tz ON orgs (tz)"
@@ -247,8 +247,8 @@ def test_dropping_days_renumbers_what_stays_below_them(url: str) -> None:
     kept day changed before the dropped day's calls take new seqs in the same transaction."""
     store = open_store(url)
     store.add_org("acme", "Europe/Stockholm", now=0)
-    store.ingest(on_day(PRODUCT, 1), now=0)  # 2017-01-05: seqs 1-3
-    store.ingest(on_day(PRODUCT, 0), now=0)  # 2017-01-04, sent later: seqs 4-6
+    store.ingest(on_day(PRODUCT, 1), now=T0)  # 2017-01-05: seqs 1-3
+    store.ingest(on_day(PRODUCT, 0), now=T0)  # 2017-01-04, sent later: seqs 4-6
     assert store.drop_days(date(2017, 1, 5).toordinal() - date(1970, 1, 1).toordinal()) == 1
     seen, after = [], 0
     while True:  # a client walking from 0, a page per call: never a 410
@@ -273,7 +273,7 @@ def test_a_database_restart_costs_no_500(url: str) -> None:
     server, store, _ = start_app(url, clock)
     store.add_org("acme", "Europe/Stockholm", now=clock())
     token = store.create_token("read", org="acme", now=clock())[1]
-    store.ingest(on_day(PRODUCT, 0), now=0)
+    store.ingest(on_day(PRODUCT, 0), now=T0)
     with server, server.client(token) as client:
         assert client.get("/cdr/historik?from=2017-01-01").status_code == 200
         for _ in range(3):  # every pooled connection dropped, as a restart would
@@ -286,3 +286,45 @@ def test_a_database_restart_costs_no_500(url: str) -> None:
             assert answers == [200] * 8
             assert client.get("/cdr/changes").status_code == 200
     store.close()
+
+
+def test_far_days_share_a_partition_per_month_and_reads_stay_pruned(url: str) -> None:
+    """Issue 13: calls on thousands of distinct days made a partition per day, and a one-day
+    query read them all. Days far from today now share one per month, and a period's query
+    names the days it can lie in, so PostgreSQL reads only their partitions."""
+    store = open_store(url)
+    store.add_org("acme", "Europe/Stockholm", now=T0)
+    store.add_org("bolag", "Europe/Stockholm", now=T0)
+    for day in range(0, 60):  # 2017-01-04 on, near T0: a partition each
+        store.ingest(on_day(PRODUCT, day, org="acme"), now=T0)
+    for day in range(-3000, -400, 13):  # about seven years back: a broken clock's days
+        store.ingest(on_day(PRODUCT, day, org="bolag"), now=T0)
+    names = partitions(url)["events"]
+    days = [n for n in names if len(n) == len("events_2017_01_04")]
+    months = [n for n in names if len(n) == len("events_2017_01")]
+    assert len(days) == 60 and 60 <= len(months) <= 90  # 200 far days in ~86 months
+    engine = store.engine
+    assert isinstance(engine, PostgresEngine)
+    start, end = 1_483_484_400_000_000, 1_483_570_800_000_000  # 2017-01-04 local
+    hint, hinted = engine._period_hint(start, end)
+    with psycopg.connect(url) as db:
+        plan = db.execute(
+            "EXPLAIN (FORMAT JSON) SELECT start_ms, call, json FROM records WHERE org = %s "
+            f"AND start >= %s AND start < %s{hint.replace('?', '%s')}",
+            ("acme", start, end, *hinted),
+        ).fetchone()
+    assert plan is not None
+    scanned = {
+        node.get("Relation Name") for node in _nodes(plan[0][0]["Plan"]) if "Relation Name" in node
+    }
+    near = {"records_2017_01_03", "records_2017_01_04", "records_2017_01_05"}
+    assert scanned <= {*near, "records_default"}  # the default one may hold any day
+    assert len([r for page in store.records(org="acme", start=start, end=end) for r in page]) == 3
+    store.close()
+
+
+def _nodes(plan: dict) -> list[dict]:  # type: ignore[type-arg]
+    found = [plan]
+    for child in plan.get("Plans", []):
+        found += _nodes(child)
+    return found

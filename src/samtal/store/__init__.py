@@ -207,7 +207,7 @@ class Store:
         is stored.
         """
         zones = self.zones(sorted({event.org for event in events}))
-        self._prepare(events, zones)
+        self._prepare(events, zones, now)
         return self._ingest_apart(events, zones, now)
 
     def _ingest_apart(
@@ -274,7 +274,7 @@ class Store:
         """The highest change number `org` has given out (0 before any)."""
         return self.engine.latest_change(org)
 
-    def _prepare(self, events: Sequence[Event], zones: Mapping[str, ZoneInfo]) -> None:
+    def _prepare(self, events: Sequence[Event], zones: Mapping[str, ZoneInfo], now: int) -> None:
         """Let the engine make ready, outside the write transaction, for every day a call of
         `events` may take (a call's day is the local date of one of its events)."""
         # A batch has few distinct minutes, and a minute lies in one local date wherever the
@@ -283,7 +283,7 @@ class Store:
         minutes = {(event.org, event.instant // US_PER_MINUTE) for event in events}
         days = {local_day(minute * US_PER_MINUTE, zones[org]) for org, minute in minutes}
         if days:
-            self.engine.prepare_days(days)
+            self.engine.prepare_days(days, today=now // (86_400 * US_PER_SECOND))
 
     def drop_days(self, before: int) -> int:
         """Remove the calls of every organisation whose day (the local date of their start)

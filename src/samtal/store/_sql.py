@@ -90,8 +90,9 @@ class SqlEngine(ABC):
         change number removed as the organisation's purged one; the number removed."""
 
     @abstractmethod
-    def prepare_days(self, days: set[int]) -> None:
-        """Make ready to hold calls of these days (an engine with partitions makes them)."""
+    def prepare_days(self, days: set[int], *, today: int) -> None:
+        """Make ready to hold calls of these days (an engine with partitions makes them);
+        `today` is the server's date, as days since 1970-01-01."""
 
     @abstractmethod
     def drop_days(self, before: int) -> int:

@@ -16,7 +16,7 @@ import logging
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from datetime import date
+from datetime import date, timedelta
 from typing import Any, ClassVar
 
 import psycopg
@@ -166,6 +166,9 @@ _EVENT_TYPES = ("text", "int4", "text", "text", "int8", "int8", *["text"] * 7)
 #: The partitioned tables, each with a partition per day it holds calls of.
 PARTITIONED = ("events", "records")
 _US_PER_DAY = 86_400 * US_PER_SECOND
+#: Days from today that get a partition each (older or later ones share one per month): the
+#: default retention, and a clock a day fast.
+NEAR_PAST, NEAR_FUTURE = 92, 2
 
 
 class PostgresEngine(SqlEngine):
@@ -184,7 +187,8 @@ class PostgresEngine(SqlEngine):
         super().__init__(migrations)
         self._url = url
         self._lead: psycopg.Connection[Any] | None = None
-        self._days: set[int] = set()  # days known to have their partitions
+        #: Spans of days [first, end) known to have their partitions.
+        self._spans: list[tuple[int, int]] = []
         #: Half the pool writes, so that reads always find a connection.
         self.writers = max(1, max_size // 2)
         try:
@@ -201,6 +205,10 @@ class PostgresEngine(SqlEngine):
                 # A connection the server dropped (a restart) is found and replaced when it
                 # leaves the pool, not by the request that would have used it.
                 check=ConnectionPool.check_connection,
+                # Every statement planned with its values: partitions are pruned as the plan is
+                # made, however many days are stored (a prepared, generic plan would lock them
+                # all at each run).
+                kwargs={"prepare_threshold": None},
             )
             self._pool.wait(timeout=10)
             self._migrate()
@@ -308,49 +316,60 @@ class PostgresEngine(SqlEngine):
             self._lead = None
         self._pool.close()
 
-    def prepare_days(self, days: set[int]) -> None:
-        """Make the partitions of these days, outside any write transaction (making one locks
-        its table briefly). A day whose rows sit in the default partition already (events of a
-        day dropped, sent again) stays there."""
-        missing = days - self._days
+    def _partitions(self, db: psycopg.Connection[Any]) -> list[tuple[int, int, str]]:
+        """The partitions of `events` as (first day, day after the last, name suffix)."""
+        found = []
+        for (name,) in db.execute(
+            "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
+            "WHERE i.inhparent = 'events'::regclass"
+        ):
+            span = _span_of(name)
+            if span is not None:
+                found.append((*span, name.split("_", 1)[1]))
+        return found
+
+    def prepare_days(self, days: set[int], *, today: int) -> None:
+        """Make partitions for these days, outside any write transaction (making one locks its
+        table briefly): a partition per day near `today` (retention drops them whole), and a
+        partition per month for days far from it (a backfill, a switch with a broken clock),
+        so that a thousand distinct days make a few dozen partitions, not a thousand. A day
+        whose rows sit in the default partition already stays there."""
+        missing = {day for day in days if not _within(day, self._spans)}
         if not missing:
             return
         with self._pool.connection() as db:
             db.autocommit = True
-            existing = {
-                day
-                for (name,) in db.execute(
-                    "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
-                    "WHERE i.inhparent = 'events'::regclass"
-                )
-                if (day := _day_of(name)) is not None
-            }
-            self._days |= existing
-            for day in sorted(missing - existing):
+            self._spans = [(first, end) for first, end, _ in self._partitions(db)]
+            for day in sorted(missing):
+                if _within(day, self._spans):
+                    continue
+                span = (day, day + 1)
+                if not today - NEAR_PAST <= day <= today + NEAR_FUTURE:
+                    month = _month_of(day)
+                    if not any(first < month[1] and month[0] < end for first, end in self._spans):
+                        span = month
                 try:
                     with db.transaction():
                         db.execute("SELECT pg_advisory_xact_lock(hashtext('samtal:partitions'))")
                         for table in PARTITIONED:
                             db.execute(
-                                f"CREATE TABLE IF NOT EXISTS {_partition(table, day)} "
-                                f"PARTITION OF {table} FOR VALUES FROM ({day}) TO ({day + 1})"
+                                f"CREATE TABLE IF NOT EXISTS {_partition(table, *span)} "
+                                f"PARTITION OF {table} FOR VALUES FROM ({span[0]}) TO ({span[1]})"
                             )
                 except psycopg.Error as exc:
                     log.warning("day %s stays in the default partition: %s", _date(day), exc)
-                self._days.add(day)
+                    span = (day, day + 1)  # it is not asked for again
+                self._spans.append(span)
 
     def drop_days(self, before: int) -> int:
-        """Drop the partitions of the days before `before`, and the calls of those days."""
+        """Drop the partitions wholly before `before`, and the calls of their days; the number
+        of days dropped. (A month partition that `before` falls inside is left to `purge`,
+        which removes calls row by row.)"""
         with self._pool.connection() as db:
             db.autocommit = True
-            doomed = sorted(
-                day
-                for (name,) in db.execute(
-                    "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
-                    "WHERE i.inhparent = 'events'::regclass"
-                )
-                if (day := _day_of(name)) is not None and day < before
-            )
+            partitions = self._partitions(db)
+            cut = min([before, *(first for first, end, _ in partitions if first < before < end)])
+            doomed = sorted((first, end, name) for first, end, name in partitions if end <= cut)
             if doomed:
                 # The directory goes first, remembering the highest change number it held, so
                 # that the feed never sees a call whose record is gone with its partition (that
@@ -361,7 +380,7 @@ class PostgresEngine(SqlEngine):
                         row = db.execute(
                             "WITH gone AS (DELETE FROM calls WHERE org = %s AND day < %s "
                             "RETURNING seq) SELECT max(seq) FROM gone",
-                            (org, before),
+                            (org, cut),
                         ).fetchone()
                         if row is not None and row[0] is not None:
                             _note_purged(db, org, row[0])
@@ -369,16 +388,16 @@ class PostgresEngine(SqlEngine):
                         for table in PARTITIONED:
                             db.execute(
                                 f"DELETE FROM {table}_default WHERE org = %s AND day < %s",
-                                (org, before),
+                                (org, cut),
                             )
-            for day in doomed:
+            for first, end, suffix in doomed:
                 with db.transaction():
                     for table in PARTITIONED:
-                        db.execute(f"DROP TABLE IF EXISTS {_partition(table, day)}")
-                self._days.discard(day)
+                        db.execute(f"DROP TABLE IF EXISTS {table}_{suffix}")
+                self._spans = [span for span in self._spans if span != (first, end)]
             if doomed:
-                log.info("dropped %d day(s) of calls before %s", len(doomed), _date(before))
-        return len(doomed)
+                log.info("dropped %d partition(s) of calls before %s", len(doomed), _date(cut))
+        return sum(end - first for first, end, _ in doomed)
 
     def purge(self, *, org: str, before: int) -> int:
         """Remove whole calls of `org` whose age is before `before`; the number removed."""
@@ -494,8 +513,8 @@ class _Tx:
             "SELECT e.org, e.call, e.id, e.instant, e.seq, e.type, e.party, e.number, e.kind, "
             "e.at FROM unnest(%b::text[], %b::int[], %b::text[]) AS k(org, day, call) "
             "JOIN events e ON e.org = k.org AND e.day = k.day AND e.call = k.call "
-            "WHERE e.org = ANY(%b)",
-            (orgs, days, calls, sorted(set(orgs))),
+            "WHERE e.org = ANY(%b) AND e.day = ANY(%b)",
+            (orgs, days, calls, sorted(set(orgs)), sorted(set(days))),
         ):
             stored.setdefault((org, call), []).append(
                 Event(org, event_id, call, at, type_, seq, party, number, kind, instant=instant)
@@ -513,8 +532,8 @@ class _Tx:
                 "SELECT r.org, r.call, r.json FROM unnest(%b::text[], %b::int[], %b::bigint[], "
                 "%b::text[]) AS k(org, day, start_ms, call) JOIN records r ON r.org = k.org "
                 "AND r.day = k.day AND r.start_ms = k.start_ms AND r.call = k.call "
-                "WHERE r.org = ANY(%b)",
-                (orgs, days, starts, calls, sorted(set(orgs))),
+                "WHERE r.org = ANY(%b) AND r.day = ANY(%b)",
+                (orgs, days, starts, calls, sorted(set(orgs)), sorted(set(days))),
             ).fetchall()
         return {(org, call): json for org, call, json in rows}
 
@@ -642,22 +661,39 @@ def _columns(rows: Iterable[tuple[Any, ...]]) -> list[list[Any]]:
     return [list(column) for column in zip(*rows, strict=True)]
 
 
-def _partition(table: str, day: int) -> str:
-    """The name of `table`'s partition of `day`, e.g. events_2017_01_04."""
-    return f"{table}_{_date(day).replace('-', '_')}"
+def _partition(table: str, first: int, end: int) -> str:
+    """The name of `table`'s partition of [first, end): events_2017_01_04 for a day,
+    events_2017_01 for a month."""
+    name = _date(first).replace("-", "_")
+    return f"{table}_{name if end == first + 1 else name[:7]}"
 
 
 def _date(day: int) -> str:
     return date.fromordinal(day + _EPOCH_ORDINAL).isoformat()
 
 
-def _day_of(partition: str) -> int | None:
-    """The day of a partition's name (None for the default partition)."""
+def _span_of(partition: str) -> tuple[int, int] | None:
+    """The days [first, end) of a partition's name (None for the default partition)."""
+    suffix = partition.split("_", 1)[1].replace("_", "-")
     try:
-        found = date.fromisoformat(partition.split("_", 1)[1].replace("_", "-"))
+        if len(suffix) == 7:  # YYYY-MM: a month
+            return _month_of(date.fromisoformat(suffix + "-01").toordinal() - _EPOCH_ORDINAL)
+        first = date.fromisoformat(suffix).toordinal() - _EPOCH_ORDINAL
     except ValueError:
         return None
-    return found.toordinal() - _EPOCH_ORDINAL
+    return first, first + 1
+
+
+def _month_of(day: int) -> tuple[int, int]:
+    """The days [first, end) of the month that holds `day`."""
+    found = date.fromordinal(day + _EPOCH_ORDINAL)
+    first = found.replace(day=1)
+    following = (first + timedelta(days=32)).replace(day=1)
+    return first.toordinal() - _EPOCH_ORDINAL, following.toordinal() - _EPOCH_ORDINAL
+
+
+def _within(day: int, spans: list[tuple[int, int]]) -> bool:
+    return any(first <= day < end for first, end in spans)
 
 
 _EPOCH_ORDINAL = date(1970, 1, 1).toordinal()

@@ -308,7 +308,7 @@ class SqliteEngine(SqlEngine):
                 self._renumber(db, org)
         return int(count)
 
-    def prepare_days(self, days: set[int]) -> None:
+    def prepare_days(self, days: set[int], *, today: int) -> None:
         """Nothing to prepare: one file holds every day."""
 
     def drop_days(self, before: int) -> int:
