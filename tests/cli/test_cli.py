@@ -187,3 +187,38 @@ def test_demo_on_a_busy_port_makes_nothing(tmp_path: Path) -> None:
     assert "cannot serve on 127.0.0.1:" in refused.stderr and "--port" in refused.stderr
     assert "curl" not in refused.stdout and "Bearer" not in refused.stdout
     assert list(tmp_path.iterdir()) == []
+
+
+def test_orgs_added_from_a_file(tmp_path: Path) -> None:
+    """Issue 17: an operator with thousands of customers provisions them in one command."""
+    db = f"sqlite:///{tmp_path / 'orgs.db'}"
+    names = [f"kund-{n}" for n in range(2000)]
+    lines = [name if n % 2 else f"{name},UTC" for n, name in enumerate(names)]
+    (tmp_path / "orgs.txt").write_text("\n".join(["# operator's list", *lines, ""]))
+    done = samtal("org", "add", "--from", "orgs.txt", "--db", db, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "added 2,000 organisations; 0 existed already"
+    listed = samtal("org", "list", "--db", db, cwd=tmp_path).stdout.splitlines()
+    zones = dict(line.split("\t")[:2] for line in listed)
+    assert len(zones) == 2000
+    assert (zones["kund-0"], zones["kund-1"]) == ("UTC", "Europe/Stockholm")
+    # Again, with one new: the others exist already and are left as they are.
+    again = samtal(
+        "org", "add", "--from", "-", "--db", db, cwd=tmp_path, stdin=b"kund-1,UTC\nkund-new\n"
+    )
+    assert again.returncode == 0
+    assert "kund-1 exists already: left as it is" in again.stderr
+    assert again.stdout.strip() == "added 1 organisation; 1 existed already"
+    assert "kund-1\tEurope/Stockholm" in samtal("org", "list", "--db", db, cwd=tmp_path).stdout
+    # Any invalid line refuses the whole file, with the line numbers.
+    bad = samtal(
+        "org", "add", "--from", "-", "--db", db, cwd=tmp_path,
+        stdin=b"fine-1\nnot fine\nfine-2,Mars/Olympus\n",
+    )  # fmt: skip
+    assert bad.returncode == 1
+    assert bad.stderr.splitlines()[:2] == [
+        "line 2: 'not fine' cannot name an organisation: use 1 to 64 letters, digits, '-', "
+        "'_' or '.'",
+        "line 3: unknown time zone 'Mars/Olympus': use an IANA name such as 'Europe/Stockholm'",
+    ]
+    assert "fine-1" not in samtal("org", "list", "--db", db, cwd=tmp_path).stdout

@@ -5,7 +5,7 @@ from __future__ import annotations
 import gc
 import sys
 from collections import Counter
-from typing import TYPE_CHECKING, BinaryIO
+from typing import TYPE_CHECKING, BinaryIO, TextIO
 
 import click
 
@@ -33,16 +33,76 @@ def org() -> None:
 
 
 @org.command("add")
-@click.argument("name")
+@click.argument("name", required=False)
 @zone_option("IANA time zone the organisation's records are rendered in.")
+@click.option(
+    "--from",
+    "from_file",
+    type=click.File("r", encoding="utf-8"),
+    help="Add the organisations of a file (`-`: stdin), one a line: `name` or `name,zone` "
+    "(--tz for the lines without a zone). One transaction; names that exist are left as "
+    "they are; an invalid line refuses the whole file.",
+)
 @db_option
-def org_add(name: str, tz: str, db_url: str | None) -> None:
-    """Add the organisation NAME (1-64 letters, digits, '-', '_' or '.')."""
+def org_add(name: str | None, tz: str, from_file: TextIO | None, db_url: str | None) -> None:
+    """Add the organisation NAME (1-64 letters, digits, '-', '_' or '.'), or every
+    organisation of a file (--from)."""
+    if (name is None) == (from_file is None):
+        raise click.UsageError("give NAME, or --from FILE (and no NAME)")
+    if from_file is not None:
+        _add_orgs(from_file, tz, db_url)
+        return
+    assert name is not None
     try:
         added = open_db(db_url).add_org(name, tz, now=system_clock())
     except SamtalError as exc:
         fail(exc)
     click.echo(f"added organisation {added.name} ({added.tz})")
+
+
+def _add_orgs(source: TextIO, default_tz: str, db_url: str | None) -> None:
+    """`org add --from`: read and check every line first; refuse the whole file on any bad
+    one, listing them by number; else add them all in one transaction."""
+    from samtal.errors import UnknownZone
+    from samtal.store._base import check_org_name
+    from samtal.times import zone
+
+    rows: list[tuple[str, str]] = []
+    bad: list[str] = []
+    for number, line in enumerate(source, 1):
+        text = line.strip()
+        if not text or text.startswith("#"):
+            continue
+        name, _, tz = (part.strip() for part in text.partition(","))
+        tz = tz or default_tz
+        try:
+            check_org_name(name)
+            zone(tz)
+        except (SamtalError, UnknownZone) as exc:
+            bad.append(f"line {number}: {exc}")
+            continue
+        rows.append((name, tz))
+    if bad:
+        for message in bad[:MAX_SHOWN]:
+            click.echo(message, err=True)
+        if len(bad) > MAX_SHOWN:
+            click.echo(f"... and {len(bad) - MAX_SHOWN:,} more invalid lines", err=True)
+        fail(SamtalError(f"{len(bad):,} invalid line(s): nothing was added"))
+    names = [name for name, _ in rows]
+    if len(set(names)) < len(names):
+        twice = sorted(n for n, count in Counter(names).items() if count > 1)
+        fail(SamtalError(f"names given twice: {', '.join(twice[:10])}: nothing was added"))
+    try:
+        made = open_db(db_url).add_orgs(rows, now=system_clock())
+    except SamtalError as exc:
+        fail(exc)
+    existing = sorted(set(names) - set(made))
+    for name in existing[:MAX_SHOWN]:
+        click.echo(f"{name} exists already: left as it is", err=True)
+    if len(existing) > MAX_SHOWN:
+        click.echo(f"... and {len(existing) - MAX_SHOWN:,} more that exist already", err=True)
+    plural = "" if len(made) == 1 else "s"
+    click.echo(f"added {len(made):,} organisation{plural}; {len(existing):,} existed already")
 
 
 @org.command("list")

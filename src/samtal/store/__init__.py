@@ -78,6 +78,15 @@ class Store:
         zone(tz)  # UnknownZone for a name the IANA database does not know
         return self._remember(self.engine.add_org(name, tz, now=now))
 
+    def add_orgs(self, rows: Sequence[tuple[str, str]], *, now: int) -> list[str]:
+        """Create the organisations (name, zone) of `rows` that do not exist yet, all in one
+        transaction; the names made. UsageError, and nothing made, when a name or zone is not
+        valid (checked first, every one)."""
+        for name, tz in rows:
+            check_org_name(name)
+            zone(tz)
+        return self.engine.add_orgs(rows, now=now)
+
     def orgs(self) -> list[Org]:
         """Every organisation, by name."""
         return [self._remember(org) for org in self.engine.orgs()]

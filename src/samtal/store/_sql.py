@@ -184,6 +184,26 @@ class SqlEngine(ABC):
             raise Conflict(f"organisation {name!r} exists already") from None
         return Org(name, tz, now)
 
+    def add_orgs(self, rows: Sequence[tuple[str, str]], *, now: int) -> list[str]:
+        """Create the organisations (name, zone) that do not exist, in one transaction; the
+        names made (the others exist already and are left as they are)."""
+        made: list[str] = []
+        with self._writing() as db:
+            for start in range(0, len(rows), 300):
+                chunk = rows[start : start + 300]
+                values = ", ".join(["(?, ?, ?)"] * len(chunk))
+                params = [value for name, tz in chunk for value in (name, tz, now)]
+                made += [
+                    name
+                    for (name,) in self._run(
+                        db,
+                        f"INSERT INTO orgs (name, tz, created) VALUES {values} "
+                        "ON CONFLICT (name) DO NOTHING RETURNING name",
+                        params,
+                    ).fetchall()
+                ]
+        return made
+
     def orgs(self) -> list[Org]:
         """Every organisation, by name."""
         return [Org(*row) for row in self._read(f"SELECT {_ORG_COLUMNS} FROM orgs ORDER BY name")]

@@ -1,0 +1,190 @@
+"""Many tenants in every batch (issue 17): the per-event cost of a batch of 1,000 calls of
+1,000 organisations (one call each) against 1,000 calls of one organisation, through POST
+/events and through JetStream, on SQLite and on PostgreSQL, in one run.
+
+Target: the mixed batch costs at most 1.5x per event of the single one, on both engines.
+Batches alternate between the two kinds (so the machine's noise hits both alike); medians of
+--rounds. Uses the PostgreSQL of bench/postgres.py and the NATS of bench/jetstream.py.
+
+    python bench/tenants.py [--rounds N] [--calls C]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from itertools import pairwise
+from pathlib import Path
+
+import httpx
+import nats
+import psycopg
+
+from _common import report
+from _server import ServerProcess, samtal
+from postgres import database
+
+NATS_URL = os.environ.get("SAMTAL_BENCH_NATS_URL", "nats://127.0.0.1:4222")
+ORGS = 1000
+
+
+def batch(kind: str, round_: int, calls: int) -> list[bytes]:
+    """`calls` calls of three events each: of one organisation (`single`), or of as many
+    organisations as calls (`mixed`), a call each. Every round's calls are new."""
+    lines = []
+    for n in range(calls):
+        org = "org-0" if kind == "single" else f"org-{n % ORGS}"
+        call = f"{kind}-{round_}-{n}"
+        second = 1_483_520_400 + round_ * 3600 + n
+        at = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+        common = f'"org":"{org}","call":"{call}"'
+        lines += [
+            f'{{"id":"{call}.0",{common},"at":"{at}.000Z","type":"started","party":"caller",'
+            f'"number":"+4670{n}","dialed":"622"}}\n'.encode(),
+            f'{{"id":"{call}.1",{common},"at":"{at}.300Z","type":"answered","party":"user",'
+            f'"number":"+4672{n}"}}\n'.encode(),
+            f'{{"id":"{call}.2",{common},"at":"{at}.900Z","type":"ended"}}\n'.encode(),
+        ]
+    return lines
+
+
+def provisioned(db: str) -> None:
+    """The organisations of both kinds of batch, added in bulk."""
+    with tempfile.NamedTemporaryFile("w", suffix=".txt", delete=False) as names:
+        names.write("\n".join(f"org-{n}" for n in range(ORGS)))
+    samtal("org", "add", "--from", names.name, db=db)
+    os.unlink(names.name)
+
+
+def posted(db: str, rounds: int, calls: int) -> dict[str, list[float]]:
+    """Seconds of each POST of each kind, alternating, into `samtal serve` (one process)."""
+    provisioned(db)
+    token = samtal("token", "create", "--ingest", db=db).splitlines()[-1]
+    seconds: dict[str, list[float]] = {"single": [], "mixed": []}
+    with (
+        ServerProcess(db) as server,
+        httpx.Client(
+            base_url=server.url, headers={"Authorization": f"Bearer {token}"}, timeout=300
+        ) as client,
+    ):
+        for round_ in range(rounds):
+            for kind in ("single", "mixed"):
+                body = b"".join(batch(kind, round_, calls))
+                began = time.perf_counter()
+                answer = client.post("/events", content=body)
+                seconds[kind].append(time.perf_counter() - began)
+                assert answer.json()["accepted"] == 3 * calls, answer.text
+    return seconds
+
+
+def counter(db: str) -> Callable[[], int]:
+    """A way to ask the database how many events it holds, on one connection."""
+    if db.startswith("sqlite:"):
+        import sqlite3
+
+        conn = sqlite3.connect(db.removeprefix("sqlite:///"), isolation_level=None)
+        return lambda: int(conn.execute("SELECT count(*) FROM events").fetchone()[0])
+    pg = psycopg.connect(db, autocommit=True)
+    return lambda: int(pg.execute("SELECT count(*) FROM events").fetchone()[0])  # type: ignore[index]
+
+
+def consumed(db: str, rounds: int, calls: int) -> dict[str, list[float]]:
+    """Seconds one `samtal consume` worker takes per batch of each kind: `rounds` + 1
+    batches are published first, then the worker starts; from its first batch's commit to
+    its last, each batch's share (its start-up is not counted)."""
+    provisioned(db)
+    seconds: dict[str, list[float]] = {"single": [], "mixed": []}
+    for kind in ("single", "mixed"):
+        stream = f"B_{uuid.uuid4().hex[:8]}"
+        subject = f"b{stream[2:]}.events"
+        lines = [line for r in range(rounds + 1) for line in batch(kind, r + 1000, calls)]
+        path = Path(tempfile.mkstemp(suffix=".ndjson")[1])
+        path.write_bytes(b"".join(lines))
+        args = ["--nats", NATS_URL, "--stream", stream, "--subject", subject]
+        subprocess.run(
+            [sys.executable, "-m", "samtal", "publish", str(path), *args],
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
+        stored = counter(db)
+        before = stored()
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "samtal", "consume", *args, "--batch", str(3 * calls)],
+            env={**os.environ, "SAMTAL_DATABASE_URL": db, "SAMTAL_RETENTION_DAYS": "0"},
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        commits: list[float] = []
+        try:
+            seen = before
+            while seen < before + len(lines):
+                now = stored()
+                if now > seen:
+                    commits.append(time.perf_counter())
+                    seen = now
+                time.sleep(0.002)
+        finally:
+            worker.send_signal(signal.SIGTERM)
+            worker.wait(60)
+            path.unlink()
+            asyncio.run(_remove(stream))
+        seconds[kind] = [b - a for a, b in pairwise(commits)]
+    return seconds
+
+
+async def _remove(stream: str) -> None:
+    connection = await nats.connect(NATS_URL)
+    await connection.jetstream().delete_stream(stream)
+    await connection.close()
+
+
+@contextmanager
+def engine(name: str) -> Iterator[str]:
+    if name == "sqlite":
+        with tempfile.TemporaryDirectory() as folder:
+            yield f"sqlite:///{folder}/tenants.db"
+    else:
+        with database(f"samtal_bench_tenants_{uuid.uuid4().hex[:6]}") as url:
+            yield url
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--calls", type=int, default=1000)
+    parser.add_argument("--skip-nats", action="store_true")
+    args = parser.parse_args()
+    events = 3 * args.calls
+    for name in ("sqlite", "postgres"):
+        rows = []
+        paths = [("POST /events", posted)]
+        if not args.skip_nats:
+            paths.append(("JetStream, one consumer", consumed))
+        for label, run in paths:
+            with engine(name) as db:
+                seconds = run(db, args.rounds, args.calls)
+            single, mixed = (statistics.median(seconds[k]) for k in ("single", "mixed"))
+            rows += [
+                (f"{label}: {args.calls:,} calls of 1 organisation", events / single, "events/s"),
+                (
+                    f"{label}: {args.calls:,} calls of {ORGS:,} organisations",
+                    events / mixed,
+                    "events/s",
+                ),
+                (f"{label}: per-event cost, mixed / single (target <= 1.5)", mixed / single, "x"),
+            ]
+        report(f"tenants on {name}: batches of {events:,} events, median of {args.rounds}", rows)
+
+
+if __name__ == "__main__":
+    main()
