@@ -6,7 +6,7 @@ from collections.abc import Iterable
 from operator import attrgetter
 
 from samtal.events import Event
-from samtal.records import Record
+from samtal.records import Outcome, Record
 from samtal.types import RESPONSE_GROUPS
 
 _PEOPLE = ("user", "external")
@@ -40,20 +40,39 @@ def _record_of_group(events: list[Event]) -> Record | None:
     """
     events.sort(key=_INSTANT)
     try:
-        return _walk(events, check_ties=True)
+        walked = _walk(events, check_ties=True)
     except _Tie:
         events.sort(key=Event.order_key)
-        return _walk(events, check_ties=False)
+        walked = _walk(events, check_ties=False)
+    return None if walked is None else walked[0]
 
 
-def _walk(ordered: list[Event], check_ties: bool) -> Record | None:
-    """Walk a call's events in their total order from the opening `started` to the stop.
+def path_of_call(events: Iterable[Event]) -> list[tuple[Event, bool]] | None:
+    """A call's path (query.md, "One call"): its distinct events in their total order from the
+    opening `started` to the last received, each with whether it is the one that stops the
+    record; None when the call has no record."""
+    unique: dict[str, Event] = {}
+    for event in events:
+        unique.setdefault(event.id, event)
+    ordered = sorted(unique.values(), key=Event.order_key)
+    walked = _walk(ordered, check_ties=False)
+    if walked is None:
+        return None
+    _, stop = walked
+    first = next(n for n, event in enumerate(ordered) if event.type == "started")
+    return [(event, n == stop) for n, event in enumerate(ordered) if n >= first]
+
+
+def _walk(ordered: list[Event], check_ties: bool) -> tuple[Record, int] | None:
+    """Walk a call's events in their total order from the opening `started` to the stop: its
+    record, and the position of the event that stops it.
 
     With `check_ties`, raises _Tie at the first two events at the same instant.
     """
     started: Event | None = None
     receiving_no = callee_no = first_rung = None
     received = callee_answered = None
+    voicemail = False  # a VOICEMAIL function answered before the stop
     kinds: dict[str | None, str | None] = {}  # function number -> kind of its latest `entered`
     previous = None
     for position, event in enumerate(ordered):  # noqa: B007 (position is read after the loop)
@@ -76,8 +95,11 @@ def _walk(ordered: list[Event], check_ties: bool) -> Record | None:
                 first_rung = event.number
         elif type_ == "answered":
             if party == "function":
-                if received is None and kinds.get(event.number) in RESPONSE_GROUPS:
+                kind = kinds.get(event.number)
+                if received is None and kind in RESPONSE_GROUPS:
                     received = event.instant
+                elif kind == "VOICEMAIL":
+                    voicemail = True
             else:
                 if callee_no is None:
                     callee_no, callee_answered = event.number, event.instant
@@ -101,7 +123,7 @@ def _walk(ordered: list[Event], check_ties: bool) -> Record | None:
     following = position + 1
     if check_ties and following < len(ordered) and ordered[following].instant == event.instant:
         raise _Tie
-    return Record(
+    record = Record(
         org=started.org,
         call=started.call,
         caller_no=started.number,
@@ -111,7 +133,22 @@ def _walk(ordered: list[Event], check_ties: bool) -> Record | None:
         callee_no=callee_no if callee_no is not None else first_rung,
         callee_answered=callee_answered,
         stop=event.instant,
+        outcome=_outcome(callee_answered is not None, voicemail, event),
     )
+    return record, position
+
+
+def _outcome(answered: bool, voicemail: bool, stop: Event) -> Outcome:
+    """The call's outcome (query.md), by the first rule that holds."""
+    if answered:
+        return "answered"
+    if voicemail:
+        return "voicemail"
+    if stop.party == "caller":  # a hangup or a transfer by the caller: it gave up
+        return "abandoned"
+    if stop.type == "hangup" and stop.party == "function":
+        return "rejected"
+    return "unanswered"
 
 
 def aggregate(events: Iterable[Event]) -> list[Record]:

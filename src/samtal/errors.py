@@ -65,6 +65,14 @@ class BeforeRetention(UsageError):
     slug = "before-retention"
 
 
+class BadFilter(UsageError):
+    """A filter of /cdr/historik (query.md) that is not one, or filters that contradict each
+    other."""
+
+    title = "Bad filter"
+    slug = "bad-filter"
+
+
 class BadBody(UsageError):
     """A request body that is not NDJSON or a JSON array of events at all."""
 

@@ -34,6 +34,10 @@ EVENTS = Counter(
     "Events received, by ingest path (http, nats, import) and outcome.",
     ["path", "outcome"],
 )
+EVENTS_AFTER_SETTLING = Counter(
+    "samtal_events_after_settling_total",
+    "Events of calls that had settled (query.md): corrections behind the completeness watermark.",
+)
 RECORD_CHANGES = Counter(
     "samtal_record_changes_total",
     "Record versions made visible: new records, changed ones, deleted ones (tombstones).",

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
-from typing import Any, Final
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Final, Literal, get_args
 from zoneinfo import ZoneInfo
 
 import msgspec
 import orjson
 
 from samtal.times import US_PER_MS, render
+
+if TYPE_CHECKING:
+    from samtal.events import Event
 
 #: The seven fields of a record, in the order the product description fixes.
 FIELDS: Final[tuple[str, ...]] = (
@@ -24,8 +27,12 @@ FIELDS: Final[tuple[str, ...]] = (
 )
 
 
-#: The fields of a record in the detailed view (changes.md), in order.
-DETAILED_FIELDS: Final[tuple[str, ...]] = ("id", *FIELDS, "version", "seq")
+#: The fields of a record in the detailed view (changes.md; query.md adds `outcome`), in order.
+DETAILED_FIELDS: Final[tuple[str, ...]] = ("id", *FIELDS, "version", "seq", "outcome")
+
+#: How a call ended (query.md, "Outcome").
+Outcome = Literal["answered", "voicemail", "abandoned", "rejected", "unanswered"]
+OUTCOMES: Final[tuple[Outcome, ...]] = get_args(Outcome)
 
 
 class Record(msgspec.Struct, frozen=True, gc=False):
@@ -40,6 +47,8 @@ class Record(msgspec.Struct, frozen=True, gc=False):
     callee_no: str | None
     callee_answered: int | None
     stop: int
+    #: How it ended (query.md); not one of the seven fields.
+    outcome: Outcome = "unanswered"
 
     def order_key(self) -> tuple[int, str, str]:
         """Records are ordered by start truncated to the millisecond, then org, then call."""
@@ -64,11 +73,17 @@ def dumps(rendered: dict[str, Any]) -> bytes:
     return orjson.dumps(rendered)
 
 
-def detailed(call: str, plain: bytes, version: int, seq: int) -> bytes:
-    """The detailed form of a record (changes.md) from its compact plain JSON: `id`, the seven
-    fields in order, `version`, `seq`. Spliced as bytes: the seven fields are rendered once,
-    when the record is made."""
-    return b'{"id":%b,%b,"version":%d,"seq":%d}' % (orjson.dumps(call), plain[1:-1], version, seq)
+def detailed(call: str, plain: bytes, version: int, seq: int, outcome: str) -> bytes:
+    """The detailed form of a record (changes.md, query.md) from its compact plain JSON: `id`,
+    the seven fields in order, `version`, `seq`, `outcome`. Spliced as bytes: the seven fields
+    are rendered once, when the record is made."""
+    return b'{"id":%b,%b,"version":%d,"seq":%d,"outcome":"%b"}' % (
+        orjson.dumps(call),
+        plain[1:-1],
+        version,
+        seq,
+        outcome.encode(),
+    )
 
 
 def tombstone(call: str, version: int, seq: int) -> bytes:
@@ -94,7 +109,36 @@ def csv_field(value: str | int | None) -> str:
     return '"' + value.replace('"', '""') + '"' if _NEEDS_QUOTES.search(value) else value
 
 
-def detailed_csv(call: str, plain: bytes, version: int, seq: int) -> bytes:
-    """The detailed form of a record's CSV row from its plain row: `id` first, `version` and
-    `seq` last."""
-    return b"%b,%b,%d,%d\r\n" % (csv_field(call).encode(), plain[:-2], version, seq)
+def detailed_csv(call: str, plain: bytes, version: int, seq: int, outcome: str) -> bytes:
+    """The detailed form of a record's CSV row from its plain row: `id` first, `version`,
+    `seq` and `outcome` last."""
+    return b"%b,%b,%d,%d,%b\r\n" % (
+        csv_field(call).encode(),
+        plain[:-2],
+        version,
+        seq,
+        outcome.encode(),
+    )
+
+
+def path_json(path: Sequence[tuple[Event, bool]], zone: ZoneInfo) -> bytes:
+    """A call's path as GET /cdr/calls/{id} serves it (query.md): each event's `at` (rendered
+    like `start`), type, party and number, its kind, target or dialed where its type has one,
+    and `stops`."""
+    items = []
+    for event, stops in path:
+        item: dict[str, Any] = {
+            "at": render(event.instant, zone),
+            "type": event.type,
+            "party": event.party,
+            "number": event.number,
+        }
+        if event.type == "entered":
+            item["kind"] = event.kind
+        elif event.type == "transferred":
+            item["target"] = event.target
+        elif event.type == "started":
+            item["dialed"] = event.dialed
+        item["stops"] = stops
+        items.append(item)
+    return orjson.dumps(items)

@@ -34,6 +34,11 @@ class Settings:
         "An event whose `at` lies more than this after the server's clock is rejected (a "
         "switch with a broken clock); so is one before the retention window.",
     )
+    settle_seconds: int = _setting(
+        600,
+        "A call with a record and an `ended` settles when no event of it came for this long: "
+        "what the completeness watermark (Samtal-Complete-Through) waits for.",
+    )
     idle_close_hours: float = _setting(
         12.0, "A call with no stop that has received no event for this long is closed."
     )

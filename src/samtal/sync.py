@@ -86,6 +86,9 @@ def tables(name: str) -> tuple[sa.MetaData, sa.Table, sa.Table]:
         sa.Column("version", sa.Integer, nullable=False),
         sa.Column("seq", sa.BigInteger, nullable=False),
         sa.Column("record", sa.JSON().with_variant(postgresql.JSONB(), "postgresql")),
+        # query.md: how the call ended. Added in place to a copy made before (empty until a
+        # row's record is written again).
+        sa.Column("outcome", sa.String(16)),
     )
     state = sa.Table(
         STATE_TABLE,
@@ -193,6 +196,7 @@ class Copy:
     def _row(self, record: dict[str, Any]) -> dict[str, Any]:
         row: dict[str, Any] = {
             "id": record["id"],
+            "outcome": record.get("outcome"),
             "version": record["version"],
             "seq": record["seq"],
             "record": record,
@@ -366,6 +370,7 @@ class _Record(msgspec.Struct):
     stop: str
     version: _Version
     seq: _Seq
+    outcome: Literal["answered", "voicemail", "abandoned", "rejected", "unanswered"] | None = None
 
 
 class _Tombstone(msgspec.Struct):

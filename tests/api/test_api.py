@@ -217,6 +217,8 @@ def test_redelivery_changes_nothing(product: tuple[Service, str]) -> None:
         (b'{"a": 1}', {"Content-Type": "application/json"}, 400),
         (b"<html>hello</html>", {"Content-Type": "application/x-ndjson"}, 400),
         (b"\xff\xfe\x00", {}, 400),
+        (b"", {}, 400),  # an empty body is not a delivery: the body is required
+        (b"\n \r\n", {"Content-Type": "application/x-ndjson"}, 400),
     ],
 )
 def test_bodies_that_are_refused_whole(
@@ -340,7 +342,16 @@ def test_openapi_and_docs(service: Service) -> None:
         assert client.get("/docs").status_code == 200
         assert client.get("/healthz").json() == {"status": "ok"}
     history = spec["paths"]["/cdr/historik"]["get"]
-    assert {p["name"] for p in history["parameters"]} == {"from", "to", "view", "format"}
+    assert {p["name"] for p in history["parameters"]} == {
+        "from",
+        "to",
+        "view",
+        "format",
+        *("callerNo", "receivingNo", "calleeNo", "number", "outcome"),
+        *("minDuration", "maxDuration"),
+    }
+    assert "Samtal-Complete-Through" in history["responses"]["200"]["headers"]
+    assert "/cdr/calls/{id}" in spec["paths"]
     assert {"200", "400", "401", "403", "406"} <= set(history["responses"])
     assert set(history["responses"]["200"]["content"]) == {
         "application/json",
@@ -367,7 +378,7 @@ def test_ndjson_and_csv_hold_exactly_the_json_values(
         as_json = client.get("/cdr/historik", params=period).json()
         ndjson = client.get("/cdr/historik", params={**period, "format": "ndjson"})
         as_csv = client.get("/cdr/historik", params={**period, "format": "csv"})
-    fields = list(FIELDS) if view == "plain" else ["id", *FIELDS, "version", "seq"]
+    fields = list(FIELDS) if view == "plain" else ["id", *FIELDS, "version", "seq", "outcome"]
     assert [list(r) for r in as_json] == [fields] * 3
     assert [{f: r[f] for f in FIELDS} for r in as_json] == PRODUCT["expected"]
     assert ndjson.headers["content-type"] == "application/x-ndjson"

@@ -57,8 +57,9 @@ def test_headers_and_the_429_in_memory(tmp_path: Path) -> None:
         with running.client(second) as client2:
             assert client2.get("/cdr/changes").status_code == 200
         with running.client(ingest) as poster:
+            event = b'{"id":"x","org":"acme","call":"x","at":"2017-01-04T10:00:00Z","type":"ended"}'
             for _ in range(5):
-                answer = poster.post("/events", content=b"")
+                answer = poster.post("/events", content=event)
                 assert answer.status_code == 200 and "ratelimit" not in answer.headers
 
 

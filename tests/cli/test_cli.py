@@ -19,6 +19,7 @@ import pytest
 from tests.helpers import PRODUCT, samtal
 
 
+@pytest.mark.slow
 def test_orgs_and_tokens(tmp_path: Path) -> None:
     db = ["--db", f"sqlite:///{tmp_path / 'ops.db'}"]
     assert samtal("org", "add", "acme", *db, cwd=tmp_path).returncode == 0
@@ -189,6 +190,7 @@ def test_demo_on_a_busy_port_makes_nothing(tmp_path: Path) -> None:
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.slow
 def test_orgs_added_from_a_file(tmp_path: Path) -> None:
     """Issue 17: an operator with thousands of customers provisions them in one command."""
     db = f"sqlite:///{tmp_path / 'orgs.db'}"

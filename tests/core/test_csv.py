@@ -30,9 +30,10 @@ def test_rows_parse_back(fields: list[str | None], call: str, version: int, seq:
     assert row.endswith(b"\r\n")
     expected = ["" if v is None else v for v in fields]
     assert parsed(row) == expected
-    assert parsed(detailed_csv(call, row, version, seq)) == [
+    assert parsed(detailed_csv(call, row, version, seq, "abandoned")) == [
         call,
         *expected,
         str(version),
         str(seq),
+        "abandoned",
     ]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -166,6 +167,7 @@ _fields = {
 }
 
 
+@pytest.mark.slow
 @settings(max_examples=1500)
 @given(st.fixed_dictionaries({}, optional=_fields))
 def test_fast_and_full_decoding_agree(fields: dict[str, object]) -> None:

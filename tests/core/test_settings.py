@@ -49,7 +49,7 @@ def test_bad_values_are_named(name: str, value: str) -> None:
 
 def test_every_setting_has_help() -> None:
     described = Settings.describe()
-    assert len(described) == 14
+    assert len(described) == 15
     assert all(
         name.startswith("SAMTAL_") and len(help_text) > 20
         for name, _default, help_text in described

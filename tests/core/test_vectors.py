@@ -12,6 +12,7 @@ import pytest
 
 from samtal.aggregate import aggregate
 from samtal.events import Event, decode_one
+from samtal.records import OUTCOMES
 from samtal.times import zone
 from tests.helpers import DOCS_HERE, DOCS_SHARED, VECTORS, VECTORS_HERE, VECTORS_SHARED
 
@@ -55,6 +56,26 @@ def test_library(vector: dict[str, Any]) -> None:
     assert json.dumps(rendered) == json.dumps(vector["expected"])
 
 
+@pytest.mark.parametrize("vector", VECTORS, ids=IDS)
+def test_outcomes(vector: dict[str, Any]) -> None:
+    """query.md: every record's outcome, as the vector gives it, aligned with `expected`."""
+    events = [decode_one(orjson.dumps(e), n) for n, e in enumerate(vector["events"], 1)]
+    records = aggregate(events)  # type: ignore[arg-type]
+    assert [r.outcome for r in records] == vector["outcomes"]
+
+
+def test_a_call_the_pbx_closed_is_unanswered() -> None:
+    """The one outcome no vector shows: the stop is `ended` (the switch's or a server's own
+    for an idle call), nobody answered, no voicemail, nobody hung up."""
+    vector = next(v for v in VECTORS if v["name"] == "direct-missed")
+    raw = [e for e in vector["events"] if e["type"] in ("started", "ringing")]
+    last = max(raw, key=lambda e: e["at"])
+    raw.append({**last, "id": "closed", "type": "ended", "seq": 99})
+    events = [decode_one(orjson.dumps(e), n) for n, e in enumerate(raw, 1)]
+    (record,) = aggregate(events)  # type: ignore[arg-type]
+    assert record.outcome == "unanswered" and record.outcome in OUTCOMES
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("vector", VECTORS, ids=IDS)
 def test_cli(vector: dict[str, Any]) -> None:
@@ -86,3 +107,18 @@ def test_cli_exit_statuses(tmp_path: object) -> None:
             [sys.executable, "-m", "samtal", *usage], input=b"", capture_output=True, check=False
         )
         assert done.returncode == 2, usage
+
+
+def test_cli_prints_outcomes(tmp_path: object) -> None:
+    vector = next(v for v in VECTORS if v["name"] == "product-description")
+    ndjson = "".join(json.dumps(e) + "\n" for e in vector["events"])
+    done = subprocess.run(
+        [sys.executable, "-m", "samtal", "aggregate", "--outcome"],
+        input=ndjson.encode(),
+        capture_output=True,
+        check=True,
+    )
+    printed = json.loads(done.stdout)
+    assert [list(r) for r in printed] == [[*vector["expected"][0], "outcome"]] * 3
+    assert [r.pop("outcome") for r in printed] == vector["outcomes"]
+    assert printed == vector["expected"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import orjson
 
+from samtal.events import Event
 from samtal.store._base import NEVER, Gone, KnownCall
 from samtal.store._recompute import decide
 from samtal.times import zone
@@ -42,7 +43,8 @@ def test_the_same_record_again_is_no_new_version() -> None:
     first = decide("acme", "c-622", events, NEVER, None, now=NOW, zone=STOCKHOLM)
     assert first.made is not None
     known = KnownCall(first.made.start_ms, 1, 7, NOW)
-    again = decide("acme", "c-622", events, known, first.made.json, now=NOW + 1, zone=STOCKHOLM)
+    stored = (first.made.json, first.made.outcome)
+    again = decide("acme", "c-622", events, known, stored, now=NOW + 1, zone=STOCKHOLM)
     assert not again.changed and again.made is None and again.gone is None
     assert (again.row.version, again.row.seq, again.row.changed) == (1, 7, NOW)
 
@@ -52,7 +54,8 @@ def test_a_record_whose_start_moved_leaves_its_old_place() -> None:
     first = decide("acme", "c-622", events, NEVER, None, now=NOW, zone=STOCKHOLM)
     assert first.made is not None
     known = KnownCall(first.made.start_ms - 5000, 1, 7, NOW)  # stored five seconds earlier
-    moved = decide("acme", "c-622", events, known, first.made.json, now=NOW, zone=STOCKHOLM)
+    stored = (first.made.json, first.made.outcome)
+    moved = decide("acme", "c-622", events, known, stored, now=NOW, zone=STOCKHOLM)
     assert moved.changed and moved.made is not None
     assert moved.gone == Gone("acme", first.made.start_ms - 5000, "c-622")
 
@@ -62,7 +65,8 @@ def test_a_record_that_goes_is_a_tombstone() -> None:
     first = decide("acme", "c-4", events, NEVER, None, now=NOW, zone=STOCKHOLM)
     assert first.made is not None
     known = KnownCall(first.made.start_ms, 1, 3, NOW)
-    gone = decide("acme", "c-4", [*events, late], known, first.made.json, now=NOW, zone=STOCKHOLM)
+    stored = (first.made.json, first.made.outcome)
+    gone = decide("acme", "c-4", [*events, late], known, stored, now=NOW, zone=STOCKHOLM)
     assert gone.changed and gone.made is None
     assert gone.gone == Gone("acme", first.made.start_ms, "c-4")
     assert gone.row.record_ms is None and gone.row.open
@@ -82,6 +86,26 @@ def test_a_call_that_cannot_be_rendered_keeps_its_record_as_it_was() -> None:
     for event in events:
         event.instant = 2**62  # far past the years any zone renders
     known = KnownCall(123, 2, 9, NOW)
-    decision = decide("acme", "c-622", events, known, b"{}", now=NOW, zone=STOCKHOLM)
+    decision = decide("acme", "c-622", events, known, (b"{}", None), now=NOW, zone=STOCKHOLM)
     assert not decision.changed and decision.made is None and decision.gone is None
     assert (decision.row.record_ms, decision.row.version, decision.row.seq) == (123, 2, 9)
+
+
+def test_a_new_outcome_alone_is_a_new_version() -> None:
+    """query.md: the outcome is part of the version. A voicemail that answered, reported late,
+    changes no field of the seven but the outcome."""
+    events = _call("c-800")  # rung, nobody answered, the caller hung up: abandoned
+    first = decide("acme", "c-800", events, NEVER, None, now=NOW, zone=STOCKHOLM)
+    assert first.made is not None and first.made.outcome == "abandoned"
+    start = next(e for e in events if e.type == "started")
+    late = [
+        Event("acme", "vm-1", "c-800", "x", "entered", None, "function", "700", "VOICEMAIL",
+              instant=start.instant + 1000),
+        Event("acme", "vm-2", "c-800", "x", "answered", None, "function", "700",
+              instant=start.instant + 2000),
+    ]  # fmt: skip
+    known = KnownCall(first.made.start_ms, 1, 3, NOW)
+    stored = (first.made.json, first.made.outcome)
+    again = decide("acme", "c-800", [*events, *late], known, stored, now=NOW, zone=STOCKHOLM)
+    assert again.changed and again.made is not None
+    assert again.made.json == first.made.json and again.made.outcome == "voicemail"

@@ -7,9 +7,12 @@ from pathlib import Path
 import orjson
 import pytest
 
+from samtal.aggregate import aggregate
 from samtal.errors import Conflict, CursorExpired, NotFound, StoreError, UnknownZone
 from samtal.events import Event
+from samtal.filters import parse_filters
 from samtal.store import Change, Store, open_store
+from samtal.times import zone
 from tests.helpers import PRODUCT, T0, VECTORS, disappearing, events_of, feed, period
 
 
@@ -104,12 +107,13 @@ def test_a_late_event_changes_a_record_and_the_feed(store: Store) -> None:
     assert len(after) == 1 and after[0].seq == first[0].seq + 1
     assert after[0].version == 2 and after[0].changed == T0 + 1
     detailed = orjson.loads(after[0].json())
-    assert list(detailed) == ["id", *vector["expected"][0], "version", "seq"]
+    assert list(detailed) == ["id", *vector["expected"][0], "version", "seq", "outcome"]
     assert detailed == {
         "id": answer.call,
         **vector["expected"][0],
         "version": 2,
         "seq": after[0].seq,
+        "outcome": vector["outcomes"][0],
     }
     assert feed(store, after=after[0].seq) == []
 
@@ -351,3 +355,66 @@ def test_a_purge_renumbers_what_stays_below_it(store: Store) -> None:
     store.ingest([early], now=T0 + 2)
     changed = {c.call: c for c in feed(store)}["c-622"]
     assert (changed.seq, changed.version, changed.moved_from) == (5, 2, None)
+
+
+def test_records_stored_before_outcomes_get_them_when_upgraded(store_url: str) -> None:
+    """query.md: records stored before the schema kept outcomes and filter columns get them
+    in place, on both engines: the columns from the stored JSON, the outcome from the events."""
+    from samtal.store.postgres import MIGRATIONS as PG
+    from samtal.store.postgres import PostgresEngine
+    from samtal.store.sqlite import MIGRATIONS as LITE
+    from samtal.store.sqlite import SqliteEngine
+
+    postgres = store_url.startswith("postgres")
+    engine = PostgresEngine(store_url, PG[:6]) if postgres else SqliteEngine(store_url, LITE[:5])
+    old = Store(engine)  # the schema before query.md
+    old.add_org("acme", "Europe/Stockholm", now=T0)
+    records = {r.call: r for r in aggregate(events_of(PRODUCT))}
+    day = "17170, " if postgres else ""
+    columns = "org, day, id, call, instant, seq, type, party, number, kind, dialed, target, at"
+    with engine._writing() as db:  # rows as the previous samtal wrote them
+        for e in events_of(PRODUCT):
+            db.execute(
+                engine.sql(
+                    f"INSERT INTO events ({columns if postgres else columns.replace('day, ', '')}) "
+                    f"VALUES (?, {day}?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                ),
+                (e.org, e.id, e.call, e.instant, e.seq, e.type, e.party, e.number, e.kind,
+                 e.dialed, e.target, e.at),
+            )  # fmt: skip
+        for seq, (call, record) in enumerate(sorted(records.items()), 1):
+            json = orjson.dumps(record.render(zone("Europe/Stockholm")))
+            ms = record.start // 1000
+            db.execute(
+                engine.sql(
+                    f"INSERT INTO records (org, {day and 'day, '}start_ms, call, start, "
+                    f"change_seq, json, version) VALUES (?, {day}?, ?, ?, ?, ?, 1)"
+                ),
+                ("acme", ms, call, record.start, seq, json),
+            )
+            db.execute(
+                engine.sql(
+                    f"INSERT INTO calls (org, call, {day and 'day, '}age, record_ms, open, "
+                    f"last_seen, version, seq, changed) VALUES (?, ?, {day}?, ?, ?, ?, 1, ?, ?)"
+                ),
+                ("acme", call, record.start, ms, False, T0, seq, T0),
+            )
+    old.close()
+    new = open_store(store_url)  # upgraded in place; outcomes filled from the events
+    pages = new.records(org="acme", start=0, end=2**62, detailed=True)
+    detailed = [orjson.loads(record) for page in pages for record in page]
+    assert [r["outcome"] for r in detailed] == PRODUCT["outcomes"]
+    filtered = new.records(
+        org="acme", start=0, end=2**62, filters=parse_filters({"receivingNo": ["711"]})
+    )
+    assert [orjson.loads(r)["receivingNo"] for page in filtered for r in page] == ["711"]
+    long = new.records(
+        org="acme", start=0, end=2**62, filters=parse_filters({"minDuration": ["60"]})
+    )
+    assert [orjson.loads(r)["receivingNo"] for page in long for r in page] == ["622"]
+    # Started and ended, noted so by the upgrade: the next round of duties settles them.
+    first = min(r.start for r in records.values())
+    assert new.complete_through("acme", now=T0, settle=0) == first
+    new.settle(now=T0 + 1, settle=0)
+    assert new.complete_through("acme", now=T0 + 1, settle=0) == T0 + 1
+    new.close()

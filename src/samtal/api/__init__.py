@@ -13,7 +13,7 @@ from fastapi import Depends, FastAPI, Response
 from fastapi_offline import FastAPIOffline
 
 from samtal import __version__, metrics
-from samtal.api import changes, events, history
+from samtal.api import calls, changes, events, history
 from samtal.api._auth import ingest_token
 from samtal.api._limits import Limits
 from samtal.api._middleware import RequestLog
@@ -64,6 +64,7 @@ def create_app(
     with_current_examples(app, clock)
     app.include_router(history.router)
     app.include_router(changes.router)
+    app.include_router(calls.router)
     app.include_router(events.router)
 
     @app.get(

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any, Final
 
-from samtal.records import DETAILED_FIELDS, FIELDS
+from samtal.records import DETAILED_FIELDS, FIELDS, OUTCOMES
 
 _TIME = "An instant in the organisation's zone: `2017-01-04T16:16:03.004+01:00`."
 _SEVEN: Final[dict[str, Any]] = {
@@ -34,11 +34,41 @@ _SEQ = {
 
 #: A record as version 1 of the API serves it (`view=plain`).
 RECORD: Final = {"type": "object", "properties": _SEVEN, "required": list(FIELDS)}
-#: A record with its identity (`view=detailed`, the change feed).
+_OUTCOME = {
+    "type": "string",
+    "enum": list(OUTCOMES),
+    "description": "How the call ended (query.md): answered, voicemail, abandoned, rejected, "
+    "unanswered.",
+    "examples": ["answered"],
+}
+#: A record with its identity and outcome (`view=detailed`, the change feed).
 DETAILED_RECORD: Final = {
     "type": "object",
-    "properties": {"id": _ID, **_SEVEN, "version": _VERSION, "seq": _SEQ},
+    "properties": {"id": _ID, **_SEVEN, "version": _VERSION, "seq": _SEQ, "outcome": _OUTCOME},
     "required": list(DETAILED_FIELDS),
+}
+_PATH_EVENT = {
+    "type": "object",
+    "properties": {
+        "at": {"type": "string", "description": "When. " + _TIME},
+        "type": {"type": "string", "examples": ["answered"]},
+        "party": {"type": ["string", "null"], "examples": ["user"]},
+        "number": {"type": ["string", "null"], "examples": ["+4672555555"]},
+        "kind": {"type": "string", "description": "On `entered` events."},
+        "target": {"type": "string", "description": "On `transferred` events."},
+        "dialed": {"type": "string", "description": "On `started` events."},
+        "stops": {"type": "boolean", "description": "The event that stops the record."},
+    },
+    "required": ["at", "type", "party", "number", "stops"],
+}
+#: One call with its path (GET /cdr/calls/{id}).
+CALL: Final = {
+    "type": "object",
+    "properties": {
+        **DETAILED_RECORD["properties"],  # type: ignore[dict-item]
+        "path": {"type": "array", "items": _PATH_EVENT},
+    },
+    "required": [*DETAILED_FIELDS, "path"],
 }
 #: A record that is gone: its call turned out not to have stopped (changes.md).
 TOMBSTONE: Final = {

@@ -4,18 +4,36 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from functools import partial
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
 
 from samtal.api._auth import limited_read_org
 from samtal.api._problems import only_params, responses
 from samtal.api._schemas import DETAILED_RECORD, TOMBSTONE
 from samtal.api._state import AppState, state
-from samtal.store import FeedPage, Org
+from samtal.api.history import COMPLETE_THROUGH_HEADER
+from samtal.errors import UsageError
+from samtal.filters import NAMES as FILTERS
+from samtal.store import FeedPage, Org, Store
+from samtal.times import US_PER_SECOND, render, zone
 
-router = APIRouter(dependencies=[Depends(only_params("after", "limit", "wait"))])
+
+def _no_filters(request: Request) -> None:
+    """The feed takes no filters: a copy is always whole (query.md)."""
+    given = [name for name in FILTERS if name in request.query_params]
+    if given:
+        raise UsageError(
+            f"`{given[0]}`: the change feed takes no filters (a copy kept by it is always "
+            "whole); filter /cdr/historik, or your copy"
+        )
+
+
+router = APIRouter(
+    dependencies=[Depends(_no_filters), Depends(only_params("after", "limit", "wait"))]
+)
 #: However waiting requests are woken, each looks again at least this often (seconds).
 RECHECK = 5.0
 
@@ -48,8 +66,13 @@ RECHECK = 5.0
                             },
                             "next": {"type": "integer", "minimum": 0},
                             "more": {"type": "boolean"},
+                            "completeThrough": {
+                                "type": "string",
+                                "description": COMPLETE_THROUGH_HEADER["description"],
+                                "examples": ["2017-01-04T16:05:00.000+01:00"],
+                            },
                         },
-                        "required": ["records", "next", "more"],
+                        "required": ["records", "next", "more", "completeThrough"],
                     }
                 }
             },
@@ -82,21 +105,30 @@ async def changes(
     the organisation changed (or RECHECK passes), and read again."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + wait
+    settle = app.settings.settle_seconds * US_PER_SECOND
     while True:
         woken = app.store.changed(org.name)  # before the read: a commit after it wakes us
         page = await app.store.changes(org=org.name, after=after, limit=limit)
         left = deadline - loop.time()
         if page.changes or left <= 0:
-            return _answer(page, limit)
+            mark = await app.store.read(
+                partial(_complete_through, org=org.name, now=app.clock(), settle=settle)
+            )
+            return _answer(page, limit, render(mark, zone(org.tz)))
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(woken.wait(), min(left, RECHECK))
 
 
-def _answer(page: FeedPage, limit: int) -> Response:
-    body = b'{"records":[%b],"next":%d,"more":%b}' % (
+def _complete_through(store: Store, *, org: str, now: int, settle: int) -> int:
+    return store.complete_through(org, now=now, settle=settle)
+
+
+def _answer(page: FeedPage, limit: int, complete_through: str) -> Response:
+    body = b'{"records":[%b],"next":%d,"more":%b,"completeThrough":"%b"}' % (
         b",".join([change.json() for change in page.changes]),
         page.next,
         b"true" if page.more else b"false",
+        complete_through.encode(),
     )
     headers = {"Link": f'</cdr/changes?after={page.next}&limit={limit}>; rel="next"'}
     return Response(body, media_type="application/json", headers=headers if page.more else None)

@@ -18,7 +18,13 @@ if TYPE_CHECKING:
 @click.command()
 @click.argument("file", type=click.File("rb"), default="-")
 @zone_option("IANA time zone that record times are rendered in.")
-def aggregate(file: BinaryIO, tz: str) -> None:
+@click.option(
+    "--outcome",
+    is_flag=True,
+    help="Add each record's outcome (answered, voicemail, abandoned, rejected, unanswered) "
+    "after the seven fields.",
+)
+def aggregate(file: BinaryIO, tz: str, outcome: bool) -> None:
     """Aggregate events v1 (NDJSON, FILE or stdin) into call records, printed as a JSON array.
 
     Invalid lines are reported on stderr with their line numbers and the rest is still
@@ -43,7 +49,10 @@ def aggregate(file: BinaryIO, tz: str) -> None:
     out.write(b"[")
     for n, record in enumerate(records):
         out.write(b"\n" if n == 0 else b",\n")
-        out.write(dumps(record.render(rendering)))
+        fields = record.render(rendering)
+        if outcome:
+            fields["outcome"] = record.outcome
+        out.write(dumps(fields))
     out.write(b"\n]\n" if records else b"]\n")
     out.flush()
     if invalid:

@@ -180,6 +180,7 @@ async def ingest_async(
 def _count(summary: IngestSummary, path: str) -> None:
     metrics.EVENTS.labels(path, "accepted").inc(summary.accepted)
     metrics.EVENTS.labels(path, "duplicate").inc(summary.duplicates)
+    metrics.EVENTS_AFTER_SETTLING.inc(summary.after_settling)
     changed = summary.records_changed - summary.records_new - summary.records_deleted
     metrics.RECORD_CHANGES.labels("new").inc(summary.records_new)
     metrics.RECORD_CHANGES.labels("changed").inc(changed)

@@ -67,6 +67,10 @@ class Body:
             self._gunzip.finish()
         body = b"".join(self._parts)
         self._parts.clear()
+        if not body.strip(b" \t\r\n"):
+            raise BadBody(
+                "the body is empty: send events, as NDJSON (one per line) or a JSON array"
+            )
         try:
             body.decode()
         except UnicodeDecodeError:

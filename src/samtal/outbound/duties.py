@@ -23,7 +23,8 @@ class DutyReport:
 
 
 def run_duties(store: Store, settings: Settings, *, now: int) -> DutyReport:
-    """Close calls idle for `idle_close_hours` and purge calls older than the retention window.
+    """Close calls idle for `idle_close_hours`, note the calls that settled (query.md), and
+    purge calls older than the retention window.
 
     Each part fails alone: a failure is logged and the other parts still run; the next round
     tries again.
@@ -35,6 +36,16 @@ def run_duties(store: Store, settings: Settings, *, now: int) -> DutyReport:
     except Exception:
         failed += 1
         log.exception("closing idle calls failed; trying again next round")
+    try:
+        store.settle(now=now, settle=settings.settle_seconds * US_PER_SECOND)
+    except Exception:
+        failed += 1
+        log.exception("noting settled calls failed; trying again next round")
+    try:
+        store.tune()
+    except Exception:
+        failed += 1
+        log.exception("refreshing the planner's statistics failed; trying again next round")
     if settings.retention_days:
         try:
             orgs = store.orgs()

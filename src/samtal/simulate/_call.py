@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from samtal.records import Record
+from samtal.records import Outcome, Record
 from samtal.simulate._org import Function
 from samtal.types import RESPONSE_GROUPS
 
@@ -49,6 +49,9 @@ class Call:
         self._callee_answered: int | None = None
         self._first_rung: str | None = None
         self._stop: int | None = None
+        #: What stopped the record's call (query.md, "Outcome"), and whether voicemail took it.
+        self._stopped_by = "ended"
+        self._voicemail = False
 
     # -- time ---------------------------------------------------------------------------------
 
@@ -71,9 +74,10 @@ class Call:
         """The first person who picked up, if anyone did."""
         return self._callee
 
-    def _stop_now(self) -> None:
+    def _stop_now(self, by: str = "ended") -> None:
         if self._stop is None:
             self._stop = self.t
+            self._stopped_by = by
 
     # -- what happens -------------------------------------------------------------------------
 
@@ -108,23 +112,25 @@ class Call:
         """A function takes the call off ringing (a queue message, a menu, a mailbox)."""
         if not self.stopped and self._received is None and function.kind in RESPONSE_GROUPS:
             self._received = self.t
+        if not self.stopped and function.kind == "VOICEMAIL":
+            self._voicemail = True
         self._emit("answered", "function", function.number)
 
     def leave(self, number: str | None, party: str) -> None:
         """A party hangs up: a person, an unanswered leg ending, or the caller."""
         if party == "caller" or (self._callee is not None and number == self._callee):
-            self._stop_now()
+            self._stop_now("caller" if party == "caller" else "callee")
         self._emit("hangup", party, number)
 
     def drop(self, function: Function) -> None:
         """The PBX disconnects the call (a queue timeout, a closed group)."""
-        self._stop_now()
+        self._stop_now("function")
         self._emit("hangup", "function", function.number)
 
     def transfer(self, number: str | None, party: str, target: str) -> None:
         """A connected party hands the call on to `target` and leaves."""
         if party == "caller" or number == self._callee:
-            self._stop_now()
+            self._stop_now("caller" if party == "caller" else "callee")
         self._emit("transferred", party, number, target=target)
 
     def end(self) -> None:
@@ -148,4 +154,17 @@ class Call:
             callee_no=self._callee if self._callee is not None else self._first_rung,
             callee_answered=self._callee_answered,
             stop=self._stop,
+            outcome=self._outcome(),
         )
+
+    def _outcome(self) -> Outcome:
+        """query.md's rules, from what this call did (not from its events)."""
+        if self._callee_answered is not None:
+            return "answered"
+        if self._voicemail:
+            return "voicemail"
+        if self._stopped_by == "caller":
+            return "abandoned"
+        if self._stopped_by == "function":
+            return "rejected"
+        return "unanswered"

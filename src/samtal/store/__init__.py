@@ -21,9 +21,11 @@ from zoneinfo import ZoneInfo
 
 import orjson
 
+from samtal.aggregate import path_of_call
 from samtal.errors import CursorExpired, NotFound, StoreError, UsageError, shorten
 from samtal.events import Event
-from samtal.records import csv_row, detailed_csv
+from samtal.filters import Filters
+from samtal.records import csv_row, detailed_csv, path_json
 from samtal.records import detailed as render_detailed
 from samtal.store import _recompute
 from samtal.store._async import AsyncStore
@@ -65,6 +67,7 @@ class Store:
         self.hooks = WebhookTable(engine)
         self._orgs: dict[str, tuple[Org, float]] = {}
         self._orgs_lock = threading.Lock()
+        self.fill()  # records from before an upgrade get their outcome, once
 
     @property
     def writers(self) -> int:
@@ -235,39 +238,68 @@ class Store:
             return self._ingest_apart(first, zones, now) + self._ingest_apart(rest, zones, now)
 
     def records(
-        self, *, org: str, start: int, end: int, detailed: bool = False
+        self,
+        *,
+        org: str,
+        start: int,
+        end: int,
+        detailed: bool = False,
+        filters: Filters | None = None,
     ) -> Iterator[list[bytes]]:
         """Pages of the rendered records of `org` whose start is in [start, end), in order;
         `detailed` adds `id`, `version` and `seq` (changes.md). No page holds a snapshot or a
         connection while the one before it is consumed."""
         if not detailed:
-            for rows in self.engine.pages("json", org, start, end):
+            for rows in self.engine.pages("json", org, start, end, filters):
                 yield [row[2] for row in rows]
             return
-        for rows in self.engine.pages("json, version, change_seq", org, start, end):
+        columns = "json, version, change_seq, outcome"
+        for rows in self.engine.pages(columns, org, start, end, filters):
             yield [
-                render_detailed(call, json, version, seq) for _, call, json, version, seq in rows
+                render_detailed(call, json, version, seq, outcome)
+                for _, call, json, version, seq, outcome in rows
             ]
 
     def csv_records(
-        self, *, org: str, start: int, end: int, detailed: bool = False
+        self,
+        *,
+        org: str,
+        start: int,
+        end: int,
+        detailed: bool = False,
+        filters: Filters | None = None,
     ) -> Iterator[list[bytes]]:
         """Pages of the CSV rows of the records of `org` whose start is in [start, end), in
         order (changes.md, "Formats"); `detailed` adds `id` first and `version`, `seq` last.
         Rows are rendered when a record is made; a record stored before that is converted."""
         # The JSON only where no CSV row was stored: the rest is not read twice.
-        columns = "csv, CASE WHEN csv IS NULL THEN json END, version, change_seq"
-        for page in self.engine.pages(columns, org, start, end):
+        columns = "csv, CASE WHEN csv IS NULL THEN json END, version, change_seq, outcome"
+        for page in self.engine.pages(columns, org, start, end, filters):
             rows = [
                 row if row is not None else csv_row(orjson.loads(json or b"{}").values())
-                for _, _, row, json, _, _ in page
+                for _, _, row, json, _, _, _ in page
             ]
             if detailed:
                 rows = [
-                    detailed_csv(call, row, version, seq)
-                    for row, (_, call, _, _, version, seq) in zip(rows, page, strict=True)
+                    detailed_csv(call, row, version, seq, outcome)
+                    for row, (_, call, _, _, version, seq, outcome) in zip(rows, page, strict=True)
                 ]
             yield rows
+
+    def call(self, *, org: str, call: str) -> bytes | None:
+        """`org`'s call `call` as GET /cdr/calls/{id} serves it (query.md): its detailed record
+        with its `path`; None when it has no record (in progress, never started, gone, or no
+        such call)."""
+        found = self.engine.one_call(org, call)
+        if found is None:
+            return None
+        (json, version, seq, outcome), events = found
+        path = path_of_call(events)
+        if path is None:  # the record is a step behind its events: a version on its way
+            return None
+        rendered = render_detailed(call, json, version, seq, outcome)
+        tz = zone(self.org(org).tz)
+        return rendered[:-1] + b',"path":' + path_json(path, tz) + b"}"
 
     def changes(self, *, org: str, after: int, limit: int, strict: bool = True) -> FeedPage:
         """The change feed of `org` after the cursor `after`, at most `limit` versions
@@ -278,6 +310,12 @@ class Store:
             _check_cursor(after, feed)
         page = feed.changes[:limit]
         return FeedPage(page, page[-1].seq if page else after, len(feed.changes) > limit)
+
+    def complete_through(self, org: str, *, now: int, settle: int) -> int:
+        """`org`'s completeness watermark (query.md): the earlier of the earliest start among
+        its calls that have not settled and `now` minus the settle time (microseconds)."""
+        earliest = self.engine.earliest_unsettled(org)
+        return now - settle if earliest is None else min(earliest, now - settle)
 
     def latest_change(self, org: str) -> int:
         """The highest change number `org` has given out (0 before any)."""
@@ -299,6 +337,23 @@ class Store:
         is before `before` (days since 1970-01-01); the number of days dropped."""
         return self.engine.drop_days(before)
 
+    def settle(self, *, now: int, settle: int) -> int:
+        """Note as settled the calls with a record and an `ended` that have had no event for
+        `settle` microseconds (query.md, "Completeness"); how many."""
+        return self._write(lambda tx: tx.settle(now - settle))
+
+    def fill(self) -> int:
+        """Work out the outcome of records stored before samtal kept outcomes (a schema
+        upgrade), in batches, each its own transaction; how many."""
+        if self.engine.schema_version < self.engine.outcomes_from:
+            return 0  # an engine opened on an older schema on purpose (tests of upgrades)
+        filled = 0
+        while done := self._write(lambda tx: _recompute.fill(tx)):
+            filled += done
+        if filled:
+            log.info("filled in the outcome of %d record(s) stored before outcomes were", filled)
+        return filled
+
     def close_idle_calls(self, *, now: int, idle: int) -> int:
         """Append an `ended` to every call idle for `idle` microseconds (cdr.md); how many."""
         zones = _Zones(self)
@@ -314,6 +369,10 @@ class Store:
         """Call `changed(org)` soon after any process commits new versions of `org`'s records
         (None: some organisation), until `stop` is set. Blocks: run it on a thread."""
         self.engine.watch(stop, changed)
+
+    def tune(self) -> None:
+        """Keep the database's planner informed (a duty of the server)."""
+        self.engine.tune()
 
     def ping(self) -> None:
         """Read something: StoreError (or the driver's error) when the database cannot answer."""

@@ -20,6 +20,7 @@ from functools import partial
 from typing import TYPE_CHECKING, TypeVar
 
 from samtal.events import Event
+from samtal.filters import Filters
 from samtal.store._base import FeedPage, IngestSummary, Org
 
 if TYPE_CHECKING:
@@ -92,12 +93,19 @@ class AsyncStore:
         )
 
     def records(
-        self, *, org: str, start: int, end: int, detailed: bool = False, csv: bool = False
+        self,
+        *,
+        org: str,
+        start: int,
+        end: int,
+        detailed: bool = False,
+        csv: bool = False,
+        filters: Filters | None = None,
     ) -> AsyncGenerator[list[bytes], None]:
-        """Pages of the records of `org` whose start is in [start, end), rendered as JSON
-        (`Store.records`) or as CSV rows (`csv`, `Store.csv_records`)."""
+        """Pages of the records of `org` whose start is in [start, end) that match `filters`,
+        rendered as JSON (`Store.records`) or as CSV rows (`csv`, `Store.csv_records`)."""
         scan = self.store.csv_records if csv else self.store.records
-        return self.pages(scan(org=org, start=start, end=end, detailed=detailed))
+        return self.pages(scan(org=org, start=start, end=end, detailed=detailed, filters=filters))
 
     async def pages(self, scan: Iterator[list[bytes]]) -> AsyncGenerator[list[bytes], None]:
         """The pages of a blocking scan (`Store.records`, `Store.csv_records`), each fetched on

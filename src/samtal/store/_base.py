@@ -84,6 +84,8 @@ class IngestSummary:
     #: Calls the database refused to store (`Refused`), each with the reason: their events
     #: are not stored, and the rest of the batch is.
     refused: tuple[tuple[CallKey, str], ...] = ()
+    #: New events of calls that had settled (query.md, "Completeness").
+    after_settling: int = 0
 
     def __add__(self, other: IngestSummary) -> IngestSummary:
         return IngestSummary(
@@ -94,6 +96,7 @@ class IngestSummary:
             self.records_deleted + other.records_deleted,
             self.lags + other.lags,
             self.refused + other.refused,
+            self.after_settling + other.after_settling,
         )
 
 
@@ -112,12 +115,14 @@ class Change:
     #: `seq` it had when it became visible. The version is not new: whoever had it then (a
     #: webhook subscription, say) has it.
     moved_from: int | None = None
+    #: The record's outcome (query.md); None for a tombstone.
+    outcome: str | None = None
 
     def json(self) -> bytes:
         """The version as the feed serves it: the detailed record, or its tombstone."""
         if self.record is None:
             return tombstone(self.call, self.version, self.seq)
-        return detailed(self.call, self.record, self.version, self.seq)
+        return detailed(self.call, self.record, self.version, self.seq, self.outcome or "")
 
 
 @dataclass(frozen=True)
@@ -151,6 +156,8 @@ class KnownCall(NamedTuple):
     seq: int
     #: Server clock when that version became visible, 0 before.
     changed: int
+    #: It had settled (query.md, "Completeness"): an event now is an event after settling.
+    settled: bool = False
 
 
 #: What is known of a call not seen before.
@@ -180,11 +187,15 @@ class CallRow:
     version: int = 0
     seq: int = 0
     changed: int = 0
+    #: Whether it has a `started` event, and an `ended` one (query.md, "Completeness"). A call
+    #: whose row is written has just had an event: it has not settled.
+    started: bool = False
+    ended: bool = False
 
 
 @dataclass(frozen=True)
 class RecordRow:
-    """A rendered record as stored."""
+    """A rendered record as stored, with what filters need beside it (query.md)."""
 
     org: str
     day: int
@@ -196,6 +207,12 @@ class RecordRow:
     version: int = 1
     #: The record's CSV row (changes.md, "Formats"), rendered with the JSON.
     csv: bytes | None = None
+    outcome: str = "unanswered"
+    caller_no: str | None = None
+    receiving_no: str | None = None
+    callee_no: str | None = None
+    #: stop - start, microseconds.
+    duration: int = 0
 
 
 class Gone(NamedTuple):
@@ -228,8 +245,8 @@ class WriteTx(Protocol):
         """Every stored event of each call (this transaction's included)."""
         ...
 
-    def record_json(self, where: Sequence[Gone]) -> dict[CallKey, bytes]:
-        """The stored rendering of each of these records (those that exist)."""
+    def record_json(self, where: Sequence[Gone]) -> dict[CallKey, tuple[bytes, str | None]]:
+        """The stored rendering and outcome of each of these records (those that exist)."""
         ...
 
     def take_change_seqs(self, counts: Mapping[str, int]) -> dict[str, int]:
@@ -253,4 +270,18 @@ class WriteTx(Protocol):
     def stale_calls(self, last_seen_before: int) -> list[tuple[str, str, int, str]]:
         """Open calls whose latest event came at or before the given server time, each as (org,
         call, instant, at) of its latest event."""
+        ...
+
+    def settle(self, last_seen_before: int) -> int:
+        """Note as settled every call that has a record, has ended, and whose latest event came
+        at or before the given server time (query.md, "Completeness"); how many."""
+        ...
+
+    def records_to_fill(self, limit: int) -> list[tuple[str, str, int]]:
+        """Records stored before outcomes were (a schema upgrade), at most `limit`, each as
+        (org, call, start_ms)."""
+        ...
+
+    def fill(self, rows: Sequence[tuple[str, int, str, str, int]]) -> None:
+        """Store (org, start_ms, call, outcome, duration) beside records stored before them."""
         ...

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from zoneinfo import ZoneInfo
 
 import orjson
@@ -38,7 +38,8 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Made:
-    """A record as it is to be stored: its day, where it sorts, and its renderings."""
+    """A record as it is to be stored: its day, where it sorts, its renderings, and what the
+    filters of query.md read beside them."""
 
     day: int
     start_ms: int
@@ -46,6 +47,10 @@ class Made:
     stop: int
     json: bytes
     csv: bytes
+    outcome: str
+    caller_no: str | None
+    receiving_no: str | None
+    callee_no: str | None
 
 
 @dataclass(frozen=True)
@@ -68,13 +73,14 @@ def decide(
     call: str,
     events: Sequence[Event],
     known: KnownCall,
-    stored: bytes | None,
+    stored: tuple[bytes, str | None] | None,
     *,
     now: int,
     zone: ZoneInfo,
 ) -> Decision:
     """The decision for one call from all its events, what was known of it, and the stored
-    rendering of its record (None when it has none). Pure: no database, no clock."""
+    rendering and outcome of its record (None when it has none). Pure: no database, no
+    clock."""
     try:
         record = record_of_call(events)
         fields = None if record is None else record.render(zone)
@@ -101,11 +107,33 @@ def decide(
     start_ms = record.start // US_PER_MS
     day = local_day(record.start, zone)
     row = CallRow(
-        org, call, day, record.start, start_ms, False, now, known.version, known.seq, known.changed
+        org,
+        call,
+        day,
+        record.start,
+        start_ms,
+        False,
+        now,
+        known.version,
+        known.seq,
+        known.changed,
+        True,
+        any(e.type == "ended" for e in events),
     )
-    if known.record_ms == start_ms and stored == rendered:
-        return Decision(row)  # the same record: no new version
-    made = Made(day, start_ms, record.start, record.stop, rendered, csv_row(fields.values()))
+    if known.record_ms == start_ms and stored == (rendered, record.outcome):
+        return Decision(row)  # the same record and outcome: no new version (query.md)
+    made = Made(
+        day,
+        start_ms,
+        record.start,
+        record.stop,
+        rendered,
+        csv_row(fields.values()),
+        record.outcome,
+        record.caller_no,
+        record.receiving_no,
+        record.callee_no,
+    )
     old = known.record_ms
     moved = None if old is None or old == start_ms else Gone(org, old, call)
     return Decision(row, made, moved, True)
@@ -148,6 +176,8 @@ def ingest(
         if (start_ms := known[org, call].record_ms) is not None
     ]
     stored = tx.record_json(had) if had else {}
+    # Events after settling (query.md): a correction to a record clients may already hold.
+    late = sum(len(new[key]) for key in again if known[key].settled)
     decisions = [
         decide(
             org,
@@ -160,7 +190,8 @@ def ingest(
         )
         for org, call in touched
     ]
-    return _write(tx, decisions, now=now, accepted=len(fresh), sent=len(events), forget=forget)
+    summary = _write(tx, decisions, now=now, accepted=len(fresh), sent=len(events), forget=forget)
+    return replace(summary, after_settling=late) if late else summary
 
 
 def _write(
@@ -204,6 +235,11 @@ def _write(
                         made.json,
                         version,
                         made.csv,
+                        made.outcome,
+                        made.caller_no,
+                        made.receiving_no,
+                        made.callee_no,
+                        made.stop - made.start,
                     )
                 )
             row = CallRow(
@@ -217,6 +253,8 @@ def _write(
                 version,
                 seq,
                 now,
+                row.started,
+                row.ended,
             )
         calls.append(row)
     gone = [d.gone for d in decisions if d.gone is not None]
@@ -251,9 +289,20 @@ def _call_row(
     has no record and no `ended`."""
     age = _age(events)
     day = local_day(age, zone)
-    is_open = known.record_ms is None and not any(e.type == "ended" for e in events)
+    ended = any(e.type == "ended" for e in events)
     return CallRow(
-        org, call, day, age, known.record_ms, is_open, now, known.version, known.seq, known.changed
+        org,
+        call,
+        day,
+        age,
+        known.record_ms,
+        known.record_ms is None and not ended,
+        now,
+        known.version,
+        known.seq,
+        known.changed,
+        any(e.type == "started" for e in events),
+        ended,
     )
 
 
@@ -261,3 +310,23 @@ def _age(events: Sequence[Event]) -> int:
     """A call's age: its start, or its earliest event while it has no `started`."""
     started = [e.instant for e in events if e.type == "started"]
     return min(started) if started else min(e.instant for e in events)
+
+
+def fill(tx: WriteTx, *, limit: int = 1000) -> int:
+    """Work out the outcome and duration of records stored before samtal kept them (a schema
+    upgrade), from their calls' events; how many were filled (0: none is left)."""
+    found = tx.records_to_fill(limit)
+    if not found:
+        return 0
+    keys = [(org, call) for org, call, _ in found]
+    tx.lock_calls(keys)  # where each call's rows are
+    events = tx.call_events(keys)
+    rows = []
+    for org, call, start_ms in found:
+        record = record_of_call(events.get((org, call), []))
+        if record is None:  # a record whose events cannot make it: the rule of last resort
+            rows.append((org, start_ms, call, "unanswered", 0))
+        else:
+            rows.append((org, start_ms, call, record.outcome, record.stop - record.start))
+    tx.fill(rows)
+    return len(found)

@@ -17,6 +17,8 @@ from functools import lru_cache
 from typing import Any, ClassVar, Protocol
 
 from samtal.errors import Conflict, NotFound, StoreError
+from samtal.events import Event
+from samtal.filters import Filters, Match
 from samtal.store._base import Change, FeedRead, Org, Token, WriteTx
 from samtal.times import US_PER_MS
 from samtal.tokens import TokenKind
@@ -52,6 +54,11 @@ class SqlEngine(ABC):
     integrity_errors: ClassVar[tuple[type[Exception], ...]] = ()
     #: Write transactions the engine takes at once: one on SQLite, several on PostgreSQL.
     writers: int = 1
+    #: The calls that hold back an organisation's completeness watermark, in the words of the
+    #: partial index that finds them (query.md, "Completeness").
+    unsettled: ClassVar[str] = "started = 1 AND settled = 0"
+    #: The schema version from which records keep their outcome (query.md).
+    outcomes_from: ClassVar[int] = 6
 
     def __init__(self, migrations: tuple[str, ...]) -> None:
         self._migrations = migrations
@@ -117,6 +124,14 @@ class SqlEngine(ABC):
     def _period_hint(self, start: int, end: int) -> tuple[str, tuple[object, ...]]:
         """More conditions on `records` that find a period's rows faster (partitions)."""
         return "", ()
+
+    def tune(self) -> None:  # noqa: B027 (most engines need nothing here)
+        """Keep the planner's statistics fresh where the engine does not do it itself."""
+
+    def _index_for(self, filters: Filters) -> str:
+        """A hint after `records` naming the index that serves `filters` (none: the planner
+        chooses)."""
+        return ""
 
     # -- the shared SQL ------------------------------------------------------------------------
     def sql(self, text: str) -> str:
@@ -267,9 +282,12 @@ class SqlEngine(ABC):
             self._run(db, "UPDATE tokens SET last_used = ? WHERE id = ?", (now, token_id))
 
     # -- call data -------------------------------------------------------------------------------
-    def pages(self, columns: str, org: str, start: int, end: int) -> Iterator[list[Any]]:
+    def pages(
+        self, columns: str, org: str, start: int, end: int, filters: Filters | None = None
+    ) -> Iterator[list[Any]]:
         """Pages of (start_ms, call, *columns) of the records of `org` whose start is in
-        [start, end), in order.
+        [start, end) and that match `filters` (query.md), in order. The filters are conditions
+        on the columns kept beside each record: the rows that do not match are never read.
 
         Each page is its own short query, continuing after the last (start_ms, call) seen, so
         that no read transaction stays open between pages: a client that stops reading holds
@@ -279,8 +297,13 @@ class SqlEngine(ABC):
         """
         low, high = start // US_PER_MS, (end - 1) // US_PER_MS
         hint, hinted = self._period_hint(start, end)
+        table = "records"
+        if filters:
+            where, matching = _filter_sql(filters)
+            hint, hinted = hint + where, (*hinted, *matching)
+            table += self._index_for(filters)
         rows = self._read(
-            f"SELECT start_ms, call, {columns} FROM records WHERE org = ? AND start_ms >= ? "
+            f"SELECT start_ms, call, {columns} FROM {table} WHERE org = ? AND start_ms >= ? "
             f"AND start_ms <= ? AND start >= ? AND start < ?{hint} ORDER BY start_ms, call LIMIT ?",
             (org, low, high, start, end, *hinted, PAGE),
             binary=True,
@@ -291,7 +314,7 @@ class SqlEngine(ABC):
                 return
             last_ms, last_call = rows[-1][:2]
             rows = self._read(
-                f"SELECT start_ms, call, {columns} FROM records WHERE org = ? "
+                f"SELECT start_ms, call, {columns} FROM {table} WHERE org = ? "
                 "AND (start_ms, call) > (?, ?) AND start_ms <= ? AND start >= ? AND start < ?"
                 f"{hint} ORDER BY start_ms, call LIMIT ?",
                 (org, last_ms, last_call, high, start, end, *hinted, PAGE),
@@ -310,7 +333,8 @@ class SqlEngine(ABC):
                 raise NotFound(f"unknown organisation {org!r}")
             rows = self._run(
                 db,
-                "SELECT c.seq, c.call, c.version, c.changed, r.json, c.moved_from FROM calls c "
+                "SELECT c.seq, c.call, c.version, c.changed, r.json, c.moved_from, r.outcome "
+                "FROM calls c "
                 f"LEFT JOIN records r ON {self.record_join} "
                 "WHERE c.org = ? AND c.seq > ? ORDER BY c.seq LIMIT ?",
                 (org, after, limit),
@@ -350,12 +374,93 @@ class SqlEngine(ABC):
         )
         return int(stay)
 
+    def _call_events_where(self, org: str, call: str) -> tuple[str, tuple[object, ...]]:
+        """The condition on `events` that finds one call's events."""
+        return "org = ? AND call = ?", (org, call)
+
+    def one_call(self, org: str, call: str) -> tuple[tuple[Any, ...], list[Event]] | None:
+        """`org`'s call `call`: its record (json, version, seq, outcome) and its events, from
+        one snapshot; None when it has no record."""
+        where, params = self._call_events_where(org, call)
+        with self._snapshot() as db:
+            row = self._run(
+                db,
+                "SELECT r.json, c.version, c.seq, r.outcome FROM calls c "
+                f"JOIN records r ON {self.record_join} WHERE c.org = ? AND c.call = ?",
+                (org, call),
+            ).fetchone()
+            if row is None:
+                return None
+            rows = self._run(
+                db,
+                "SELECT id, instant, seq, type, party, number, kind, dialed, target, at "
+                f"FROM events WHERE {where}",
+                params,
+            ).fetchall()
+        events = [
+            Event(org, event_id, call, at, type_, seq, party, number, kind, dialed, target, instant)
+            for event_id, instant, seq, type_, party, number, kind, dialed, target, at in rows
+        ]
+        return tuple(row), events
+
+    def earliest_unsettled(self, org: str) -> int | None:
+        """The earliest start among `org`'s calls that started and have not settled: one
+        lookup in a partial index, whatever the number of calls."""
+        row = self._one(f"SELECT min(age) FROM calls WHERE org = ? AND {self.unsettled}", (org,))
+        return None if row is None or row[0] is None else int(row[0])
+
     def latest_change(self, org: str) -> int:
         """The highest change number `org` has given out (0: none; NotFound: no such org)."""
         row = self._one("SELECT change_seq FROM orgs WHERE name = ?", (org,))
         if row is None:
             raise NotFound(f"unknown organisation {org!r}")
         return int(row[0])
+
+
+#: The column kept beside each record for each number field of query.md.
+_NUMBER_COLUMNS = {"callerNo": "caller_no", "receivingNo": "receiving_no", "calleeNo": "callee_no"}
+
+
+def _filter_sql(filters: Filters) -> tuple[str, list[object]]:
+    """Conditions on `records` (`?` placeholders) that hold where `filters` do, each ANDed."""
+    parts: list[str] = []
+    params: list[object] = []
+    for name, matches in filters.numbers.items():
+        columns = list(_NUMBER_COLUMNS.values()) if name == "number" else [_NUMBER_COLUMNS[name]]
+        either = []
+        for match in matches:
+            for column in columns:
+                condition, values = _match_sql(column, match)
+                either.append(condition)
+                params += values
+        parts.append("(" + " OR ".join(either) + ")")
+    if filters.outcomes:
+        parts.append(f"outcome IN ({', '.join('?' * len(filters.outcomes))})")
+        params += filters.outcomes
+    if filters.min_duration is not None:
+        parts.append("duration >= ?")
+        params.append(filters.min_duration)
+    if filters.max_duration is not None:
+        parts.append("duration <= ?")
+        params.append(filters.max_duration)
+    return "".join(f" AND {part}" for part in parts), params
+
+
+def _match_sql(column: str, match: Match) -> tuple[str, list[object]]:
+    """A condition on `column` for one value: equal, a prefix (a range, which an index
+    serves), or null."""
+    if match.value is None:
+        return f"{column} IS NULL", []
+    if not match.prefix:
+        return f"{column} = ?", [match.value]
+    if match.value == "":
+        return f"{column} IS NOT NULL", []
+    last = match.value[-1]
+    if ord(last) >= 0x10FFFF:
+        return f"{column} >= ?", [match.value]
+    # Every text that starts with the stem sorts from it up to, not including, the stem with
+    # its last character one up (byte order and code point order agree in UTF-8).
+    return f"({column} >= ? AND {column} < ?)", [match.value, match.value[:-1] + chr(ord(last) + 1)]
 
 
 @lru_cache(maxsize=512)

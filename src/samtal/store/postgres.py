@@ -155,6 +155,32 @@ MIGRATIONS: tuple[str, ...] = (
     """
     ALTER TABLE calls ADD COLUMN moved_from bigint;
     """,
+    # 7: query.md. Beside each record, its outcome and what the filters read, indexed for the
+    # common ones (a group's calls, a number's calls); the outcome and duration of records
+    # stored before are filled from their events when the store opens. Each call notes whether
+    # it started and ended, and whether it has settled (the completeness watermark).
+    """
+    ALTER TABLE records ADD COLUMN outcome text, ADD COLUMN caller_no text COLLATE "C",
+        ADD COLUMN receiving_no text COLLATE "C", ADD COLUMN callee_no text COLLATE "C",
+        ADD COLUMN duration bigint;
+    UPDATE records SET caller_no = convert_from(json, 'UTF8')::jsonb ->> 'callerNo',
+        receiving_no = convert_from(json, 'UTF8')::jsonb ->> 'receivingNo',
+        callee_no = convert_from(json, 'UTF8')::jsonb ->> 'calleeNo';
+    CREATE INDEX records_by_group ON records (org, receiving_no, start_ms, call);
+    CREATE INDEX records_by_caller ON records (org, caller_no, start_ms, call);
+    CREATE INDEX records_by_callee ON records (org, callee_no, start_ms, call);
+    CREATE INDEX records_to_fill ON records (org) WHERE outcome IS NULL;
+    ALTER TABLE calls ADD COLUMN started boolean NOT NULL DEFAULT false,
+        ADD COLUMN ended boolean NOT NULL DEFAULT false,
+        ADD COLUMN settled boolean NOT NULL DEFAULT false;
+    UPDATE calls c SET
+        started = EXISTS (SELECT 1 FROM events e
+            WHERE e.org = c.org AND e.day = c.day AND e.call = c.call AND e.type = 'started'),
+        ended = EXISTS (SELECT 1 FROM events e
+            WHERE e.org = c.org AND e.day = c.day AND e.call = c.call AND e.type = 'ended');
+    CREATE INDEX calls_unsettled ON calls (org, age) WHERE started AND NOT settled;
+    CREATE INDEX calls_settling ON calls (org, last_seen) WHERE ended AND NOT settled;
+    """,
 )
 #: The channel a commit that gave out change numbers notifies, with its organisation.
 CHANNEL = "samtal_changes"
@@ -180,6 +206,8 @@ class PostgresEngine(SqlEngine):
         "r.org = c.org AND r.day = c.day AND r.start_ms = c.record_ms AND r.call = c.call"
     )
     integrity_errors: ClassVar[tuple[type[Exception], ...]] = (errors.IntegrityError,)
+    unsettled: ClassVar[str] = "started AND NOT settled"
+    outcomes_from: ClassVar[int] = 7
 
     def __init__(
         self, url: str, migrations: tuple[str, ...] = MIGRATIONS, *, max_size: int = 8
@@ -263,6 +291,13 @@ class PostgresEngine(SqlEngine):
                 yield _Tx(db)
         except (psycopg.DataError, UnicodeEncodeError) as exc:
             raise Refused(str(exc).strip().split("\n")[0]) from exc
+
+    def _call_events_where(self, org: str, call: str) -> tuple[str, tuple[object, ...]]:
+        """A call's events lie in its day's partition, which its row in `calls` names."""
+        return (
+            "org = ? AND day = (SELECT day FROM calls WHERE org = ? AND call = ?) AND call = ?",
+            (org, org, call, call),
+        )
 
     def _period_hint(self, start: int, end: int) -> tuple[str, tuple[object, ...]]:
         """The days a period's records can lie in: a record's day is the local date of its
@@ -443,7 +478,7 @@ class _Tx:
             ).fetchall()
         )
         rows = self.db.execute(
-            "SELECT c.org, c.call, c.day, c.record_ms, c.version, c.seq, c.changed "
+            "SELECT c.org, c.call, c.day, c.record_ms, c.version, c.seq, c.changed, c.settled "
             "FROM calls c JOIN unnest(%b::text[], %b::text[]) AS k(org, call) "
             "ON c.org = k.org AND c.call = k.call WHERE c.org = ANY(%b) "
             "ORDER BY c.org, c.call FOR UPDATE OF c",
@@ -521,21 +556,22 @@ class _Tx:
             )
         return stored
 
-    def record_json(self, where: Sequence[Gone]) -> dict[CallKey, bytes]:
-        """The stored rendering of each of these records (those that exist)."""
+    def record_json(self, where: Sequence[Gone]) -> dict[CallKey, tuple[bytes, str | None]]:
+        """The stored rendering and outcome of each of these records (those that exist)."""
         if not where:
             return {}
         orgs, starts, calls = _columns(where)
         days = [self._days[org, call] for org, _, call in where]
         with self.db.cursor(binary=True) as cursor:
             rows = cursor.execute(
-                "SELECT r.org, r.call, r.json FROM unnest(%b::text[], %b::int[], %b::bigint[], "
+                "SELECT r.org, r.call, r.json, r.outcome FROM unnest(%b::text[], %b::int[], "
+                "%b::bigint[], "
                 "%b::text[]) AS k(org, day, start_ms, call) JOIN records r ON r.org = k.org "
                 "AND r.day = k.day AND r.start_ms = k.start_ms AND r.call = k.call "
                 "WHERE r.org = ANY(%b) AND r.day = ANY(%b)",
                 (orgs, days, starts, calls, sorted(set(orgs)), sorted(set(days))),
             ).fetchall()
-        return {(org, call): json for org, call, json in rows}
+        return {(org, call): (json, outcome) for org, call, json, outcome in rows}
 
     def take_change_seqs(self, counts: Mapping[str, int]) -> dict[str, int]:
         """Reserve change numbers of each organisation; the first of each. The organisations'
@@ -584,11 +620,17 @@ class _Tx:
                 )
             if records:  # one statement for the batch, from arrays
                 cursor.execute(
-                    "INSERT INTO records SELECT * FROM unnest(%b::text[], %b::int[], "
+                    "INSERT INTO records (org, day, start_ms, call, start, change_seq, json, "
+                    "version, csv, outcome, caller_no, receiving_no, callee_no, duration) "
+                    "SELECT * FROM unnest(%b::text[], %b::int[], "
                     "%b::bigint[], %b::text[], %b::bigint[], %b::bigint[], %b::bytea[], "
-                    "%b::int[], %b::bytea[]) ON CONFLICT (org, start_ms, call, day) DO UPDATE "
+                    "%b::int[], %b::bytea[], %b::text[], %b::text[], %b::text[], %b::text[], "
+                    "%b::bigint[]) ON CONFLICT (org, start_ms, call, day) DO UPDATE "
                     "SET start = excluded.start, change_seq = excluded.change_seq, "
-                    "json = excluded.json, version = excluded.version, csv = excluded.csv",
+                    "json = excluded.json, version = excluded.version, csv = excluded.csv, "
+                    "outcome = excluded.outcome, caller_no = excluded.caller_no, "
+                    "receiving_no = excluded.receiving_no, callee_no = excluded.callee_no, "
+                    "duration = excluded.duration",
                     _columns(
                         (
                             r.org,
@@ -600,6 +642,11 @@ class _Tx:
                             r.json,
                             r.version,
                             r.csv,
+                            r.outcome,
+                            r.caller_no,
+                            r.receiving_no,
+                            r.callee_no,
+                            r.duration,
                         )
                         for r in records
                     ),
@@ -607,15 +654,16 @@ class _Tx:
             if calls:
                 cursor.execute(
                     "INSERT INTO calls (org, call, day, age, record_ms, open, last_seen, version, "
-                    "seq, changed) SELECT * FROM unnest(%b::text[], %b::text[], %b::int[], "
-                    "%b::bigint[], %b::bigint[], %b::boolean[], %b::bigint[], %b::int[], "
-                    "%b::bigint[], %b::bigint[]) "
+                    "seq, changed, started, ended) SELECT * FROM unnest(%b::text[], %b::text[], "
+                    "%b::int[], %b::bigint[], %b::bigint[], %b::boolean[], %b::bigint[], "
+                    "%b::int[], %b::bigint[], %b::bigint[], %b::boolean[], %b::boolean[]) "
                     "ON CONFLICT (org, call) DO UPDATE SET day = excluded.day, "
                     "age = excluded.age, record_ms = excluded.record_ms, "
                     "open = excluded.open, last_seen = excluded.last_seen, "
                     "version = excluded.version, "
                     "moved_from = CASE WHEN excluded.seq = calls.seq THEN calls.moved_from END, "
-                    "seq = excluded.seq, changed = excluded.changed",
+                    "seq = excluded.seq, changed = excluded.changed, "
+                    "started = excluded.started, ended = excluded.ended, settled = false",
                     _columns(
                         (
                             c.org,
@@ -628,12 +676,44 @@ class _Tx:
                             c.version,
                             c.seq,
                             c.changed,
+                            c.started,
+                            c.ended,
                         )
                         for c in calls
                     ),
                 )
             if forget:
                 cursor.executemany("DELETE FROM calls WHERE org = %s AND call = %s", forget)
+
+    def settle(self, last_seen_before: int) -> int:
+        """Note the calls that have settled (see WriteTx)."""
+        orgs = [name for (name,) in self.db.execute("SELECT name FROM orgs")]
+        return self.db.execute(
+            "UPDATE calls SET settled = true WHERE org = ANY(%b) AND ended AND NOT settled "
+            "AND record_ms IS NOT NULL AND last_seen <= %s",
+            (orgs, last_seen_before),
+        ).rowcount
+
+    def records_to_fill(self, limit: int) -> list[tuple[str, str, int]]:
+        """Calls whose record has no outcome yet (stored before schema 7)."""
+        orgs = [name for (name,) in self.db.execute("SELECT name FROM orgs")]
+        return self.db.execute(
+            "SELECT org, call, start_ms FROM records WHERE org = ANY(%b) AND outcome IS NULL "
+            "LIMIT %s",
+            (orgs, limit),
+        ).fetchall()
+
+    def fill(self, rows: Sequence[tuple[str, int, str, str, int]]) -> None:
+        """Store outcome and duration beside records stored before them."""
+        with self.db.cursor() as cursor:
+            cursor.executemany(
+                "UPDATE records SET outcome = %s, duration = %s WHERE org = %s AND day = %s "
+                "AND start_ms = %s AND call = %s",
+                [
+                    (outcome, duration, org, self._days[org, call], ms, call)
+                    for org, ms, call, outcome, duration in rows
+                ],
+            )
 
     def stale_calls(self, last_seen_before: int) -> list[tuple[str, str, int, str]]:
         """Open calls idle since `last_seen_before`, locked, with the instant and `at` of their

@@ -20,6 +20,7 @@ import orjson
 
 from samtal.errors import StoreError
 from samtal.events import Event
+from samtal.filters import Filters
 from samtal.store._base import CallKey, CallRow, Gone, KnownCall, RecordRow, Refused
 from samtal.store._sql import SqlEngine
 
@@ -132,6 +133,34 @@ MIGRATIONS: tuple[str, ...] = (
     """
     ALTER TABLE calls ADD COLUMN moved_from INTEGER;
     """,
+    # 6: query.md. Beside each record, its outcome and what the filters read, indexed for the
+    # common ones (a group's calls, a number's calls); the outcome and duration of records
+    # stored before are filled from their events when the store opens. Each call notes whether
+    # it started and ended, and whether it has settled (the completeness watermark).
+    """
+    ALTER TABLE records ADD COLUMN outcome TEXT;
+    ALTER TABLE records ADD COLUMN caller_no TEXT;
+    ALTER TABLE records ADD COLUMN receiving_no TEXT;
+    ALTER TABLE records ADD COLUMN callee_no TEXT;
+    ALTER TABLE records ADD COLUMN duration INTEGER;
+    UPDATE records SET caller_no = CAST(json AS TEXT) ->> '$.callerNo',
+        receiving_no = CAST(json AS TEXT) ->> '$.receivingNo',
+        callee_no = CAST(json AS TEXT) ->> '$.calleeNo';
+    CREATE INDEX records_by_group ON records (org, receiving_no, start_ms, call);
+    CREATE INDEX records_by_caller ON records (org, caller_no, start_ms, call);
+    CREATE INDEX records_by_callee ON records (org, callee_no, start_ms, call);
+    CREATE INDEX records_to_fill ON records (org) WHERE outcome IS NULL;
+    ALTER TABLE calls ADD COLUMN started INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE calls ADD COLUMN ended INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE calls ADD COLUMN settled INTEGER NOT NULL DEFAULT 0;
+    UPDATE calls SET
+        started = EXISTS (SELECT 1 FROM events e
+            WHERE e.org = calls.org AND e.call = calls.call AND e.type = 'started'),
+        ended = EXISTS (SELECT 1 FROM events e
+            WHERE e.org = calls.org AND e.call = calls.call AND e.type = 'ended');
+    CREATE INDEX calls_unsettled ON calls (org, age) WHERE started = 1 AND settled = 0;
+    CREATE INDEX calls_settling ON calls (last_seen) WHERE settled = 0 AND ended = 1;
+    """,
 )
 #: Seconds between two looks at whether another connection committed (see `watch`).
 WATCH_EVERY = 0.1
@@ -174,6 +203,7 @@ class SqliteEngine(SqlEngine):
             # they scan in order, and their memory stays flat however long the period.
             self._writer.execute("PRAGMA cache_size = -65536")
             self._migrate()
+            self.tune()
         except sqlite3.Error as exc:
             raise StoreError(f"cannot open the database {path!r}: {exc}") from exc
 
@@ -308,6 +338,30 @@ class SqliteEngine(SqlEngine):
                 self._renumber(db, org)
         return int(count)
 
+    def tune(self) -> None:
+        """Let SQLite gather what its planner knows of the tables, a bounded look at each index
+        (milliseconds, whatever their size): with it, a filter on a response group reads that
+        group's index, not the whole period."""
+        with self._lock:
+            self._writer.execute("PRAGMA analysis_limit = 1000")
+            self._writer.execute("ANALYZE")
+
+    def _index_for(self, filters: Filters) -> str:
+        """One exact number (a response group's, a caller's or a callee's): its index, which
+        holds that value's records in order. SQLite's planner, with the rough statistics a
+        bounded ANALYZE gives, would scan the whole period and filter it (2.3x slower for a
+        group with 5% of the calls)."""
+        exact = [
+            name
+            for name, matches in filters.numbers.items()
+            if len(matches) == 1 and matches[0].value is not None and not matches[0].prefix
+        ]
+        index = {"receivingNo": "by_group", "callerNo": "by_caller", "calleeNo": "by_callee"}
+        for name in ("receivingNo", "callerNo", "calleeNo"):
+            if name in exact:
+                return f" INDEXED BY records_{index[name]}"
+        return ""
+
     def prepare_days(self, days: set[int], *, today: int) -> None:
         """Nothing to prepare: one file holds every day."""
 
@@ -336,7 +390,7 @@ class _Tx:
         return {
             (org, call): KnownCall(*rest)
             for org, call, *rest in self.db.execute(
-                "SELECT c.org, c.call, c.record_ms, c.version, c.seq, c.changed "
+                "SELECT c.org, c.call, c.record_ms, c.version, c.seq, c.changed, c.settled "
                 "FROM json_each(?) k JOIN calls c "
                 "ON c.org = k.value ->> 0 AND c.call = k.value ->> 1",
                 (_keys(keys),),
@@ -394,12 +448,12 @@ class _Tx:
             )
         return stored
 
-    def record_json(self, where: Sequence[Gone]) -> dict[CallKey, bytes]:
-        """The stored rendering of each of these records (those that exist)."""
+    def record_json(self, where: Sequence[Gone]) -> dict[CallKey, tuple[bytes, str | None]]:
+        """The stored rendering and outcome of each of these records (those that exist)."""
         return {
-            (org, call): json
-            for org, call, json in self.db.execute(
-                "SELECT r.org, r.call, r.json FROM json_each(?) k JOIN records r "
+            (org, call): (json, outcome)
+            for org, call, json, outcome in self.db.execute(
+                "SELECT r.org, r.call, r.json, r.outcome FROM json_each(?) k JOIN records r "
                 "ON r.org = k.value ->> 0 AND r.start_ms = k.value ->> 1 "
                 "AND r.call = k.value ->> 2",
                 (orjson.dumps([tuple(g) for g in where]),),
@@ -430,22 +484,42 @@ class _Tx:
         db.executemany("DELETE FROM records WHERE org = ? AND start_ms = ? AND call = ?", gone)
         db.executemany("DELETE FROM calls WHERE org = ? AND call = ?", forget)
         db.executemany(
-            "INSERT INTO records VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
+            "INSERT INTO records (org, start_ms, call, start, change_seq, json, version, csv, "
+            "outcome, caller_no, receiving_no, callee_no, duration) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
             "ON CONFLICT (org, start_ms, call) DO UPDATE SET start = excluded.start, "
             "change_seq = excluded.change_seq, json = excluded.json, "
-            "version = excluded.version, csv = excluded.csv",
+            "version = excluded.version, csv = excluded.csv, outcome = excluded.outcome, "
+            "caller_no = excluded.caller_no, receiving_no = excluded.receiving_no, "
+            "callee_no = excluded.callee_no, duration = excluded.duration",
             [
-                (r.org, r.start_ms, r.call, r.start, r.change_seq, r.json, r.version, r.csv)
+                (
+                    r.org,
+                    r.start_ms,
+                    r.call,
+                    r.start,
+                    r.change_seq,
+                    r.json,
+                    r.version,
+                    r.csv,
+                    r.outcome,
+                    r.caller_no,
+                    r.receiving_no,
+                    r.callee_no,
+                    r.duration,
+                )
                 for r in records
             ],
         )
         db.executemany(
             "INSERT INTO calls (org, call, age, record_ms, open, last_seen, version, seq, "
-            "changed) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (org, call) "
+            "changed, started, ended, settled) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0) "
+            "ON CONFLICT (org, call) "
             "DO UPDATE SET age = excluded.age, record_ms = excluded.record_ms, "
             "open = excluded.open, last_seen = excluded.last_seen, version = excluded.version, "
             "moved_from = CASE WHEN excluded.seq = calls.seq THEN calls.moved_from END, "
-            "seq = excluded.seq, changed = excluded.changed",
+            "seq = excluded.seq, changed = excluded.changed, started = excluded.started, "
+            "ended = excluded.ended, settled = 0",
             [
                 (
                     c.org,
@@ -457,9 +531,33 @@ class _Tx:
                     c.version,
                     c.seq,
                     c.changed,
+                    c.started,
+                    c.ended,
                 )
                 for c in calls
             ],
+        )
+
+    def settle(self, last_seen_before: int) -> int:
+        """Note the calls that have settled (see WriteTx)."""
+        return self.db.execute(
+            "UPDATE calls SET settled = 1 WHERE settled = 0 AND ended = 1 "
+            "AND record_ms IS NOT NULL AND last_seen <= ?",
+            (last_seen_before,),
+        ).rowcount
+
+    def records_to_fill(self, limit: int) -> list[tuple[str, str, int]]:
+        """Calls whose record has no outcome yet (stored before schema 6)."""
+        return self.db.execute(
+            "SELECT org, call, start_ms FROM records WHERE outcome IS NULL LIMIT ?", (limit,)
+        ).fetchall()
+
+    def fill(self, rows: Sequence[tuple[str, int, str, str, int]]) -> None:
+        """Store outcome and duration beside records stored before them."""
+        self.db.executemany(
+            "UPDATE records SET outcome = ?, duration = ? WHERE org = ? AND start_ms = ? "
+            "AND call = ?",
+            [(outcome, duration, org, ms, call) for org, ms, call, outcome, duration in rows],
         )
 
     def stale_calls(self, last_seen_before: int) -> list[tuple[str, str, int, str]]:
