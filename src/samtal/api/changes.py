@@ -11,10 +11,10 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
 
 from samtal.api._auth import limited_read_org
+from samtal.api._params import COMPLETE_THROUGH_HEADER
 from samtal.api._problems import only_params, responses
 from samtal.api._schemas import DETAILED_RECORD, TOMBSTONE
 from samtal.api._state import AppState, state
-from samtal.api.history import COMPLETE_THROUGH_HEADER
 from samtal.errors import UsageError
 from samtal.filters import NAMES as FILTERS
 from samtal.store import FeedPage, Org, Store

@@ -3,53 +3,31 @@
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator, AsyncIterator
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.responses import StreamingResponse
 
 from samtal.api._auth import limited_read_org
 from samtal.api._formats import CSV, Format, choose, stream
+from samtal.api._params import (
+    COMPLETE_THROUGH,
+    COMPLETE_THROUGH_HEADER,
+    duration_filter,
+    number_filter,
+    outcome_filter,
+)
 from samtal.api._problems import only_params, responses
 from samtal.api._schemas import DETAILED_RECORD, RECORD
 from samtal.api._state import AppState, state
 from samtal.filters import NAMES as FILTERS
 from samtal.filters import parse_filters
 from samtal.period import FORMS, PATTERN, parse_period
-from samtal.records import DETAILED_FIELDS, FIELDS, OUTCOMES
+from samtal.records import DETAILED_FIELDS, FIELDS
 from samtal.store import Org
 from samtal.times import US_PER_SECOND, render, zone
 
-#: The header with the organisation's completeness watermark (query.md, "Completeness").
-COMPLETE_THROUGH = "Samtal-Complete-Through"
-COMPLETE_THROUGH_HEADER = {
-    "description": (
-        "Every call that started before this instant has its final record (unless events "
-        "reached the server later than the settle time after they happened): poll next time "
-        "from here, and nothing still in progress now is missed."
-    ),
-    "schema": {"type": "string", "examples": ["2017-01-04T16:05:00.000+01:00"]},
-}
-
 router = APIRouter(dependencies=[Depends(only_params("from", "to", "view", "format", *FILTERS))])
-#: The number filters as documented: a number, a prefix and `*`, or empty for null.
-_NUMBER_FILTER = {
-    "type": "array",
-    "items": {"type": "string", "maxLength": 65, "pattern": r"^[^*]*\*?$"},
-}
-_DURATION = r"^[0-9]{1,9}(\.[0-9]{1,6})?$"
-
-
-def _number(name: str, what: str, example: str) -> Any:
-    return Query(
-        alias=name,
-        description=(
-            f"Only records whose {what} equals the value; a value ending in `*` matches every "
-            "value that starts with what comes before it; an empty value matches null. Given "
-            "several times: any of them."
-        ),
-        json_schema_extra={**_NUMBER_FILTER, "examples": [[example]]},
-    )
 
 
 @router.get(
@@ -116,41 +94,22 @@ async def historik(
             description="json, ndjson or csv; overrides `Accept`. Default: by `Accept`, else json.",
         ),
     ] = None,
-    caller_no: Annotated[list[str] | None, _number("callerNo", "`callerNo`", "+4672111111")] = None,
-    receiving_no: Annotated[
-        list[str] | None, _number("receivingNo", "`receivingNo`", "622")
+    caller_no: Annotated[
+        list[str] | None, number_filter("callerNo", "`callerNo`", "+4672111111")
     ] = None,
-    callee_no: Annotated[list[str] | None, _number("calleeNo", "`calleeNo`", "+4672*")] = None,
+    receiving_no: Annotated[
+        list[str] | None, number_filter("receivingNo", "`receivingNo`", "622")
+    ] = None,
+    callee_no: Annotated[
+        list[str] | None, number_filter("calleeNo", "`calleeNo`", "+4672*")
+    ] = None,
     number: Annotated[
         list[str] | None,
-        _number("number", "`callerNo`, `receivingNo` or `calleeNo`", "+4672555555"),
+        number_filter("number", "`callerNo`, `receivingNo` or `calleeNo`", "+4672555555"),
     ] = None,
-    outcome: Annotated[
-        list[str] | None,
-        Query(
-            description="Only records of this outcome (given several times: any of them).",
-            json_schema_extra={
-                "items": {"type": "string", "enum": list(OUTCOMES)},
-                "examples": [["abandoned", "rejected"]],
-            },
-        ),
-    ] = None,
-    min_duration: Annotated[
-        str | None,
-        Query(
-            alias="minDuration",
-            description="Only records with `stop - start` of at least this many seconds.",
-            json_schema_extra={"pattern": _DURATION, "examples": ["30"]},
-        ),
-    ] = None,
-    max_duration: Annotated[
-        str | None,
-        Query(
-            alias="maxDuration",
-            description="Only records with `stop - start` of at most this many seconds.",
-            json_schema_extra={"pattern": _DURATION, "examples": ["2.5"]},
-        ),
-    ] = None,
+    outcome: Annotated[list[str] | None, outcome_filter()] = None,
+    min_duration: Annotated[str | None, duration_filter("minDuration", "at least", "30")] = None,
+    max_duration: Annotated[str | None, duration_filter("maxDuration", "at most", "2.5")] = None,
     accept: Annotated[str | None, Header(include_in_schema=False)] = None,
 ) -> StreamingResponse:
     """Parse, fetch, stream: the period, filters and format are checked before the first

@@ -184,19 +184,39 @@ class _bar:
 )
 @zone_option("Zone of the period's local times and of the hours and days counted.")
 @click.option(
+    "--sl",
     "--threshold",
-    type=click.FloatRange(0),
-    default=20.0,
-    show_default=True,
-    help="Seconds within which an answer counts for the service level.",
+    "sl",
+    default=None,
+    help="Seconds within which an answer counts for the service level (default 20).",
+)
+@click.option(
+    "--sl-base",
+    type=click.Choice(["offered", "answered"]),
+    default=None,
+    help="The service level's denominator (default offered: abandoned calls count against it).",
+)
+@click.option(
+    "--short-abandon",
+    default=None,
+    help="Seconds: an offered call nobody answered that lasted less is a short abandon.",
+)
+@click.option("--days", default=None, help="ISO weekdays to keep: 1-5, or 1,3,6-7 (Monday 1).")
+@click.option("--hours", default=None, help="Local time of day to keep: HH:MM-HH:MM.")
+@click.option(
+    "--interval",
+    type=click.Choice(["15min", "30min", "hour", "day", "week"]),
+    default=None,
+    help="Also give the figures per interval (and, in the report, a chart of them).",
 )
 @click.option(
     "--format",
     "format_",
-    type=click.Choice(["html", "json"]),
+    type=click.Choice(["html", "json", "csv"]),
     default="html",
     show_default=True,
-    help="html: a self-contained report with four charts; json: the figures (spec/stats.md).",
+    help="html: a self-contained report with its charts; json or csv: the figures, as "
+    "GET /cdr/stats gives them (stats.md).",
 )
 @click.option(
     "--out",
@@ -209,41 +229,69 @@ def stats(
     from_: str,
     to: str | None,
     tz: str,
-    threshold: float,
+    sl: str | None,
+    sl_base: str | None,
+    short_abandon: str | None,
+    days: str | None,
+    hours: str | None,
+    interval: str | None,
     format_: str,
     out: Path | None,
 ) -> None:
-    """The figures of a period of your copy: calls offered to each response group, answered,
-    abandoned, service level, speed of answer, waits; calls per day and by hour and weekday."""
+    """The figures of a period of your copy, with the same choices and the same numbers as
+    GET /cdr/stats: calls offered to each response group, answered, abandoned, service level,
+    speed of answer, waits; calls per day and by hour and weekday."""
     _need("stats", "matplotlib")
     import orjson
 
     from samtal.clock import system_clock
     from samtal.errors import SamtalError
     from samtal.period import parse_period
-    from samtal.stats import figures
-    from samtal.stats.copy import calls_in_copy
+    from samtal.stats.copy import copy_span, rows_in_copy
+    from samtal.stats.figures import figures, parse_definitions
     from samtal.times import zone
 
     try:
+        definitions = parse_definitions(
+            sl=sl,
+            sl_base=sl_base,
+            short_abandon=short_abandon,
+            days=days,
+            hours=hours,
+            interval=interval,
+        )
         period = parse_period(from_, to, zone=zone(tz), now=system_clock())
         found = figures(
-            calls_in_copy(db_url, table, start=period.start, end=period.end),
+            rows_in_copy(db_url, table, start=period.start, end=period.end),
             start=period.start,
             end=period.end,
             tz=zone(tz),
-            threshold=threshold,
+            definitions=definitions,
         )
+        span = copy_span(db_url, table)
     except SamtalError as exc:
         raise click.ClickException(str(exc)) from exc
     if format_ == "json":
         text = orjson.dumps(found, option=orjson.OPT_INDENT_2).decode() + "\n"
+    elif format_ == "csv":
+        from samtal.stats.figures import csv_text
+
+        text = csv_text(found)
     else:
         from samtal.stats.report import report
 
-        text = report(found, tz=tz, threshold=threshold)
+        text = report(found, tz=tz, span=span)
     if out is None:
         click.echo(text, nl=False)
     else:
         out.write_text(text, encoding="utf-8")
         click.echo(f"wrote {out}", err=True)
+    if found["calls"]["calls"] == 0:
+        held = (
+            "holds no calls yet"
+            if span is None
+            else "holds calls from {} to {}".format(
+                *(moment.astimezone(zone(tz)).date().isoformat() for moment in span)
+            )
+        )
+        click.echo(f"no calls in this period: the copy {held}", err=True)

@@ -1,37 +1,72 @@
-"""The calls of a period, read from the customer's copy (the table `samtal sync` keeps)."""
+"""The records of a period as the figures read them, from the customer's copy (the table
+`samtal sync` keeps): its columns, never the records' rendering."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
-import orjson
 import sqlalchemy as sa
 
 from samtal.errors import UsageError, shorten
-from samtal.records import Record
+from samtal.stats.figures import Row
 from samtal.sync import column_instant, tables, target_url
-from samtal.times import parse_instant, to_datetime, zone
+from samtal.times import from_datetime, to_datetime, zone
 
 
-def calls_in_copy(url: str, table: str, *, start: int, end: int) -> Iterator[Record]:
-    """The calls of the copy at `url` whose start is in [start, end), from the records as
-    served (the `record` column): the `start` column finds them, a millisecond wide."""
+def rows_in_copy(url: str, table: str, *, start: int, end: int) -> Iterator[Row]:
+    """What the figures read of each record of the copy at `url` whose start is in [start,
+    end), from its columns (its `start` column finds them, a millisecond wide)."""
     engine = open_copy(url, table)
     _, records, _ = tables(table)
     zoned = engine.dialect.name == "postgresql"
     utc = zone("UTC")
     low = column_instant(to_datetime(start, utc) - timedelta(milliseconds=1), zoned=zoned)
     high = column_instant(to_datetime(end, utc), zoned=zoned)
-    query = sa.select(records.c.record).where(records.c.start >= low, records.c.start < high)
+    c = records.c
+    query = sa.select(c.start, c.receiving_no, c.callee_answered, c.stop).where(
+        c.start >= low, c.start < high
+    )
     try:
         with engine.connect() as db:
-            for (record,) in db.execution_options(yield_per=2000).execute(query):
-                yield _call(record if isinstance(record, dict) else orjson.loads(record))
+            for began, group, answered, stopped in db.execution_options(yield_per=5000).execute(
+                query
+            ):
+                first = _instant(began)
+                yield Row(
+                    first,
+                    group,
+                    None if answered is None else _instant(answered) - first,
+                    _instant(stopped) - first,
+                )
     finally:
         engine.dispose()
+
+
+def copy_span(url: str, table: str) -> tuple[datetime, datetime] | None:
+    """The first and last start the copy holds (UTC), or None when it holds nothing."""
+    engine = open_copy(url, table)
+    _, records, _ = tables(table)
+    try:
+        with engine.connect() as db:
+            first, last = db.execute(
+                sa.select(sa.func.min(records.c.start), sa.func.max(records.c.start))
+            ).one()
+    finally:
+        engine.dispose()
+    if first is None:
+        return None
+    return _aware(first), _aware(last)
+
+
+def _aware(moment: datetime) -> datetime:
+    """A timestamp column's value as an aware instant (UTC where the column has no zone)."""
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+def _instant(moment: datetime) -> int:
+    return from_datetime(_aware(moment))
 
 
 def open_copy(url: str, table: str) -> sa.Engine:
@@ -61,23 +96,3 @@ def open_copy(url: str, table: str) -> sa.Engine:
             "`samtal sync`, or name the table with --table)"
         )
     return engine
-
-
-def _call(record: dict[str, Any]) -> Record:
-    def instant(name: str) -> int | None:
-        text = record[name]
-        return None if text is None else parse_instant(text)
-
-    start, stop = instant("start"), instant("stop")
-    assert start is not None and stop is not None, record
-    return Record(
-        "",
-        record["id"],
-        record["callerNo"],
-        start,
-        record["receivingNo"],
-        instant("received"),
-        record["calleeNo"],
-        instant("calleeAnswered"),
-        stop,
-    )

@@ -5,27 +5,45 @@ from __future__ import annotations
 
 import html
 import io
+import math
 import re
-from datetime import date
+from datetime import date, datetime, time, timedelta
 from typing import Any
 
 from samtal.stats.figures import BUCKET_NAMES, WEEKDAYS
+from samtal.times import zone
 
 REACHED, MISSED, ACCENT, SOFT = "#2e7d5b", "#d1603d", "#2f5d8a", "#9fb8d0"
 
 
-def report(stats: dict[str, Any], *, tz: str, threshold: float) -> str:
-    """The report of `stats` (as `figures` computes them) for a period in zone `tz`."""
+def report(stats: dict[str, Any], *, tz: str, span: tuple[datetime, datetime] | None = None) -> str:
+    """The report of `stats` (as `figures` computes them) for a period in zone `tz`; `span`
+    is the first and last start the copy holds (None: it holds nothing)."""
     period = stats["period"]
-    title = f"Calls {_date(period['from'])} to {_date(period['to'])} ({tz})"
+    title = f"Calls {period_title(period['from'], period['to'])} ({tz})"
+    definitions = stats["definitions"]
+    threshold = f"{definitions['sl']:g} s"
     calls = stats["calls"]
+    body = [
+        f"<h1>{html.escape(title)}</h1>",
+        f"<p class=note>{html.escape(_held(span, tz))} Hours and days are local time in "
+        f"{html.escape(tz)}.</p>",
+    ]
+    if calls["calls"] == 0:
+        body.append(
+            '<p class="empty"><b>No calls in this period.</b> Nothing to count or draw: '
+            "choose a period within the days your copy holds, or run <code>samtal sync</code> "
+            "to bring it up to date.</p>"
+        )
+        body += ["<h2>Definitions</h2>", _definitions(definitions)]
+        return _PAGE.format(title=html.escape(title), body="\n".join(body))
     every = stats["allGroups"]
     tiles = [
         ("Calls", f"{calls['calls']:,}"),
         ("Reached a person", _share(calls["reachedPerson"], calls["calls"])),
         ("Missed", _share(calls["missed"], calls["calls"])),
         ("Average talk time", _duration(calls["averageTalkTime"])),
-        (f"Service level ({threshold:g} s)", _percent(every["serviceLevel"])),
+        (f"Service level ({threshold})", _percent(every["serviceLevel"])),
         ("Answer rate", _percent(every["answerRate"])),
         ("Average speed of answer", _duration(every["averageSpeedOfAnswer"])),
         ("Average time to abandon", _duration(every["averageTimeToAbandon"])),
@@ -33,13 +51,13 @@ def report(stats: dict[str, Any], *, tz: str, threshold: float) -> str:
     charts = [
         ("Calls per day", _per_day(stats)),
         ("Calls by hour and weekday", _heat_map(stats)),
-        (f"Service level ({threshold:g} s) and answer rate per response group", _groups(stats)),
+        (f"Service level ({threshold}) and answer rate per response group", _groups(stats)),
         ("Wait before answer or abandon", _waits(stats)),
     ]
-    body = [
-        f"<h1>{html.escape(title)}</h1>",
-        f"<p class=note>From {html.escape(period['from'])} up to (not including) "
-        f"{html.escape(period['to'])}; hours and days are local time in {html.escape(tz)}.</p>",
+    if "intervals" in stats:
+        each = _INTERVAL_NAMES[definitions["interval"]]
+        charts.append((f"Calls and service level ({threshold}) per {each}", _intervals(stats)))
+    body += [
         '<div class="tiles">',
         *(
             f'<div class="tile"><b>{html.escape(v)}</b><span>{html.escape(k)}</span></div>'
@@ -53,8 +71,79 @@ def report(stats: dict[str, Any], *, tz: str, threshold: float) -> str:
         _group_table(stats, threshold),
         "<h2>Wait distribution</h2>",
         _wait_table(stats),
+        "<h2>Definitions</h2>",
+        _definitions(definitions),
     ]
     return _PAGE.format(title=html.escape(title), body="\n".join(body))
+
+
+def period_title(start: str, end: str) -> str:
+    """The days (or times) a period covers as they were asked for, never a raw timestamp:
+    `2017-01-04 to 2017-01-05` for the two whole days up to 6 January, `2017-01-04` for
+    one, `2017-01-04 08:00 to 12:00` for the minutes from 08:00 through 12:00 (the period ends
+    at 12:01: `to` is inclusive)."""
+    first = datetime.fromisoformat(start)
+    after = datetime.fromisoformat(end)
+    last = after - timedelta(microseconds=1)
+    if first.time() == after.time() == time(0):
+        if last.date() <= first.date():
+            return first.date().isoformat()
+        return f"{first.date().isoformat()} to {last.date().isoformat()}"
+    clock = "%H:%M:%S" if first.second or after.second or after.microsecond else "%H:%M"
+    if first.date() == last.date():
+        return f"{first:%Y-%m-%d} {first.strftime(clock)} to {last.strftime(clock)}"
+    return f"{first:%Y-%m-%d} {first.strftime(clock)} to {last:%Y-%m-%d} {last.strftime(clock)}"
+
+
+def _held(span: tuple[datetime, datetime] | None, tz: str) -> str:
+    """What the copy holds, in its first and last local day."""
+    if span is None:
+        return "Your copy holds no calls yet."
+    first, last = (moment.astimezone(zone(tz)).date().isoformat() for moment in span)
+    return f"Your copy holds calls from {first} to {last}."
+
+
+_INTERVAL_NAMES = {
+    "15min": "quarter hour",
+    "30min": "half hour",
+    "hour": "hour",
+    "day": "day",
+    "week": "week",
+}
+
+
+def _definitions(d: dict[str, Any]) -> str:
+    """The choices in force (stats.md's `definitions`) and what the figures mean, in words."""
+    days = (
+        "every day"
+        if d["days"] is None
+        else ", ".join(WEEKDAYS[number - 1] for number in d["days"])
+    )
+    base = (
+        "answered calls (abandoned calls do not count)"
+        if d["slBase"] == "answered"
+        else "offered calls (abandoned calls count against it)"
+    )
+    short = (
+        "none: every call offered to a group counts"
+        if not d["shortAbandon"]
+        else f"calls nobody answered that lasted less than {d['shortAbandon']:g} s are left out "
+        "of the group figures (counted apart as short abandons)"
+    )
+    items = [
+        ("Service level", f"answered by a person within {d['sl']:g} s of the start, divided by "
+                          f"{base}"),
+        ("Short abandons", short),
+        ("Days counted", days),
+        ("Hours counted", "the whole day" if d["hours"] is None else f"{d['hours']} (local)"),
+        ("Answered", "a person took the call (calleeAnswered is set); a queue holding the call "
+                     "is not an answer"),
+        ("Offered", "the call reached a response group (receivingNo, the first one)"),
+        ("Speed of answer", "from the start of the call until a person answered"),
+        ("Time to abandon", "from the start of the call until it ended unanswered"),
+    ]  # fmt: skip
+    rows = "".join(f"<dt>{html.escape(k)}</dt><dd>{html.escape(v)}</dd>" for k, v in items)
+    return f'<dl class="definitions">{rows}</dl>'
 
 
 def _figure(width: float, height: float) -> Any:
@@ -94,13 +183,21 @@ def _per_day(stats: dict[str, Any]) -> str:
     reached = [stats["byDay"][d]["reachedPerson"] for d in days]
     missed = [stats["byDay"][d]["missed"] for d in days]
     figure, axes = _figure(7.5, 3.4)
-    labels = [f"{WEEKDAYS[date.fromisoformat(d).weekday()]} {d[5:]}" for d in days]
-    axes.bar(labels, reached, color=REACHED, label="reached a person")
-    axes.bar(labels, missed, bottom=reached, color=MISSED, label="missed")
+    positions = range(len(days))
+    axes.bar(positions, reached, color=REACHED, label="reached a person")
+    axes.bar(positions, missed, bottom=reached, color=MISSED, label="missed")
     axes.set_ylabel("calls")
     _legend(axes)
-    axes.tick_params(axis="x", labelrotation=45 if len(days) > 8 else 0)
+    labels = [f"{WEEKDAYS[date.fromisoformat(d).weekday()]}\n{d[5:]}" for d in days]
+    _ticks(axes, labels)
     return _svg(figure)
+
+
+def _ticks(axes: Any, labels: list[str], most: int = 12) -> None:
+    """Label every bar, or every n-th when there are more than `most` (as many as fit level
+    under the chart, two lines each, apart)."""
+    every = -(-len(labels) // most)
+    axes.set_xticks(range(0, len(labels), every), labels[::every])
 
 
 def _heat_map(stats: dict[str, Any]) -> str:
@@ -114,8 +211,10 @@ def _heat_map(stats: dict[str, Any]) -> str:
     axes.set_xticks([h + 0.5 for h in range(0, 24, 2)], [f"{h:02d}" for h in range(0, 24, 2)])
     axes.set_xlabel("hour")
     axes.tick_params(length=0)
-    bar = figure.colorbar(mesh, ax=axes, label="calls")
+    bar = figure.colorbar(mesh, ax=axes)
+    bar.set_label("calls", labelpad=8)
     bar.solids.set_rasterized(False)
+    bar.solids.set_edgecolor("face")  # no hairlines between the colour steps
     return _svg(figure)
 
 
@@ -150,21 +249,59 @@ def _waits(stats: dict[str, Any]) -> str:
     return _svg(figure)
 
 
+def _intervals(stats: dict[str, Any]) -> str:
+    """Calls per interval (bars) and the service level of each (a line, its own axis)."""
+    parts = stats["intervals"]
+    starts = [datetime.fromisoformat(part["start"]) for part in parts]
+    calls = [part["calls"]["calls"] for part in parts]
+    level = [part["allGroups"]["serviceLevel"] for part in parts]
+    figure, axes = _figure(7.5, 3.4)
+    positions = range(len(parts))
+    axes.bar(positions, calls, 0.8, color=SOFT, label="calls")
+    axes.set_ylabel("calls")
+    line = axes.twinx()
+    line.spines["right"].set_visible(True)
+    line.plot(
+        positions,
+        [math.nan if v is None else 100 * v for v in level],  # no line across empty hours
+        color=ACCENT,
+        marker="." if len(parts) <= 60 else None,
+        linewidth=1.5,
+        label="service level",
+    )
+    line.set_ylim(0, 105)
+    line.set_ylabel("service level %")
+    whole_days = all(s.time() == time(0) for s in starts)
+    _ticks(
+        axes,
+        [
+            f"{WEEKDAYS[s.weekday()]}\n{s:%m-%d}" if whole_days else f"{s:%m-%d}\n{s:%H:%M}"
+            for s in starts
+        ],
+        most=10,  # the second axis takes room
+    )
+    handles = axes.get_legend_handles_labels()
+    more = line.get_legend_handles_labels()
+    axes.legend(handles[0] + more[0], handles[1] + more[1], frameon=False, loc="lower center",
+                bbox_to_anchor=(0.5, 1.0), ncol=2)  # fmt: skip
+    return _svg(figure)
+
+
 def _legend(axes: Any) -> None:
     """The legend above the plot, in one row: never over a bar."""
     axes.legend(frameon=False, loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=2)
 
 
-def _group_table(stats: dict[str, Any], threshold: float) -> str:
+def _group_table(stats: dict[str, Any], threshold: str) -> str:
     head = (
         "<tr><th>Response group</th><th>Offered</th><th>Answered</th><th>Abandoned</th>"
-        f"<th>Answer rate</th><th>Service level ({threshold:g} s)</th>"
+        f"<th>Short abandons</th><th>Answer rate</th><th>Service level ({threshold})</th>"
         "<th>Average speed of answer</th><th>Average time to abandon</th></tr>"
     )
     rows = [_group_row(name, figures) for name, figures in stats["groups"].items()] + [
         _group_row("All groups", stats["allGroups"], total=True)
     ]
-    return f"<table>{head}{''.join(rows)}</table>"
+    return f'<div class="wide"><table>{head}{"".join(rows)}</table></div>'
 
 
 def _group_row(name: str, g: dict[str, Any], *, total: bool = False) -> str:
@@ -172,6 +309,7 @@ def _group_row(name: str, g: dict[str, Any], *, total: bool = False) -> str:
         f"{g['offered']:,}",
         f"{g['answered']:,}",
         f"{g['abandoned']:,}",
+        f"{g['shortAbandoned']:,}",
         _percent(g["answerRate"]),
         _percent(g["serviceLevel"]),
         _duration(g["averageSpeedOfAnswer"]),
@@ -192,19 +330,15 @@ def _wait_table(stats: dict[str, Any]) -> str:
         f"<tr><td>{label}</td>" + "".join(f"<td class=n>{n:,}</td>" for n in waits[key]) + "</tr>"
         for key, label in (("answered", "Answered"), ("abandoned", "Abandoned"))
     )
-    return f"<table>{head}{rows}</table>"
-
-
-def _date(text: str) -> str:
-    return text[:10]
+    return f'<div class="wide"><table>{head}{rows}</table></div>'
 
 
 def _percent(value: float | None) -> str:
-    return "-" if value is None else f"{100 * value:.1f} %"
+    return "-" if value is None else f"{100 * value:.1f}\u00a0%"
 
 
 def _share(part: int, whole: int) -> str:
-    return f"{part:,}" if not whole else f"{part:,} ({100 * part / whole:.0f} %)"
+    return f"{part:,}" if not whole else f"{part:,} ({100 * part / whole:.0f}\u00a0%)"
 
 
 def _duration(value: float | None) -> str:
@@ -226,12 +360,12 @@ body {{ font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 2
 h1 {{ font-size: 1.7rem; margin-bottom: .2rem; }}
 h2 {{ font-size: 1.2rem; margin-top: 2rem; }}
 .note {{ color: #5b6670; margin-top: 0; }}
-.tiles {{ display: grid; grid-template-columns: repeat(auto-fit, minmax(170px, 1fr));
+.tiles {{ display: grid; grid-template-columns: repeat(auto-fit, minmax(min(150px, 100%), 1fr));
          gap: .8rem; margin: 1.2rem 0; }}
 .tile {{ background: #fff; border: 1px solid #e1e6eb; border-radius: 8px; padding: .8rem 1rem; }}
-.tile b {{ display: block; font-size: 1.5rem; }}
+.tile b {{ display: block; font-size: 1.35rem; }}
 .tile span {{ color: #5b6670; font-size: .9rem; }}
-.charts {{ display: grid; grid-template-columns: repeat(auto-fit, minmax(520px, 1fr));
+.charts {{ display: grid; grid-template-columns: repeat(auto-fit, minmax(min(520px, 100%), 1fr));
           gap: 1rem; }}
 figure {{ margin: 0; background: #fff; border: 1px solid #e1e6eb; border-radius: 8px;
          padding: .6rem; }}
@@ -241,6 +375,17 @@ table {{ border-collapse: collapse; background: #fff; width: 100%; }}
 th, td {{ border-bottom: 1px solid #e1e6eb; padding: .4rem .6rem; text-align: left; }}
 td.n {{ text-align: right; font-variant-numeric: tabular-nums; }}
 tr.total td {{ font-weight: 600; border-top: 2px solid #c5ced6; }}
+.wide {{ overflow-x: auto; }}
+.empty {{ background: #fff4e5; border: 1px solid #f0c27b; border-radius: 8px; padding: 1rem; }}
+.definitions {{ display: grid; grid-template-columns: max-content 1fr; gap: .3rem 1rem; }}
+.definitions dt {{ font-weight: 600; }}
+.definitions dd {{ margin: 0; }}
+@media (max-width: 600px) {{
+  body {{ margin: 1rem auto; }}
+  h1 {{ font-size: 1.35rem; }}
+  .definitions {{ grid-template-columns: 1fr; }}
+  .definitions dd {{ margin-bottom: .4rem; }}
+}}
 </style>
 </head>
 <body>

@@ -27,6 +27,7 @@ from samtal.events import Event
 from samtal.filters import Filters
 from samtal.records import csv_row, detailed_csv, path_json
 from samtal.records import detailed as render_detailed
+from samtal.stats.figures import BUCKETS, Counting, Tally
 from samtal.store import _recompute
 from samtal.store._async import AsyncStore
 from samtal.store._base import (
@@ -49,6 +50,8 @@ from samtal.times import US_PER_SECOND, local_day, zone
 from samtal.tokens import TokenKind, digest, new_secret
 
 log = logging.getLogger(__name__)
+#: Where the abandoned waits start in a row of SqlEngine.tallies.
+_WAITS = 9 + len(BUCKETS)
 T = TypeVar("T")
 #: Times a write transaction that lost a race (a deadlock, a serialisation failure) is tried.
 ATTEMPTS = 5
@@ -285,6 +288,19 @@ class Store:
                     for row, (_, call, _, _, version, seq, outcome) in zip(rows, page, strict=True)
                 ]
             yield rows
+
+    def tallies(
+        self, *, org: str, start: int, end: int, counting: Counting, filters: Filters | None = None
+    ) -> list[Tally]:
+        """The tallies (stats.figures) of the records of `org` in [start, end) that match
+        `filters`, summed where they are stored, from the columns kept beside each record."""
+        return [
+            Tally._make((*row[:9], tuple(row[9:_WAITS]), tuple(row[_WAITS:])))
+            for row in self.engine.tallies(
+                org, start, end, filters,
+                granule=counting.granule, threshold=counting.threshold, short=counting.short,
+            )
+        ]  # fmt: skip
 
     def call(self, *, org: str, call: str) -> bytes | None:
         """`org`'s call `call` as GET /cdr/calls/{id} serves it (query.md): its detailed record

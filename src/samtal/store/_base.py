@@ -213,6 +213,8 @@ class RecordRow:
     callee_no: str | None = None
     #: stop - start, microseconds.
     duration: int = 0
+    #: calleeAnswered - start, microseconds; None when nobody answered (stats.md).
+    answered_after: int | None = None
 
 
 class Gone(NamedTuple):
@@ -282,6 +284,7 @@ class WriteTx(Protocol):
         (org, call, start_ms)."""
         ...
 
-    def fill(self, rows: Sequence[tuple[str, int, str, str, int]]) -> None:
-        """Store (org, start_ms, call, outcome, duration) beside records stored before them."""
+    def fill(self, rows: Sequence[tuple[str, int, str, str, int, int | None]]) -> None:
+        """Store (org, start_ms, call, outcome, duration, answered_after) beside records stored
+        before them."""
         ...

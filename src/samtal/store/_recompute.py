@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
+from typing import overload
 from zoneinfo import ZoneInfo
 
 import orjson
@@ -51,6 +52,7 @@ class Made:
     caller_no: str | None
     receiving_no: str | None
     callee_no: str | None
+    answered_after: int | None
 
 
 @dataclass(frozen=True)
@@ -133,6 +135,7 @@ def decide(
         record.caller_no,
         record.receiving_no,
         record.callee_no,
+        _after(record.start, record.callee_answered),
     )
     old = known.record_ms
     moved = None if old is None or old == start_ms else Gone(org, old, call)
@@ -239,7 +242,8 @@ def _write(
                         made.caller_no,
                         made.receiving_no,
                         made.callee_no,
-                        made.stop - made.start,
+                        _after(made.start, made.stop),
+                        made.answered_after,
                     )
                 )
             row = CallRow(
@@ -306,6 +310,16 @@ def _call_row(
     )
 
 
+@overload
+def _after(start: int, then: int) -> int: ...
+@overload
+def _after(start: int, then: int | None) -> int | None: ...
+def _after(start: int, then: int | None) -> int | None:
+    """Microseconds from `start` to `then` as the record gives them, to the millisecond (what a
+    client sees, and what a copy keeps: the figures are the same on either side)."""
+    return None if then is None else (then // US_PER_MS - start // US_PER_MS) * US_PER_MS
+
+
 def _age(events: Sequence[Event]) -> int:
     """A call's age: its start, or its earliest event while it has no `started`."""
     started = [e.instant for e in events if e.type == "started"]
@@ -321,12 +335,21 @@ def fill(tx: WriteTx, *, limit: int = 1000) -> int:
     keys = [(org, call) for org, call, _ in found]
     tx.lock_calls(keys)  # where each call's rows are
     events = tx.call_events(keys)
-    rows = []
+    rows: list[tuple[str, int, str, str, int, int | None]] = []
     for org, call, start_ms in found:
         record = record_of_call(events.get((org, call), []))
         if record is None:  # a record whose events cannot make it: the rule of last resort
-            rows.append((org, start_ms, call, "unanswered", 0))
+            rows.append((org, start_ms, call, "unanswered", 0, None))
         else:
-            rows.append((org, start_ms, call, record.outcome, record.stop - record.start))
+            rows.append(
+                (
+                    org,
+                    start_ms,
+                    call,
+                    record.outcome,
+                    _after(record.start, record.stop),
+                    _after(record.start, record.callee_answered),
+                )
+            )
     tx.fill(rows)
     return len(found)

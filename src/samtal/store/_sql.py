@@ -19,10 +19,13 @@ from typing import Any, ClassVar, Protocol
 from samtal.errors import Conflict, NotFound, StoreError
 from samtal.events import Event
 from samtal.filters import Filters, Match
+from samtal.stats.figures import BUCKETS
 from samtal.store._base import Change, FeedRead, Org, Token, WriteTx
-from samtal.times import US_PER_MS
+from samtal.times import US_PER_MS, US_PER_SECOND
 from samtal.tokens import TokenKind
 
+#: Before any instant samtal stores: 0001-01-01T00:00Z, in microseconds since the epoch.
+_EARLIEST = -62_135_596_800 * US_PER_SECOND
 #: Records per page of a period's scan: each page is one short query (about 0.5 MB of JSON).
 PAGE = 2000
 _TOKEN_COLUMNS = "id, kind, org, created, last_used, revoked"
@@ -321,6 +324,50 @@ class SqlEngine(ABC):
                 binary=True,
             )
 
+    def tallies(
+        self,
+        org: str,
+        start: int,
+        end: int,
+        filters: Filters | None,
+        *,
+        granule: int,
+        threshold: int,
+        short: int,
+    ) -> list[Any]:
+        """The sums of stats.md over the records of `org` whose start is in [start, end) and
+        that match `filters`, per granule of their start and response group, in one query
+        (the rows of stats.figures.Tally, its waits as twelve columns)."""
+        low, high = start // US_PER_MS, (end - 1) // US_PER_MS
+        hint, hinted = self._period_hint(start, end)
+        table = "records"
+        if filters:
+            where, matching = _filter_sql(filters)
+            hint, hinted = hint + where, (*hinted, *matching)
+            table += self._index_for(filters)
+        abandoned = "answered_after IS NULL AND duration >= ?"
+        lift = -(_EARLIEST // granule) * granule
+        return self._read(
+            # The granule's start: floor division of an instant made positive by a multiple
+            # of the granule (`/` on integers truncates towards zero in both engines).
+            "SELECT (start + ?) / ? * ? - ?, receiving_no, COUNT(*), "
+            "COUNT(*) FILTER (WHERE answered_after IS NOT NULL), "
+            "CAST(COALESCE(SUM(duration - answered_after), 0) AS BIGINT), "
+            "COUNT(*) FILTER (WHERE answered_after IS NULL AND duration < ?), "
+            "COUNT(*) FILTER (WHERE answered_after <= ?), "
+            "CAST(COALESCE(SUM(answered_after), 0) AS BIGINT), "
+            f"CAST(COALESCE(SUM(duration) FILTER (WHERE {abandoned}), 0) AS BIGINT), "
+            + ", ".join(_counted("answered_after", bucket) for bucket in range(len(BUCKETS)))
+            + ", "
+            + ", ".join(
+                _counted("duration", bucket, also=abandoned) for bucket in range(len(BUCKETS))
+            )
+            + f" FROM {table} WHERE org = ? AND start_ms >= ? AND start_ms <= ? AND start >= ? "
+            f"AND start < ?{hint} GROUP BY 1, 2",
+            (lift, granule, granule, lift, short, threshold, short, *[short] * len(BUCKETS),
+             org, low, high, start, end, *hinted),
+        )  # fmt: skip
+
     def feed(self, *, org: str, after: int, limit: int) -> FeedRead:
         """The calls of `org` whose latest version has a change number above `after`, by
         change number, at most `limit`, with the organisation's latest and purged change
@@ -419,6 +466,19 @@ class SqlEngine(ABC):
 
 #: The column kept beside each record for each number field of query.md.
 _NUMBER_COLUMNS = {"callerNo": "caller_no", "receivingNo": "receiving_no", "calleeNo": "callee_no"}
+
+
+def _counted(column: str, bucket: int, *, also: str = "") -> str:
+    """The count of rows whose `column` (microseconds) lies in wait bucket `bucket` of
+    stats.md (the first from below zero, the last without end), and that meet `also`."""
+    conditions = [also] if also else []
+    if bucket > 0:
+        conditions.append(f"{column} >= {BUCKETS[bucket] * US_PER_SECOND}")
+    if bucket < len(BUCKETS) - 1:
+        conditions.append(f"{column} < {BUCKETS[bucket + 1] * US_PER_SECOND}")
+    if not also:
+        conditions.append(f"{column} IS NOT NULL")
+    return f"COUNT(*) FILTER (WHERE {' AND '.join(conditions)})"
 
 
 def _filter_sql(filters: Filters) -> tuple[str, list[object]]:

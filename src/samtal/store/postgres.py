@@ -162,7 +162,7 @@ MIGRATIONS: tuple[str, ...] = (
     """
     ALTER TABLE records ADD COLUMN outcome text, ADD COLUMN caller_no text COLLATE "C",
         ADD COLUMN receiving_no text COLLATE "C", ADD COLUMN callee_no text COLLATE "C",
-        ADD COLUMN duration bigint;
+        ADD COLUMN duration bigint, ADD COLUMN answered_after bigint;
     UPDATE records SET caller_no = convert_from(json, 'UTF8')::jsonb ->> 'callerNo',
         receiving_no = convert_from(json, 'UTF8')::jsonb ->> 'receivingNo',
         callee_no = convert_from(json, 'UTF8')::jsonb ->> 'calleeNo';
@@ -621,16 +621,16 @@ class _Tx:
             if records:  # one statement for the batch, from arrays
                 cursor.execute(
                     "INSERT INTO records (org, day, start_ms, call, start, change_seq, json, "
-                    "version, csv, outcome, caller_no, receiving_no, callee_no, duration) "
-                    "SELECT * FROM unnest(%b::text[], %b::int[], "
+                    "version, csv, outcome, caller_no, receiving_no, callee_no, duration, "
+                    "answered_after) SELECT * FROM unnest(%b::text[], %b::int[], "
                     "%b::bigint[], %b::text[], %b::bigint[], %b::bigint[], %b::bytea[], "
                     "%b::int[], %b::bytea[], %b::text[], %b::text[], %b::text[], %b::text[], "
-                    "%b::bigint[]) ON CONFLICT (org, start_ms, call, day) DO UPDATE "
+                    "%b::bigint[], %b::bigint[]) ON CONFLICT (org, start_ms, call, day) DO UPDATE "
                     "SET start = excluded.start, change_seq = excluded.change_seq, "
                     "json = excluded.json, version = excluded.version, csv = excluded.csv, "
                     "outcome = excluded.outcome, caller_no = excluded.caller_no, "
                     "receiving_no = excluded.receiving_no, callee_no = excluded.callee_no, "
-                    "duration = excluded.duration",
+                    "duration = excluded.duration, answered_after = excluded.answered_after",
                     _columns(
                         (
                             r.org,
@@ -647,6 +647,7 @@ class _Tx:
                             r.receiving_no,
                             r.callee_no,
                             r.duration,
+                            r.answered_after,
                         )
                         for r in records
                     ),
@@ -703,15 +704,15 @@ class _Tx:
             (orgs, limit),
         ).fetchall()
 
-    def fill(self, rows: Sequence[tuple[str, int, str, str, int]]) -> None:
-        """Store outcome and duration beside records stored before them."""
+    def fill(self, rows: Sequence[tuple[str, int, str, str, int, int | None]]) -> None:
+        """Store outcome and durations beside records stored before them."""
         with self.db.cursor() as cursor:
             cursor.executemany(
-                "UPDATE records SET outcome = %s, duration = %s WHERE org = %s AND day = %s "
-                "AND start_ms = %s AND call = %s",
+                "UPDATE records SET outcome = %s, duration = %s, answered_after = %s "
+                "WHERE org = %s AND day = %s AND start_ms = %s AND call = %s",
                 [
-                    (outcome, duration, org, self._days[org, call], ms, call)
-                    for org, ms, call, outcome, duration in rows
+                    (o, d, a, org, self._days[org, call], ms, call)
+                    for org, ms, call, o, d, a in rows
                 ],
             )
 

@@ -143,6 +143,7 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE records ADD COLUMN receiving_no TEXT;
     ALTER TABLE records ADD COLUMN callee_no TEXT;
     ALTER TABLE records ADD COLUMN duration INTEGER;
+    ALTER TABLE records ADD COLUMN answered_after INTEGER;
     UPDATE records SET caller_no = CAST(json AS TEXT) ->> '$.callerNo',
         receiving_no = CAST(json AS TEXT) ->> '$.receivingNo',
         callee_no = CAST(json AS TEXT) ->> '$.calleeNo';
@@ -485,13 +486,14 @@ class _Tx:
         db.executemany("DELETE FROM calls WHERE org = ? AND call = ?", forget)
         db.executemany(
             "INSERT INTO records (org, start_ms, call, start, change_seq, json, version, csv, "
-            "outcome, caller_no, receiving_no, callee_no, duration) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+            "outcome, caller_no, receiving_no, callee_no, duration, answered_after) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
             "ON CONFLICT (org, start_ms, call) DO UPDATE SET start = excluded.start, "
             "change_seq = excluded.change_seq, json = excluded.json, "
             "version = excluded.version, csv = excluded.csv, outcome = excluded.outcome, "
             "caller_no = excluded.caller_no, receiving_no = excluded.receiving_no, "
-            "callee_no = excluded.callee_no, duration = excluded.duration",
+            "callee_no = excluded.callee_no, duration = excluded.duration, "
+            "answered_after = excluded.answered_after",
             [
                 (
                     r.org,
@@ -507,6 +509,7 @@ class _Tx:
                     r.receiving_no,
                     r.callee_no,
                     r.duration,
+                    r.answered_after,
                 )
                 for r in records
             ],
@@ -552,12 +555,12 @@ class _Tx:
             "SELECT org, call, start_ms FROM records WHERE outcome IS NULL LIMIT ?", (limit,)
         ).fetchall()
 
-    def fill(self, rows: Sequence[tuple[str, int, str, str, int]]) -> None:
-        """Store outcome and duration beside records stored before them."""
+    def fill(self, rows: Sequence[tuple[str, int, str, str, int, int | None]]) -> None:
+        """Store outcome and durations beside records stored before them."""
         self.db.executemany(
-            "UPDATE records SET outcome = ?, duration = ? WHERE org = ? AND start_ms = ? "
-            "AND call = ?",
-            [(outcome, duration, org, ms, call) for org, ms, call, outcome, duration in rows],
+            "UPDATE records SET outcome = ?, duration = ?, answered_after = ? WHERE org = ? "
+            "AND start_ms = ? AND call = ?",
+            [(o, d, a, org, ms, call) for org, ms, call, o, d, a in rows],
         )
 
     def stale_calls(self, last_seen_before: int) -> list[tuple[str, str, int, str]]:
