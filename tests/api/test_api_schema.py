@@ -37,7 +37,12 @@ pytestmark = pytest.mark.slow
 
 #: The problems a schema-valid request may get, by operation, because of what the period says
 #: as a whole (see above).
-STATEFUL = {"/cdr/historik": (400, {"/problems/bad-period", "/problems/bad-filter"})}
+STATEFUL = {
+    "/cdr/historik": (400, {"/problems/bad-period", "/problems/bad-filter"}),
+    # And for the figures, choices a pattern cannot rule out: `hours` 25:00-26:00, `sl` 0,
+    # a `days` range backwards, too many intervals.
+    "/cdr/stats": (400, {"/problems/bad-period", "/problems/bad-filter"}),
+}
 #: What schemathesis is told: the statuses a valid request may get, the 410 added for the feed.
 CONFIG = """
 [[operations]]
@@ -81,6 +86,7 @@ OPERATIONS = [
     ("GET", "/cdr/historik"),
     ("GET", "/cdr/changes"),
     ("GET", "/cdr/calls/{id}"),
+    ("GET", "/cdr/stats"),
     ("POST", "/events"),
     ("GET", "/healthz"),
     ("GET", "/readyz"),

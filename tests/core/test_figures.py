@@ -364,6 +364,27 @@ def test_more_than_ten_thousand_intervals_is_refused() -> None:
     )
     assert len(hourly["intervals"]) == 8760 <= MAX_INTERVALS
 
+    # Two thousand years of hours are refused before any is worked out (a fuzzer's request
+    # once looped for minutes here).
+    with pytest.raises(BadFilter, match="`interval` hour makes more than 10,000"):
+        figures(
+            [], start=period("0004-01-01", "2017-01-01")[0], end=end, tz=STOCKHOLM,
+            definitions=Definitions(interval="hour"),
+        )  # fmt: skip
+
+
+def test_intervals_in_local_mean_time_start_the_offsets_seconds_past_the_minute() -> None:
+    """Stockholm's clock ran 1:12:12 ahead of UTC before 1879: its hours start at :00:12, the
+    first the one the period's midnight falls in."""
+    start, end = period("1850-01-01", "1850-01-01")
+    hourly = figures(
+        [], start=start, end=end, tz=STOCKHOLM, definitions=Definitions(interval="hour")
+    )
+    starts = [part["start"] for part in hourly["intervals"]]
+    assert len(starts) == 25
+    assert starts[0] == "1849-12-31T23:00:12.000+01:12:12"
+    assert starts[-1] == "1850-01-01T23:00:12.000+01:12:12"
+
 
 def test_csv_equals_json(week: list[dict[str, Any]]) -> None:
     for interval in (None, "day"):

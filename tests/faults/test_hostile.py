@@ -352,6 +352,14 @@ def test_extreme_periods(service: Busy, query: str, status: int) -> None:
     assert response.status_code == status, response.text
     if status == 200 and query.startswith("from=2017"):
         assert response.json() == PRODUCT["expected"]
+    # The statistics of the same period: the same answer, the period echoed where it can be
+    # shown (a fuzzer once found from=0001-01-01 a 500 here).
+    with service.server.client(token) as client:
+        figures = client.get(f"/cdr/stats?{query}")
+    assert figures.status_code == status, figures.text
+    if status == 200:
+        calls = len(PRODUCT["expected"]) if "2017" in query else 0
+        assert figures.json()["calls"]["calls"] == calls
 
 
 # -- 6. smaller defects --------------------------------------------------------------------------

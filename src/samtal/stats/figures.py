@@ -20,7 +20,7 @@ from typing import Any, Final, Literal, NamedTuple
 from zoneinfo import ZoneInfo
 
 from samtal.errors import BadFilter, shorten
-from samtal.times import US_PER_SECOND, from_datetime, render
+from samtal.times import MAX_INSTANT, MIN_INSTANT, US_PER_SECOND, from_datetime, render
 
 #: Lower bounds (seconds) of the wait buckets; each bucket includes its lower bound.
 BUCKETS: Final = (0, 10, 20, 30, 60, 120)
@@ -379,7 +379,7 @@ def summarize(
         whole.merge(part)
     base = definitions.sl_base
     answer: dict[str, Any] = {
-        "period": {"from": render(start, tz), "to": render(end, tz)},
+        "period": {"from": _render(start, tz), "to": _render(end, tz)},
         "definitions": definitions.echo(),
         **whole.figures(base),
         "byDay": {
@@ -390,7 +390,7 @@ def summarize(
     }
     if definitions.interval is not None:
         answer["intervals"] = [
-            {"start": render(first, tz), **part.figures(base)}
+            {"start": _render(first, tz), **part.figures(base)}
             for first, part in zip(starts, parts, strict=True)
         ]
     return answer
@@ -425,6 +425,11 @@ def _interval_starts(
     or before `start`, each on a granule of `counting`; BadFilter past MAX_INTERVALS."""
     if interval is None:
         return []
+    length = {"15min": 15, "30min": 30, "hour": 60, "day": 1440, "week": 10080}[interval]
+    # Clock changes move a boundary by hours, never by an interval's worth in ten thousand:
+    # a period with far too many intervals is refused before any is worked out.
+    if (end - start) // (length * _US_PER_MINUTE) > MAX_INTERVALS + 2:
+        _too_many(interval)
     if interval in ("day", "week"):
         first = _to_local(start, tz).date()
         if interval == "week":
@@ -439,7 +444,7 @@ def _interval_starts(
             first += step
             moment = from_datetime(datetime.combine(first, time(0), tz))
     else:
-        minutes = {"15min": 15, "30min": 30, "hour": 60}[interval]
+        minutes = length
         # Every local boundary is on a granule of UTC (`counting`): a boundary is a granule
         # where the local clock shows a multiple of the interval. On the night clocks go back,
         # 02:00 comes twice and starts two intervals; when they go forward, a skipped boundary
@@ -455,16 +460,22 @@ def _interval_starts(
                     break
             moment += granule
     if len(starts) > MAX_INTERVALS:
-        raise BadFilter(
-            f"`interval` {interval} makes more than {MAX_INTERVALS:,} intervals of this period: "
-            "ask for a longer interval or a shorter period"
-        )
+        _too_many(interval)
     return starts
 
 
+def _too_many(interval: str) -> None:
+    raise BadFilter(
+        f"`interval` {interval} makes more than {MAX_INTERVALS:,} intervals of this period: "
+        "ask for a longer interval or a shorter period"
+    )
+
+
 def _on_the(minutes: int, moment: datetime) -> bool:
-    """Whether the local clock shows a whole multiple of `minutes`."""
-    return moment.minute % minutes == 0 and moment.second == 0 and moment.microsecond == 0
+    """Whether the local clock, at `moment` (a whole UTC minute), shows a whole multiple of
+    `minutes`. Where a zone's offset had seconds (local mean time, before 1900) the clock
+    shows them too, and the interval starts those seconds past its minute."""
+    return moment.minute % minutes == 0
 
 
 class _LocalTime:
@@ -492,7 +503,17 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def _to_local(instant: int, tz: ZoneInfo) -> datetime:
-    return (_EPOCH + timedelta(microseconds=instant)).astimezone(tz)
+    return (_EPOCH + timedelta(microseconds=_shown(instant))).astimezone(tz)
+
+
+def _render(instant: int, tz: ZoneInfo) -> str:
+    return render(_shown(instant), tz)
+
+
+def _shown(instant: int) -> int:
+    """A period may reach past the instants every zone can show (from=0001-01-01 in a zone
+    east of UTC, to=9999-12-31): its edges are worked out and shown at the last that can."""
+    return min(max(instant, MIN_INSTANT), MAX_INSTANT - 1)
 
 
 def _date(ordinal: int) -> str:

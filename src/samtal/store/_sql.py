@@ -422,8 +422,8 @@ class SqlEngine(ABC):
         return int(stay)
 
     def _call_events_where(self, org: str, call: str) -> tuple[str, tuple[object, ...]]:
-        """The condition on `events` that finds one call's events."""
-        return "org = ? AND call = ?", (org, call)
+        """The condition on `events`, beside `org = ?`, that finds one call's events."""
+        return "call = ?", (call,)
 
     def one_call(self, org: str, call: str) -> tuple[tuple[Any, ...], list[Event]] | None:
         """`org`'s call `call`: its record (json, version, seq, outcome) and its events, from
@@ -441,8 +441,8 @@ class SqlEngine(ABC):
             rows = self._run(
                 db,
                 "SELECT id, instant, seq, type, party, number, kind, dialed, target, at "
-                f"FROM events WHERE {where}",
-                params,
+                f"FROM events WHERE org = ? AND {where}",
+                (org, *params),
             ).fetchall()
         events = [
             Event(org, event_id, call, at, type_, seq, party, number, kind, dialed, target, instant)

@@ -295,8 +295,8 @@ class PostgresEngine(SqlEngine):
     def _call_events_where(self, org: str, call: str) -> tuple[str, tuple[object, ...]]:
         """A call's events lie in its day's partition, which its row in `calls` names."""
         return (
-            "org = ? AND day = (SELECT day FROM calls WHERE org = ? AND call = ?) AND call = ?",
-            (org, org, call, call),
+            "day = (SELECT day FROM calls WHERE org = ? AND call = ?) AND call = ?",
+            (org, call, call),
         )
 
     def _period_hint(self, start: int, end: int) -> tuple[str, tuple[object, ...]]:
