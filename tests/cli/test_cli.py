@@ -224,3 +224,31 @@ def test_orgs_added_from_a_file(tmp_path: Path) -> None:
         "line 3: unknown time zone 'Mars/Olympus': use an IANA name such as 'Europe/Stockholm'",
     ]
     assert "fine-1" not in samtal("org", "list", "--db", db, cwd=tmp_path).stdout
+
+
+def test_an_organisation_keeps_less_than_the_installation(tmp_path: Path) -> None:
+    """privacy.md: `samtal org set ORG --retention-days N|default`, checked against the
+    installation's retention, and shown by `samtal org list`."""
+    env = {
+        "SAMTAL_DATABASE_URL": f"sqlite:///{tmp_path / 'kept.db'}",
+        "SAMTAL_RETENTION_DAYS": "92",
+    }
+    for name in ("acme", "bolag"):
+        assert samtal("org", "add", name, cwd=tmp_path, env=env).returncode == 0
+    shorter = samtal("org", "set", "acme", "--retention-days", "30", cwd=tmp_path, env=env)
+    assert (shorter.returncode, shorter.stdout.strip()) == (0, "acme keeps 30 days")
+    listed = samtal("org", "list", cwd=tmp_path, env=env).stdout.splitlines()
+    assert [line.split("\t")[3] for line in listed] == ["30 days", "92 days (installation)"]
+    for bad, reason in [
+        ("93", "93 is out of range: from 1 to 92, the installation's"),
+        ("0", "0 is out of range"),
+        ("month", "'month' is not a number of days or `default`"),
+    ]:
+        refused = samtal("org", "set", "bolag", "--retention-days", bad, cwd=tmp_path, env=env)
+        assert refused.returncode == 2 and reason in refused.stderr, refused.stderr
+    unknown = samtal("org", "set", "nope", "--retention-days", "5", cwd=tmp_path, env=env)
+    assert unknown.returncode == 1 and "unknown organisation 'nope'" in unknown.stderr
+    back = samtal("org", "set", "acme", "--retention-days", "default", cwd=tmp_path, env=env)
+    assert back.stdout.strip() == "acme keeps 92 days (installation)"
+    listed = samtal("org", "list", cwd=tmp_path, env=env).stdout.splitlines()
+    assert [line.split("\t")[3] for line in listed] == ["92 days (installation)"] * 2

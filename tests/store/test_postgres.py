@@ -146,6 +146,27 @@ def test_the_schema_upgrades_in_place_with_data(url: str) -> None:
         PostgresEngine(url)
 
 
+def test_orgs_and_tokens_from_before_privacy_get_a_secret_and_keep_their_powers(
+    url: str,
+) -> None:
+    """privacy.md: the upgrade gives each existing organisation a secret of its own and each
+    existing token `records,stats`, all groups, real numbers."""
+    PostgresEngine(url, migrations=MIGRATIONS[:-1]).close()
+    with psycopg.connect(url) as db:
+        db.execute("INSERT INTO orgs (name, tz, created) VALUES ('acme', 'UTC', 0)")
+        db.execute("INSERT INTO orgs (name, tz, created) VALUES ('bolag', 'UTC', 0)")
+        db.execute(
+            "INSERT INTO tokens (kind, org, hash, created) VALUES ('read', 'acme', '\\x00', 0)"
+        )
+    store = Store(PostgresEngine(url))
+    (token,) = store.tokens()
+    assert (token.scopes, token.groups, token.pseudonymize) == (("records", "stats"), None, False)
+    acme, bolag = store.orgs()
+    assert acme.retention_days is None and len(acme.secret) == len(bolag.secret) == 32
+    assert acme.secret != bolag.secret
+    store.close()
+
+
 def test_records_of_version_1_get_their_identity(url: str) -> None:
     """A database written before record identity (schema 1): each record becomes version 1 at
     the change number it had, and the feed and the detailed view serve it."""

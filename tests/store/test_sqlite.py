@@ -27,6 +27,29 @@ def test_sqlite_schema_upgrades_in_place(tmp_path: Path) -> None:
     new.close()
 
 
+def test_orgs_and_tokens_from_before_privacy_get_a_secret_and_keep_their_powers(
+    tmp_path: Path,
+) -> None:
+    """privacy.md: the upgrade gives each existing organisation a secret of its own and each
+    existing token `records,stats`, all groups, real numbers."""
+    url = f"sqlite:///{tmp_path / 'v6.db'}"
+    SqliteEngine(url, migrations=MIGRATIONS[:-1]).close()
+    db = sqlite3.connect(tmp_path / "v6.db")
+    db.executemany(
+        "INSERT INTO orgs (name, tz, created) VALUES (?, 'UTC', 0)", [("acme",), ("bolag",)]
+    )
+    db.execute("INSERT INTO tokens (kind, org, hash, created) VALUES ('read', 'acme', x'00', 0)")
+    db.commit()
+    db.close()
+    store = Store(SqliteEngine(url))
+    (token,) = store.tokens()
+    assert (token.scopes, token.groups, token.pseudonymize) == (("records", "stats"), None, False)
+    acme, bolag = store.orgs()
+    assert acme.retention_days is None and len(acme.secret) == len(bolag.secret) == 32
+    assert acme.secret != bolag.secret
+    store.close()
+
+
 def test_sqlite_schema_is_versioned(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'v.db'}"
     engine = SqliteEngine(url)

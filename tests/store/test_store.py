@@ -368,11 +368,14 @@ def test_records_stored_before_outcomes_get_them_when_upgraded(store_url: str) -
     postgres = store_url.startswith("postgres")
     engine = PostgresEngine(store_url, PG[:6]) if postgres else SqliteEngine(store_url, LITE[:5])
     old = Store(engine)  # the schema before query.md
-    old.add_org("acme", "Europe/Stockholm", now=T0)
     records = {r.call: r for r in aggregate(events_of(PRODUCT))}
     day = "17170, " if postgres else ""
     columns = "org, day, id, call, instant, seq, type, party, number, kind, dialed, target, at"
     with engine._writing() as db:  # rows as the previous samtal wrote them
+        db.execute(
+            engine.sql("INSERT INTO orgs (name, tz, created) VALUES (?, ?, ?)"),
+            ("acme", "Europe/Stockholm", T0),
+        )
         for e in events_of(PRODUCT):
             db.execute(
                 engine.sql(

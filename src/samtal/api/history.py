@@ -119,7 +119,9 @@ async def historik(
     filters = parse_filters({name: request.query_params.getlist(name) for name in FILTERS})
     tz = zone(org.tz)
     now = app.clock()
-    period = parse_period(from_, to, zone=tz, now=now, retention_days=app.settings.retention_days)
+    period = parse_period(
+        from_, to, zone=tz, now=now, retention_days=org.retention(app.settings.retention_days)
+    )
     settle = app.settings.settle_seconds * US_PER_SECOND
     mark = await app.store.read(
         lambda store: store.complete_through(org.name, now=now, settle=settle)

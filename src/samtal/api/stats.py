@@ -154,7 +154,9 @@ async def stats(
     filters = parse_filters({name: params.getlist(name) for name in FILTERS})
     tz = zone(org.tz)
     now = app.clock()
-    period = parse_period(from_, to, zone=tz, now=now, retention_days=app.settings.retention_days)
+    period = parse_period(
+        from_, to, zone=tz, now=now, retention_days=org.retention(app.settings.retention_days)
+    )
     settle = app.settings.settle_seconds * US_PER_SECOND
     found, mark = await app.store.read(
         partial(_work, org=org.name, period=(period.start, period.end), filters=filters,

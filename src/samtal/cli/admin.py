@@ -16,7 +16,7 @@ from samtal.errors import SamtalError, shorten
 if TYPE_CHECKING:
     from samtal.ingest import Report
     from samtal.settings import Settings
-    from samtal.store import Store
+    from samtal.store import Org, Store
 
 
 def _when(instant: int | None) -> str:
@@ -108,9 +108,53 @@ def _add_orgs(source: TextIO, default_tz: str, db_url: str | None) -> None:
 @org.command("list")
 @db_option
 def org_list(db_url: str | None) -> None:
-    """List the organisations: name, zone, created."""
+    """List the organisations: name, zone, created, retention in days."""
+    installation = settings().retention_days
     for found in open_db(db_url).orgs():
-        click.echo(f"{found.name}\t{found.tz}\t{_when(found.created)}")
+        click.echo(
+            f"{found.name}\t{found.tz}\t{_when(found.created)}\t{_kept(found, installation)}"
+        )
+
+
+def _kept(found: Org, installation: int) -> str:
+    days = found.retention(installation)
+    shown = f"{days} days" if days else "everything"
+    return shown if found.retention_days is not None else f"{shown} (installation)"
+
+
+@org.command("set")
+@click.argument("name")
+@click.option(
+    "--retention-days",
+    metavar="N|default",
+    required=True,
+    help="Keep this organisation's calls N days (1 to SAMTAL_RETENTION_DAYS; any N when the "
+    "installation keeps everything), or `default`: the installation's again.",
+)
+@db_option
+def org_set(name: str, retention_days: str, db_url: str | None) -> None:
+    """Change an organisation: its own retention (privacy.md). Every server process follows
+    within a few seconds; the purge takes its older calls on its next round."""
+    installation = settings().retention_days
+    days: int | None = None
+    if retention_days != "default":
+        try:
+            days = int(retention_days)
+        except ValueError:
+            raise click.BadParameter(
+                f"{retention_days!r} is not a number of days or `default`",
+                param_hint="--retention-days",
+            ) from None
+        if days < 1 or (installation and days > installation):
+            most = f"{installation}, the installation's" if installation else "any number"
+            raise click.BadParameter(
+                f"{days} is out of range: from 1 to {most}", param_hint="--retention-days"
+            )
+    try:
+        changed = open_db(db_url).set_retention(name, days)
+    except SamtalError as exc:
+        fail(exc)
+    click.echo(f"{changed.name} keeps {_kept(changed, installation)}")
 
 
 @click.group()

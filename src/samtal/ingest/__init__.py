@@ -67,13 +67,15 @@ class Bounds:
         return cls(now, settings.max_future_seconds * US_PER_SECOND, settings.retention_days)
 
     def earliest(self, org: Org) -> int | None:
-        """The earliest instant `org` keeps (None: everything)."""
-        if not self.retention_days:
+        """The earliest instant `org` keeps (None: everything), by its own retention."""
+        days = org.retention(self.retention_days)
+        if not days:
             return None
-        return earliest_instant(zone=zone(org.tz), now=self.now, retention_days=self.retention_days)
+        return earliest_instant(zone=zone(org.tz), now=self.now, retention_days=days)
 
-    def why_not(self, event: Event, earliest: int | None, tz: str) -> str | None:
+    def why_not(self, event: Event, earliest: int | None, org: Org) -> str | None:
         """Why `event` lies out of bounds, or None."""
+        tz = org.tz
         if event.instant > self.now + self.max_future:
             return (
                 f"`at` ({event.at}) is in the future: more than "
@@ -83,7 +85,7 @@ class Bounds:
         if earliest is not None and event.instant < earliest:
             return (
                 f"`at` ({event.at}) is before retention: its organisation keeps calls from "
-                f"{render(earliest, zone(tz))} on ({self.retention_days} days)"
+                f"{render(earliest, zone(tz))} on ({org.retention(self.retention_days)} days)"
             )
         return None
 
@@ -108,7 +110,7 @@ def _sort_out(decoded: Decoded, known: Mapping[str, Org], bounds: Bounds | None)
             )
             continue
         if bounds is not None:
-            reason = bounds.why_not(event, earliest[event.org], org.tz)
+            reason = bounds.why_not(event, earliest[event.org], org)
             if reason is not None:
                 out.rejected.append(Rejection(line, event.id, reason))
                 continue

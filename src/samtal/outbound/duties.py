@@ -46,35 +46,36 @@ def run_duties(store: Store, settings: Settings, *, now: int) -> DutyReport:
     except Exception:
         failed += 1
         log.exception("refreshing the planner's statistics failed; trying again next round")
-    if settings.retention_days:
+    try:
+        orgs = store.orgs()
+    except Exception:
+        failed += 1
+        log.exception("purging failed: cannot list the organisations")
+        orgs = []
+    # Each organisation's own retention (privacy.md), or the installation's; 0 keeps all.
+    kept = {org.name: org.retention(settings.retention_days) for org in orgs}
+    zones = {org.name: zone(org.tz) for org in orgs}
+    cutoffs = {
+        name: earliest_instant(zone=zones[name], now=now, retention_days=days)
+        for name, days in kept.items()
+        if days
+    }
+    if cutoffs and len(cutoffs) == len(orgs):
+        # First the whole days every organisation is past: an engine with partitions drops
+        # them whole. Then, row by row, what is left before each one's own cutoff (an
+        # organisation that keeps less costs deletes of its own rows only).
+        first_kept = min(local_day(cutoffs[name], zones[name]) for name in cutoffs)
         try:
-            orgs = store.orgs()
+            store.drop_days(first_kept)
         except Exception:
             failed += 1
-            log.exception("purging failed: cannot list the organisations")
-            orgs = []
-        zones = {org.name: zone(org.tz) for org in orgs}
-        cutoffs = {
-            name: earliest_instant(zone=tz, now=now, retention_days=settings.retention_days)
-            for name, tz in zones.items()
-        }
-        if cutoffs:
-            # First the whole days every organisation is past: an engine with partitions drops
-            # them whole. Then, row by row, what is left before each one's own cutoff.
-            first_kept = min(local_day(cutoffs[name], tz) for name, tz in zones.items())
-            try:
-                store.drop_days(first_kept)
-            except Exception:
-                failed += 1
-                log.exception(
-                    "dropping the days before %d failed; trying again next round", first_kept
-                )
-        for name, before in cutoffs.items():
-            try:
-                purged += store.purge(org=name, before=before)
-            except Exception:
-                failed += 1
-                log.exception("purging %r failed; trying again next round", name)
+            log.exception("dropping the days before %d failed; trying again next round", first_kept)
+    for name, before in cutoffs.items():
+        try:
+            purged += store.purge(org=name, before=before)
+        except Exception:
+            failed += 1
+            log.exception("purging %r failed; trying again next round", name)
     if closed or purged:
         log.info("duties: closed %d idle call(s), purged %d expired call(s)", closed, purged)
     return DutyReport(closed, purged, failed)

@@ -25,6 +25,7 @@ from samtal.aggregate import path_of_call
 from samtal.errors import CursorExpired, NotFound, StoreError, UsageError, shorten
 from samtal.events import Event
 from samtal.filters import Filters
+from samtal.privacy import DEFAULT_SCOPES
 from samtal.records import csv_row, detailed_csv, path_json
 from samtal.records import detailed as render_detailed
 from samtal.stats.figures import BUCKETS, Counting, Tally
@@ -97,6 +98,13 @@ class Store:
         """Every organisation, by name."""
         return [self._remember(org) for org in self.engine.orgs()]
 
+    def set_retention(self, name: str, days: int | None) -> Org:
+        """Give an organisation its own retention in days (None: the installation's again);
+        NotFound. Every process sees it within ORG_TTL seconds."""
+        if days is not None and days < 1:
+            raise UsageError(f"a retention of {days} days keeps nothing: give 1 or more")
+        return self._remember(self.engine.set_retention(name, days))
+
     def org(self, name: str) -> Org:
         """One organisation, read again at most every ORG_TTL seconds; NotFound when there is
         none of that name (never a silent default)."""
@@ -139,12 +147,26 @@ class Store:
             self._orgs[org.name] = (org, time.monotonic())
         return org
 
-    def create_token(self, kind: TokenKind, *, org: str | None, now: int) -> tuple[Token, str]:
-        """A new token and its secret (shown once); only its hash is kept."""
+    def create_token(
+        self,
+        kind: TokenKind,
+        *,
+        org: str | None,
+        now: int,
+        scopes: tuple[str, ...] = DEFAULT_SCOPES,
+        groups: tuple[str, ...] | None = None,
+        pseudonymize: bool = False,
+    ) -> tuple[Token, str]:
+        """A new token and its secret (shown once); only its hash is kept. A read token may
+        be narrowed (privacy.md): its scopes, its response groups, pseudonyms for numbers."""
         if (kind == "read") != (org is not None):
             raise ValueError("a read token belongs to one organisation; an ingest token to none")
         secret = new_secret(kind)
-        return self.engine.add_token(kind, org=org, hash=digest(secret), now=now), secret
+        made = self.engine.add_token(
+            kind, org=org, hash=digest(secret), now=now,
+            scopes=scopes if kind == "read" else (), groups=groups, pseudonymize=pseudonymize,
+        )  # fmt: skip
+        return made, secret
 
     def tokens(self) -> list[Token]:
         """Every token, oldest first."""

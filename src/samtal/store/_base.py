@@ -11,7 +11,7 @@ the first half of a call's key.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import NamedTuple, Protocol
 
 from samtal.errors import StoreError, UsageError, shorten
@@ -49,11 +49,19 @@ class Refused(StoreError):
 
 @dataclass(frozen=True)
 class Org:
-    """An organisation (tenant) and the zone its records are rendered in."""
+    """An organisation (tenant): the zone its records are rendered in, its own retention
+    (privacy.md; None: the installation's) and its secret (the key of its pseudonyms and of
+    the hashes its erasures keep; never shown)."""
 
     name: str
     tz: str
     created: int
+    retention_days: int | None = None
+    secret: bytes = field(default=b"", repr=False)
+
+    def retention(self, installation: int) -> int:
+        """The days this organisation keeps, given the installation's (0: everything)."""
+        return self.retention_days or installation
 
 
 @dataclass(frozen=True)
@@ -66,6 +74,12 @@ class Token:
     created: int
     last_used: int | None
     revoked: int | None
+    #: What a read token may do (privacy.md): records, stats, erase.
+    scopes: tuple[str, ...] = ("records", "stats")
+    #: The response groups whose records it sees (None: all).
+    groups: tuple[str, ...] | None = None
+    #: Whether the numbers of people reach it as pseudonyms.
+    pseudonymize: bool = False
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ engine module keeps only what is its own (types, bulk paths, partitions, locks, 
 
 from __future__ import annotations
 
+import secrets
 import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Sequence
@@ -28,8 +29,8 @@ from samtal.tokens import TokenKind
 _EARLIEST = -62_135_596_800 * US_PER_SECOND
 #: Records per page of a period's scan: each page is one short query (about 0.5 MB of JSON).
 PAGE = 2000
-_TOKEN_COLUMNS = "id, kind, org, created, last_used, revoked"
-_ORG_COLUMNS = "name, tz, created"
+_TOKEN_COLUMNS = "id, kind, org, created, last_used, revoked, scopes, groups, pseudonymize"
+_ORG_COLUMNS = "name, tz, created, retention_days, secret"
 
 
 class Cursor(Protocol):
@@ -192,15 +193,30 @@ class SqlEngine(ABC):
 
     # -- organisations and tokens ----------------------------------------------------------------
     def add_org(self, name: str, tz: str, *, now: int) -> Org:
-        """Create an organisation; Conflict when it exists."""
+        """Create an organisation, with a secret of its own; Conflict when it exists."""
+        secret = secrets.token_bytes(32)
         try:
             with self._writing() as db:
                 self._run(
-                    db, "INSERT INTO orgs (name, tz, created) VALUES (?, ?, ?)", (name, tz, now)
+                    db,
+                    "INSERT INTO orgs (name, tz, created, secret) VALUES (?, ?, ?, ?)",
+                    (name, tz, now, secret),
                 )
         except self.integrity_errors:
             raise Conflict(f"organisation {name!r} exists already") from None
-        return Org(name, tz, now)
+        return Org(name, tz, now, None, secret)
+
+    def set_retention(self, name: str, days: int | None) -> Org:
+        """Give an organisation its own retention (None: the installation's); NotFound."""
+        with self._writing() as db:
+            row = self._run(
+                db,
+                f"UPDATE orgs SET retention_days = ? WHERE name = ? RETURNING {_ORG_COLUMNS}",
+                (days, name),
+            ).fetchone()
+        if row is None:
+            raise NotFound(f"unknown organisation {name!r}")
+        return _org(row)
 
     def add_orgs(self, rows: Sequence[tuple[str, str]], *, now: int) -> list[str]:
         """Create the organisations (name, zone) that do not exist, in one transaction; the
@@ -209,13 +225,17 @@ class SqlEngine(ABC):
         with self._writing() as db:
             for start in range(0, len(rows), 300):
                 chunk = rows[start : start + 300]
-                values = ", ".join(["(?, ?, ?)"] * len(chunk))
-                params = [value for name, tz in chunk for value in (name, tz, now)]
+                values = ", ".join(["(?, ?, ?, ?)"] * len(chunk))
+                params = [
+                    value
+                    for name, tz in chunk
+                    for value in (name, tz, now, secrets.token_bytes(32))
+                ]
                 made += [
                     name
                     for (name,) in self._run(
                         db,
-                        f"INSERT INTO orgs (name, tz, created) VALUES {values} "
+                        f"INSERT INTO orgs (name, tz, created, secret) VALUES {values} "
                         "ON CONFLICT (name) DO NOTHING RETURNING name",
                         params,
                     ).fetchall()
@@ -224,7 +244,7 @@ class SqlEngine(ABC):
 
     def orgs(self) -> list[Org]:
         """Every organisation, by name."""
-        return [Org(*row) for row in self._read(f"SELECT {_ORG_COLUMNS} FROM orgs ORDER BY name")]
+        return [_org(row) for row in self._read(f"SELECT {_ORG_COLUMNS} FROM orgs ORDER BY name")]
 
     def orgs_named(self, names: Sequence[str]) -> list[Org]:
         """The organisations of these names that exist."""
@@ -233,14 +253,24 @@ class SqlEngine(ABC):
             chunk = names[start : start + 500]
             marks = ",".join("?" * len(chunk))
             found += [
-                Org(*row)
+                _org(row)
                 for row in self._read(
                     f"SELECT {_ORG_COLUMNS} FROM orgs WHERE name IN ({marks})", chunk
                 )
             ]
         return found
 
-    def add_token(self, kind: TokenKind, *, org: str | None, hash: bytes, now: int) -> Token:
+    def add_token(
+        self,
+        kind: TokenKind,
+        *,
+        org: str | None,
+        hash: bytes,
+        now: int,
+        scopes: tuple[str, ...] = ("records", "stats"),
+        groups: tuple[str, ...] | None = None,
+        pseudonymize: bool = False,
+    ) -> Token:
         """Store a token by the hash of its secret; NotFound for an unknown organisation."""
         with self._writing() as db:
             if (
@@ -250,15 +280,17 @@ class SqlEngine(ABC):
                 raise NotFound(f"unknown organisation {org!r}: add it with `samtal org add`")
             row = self._run(
                 db,
-                "INSERT INTO tokens (kind, org, hash, created) VALUES (?, ?, ?, ?) RETURNING id",
-                (kind, org, hash, now),
-            ).fetchone()
-        return Token(row[0], kind, org, now, None, None)
+                "INSERT INTO tokens (kind, org, hash, created, scopes, groups, pseudonymize) "
+                f"VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING {_TOKEN_COLUMNS}",
+                (kind, org, hash, now, ",".join(scopes),
+                 None if groups is None else ",".join(groups), pseudonymize),
+            ).fetchone()  # fmt: skip
+        return _token(row)
 
     def tokens(self) -> list[Token]:
         """Every token, oldest first."""
         return [
-            Token(*row) for row in self._read(f"SELECT {_TOKEN_COLUMNS} FROM tokens ORDER BY id")
+            _token(row) for row in self._read(f"SELECT {_TOKEN_COLUMNS} FROM tokens ORDER BY id")
         ]
 
     def revoke_token(self, token_id: int, *, now: int) -> Token:
@@ -272,12 +304,12 @@ class SqlEngine(ABC):
             ).fetchone()
         if row is None:
             raise NotFound(f"no token with id {token_id}: `samtal token list` shows them")
-        return Token(*row)
+        return _token(row)
 
     def token_by_hash(self, hash: bytes) -> Token | None:
         """The token with this hash, or None."""
         row = self._one(f"SELECT {_TOKEN_COLUMNS} FROM tokens WHERE hash = ?", (hash,))
-        return Token(*row) if row else None
+        return _token(row) if row else None
 
     def touch_token(self, token_id: int, *, now: int) -> None:
         """Note that a token was used."""
@@ -466,6 +498,21 @@ class SqlEngine(ABC):
 
 #: The column kept beside each record for each number field of query.md.
 _NUMBER_COLUMNS = {"callerNo": "caller_no", "receivingNo": "receiving_no", "calleeNo": "callee_no"}
+
+
+def _org(row: Sequence[Any]) -> Org:
+    name, tz, created, retention, secret = row
+    return Org(name, tz, created, retention, bytes(secret or b""))
+
+
+def _token(row: Sequence[Any]) -> Token:
+    token_id, kind, org, created, last_used, revoked, scopes, groups, pseudonymize = row
+    return Token(
+        token_id, kind, org, created, last_used, revoked,
+        tuple(scopes.split(",")) if scopes else (),
+        None if groups is None else tuple(groups.split(",")),
+        bool(pseudonymize),
+    )  # fmt: skip
 
 
 def _counted(column: str, bucket: int, *, also: str = "") -> str:

@@ -181,6 +181,17 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX calls_unsettled ON calls (org, age) WHERE started AND NOT settled;
     CREATE INDEX calls_settling ON calls (org, last_seen) WHERE ended AND NOT settled;
     """,
+    # 8: privacy.md. An organisation's own retention (NULL: the installation's) and its secret
+    # (the key of its pseudonyms and of the hashes its erasures keep; two random UUIDs, from
+    # the server's strong random source); what each token may do (existing ones keep
+    # `records,stats`). Erasure's tables come with erasure.
+    """
+    ALTER TABLE orgs ADD COLUMN retention_days integer, ADD COLUMN secret bytea;
+    UPDATE orgs SET secret = decode(replace(gen_random_uuid()::text || gen_random_uuid()::text,
+        '-', ''), 'hex');
+    ALTER TABLE tokens ADD COLUMN scopes text NOT NULL DEFAULT 'records,stats',
+        ADD COLUMN groups text, ADD COLUMN pseudonymize boolean NOT NULL DEFAULT false;
+    """,
 )
 #: The channel a commit that gave out change numbers notifies, with its organisation.
 CHANNEL = "samtal_changes"

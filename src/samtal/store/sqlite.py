@@ -162,6 +162,17 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX calls_unsettled ON calls (org, age) WHERE started = 1 AND settled = 0;
     CREATE INDEX calls_settling ON calls (last_seen) WHERE settled = 0 AND ended = 1;
     """,
+    # 7: privacy.md. An organisation's own retention (NULL: the installation's) and its secret
+    # (the key of its pseudonyms and of the hashes its erasures keep); what each token may do
+    # (existing ones keep `records,stats`). Erasure's tables come with erasure.
+    """
+    ALTER TABLE orgs ADD COLUMN retention_days INTEGER;
+    ALTER TABLE orgs ADD COLUMN secret BLOB;
+    UPDATE orgs SET secret = randomblob(32);
+    ALTER TABLE tokens ADD COLUMN scopes TEXT NOT NULL DEFAULT 'records,stats';
+    ALTER TABLE tokens ADD COLUMN groups TEXT;
+    ALTER TABLE tokens ADD COLUMN pseudonymize INTEGER NOT NULL DEFAULT 0;
+    """,
 )
 #: Seconds between two looks at whether another connection committed (see `watch`).
 WATCH_EVERY = 0.1
