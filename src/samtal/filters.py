@@ -45,10 +45,14 @@ class Filters:
     #: Bounds of stop - start, microseconds.
     min_duration: int | None = None
     max_duration: int | None = None
+    #: The response groups a token is limited to (privacy.md): `receivingNo` is one of them.
+    groups: tuple[str, ...] | None = None
 
     def __bool__(self) -> bool:
         return bool(self.numbers or self.outcomes) or (
-            self.min_duration is not None or self.max_duration is not None
+            self.min_duration is not None
+            or self.max_duration is not None
+            or self.groups is not None
         )
 
 

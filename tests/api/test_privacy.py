@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import json
+from datetime import date
+from typing import Any
 
+import orjson
+
+from samtal.records import FIELDS
+from samtal.simulate import TrafficSettings, event_lines
 from samtal.store import Store
 from tests.api.test_api import HOUR, wait_for
 from tests.helpers import PRODUCT, T0, Clock, in_org
-from tests.helpers.servers import Server, assert_problem, start_app
+from tests.helpers.servers import Server, Service, assert_problem, start_app
 
 
 def _post(server: Server, ingest: str, org: str) -> dict[str, object]:
@@ -68,3 +74,89 @@ def test_an_organisation_that_keeps_less_loses_only_its_own_calls(store_url: str
         with server.client(read["short"]) as short:
             assert short.get("/cdr/historik", params={"from": "2017-01-04"}).json() == []
     store.close()
+
+
+# -- tokens with less power -------------------------------------------------------------------
+
+
+def _token(service: Service, org: str, **narrowed: Any) -> str:
+    made = service.store.create_token(
+        "read", org=service.name(org), now=service.clock(), **narrowed
+    )
+    return made[1]
+
+
+def test_each_scope_opens_its_endpoints_and_a_403_names_the_scope(service: Service) -> None:
+    service.org("acme")
+    assert service.post(service.events(PRODUCT["events"], "acme")).status_code == 200
+    call = "c-622"  # one of the product description's calls
+    records = ["/cdr/historik?from=2017-01-04", "/cdr/changes", f"/cdr/calls/{call}"]
+    stats = ["/cdr/stats?from=2017-01-04"]
+    for scopes, opened in [
+        (("records",), records),
+        (("stats",), stats),
+        (("erase",), []),
+        (("records", "stats"), records + stats),
+    ]:
+        token = _token(service, "acme", scopes=scopes)
+        with service.server.client(token) as client:
+            for path in records + stats:
+                answer = client.get(path)
+                if path in opened:
+                    assert answer.status_code == 200, (scopes, path, answer.text)
+                    continue
+                needed = "stats" if path in stats else "records"
+                assert_problem(
+                    answer, 403, f"takes the scope `{needed}`", f"scopes: {', '.join(scopes)}"
+                )
+            # The scope is checked before the parameters: a 403, not a 400.
+            if "stats" not in scopes:
+                assert client.get("/cdr/stats?from=someday").status_code == 403
+    with service.server.client("samtal_r_not-a-token") as client:
+        assert client.get("/cdr/stats?from=2017-01-04").status_code == 401
+
+
+def _day(service: Service, org: str) -> list[dict[str, Any]]:
+    """A simulated day of `org`, posted; its events."""
+    traffic = TrafficSettings(orgs=1, days=1, seed=5, start=date(2016, 10, 24), calls_per_day=300)
+    lines = service.events([orjson.loads(line) for line in event_lines(traffic)], org)
+    assert service.post(lines).status_code == 200
+    return lines
+
+
+def test_a_group_token_sees_only_its_groups(service: Service) -> None:
+    """privacy.md: /cdr/historik, /cdr/stats and /cdr/calls behave as if the organisation had
+    no other records; /cdr/changes is a 403."""
+    full = service.org("dept")
+    _day(service, "dept")
+    day = {"from": "2016-10-24", "to": "2016-10-24"}
+    everything = service.get(full, view="detailed", **day).json()
+    groups = sorted({r["receivingNo"] for r in everything if r["receivingNo"]})
+    assert len(groups) >= 3
+    mine = tuple(groups[:2])
+    token = _token(service, "dept", groups=mine)
+    expected_records = [r for r in everything if r["receivingNo"] in mine]
+    assert 0 < len(expected_records) < len(everything)
+    got = service.get(token, view="detailed", **day)
+    assert got.json() == expected_records
+    # Its own filters narrow further; a group outside its own gives nothing, without an error.
+    assert service.get(token, receivingNo=mine[0], **day).json() == [
+        {k: r[k] for k in FIELDS} for r in expected_records if r["receivingNo"] == mine[0]
+    ]
+    assert service.get(token, receivingNo=groups[2], **day).json() == []
+    as_csv = service.get(token, format="csv", **day).text.splitlines()
+    assert len(as_csv) == 1 + len(expected_records)
+    with service.server.client(token) as client, service.server.client(full) as whole:
+        figures = client.get("/cdr/stats", params=day).json()
+        filtered = whole.get("/cdr/stats", params={**day, "receivingNo": list(mine)}).json()
+        assert figures == filtered and figures["calls"]["calls"] == len(expected_records)
+        outside = next(r for r in everything if r["receivingNo"] not in mine)
+        inside = expected_records[0]
+        assert client.get(f"/cdr/calls/{inside['id']}").status_code == 200
+        hidden = client.get(f"/cdr/calls/{outside['id']}")
+        assert_problem(hidden, 404, "no call")
+        assert hidden.json() == {
+            **client.get("/cdr/calls/no-such-call").json(),
+            "detail": hidden.json()["detail"],
+        }
+        assert_problem(client.get("/cdr/changes"), 403, "cannot follow the feed")

@@ -44,12 +44,26 @@ def test_orgs_and_tokens(tmp_path: Path) -> None:
     assert samtal("token", "create", "nope", *db, cwd=tmp_path).returncode == 1
     assert samtal("token", "revoke", "1", *db, cwd=tmp_path).returncode == 0
     assert samtal("token", "revoke", "42", *db, cwd=tmp_path).returncode == 1
+    # privacy.md: a read token narrowed to scopes and response groups.
+    narrow = ["token", "create", "acme", "--scope", "stats", "--groups", "622, 711", *db]
+    assert samtal(*narrow, cwd=tmp_path).returncode == 0
+    for wrong, reason in [
+        (["--scope", "admin"], "unknown scope 'admin'"),
+        (["--groups", ","], "names no response group"),
+    ]:
+        refused = samtal("token", "create", "acme", *wrong, *db, cwd=tmp_path)
+        assert refused.returncode == 2 and reason in refused.stderr, refused.stderr
+    refused = samtal("token", "create", "--ingest", "--scope", "stats", *db, cwd=tmp_path)
+    assert refused.returncode == 2 and "an ingest token has none" in refused.stderr
     table = samtal("token", "list", *db, cwd=tmp_path).stdout.splitlines()
     rows = [line.split("\t") for line in table]
-    assert rows[0] == ["id", "kind", "org", "created", "last used", "revoked"]
-    assert [(r[0], r[1], r[2], r[5] != "-") for r in rows[1:]] == [
-        ("1", "read", "acme", True),
-        ("2", "ingest", "*", False),
+    assert rows[0] == [
+        "id", "kind", "org", "created", "last used", "revoked", "scopes", "groups"
+    ]  # fmt: skip
+    assert [(r[0], r[1], r[2], r[5] != "-", r[6], r[7]) for r in rows[1:]] == [
+        ("1", "read", "acme", True, "records,stats", "*"),
+        ("2", "ingest", "*", False, "-", "-"),
+        ("3", "read", "acme", False, "stats", "622,711"),
     ]
     assert secret not in (tmp_path / "ops.db").read_bytes().decode("latin-1")
 

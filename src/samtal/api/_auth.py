@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -88,6 +90,50 @@ async def limited_read_org(
     assert credentials is not None  # read_org let it through
     await _count(request, app, app.settings.rate_limit, credentials, "read")
     return org
+
+
+@dataclass(frozen=True)
+class Reader:
+    """Who reads, as an endpoint sees it: the organisation and what its token may see
+    (privacy.md: its response groups, pseudonyms for numbers)."""
+
+    org: Org
+    token: Token
+
+    @property
+    def groups(self) -> tuple[str, ...] | None:
+        """The response groups whose records it sees (None: all)."""
+        return self.token.groups
+
+
+#: What each scope opens, as a 403 tells it.
+_SCOPE_OPENS = {
+    "records": "reading call records (/cdr/historik, /cdr/changes, /cdr/calls)",
+    "stats": "reading statistics (/cdr/stats)",
+    "erase": "erasing calls (/cdr/erasures)",
+}
+
+
+def reading(scope: str) -> Callable[..., Awaitable[Reader]]:
+    """A dependency: the reader, when its token holds `scope` (privacy.md), counted against
+    its rate limit. Credentials (401) first, then the scope (403), then the parameters."""
+    if scope not in _SCOPE_OPENS:
+        raise ValueError(f"unknown scope {scope!r}")
+
+    async def scoped(
+        request: Request,
+        app: Annotated[AppState, Depends(state)],
+        org: Annotated[Org, Depends(limited_read_org)],
+        token: Annotated[Token, Depends(_token)],
+    ) -> Reader:
+        if scope not in token.scopes:
+            held = ", ".join(token.scopes) or "none"
+            raise Forbidden(
+                f"{_SCOPE_OPENS[scope]} takes the scope `{scope}`; this token's scopes: {held}"
+            )
+        return Reader(org, token)
+
+    return scoped
 
 
 async def limited_ingest_token(

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 from typing import Annotated
 
+import orjson
 from fastapi import APIRouter, Depends, Path
 from fastapi.responses import Response
 
-from samtal.api._auth import limited_read_org
+from samtal.api._auth import Reader, reading
 from samtal.api._problems import only_params, responses
 from samtal.api._schemas import CALL
 from samtal.api._state import AppState, state
 from samtal.errors import NotFound, shorten
-from samtal.store import Org
 
 router = APIRouter(dependencies=[Depends(only_params())])
 
@@ -34,7 +34,7 @@ router = APIRouter(dependencies=[Depends(only_params())])
 )
 async def call(
     app: Annotated[AppState, Depends(state)],
-    org: Annotated[Org, Depends(limited_read_org)],
+    reader: Annotated[Reader, Depends(reading("records"))],
     call_id: Annotated[
         str,
         Path(
@@ -46,7 +46,15 @@ async def call(
         ),
     ],
 ) -> Response:
+    org = reader.org
     found = await app.store.read(lambda store: store.call(org=org.name, call=call_id))
+    groups = reader.groups
+    if (
+        found is not None
+        and groups is not None
+        and orjson.loads(found)["receivingNo"] not in groups
+    ):
+        found = None  # outside the token's groups: as if it did not exist (privacy.md)
     if found is None:
         raise NotFound(
             f"no call {shorten(call_id)} with a record in your organisation (a call in "

@@ -10,14 +10,14 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
 
-from samtal.api._auth import limited_read_org
+from samtal.api._auth import Reader, reading
 from samtal.api._params import COMPLETE_THROUGH_HEADER
 from samtal.api._problems import only_params, responses
 from samtal.api._schemas import DETAILED_RECORD, TOMBSTONE
 from samtal.api._state import AppState, state
-from samtal.errors import UsageError
+from samtal.errors import Forbidden, UsageError
 from samtal.filters import NAMES as FILTERS
-from samtal.store import FeedPage, Org, Store
+from samtal.store import FeedPage, Store
 from samtal.times import US_PER_SECOND, render, zone
 
 
@@ -82,7 +82,7 @@ RECHECK = 5.0
 )
 async def changes(
     app: Annotated[AppState, Depends(state)],
-    org: Annotated[Org, Depends(limited_read_org)],
+    reader: Annotated[Reader, Depends(reading("records"))],
     after: Annotated[
         int,
         Query(
@@ -103,6 +103,12 @@ async def changes(
 ) -> Response:
     """Read the page; when it is empty and the client will wait, sleep until the watcher says
     the organisation changed (or RECHECK passes), and read again."""
+    if reader.groups is not None:
+        raise Forbidden(
+            "a token limited to response groups cannot follow the feed (a copy is always "
+            "whole): read /cdr/historik, or use a token without groups"
+        )
+    org = reader.org
     loop = asyncio.get_running_loop()
     deadline = loop.time() + wait
     settle = app.settings.settle_seconds * US_PER_SECOND

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator, AsyncIterator
+from dataclasses import replace
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.responses import StreamingResponse
 
-from samtal.api._auth import limited_read_org
+from samtal.api._auth import Reader, reading
 from samtal.api._formats import CSV, Format, choose, stream
 from samtal.api._params import (
     COMPLETE_THROUGH,
@@ -24,7 +25,6 @@ from samtal.filters import NAMES as FILTERS
 from samtal.filters import parse_filters
 from samtal.period import FORMS, PATTERN, parse_period
 from samtal.records import DETAILED_FIELDS, FIELDS
-from samtal.store import Org
 from samtal.times import US_PER_SECOND, render, zone
 
 router = APIRouter(dependencies=[Depends(only_params("from", "to", "view", "format", *FILTERS))])
@@ -62,7 +62,7 @@ router = APIRouter(dependencies=[Depends(only_params("from", "to", "view", "form
 async def historik(
     request: Request,
     app: Annotated[AppState, Depends(state)],
-    org: Annotated[Org, Depends(limited_read_org)],
+    reader: Annotated[Reader, Depends(reading("records"))],
     from_: Annotated[
         str,
         Query(
@@ -114,9 +114,14 @@ async def historik(
 ) -> StreamingResponse:
     """Parse, fetch, stream: the period, filters and format are checked before the first
     byte goes out."""
+    org = reader.org
     chosen = choose(format_, accept)
-    # The filters as sent, each with all its values (the parameters above document them).
-    filters = parse_filters({name: request.query_params.getlist(name) for name in FILTERS})
+    # The filters as sent, each with all its values (the parameters above document them), and
+    # the response groups the token is limited to.
+    filters = replace(
+        parse_filters({name: request.query_params.getlist(name) for name in FILTERS}),
+        groups=reader.groups,
+    )
     tz = zone(org.tz)
     now = app.clock()
     period = parse_period(

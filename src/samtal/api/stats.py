@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from functools import partial
 from typing import Annotated, Any, Literal
 
@@ -9,7 +10,7 @@ import orjson
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
 
-from samtal.api._auth import limited_read_org
+from samtal.api._auth import Reader, reading
 from samtal.api._params import (
     COMPLETE_THROUGH,
     COMPLETE_THROUGH_HEADER,
@@ -23,7 +24,7 @@ from samtal.filters import NAMES as FILTERS
 from samtal.filters import parse_filters
 from samtal.period import FORMS, PATTERN, parse_period
 from samtal.stats.figures import counting, csv_text, parse_definitions, summarize
-from samtal.store import Org, Store
+from samtal.store import Store
 from samtal.times import US_PER_SECOND, render, zone
 
 CHOICES = ("sl", "slBase", "shortAbandon", "days", "hours", "interval")
@@ -59,7 +60,7 @@ _SECONDS = r"^[0-9]{1,9}(\.[0-9]{1,6})?$"
 async def stats(
     request: Request,
     app: Annotated[AppState, Depends(state)],
-    org: Annotated[Org, Depends(limited_read_org)],
+    reader: Annotated[Reader, Depends(reading("stats"))],
     from_: Annotated[
         str,
         Query(
@@ -151,7 +152,10 @@ async def stats(
         hours=params.get("hours"),
         interval=params.get("interval"),
     )
-    filters = parse_filters({name: params.getlist(name) for name in FILTERS})
+    filters = replace(
+        parse_filters({name: params.getlist(name) for name in FILTERS}), groups=reader.groups
+    )
+    org = reader.org
     tz = zone(org.tz)
     now = app.clock()
     period = parse_period(

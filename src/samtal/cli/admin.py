@@ -11,12 +11,13 @@ import click
 
 from samtal.cli._common import db_option, fail, file_progress, open_db, settings, zone_option
 from samtal.clock import system_clock
-from samtal.errors import SamtalError, shorten
+from samtal.errors import SamtalError, UsageError, shorten
+from samtal.privacy import DEFAULT_SCOPES, parse_groups, parse_scopes
 
 if TYPE_CHECKING:
     from samtal.ingest import Report
     from samtal.settings import Settings
-    from samtal.store import Org, Store
+    from samtal.store import Org, Store, Token
 
 
 def _when(instant: int | None) -> str:
@@ -167,18 +168,53 @@ def token() -> None:
 @click.option(
     "--ingest", is_flag=True, help="An operator token that may post events for any organisation."
 )
+@click.option(
+    "--scope",
+    "scope_text",
+    metavar="SCOPES",
+    help="What a read token may do, comma-separated: records (/cdr/historik, /cdr/changes, "
+    "/cdr/calls), stats (/cdr/stats), erase (/cdr/erasures). Default: records,stats.",
+)
+@click.option(
+    "--groups",
+    "groups_text",
+    metavar="NUMBERS",
+    help="Only the records these response groups received (receivingNo), comma-separated; "
+    "such a token cannot follow /cdr/changes.",
+)
 @db_option
-def token_create(org_name: str | None, ingest: bool, db_url: str | None) -> None:
+def token_create(
+    org_name: str | None,
+    ingest: bool,
+    scope_text: str | None,
+    groups_text: str | None,
+    db_url: str | None,
+) -> None:
     """Create a token; it is printed once, alone on the last line, and only its hash is kept."""
     if ingest == (org_name is not None):
         raise click.UsageError("give ORG for a read token, or --ingest (and no ORG)")
+    if ingest and (scope_text is not None or groups_text is not None):
+        raise click.UsageError("--scope and --groups narrow a read token; an ingest token has none")
+    try:
+        scopes = DEFAULT_SCOPES if scope_text is None else parse_scopes(scope_text)
+        groups = None if groups_text is None else parse_groups(groups_text)
+    except UsageError as exc:
+        raise click.UsageError(str(exc)) from None
     try:
         made, secret = open_db(db_url).create_token(
-            "ingest" if ingest else "read", org=org_name, now=system_clock()
+            "ingest" if ingest else "read",
+            org=org_name,
+            now=system_clock(),
+            scopes=scopes,
+            groups=groups,
         )
     except SamtalError as exc:
         fail(exc)
-    scope = "any organisation (ingest)" if ingest else f"{org_name} (read)"
+    if ingest:
+        scope = "any organisation (ingest)"
+    else:
+        groups_shown = "" if made.groups is None else f"; groups {','.join(made.groups)}"
+        scope = f"{org_name} (read: {','.join(made.scopes)}{groups_shown})"
     click.echo(f"token {made.id} for {scope}; keep it now, it is not shown again:")
     click.echo(secret)
 
@@ -186,8 +222,9 @@ def token_create(org_name: str | None, ingest: bool, db_url: str | None) -> None
 @token.command("list")
 @db_option
 def token_list(db_url: str | None) -> None:
-    """List tokens: id, kind, organisation, created, last used, revoked."""
-    click.echo("id\tkind\torg\tcreated\tlast used\trevoked")
+    """List tokens: id, kind, organisation, created, last used, revoked, and what a read
+    token may do: its scopes and response groups."""
+    click.echo("id\tkind\torg\tcreated\tlast used\trevoked\tscopes\tgroups")
     for found in open_db(db_url).tokens():
         click.echo(
             "\t".join(
@@ -198,9 +235,17 @@ def token_list(db_url: str | None) -> None:
                     _when(found.created),
                     _when(found.last_used),
                     _when(found.revoked),
+                    ",".join(found.scopes) or "-",
+                    _groups(found),
                 ]
             )
         )
+
+
+def _groups(found: Token) -> str:
+    if found.kind != "read":
+        return "-"
+    return "*" if found.groups is None else ",".join(found.groups)
 
 
 @token.command("revoke")

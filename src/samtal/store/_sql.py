@@ -550,6 +550,9 @@ def _filter_sql(filters: Filters) -> tuple[str, list[object]]:
     if filters.max_duration is not None:
         parts.append("duration <= ?")
         params.append(filters.max_duration)
+    if filters.groups is not None:
+        parts.append(f"receiving_no IN ({', '.join('?' * len(filters.groups))})")
+        params += filters.groups
     return "".join(f" AND {part}" for part in parts), params
 
 
