@@ -47,12 +47,16 @@ class Filters:
     max_duration: int | None = None
     #: The response groups a token is limited to (privacy.md): `receivingNo` is one of them.
     groups: tuple[str, ...] | None = None
+    #: One more condition: any of these fields matches any of its values (what `number`
+    #: becomes for a pseudonymizing token, whose fields hold different values).
+    either: tuple[tuple[str, tuple[Match, ...]], ...] = ()
 
     def __bool__(self) -> bool:
         return bool(self.numbers or self.outcomes) or (
             self.min_duration is not None
             or self.max_duration is not None
             or self.groups is not None
+            or bool(self.either)
         )
 
 
@@ -78,6 +82,15 @@ def parse_filters(params: Mapping[str, Sequence[str]]) -> Filters:
             f"({high / US_PER_SECOND:g} s): no call can last both"
         )
     return Filters(numbers, outcomes, low, high)
+
+
+def matches(match: Match, value: str | None) -> bool:
+    """Whether one filter value matches a field's value."""
+    if match.value is None:
+        return value is None
+    if value is None:
+        return False
+    return value.startswith(match.value) if match.prefix else value == match.value
 
 
 def _match(name: str, value: str) -> Match:

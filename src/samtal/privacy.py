@@ -8,9 +8,14 @@ import base64
 import hashlib
 import hmac
 import re
+from collections.abc import Iterable
+from dataclasses import replace
 from typing import Any, Final
 
-from samtal.errors import UsageError, shorten
+import orjson
+
+from samtal.errors import BadFilter, UsageError, shorten
+from samtal.filters import Filters, Match, matches
 
 #: What a read token may do, and what each scope opens (privacy.md).
 SCOPES: Final = ("records", "stats", "erase")
@@ -20,6 +25,8 @@ MAX_GROUPS: Final = 100
 _GROUP = re.compile(r"[^,\s]{1,64}")
 #: The record fields that hold a person's number (`receivingNo` is a function's: kept).
 PERSON_FIELDS: Final = ("callerNo", "calleeNo")
+#: The filters that name people: a pseudonymizing token gives them pseudonyms.
+PERSON_FILTERS: Final = (*PERSON_FIELDS, "number")
 
 
 def parse_scopes(text: str) -> tuple[str, ...]:
@@ -64,21 +71,79 @@ def number_hash(secret: bytes, number: str) -> str:
     return "hash:" + _mac(secret, number)
 
 
-def pseudonymize_record(record: dict[str, Any], secret: bytes) -> dict[str, Any]:
-    """The record with the numbers of people as pseudonyms (null stays null)."""
-    for name in PERSON_FIELDS:
-        value = record.get(name)
-        if value is not None:
-            record[name] = pseudonym(secret, value)
-    return record
+#: The most stored numbers one pseudonym filter may stand for (a prefix as short as `p:a*`
+#: names a thirty-second of every number).
+MAX_UNMASKED = 10_000
 
 
-def pseudonymize_path(path: list[dict[str, Any]], secret: bytes) -> list[dict[str, Any]]:
-    """A call's path with every number but a function's as a pseudonym."""
-    for item in path:
-        if item.get("party") != "function" and item.get("number") is not None:
-            item["number"] = pseudonym(secret, item["number"])
-        for name in ("dialed", "target"):
-            if item.get(name) is not None:
-                item[name] = pseudonym(secret, item[name])
-    return path
+class Pseudonyms:
+    """One organisation's pseudonyms, each worked out once per instance (an answer's)."""
+
+    def __init__(self, secret: bytes) -> None:
+        self._secret = secret
+        self._known: dict[str, str] = {}
+
+    def __call__(self, number: str) -> str:
+        found = self._known.get(number)
+        if found is None:
+            found = self._known[number] = pseudonym(self._secret, number)
+        return found
+
+    def fields(self, record: dict[str, Any]) -> dict[str, Any]:
+        """A record (plain or detailed) with the numbers of people as pseudonyms."""
+        for name in PERSON_FIELDS:
+            value = record.get(name)
+            if value is not None:
+                record[name] = self(value)
+        return record
+
+    def path(self, path: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """A call's path (query.md) with every number but a function's, and every `dialed`
+        and `target`, as a pseudonym."""
+        for item in path:
+            if item.get("party") != "function" and item.get("number") is not None:
+                item["number"] = self(item["number"])
+            for name in ("dialed", "target"):
+                if item.get(name) is not None:
+                    item[name] = self(item[name])
+        return path
+
+    def record(self, rendered: bytes) -> bytes:
+        """A rendered record (plain or detailed JSON, or a tombstone: left as it is)."""
+        return orjson.dumps(self.fields(orjson.loads(rendered)))
+
+    def unmask(self, filters: Filters, stored: Iterable[str]) -> Filters:
+        """`filters` as a pseudonymizing token means them, in terms of the stored numbers
+        `stored` (those of the period): a value on `callerNo` or `calleeNo` matches the numbers
+        whose pseudonym it matches, so a raw number matches nothing; `number` also matches the
+        kept `receivingNo` as given. BadFilter when a pseudonym prefix stands for too many."""
+        if not any(name in filters.numbers for name in PERSON_FILTERS):
+            return filters
+        pairs = [(self(number), number) for number in stored]
+
+        def raw(given: tuple[Match, ...]) -> tuple[Match, ...]:
+            found: list[Match] = []
+            for match in given:
+                if match.value is None:
+                    found.append(match)  # null stays null
+                elif match.prefix and "p:".startswith(match.value):
+                    found.append(Match("", prefix=True))  # `p:*`, like `*`: any number
+                else:
+                    found += [Match(n) for masked, n in pairs if matches(match, masked)]
+            if len(found) > MAX_UNMASKED:
+                raise BadFilter(
+                    f"a pseudonym filter stands for more than {MAX_UNMASKED:,} numbers: give "
+                    "more of the pseudonym before its `*`"
+                )
+            return tuple(found)
+
+        numbers = dict(filters.numbers)
+        for name in PERSON_FIELDS:
+            if name in numbers:
+                numbers[name] = raw(numbers[name])
+        either = filters.either
+        if "number" in numbers:
+            given = numbers.pop("number")
+            unmasked = raw(given)
+            either = (("callerNo", unmasked), ("calleeNo", unmasked), ("receivingNo", given))
+        return replace(filters, numbers=numbers, either=either)

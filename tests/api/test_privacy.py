@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+import base64
+import csv
+import hashlib
+import hmac
+import io
 import json
+import sqlite3
+from contextlib import closing
 from datetime import date
 from typing import Any
 
 import orjson
+import psycopg
 
 from samtal.records import FIELDS
 from samtal.simulate import TrafficSettings, event_lines
@@ -160,3 +168,108 @@ def test_a_group_token_sees_only_its_groups(service: Service) -> None:
             "detail": hidden.json()["detail"],
         }
         assert_problem(client.get("/cdr/changes"), 403, "cannot follow the feed")
+
+
+# -- pseudonyms -------------------------------------------------------------------------------
+
+
+def _secret(url: str, org: str) -> bytes:
+    """The organisation's secret, read from the database itself (not through samtal)."""
+    if url.startswith("sqlite"):
+        with closing(sqlite3.connect(url.removeprefix("sqlite:///"))) as db:
+            (secret,) = db.execute("SELECT secret FROM orgs WHERE name = ?", (org,)).fetchone()
+    else:
+        with psycopg.connect(url.replace("postgresql+psycopg", "postgresql")) as db:
+            row = db.execute("SELECT secret FROM orgs WHERE name = %s", (org,)).fetchone()
+            assert row is not None
+            (secret,) = row
+    return bytes(secret)
+
+
+def _pseudonym(secret: bytes, number: str) -> str:
+    mac = hmac.new(secret, number.encode("utf-8"), hashlib.sha256).digest()
+    return "p:" + base64.b32encode(mac).decode().rstrip("=").lower()[:16]
+
+
+def _masked(record: dict[str, Any], secret: bytes) -> dict[str, Any]:
+    return {
+        name: _pseudonym(secret, value) if name in ("callerNo", "calleeNo") and value else value
+        for name, value in record.items()
+    }
+
+
+def test_a_pseudonymizing_token_never_sees_a_persons_number(service: Service) -> None:
+    """privacy.md: pseudonyms recomputed here with hmac from each organisation's secret read
+    from the database; the same across records, different across organisations; no raw
+    number in the bytes of any answer, in any format; filters take the pseudonym."""
+    full = service.org("open")
+    service.org("other")
+    _day(service, "open")
+    _day(service, "other")
+    masked = _token(service, "open", pseudonymize=True)
+    other = _token(service, "other", pseudonymize=True)
+    secret = _secret(service.settings.database_url, service.name("open"))
+    day = {"from": "2016-10-24", "to": "2016-10-24"}
+    everything = service.get(full, view="detailed", **day).json()
+    people = {r[f] for r in everything for f in ("callerNo", "calleeNo") if r[f]}
+    groups = {r["receivingNo"] for r in everything if r["receivingNo"]}
+    raw = sorted(people - groups)
+    assert len(raw) > 50
+
+    def assert_clean(body: bytes) -> None:
+        leaked = [number for number in raw if number.encode() in body]
+        assert not leaked, leaked[:3]
+
+    got = service.get(masked, view="detailed", **day)
+    assert got.json() == [_masked(r, secret) for r in everything]
+    assert_clean(got.content)
+    for params in (
+        {},
+        {"format": "csv"},
+        {"format": "ndjson"},
+        {"format": "csv", "view": "detailed"},
+    ):
+        answer = service.get(masked, **day, **params)
+        assert answer.status_code == 200 and answer.content
+        assert_clean(answer.content)
+    as_csv = list(csv.reader(io.StringIO(service.get(masked, format="csv", **day).text)))
+    assert as_csv[1:] == [
+        ["" if v is None else v for k, v in _masked(r, secret).items() if k in FIELDS]
+        for r in everything
+    ]
+    # The same number, another organisation: another pseudonym.
+    caller = next(r["callerNo"] for r in everything if r["callerNo"] in raw)
+    theirs = service.get(other, callerNo=_pseudonym(secret, caller), **day).json()
+    assert theirs == []
+    # Filters take the pseudonym; the raw number matches nothing, without an error.
+    mine = [r for r in everything if r["callerNo"] == caller]
+    by_pseudonym = service.get(masked, view="detailed", callerNo=_pseudonym(secret, caller), **day)
+    assert by_pseudonym.json() == [_masked(r, secret) for r in mine]
+    assert service.get(masked, callerNo=caller, **day).json() == []
+    anyone = service.get(masked, number=_pseudonym(secret, caller), **day).json()
+    assert len(anyone) == len([r for r in everything if caller in (r["callerNo"], r["calleeNo"])])
+    with service.server.client(masked) as client, service.server.client(full) as whole:
+        # Statistics: the same figures as the full token's, filters by pseudonym.
+        stats = client.get("/cdr/stats", params={**day, "callerNo": _pseudonym(secret, caller)})
+        assert stats.json() == whole.get("/cdr/stats", params={**day, "callerNo": caller}).json()
+        assert_clean(stats.content)
+        # One call's path: people's numbers, dialed and target as pseudonyms; functions kept.
+        record = next(r for r in everything if r["calleeNo"])
+        path = client.get(f"/cdr/calls/{record['id']}")
+        assert_clean(path.content)
+        plain = whole.get(f"/cdr/calls/{record['id']}").json()
+        for shown, item in zip(path.json()["path"], plain["path"], strict=True):
+            for name in ("number", "dialed", "target"):
+                if item.get(name) is None or (name == "number" and item["party"] == "function"):
+                    assert shown.get(name) == item.get(name)
+                else:
+                    assert shown[name] == _pseudonym(secret, item[name])
+        # The feed.
+        feed = client.get("/cdr/changes", params={"limit": 10_000})
+        assert_clean(feed.content)
+        assert feed.json()["records"] == [
+            _masked(r, secret)
+            for r in whole.get("/cdr/changes", params={"limit": 10_000}).json()["records"]
+        ]
+        # An error: nothing but what the token sent.
+        assert_clean(client.get("/cdr/historik", params={"from": "someday"}).content)

@@ -46,6 +46,7 @@ def test_orgs_and_tokens(tmp_path: Path) -> None:
     assert samtal("token", "revoke", "42", *db, cwd=tmp_path).returncode == 1
     # privacy.md: a read token narrowed to scopes and response groups.
     narrow = ["token", "create", "acme", "--scope", "stats", "--groups", "622, 711", *db]
+    narrow.append("--pseudonymize")
     assert samtal(*narrow, cwd=tmp_path).returncode == 0
     for wrong, reason in [
         (["--scope", "admin"], "unknown scope 'admin'"),
@@ -58,12 +59,13 @@ def test_orgs_and_tokens(tmp_path: Path) -> None:
     table = samtal("token", "list", *db, cwd=tmp_path).stdout.splitlines()
     rows = [line.split("\t") for line in table]
     assert rows[0] == [
-        "id", "kind", "org", "created", "last used", "revoked", "scopes", "groups"
+        "id", "kind", "org", "created", "last used", "revoked", "scopes", "groups",
+        "pseudonymized",
     ]  # fmt: skip
-    assert [(r[0], r[1], r[2], r[5] != "-", r[6], r[7]) for r in rows[1:]] == [
-        ("1", "read", "acme", True, "records,stats", "*"),
-        ("2", "ingest", "*", False, "-", "-"),
-        ("3", "read", "acme", False, "stats", "622,711"),
+    assert [(r[0], r[1], r[2], r[5] != "-", *r[6:]) for r in rows[1:]] == [
+        ("1", "read", "acme", True, "records,stats", "*", "no"),
+        ("2", "ingest", "*", False, "-", "-", "no"),
+        ("3", "read", "acme", False, "stats", "622,711", "yes"),
     ]
     assert secret not in (tmp_path / "ops.db").read_bytes().decode("latin-1")
 

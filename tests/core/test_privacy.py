@@ -12,14 +12,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from samtal.errors import UsageError
-from samtal.privacy import (
-    number_hash,
-    parse_groups,
-    parse_scopes,
-    pseudonym,
-    pseudonymize_path,
-    pseudonymize_record,
-)
+from samtal.filters import Match, parse_filters
+from samtal.privacy import Pseudonyms, number_hash, parse_groups, parse_scopes, pseudonym
 
 SECRET = bytes(range(32))
 OTHER = bytes(range(1, 33))
@@ -56,7 +50,8 @@ def test_a_pseudonym_is_the_keyed_hash_of_the_number(number: str) -> None:
 
 def test_records_and_paths_keep_functions_and_nulls() -> None:
     record = {"callerNo": "+4672111111", "receivingNo": "622", "calleeNo": None}
-    assert pseudonymize_record(dict(record), SECRET) == {
+    masks = Pseudonyms(SECRET)
+    assert masks.fields(dict(record)) == {
         "callerNo": "p:" + expected(SECRET, "+4672111111")[:16],
         "receivingNo": "622",
         "calleeNo": None,
@@ -66,7 +61,7 @@ def test_records_and_paths_keep_functions_and_nulls() -> None:
         {"type": "received", "party": "function", "number": "622"},
         {"type": "transferred", "party": "user", "number": "+4672333333", "target": "+46701"},
     ]
-    masked = pseudonymize_path([dict(item) for item in path], SECRET)
+    masked = masks.path([dict(item) for item in path])
     assert [item.get("number") for item in masked] == [
         pseudonym(SECRET, "+4672111111"),
         "622",
@@ -74,3 +69,33 @@ def test_records_and_paths_keep_functions_and_nulls() -> None:
     ]
     assert masked[0]["dialed"] == pseudonym(SECRET, "622")
     assert masked[2]["target"] == pseudonym(SECRET, "+46701")
+
+
+def test_filters_on_pseudonyms_become_filters_on_the_numbers_they_stand_for() -> None:
+    masks = Pseudonyms(SECRET)
+    stored = ["+4672111111", "+4672222222", "622"]
+    alice = masks("+4672111111")
+    exact = masks.unmask(parse_filters({"callerNo": [alice]}), stored)
+    assert [m.value for m in exact.numbers["callerNo"]] == ["+4672111111"]
+    # A raw number matches nothing (no stored number has it as pseudonym).
+    assert (
+        masks.unmask(parse_filters({"calleeNo": ["+4672111111"]}), stored).numbers["calleeNo"] == ()
+    )
+    # A prefix of a pseudonym: every number whose pseudonym starts so; `p:*` all of them.
+    some = masks.unmask(parse_filters({"callerNo": [alice[:4] + "*"]}), stored).numbers["callerNo"]
+    assert "+4672111111" in [m.value for m in some]
+    every = masks.unmask(parse_filters({"callerNo": ["p:*"]}), stored).numbers["callerNo"]
+    assert every == (Match("", prefix=True),)
+    # `number`: people by pseudonym, the response group as it is.
+    either = masks.unmask(parse_filters({"number": [alice, "622"]}), stored)
+    assert "number" not in either.numbers
+    fields = {name: [m.value for m in found] for name, found in either.either}
+    assert fields == {
+        "callerNo": ["+4672111111"],
+        "calleeNo": ["+4672111111"],
+        "receivingNo": [alice, "622"],
+    }
+    # Null stays null.
+    assert (
+        masks.unmask(parse_filters({"calleeNo": [""]}), stored).numbers["calleeNo"][0].value is None
+    )

@@ -105,6 +105,11 @@ class Reader:
         """The response groups whose records it sees (None: all)."""
         return self.token.groups
 
+    @property
+    def pseudonymize(self) -> bool:
+        """Whether the numbers of people reach it as pseudonyms."""
+        return self.token.pseudonymize
+
 
 #: What each scope opens, as a 403 tells it.
 _SCOPE_OPENS = {

@@ -47,7 +47,10 @@ async def call(
     ],
 ) -> Response:
     org = reader.org
-    found = await app.store.read(lambda store: store.call(org=org.name, call=call_id))
+    masked = reader.pseudonymize
+    found = await app.store.read(
+        lambda store: store.call(org=org.name, call=call_id, pseudonymize=masked)
+    )
     groups = reader.groups
     if (
         found is not None

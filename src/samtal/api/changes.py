@@ -17,6 +17,7 @@ from samtal.api._schemas import DETAILED_RECORD, TOMBSTONE
 from samtal.api._state import AppState, state
 from samtal.errors import Forbidden, UsageError
 from samtal.filters import NAMES as FILTERS
+from samtal.privacy import Pseudonyms
 from samtal.store import FeedPage, Store
 from samtal.times import US_PER_SECOND, render, zone
 
@@ -120,7 +121,11 @@ async def changes(
             mark = await app.store.read(
                 partial(_complete_through, org=org.name, now=app.clock(), settle=settle)
             )
-            return _answer(page, limit, render(mark, zone(org.tz)))
+            if reader.pseudonymize:  # on a reader thread: a page is up to 10,000 records
+                records = await app.store.read(partial(_masked, page, Pseudonyms(org.secret)))
+            else:
+                records = [change.json() for change in page.changes]
+            return _answer(page, records, limit, render(mark, zone(org.tz)))
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(woken.wait(), min(left, RECHECK))
 
@@ -129,9 +134,13 @@ def _complete_through(store: Store, *, org: str, now: int, settle: int) -> int:
     return store.complete_through(org, now=now, settle=settle)
 
 
-def _answer(page: FeedPage, limit: int, complete_through: str) -> Response:
+def _masked(page: FeedPage, masks: Pseudonyms, _store: Store) -> list[bytes]:
+    return [masks.record(change.json()) for change in page.changes]
+
+
+def _answer(page: FeedPage, records: list[bytes], limit: int, complete_through: str) -> Response:
     body = b'{"records":[%b],"next":%d,"more":%b,"completeThrough":"%b"}' % (
-        b",".join([change.json() for change in page.changes]),
+        b",".join(records),
         page.next,
         b"true" if page.more else b"false",
         complete_through.encode(),

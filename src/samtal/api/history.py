@@ -139,6 +139,7 @@ async def historik(
         detailed=detailed,
         csv=chosen is CSV,
         filters=filters,
+        pseudonymize=reader.pseudonymize,
     )
     fields = DETAILED_FIELDS if detailed else FIELDS
     return StreamingResponse(

@@ -164,7 +164,8 @@ async def stats(
     settle = app.settings.settle_seconds * US_PER_SECOND
     found, mark = await app.store.read(
         partial(_work, org=org.name, period=(period.start, period.end), filters=filters,
-                definitions=definitions, now=now, settle=settle, tz=tz)
+                definitions=definitions, now=now, settle=settle, tz=tz,
+                pseudonymize=reader.pseudonymize)
     )  # fmt: skip
     headers = {COMPLETE_THROUGH: render(mark, tz)}
     if format_ == "csv":
@@ -174,10 +175,22 @@ async def stats(
     return Response(orjson.dumps(found), media_type="application/json", headers=headers)
 
 
-def _work(store: Store, *, org: str, period: tuple[int, int], filters: Any, definitions: Any,
-          now: int, settle: int, tz: Any) -> tuple[dict[str, Any], int]:  # fmt: skip
+def _work(
+    store: Store,
+    *,
+    org: str,
+    period: tuple[int, int],
+    filters: Any,
+    definitions: Any,
+    now: int,
+    settle: int,
+    tz: Any,
+    pseudonymize: bool,
+) -> tuple[dict[str, Any], int]:
     start, end = period
     chosen = counting(definitions, tz, start, end)
-    tallies = store.tallies(org=org, start=start, end=end, counting=chosen, filters=filters)
+    tallies = store.tallies(
+        org=org, start=start, end=end, counting=chosen, filters=filters, pseudonymize=pseudonymize
+    )
     found = summarize(tallies, start=start, end=end, tz=tz, definitions=definitions)
     return found, store.complete_through(org, now=now, settle=settle)

@@ -12,7 +12,6 @@ import click
 from samtal.cli._common import db_option, fail, file_progress, open_db, settings, zone_option
 from samtal.clock import system_clock
 from samtal.errors import SamtalError, UsageError, shorten
-from samtal.privacy import DEFAULT_SCOPES, parse_groups, parse_scopes
 
 if TYPE_CHECKING:
     from samtal.ingest import Report
@@ -182,19 +181,30 @@ def token() -> None:
     help="Only the records these response groups received (receivingNo), comma-separated; "
     "such a token cannot follow /cdr/changes.",
 )
+@click.option(
+    "--pseudonymize",
+    is_flag=True,
+    help="The numbers of people (callerNo, calleeNo, a path's numbers) as the organisation's "
+    "pseudonyms, in every answer and filter.",
+)
 @db_option
 def token_create(
     org_name: str | None,
     ingest: bool,
     scope_text: str | None,
     groups_text: str | None,
+    pseudonymize: bool,
     db_url: str | None,
 ) -> None:
     """Create a token; it is printed once, alone on the last line, and only its hash is kept."""
     if ingest == (org_name is not None):
         raise click.UsageError("give ORG for a read token, or --ingest (and no ORG)")
-    if ingest and (scope_text is not None or groups_text is not None):
-        raise click.UsageError("--scope and --groups narrow a read token; an ingest token has none")
+    if ingest and (scope_text is not None or groups_text is not None or pseudonymize):
+        raise click.UsageError(
+            "--scope, --groups and --pseudonymize narrow a read token; an ingest token has none"
+        )
+    from samtal.privacy import DEFAULT_SCOPES, parse_groups, parse_scopes
+
     try:
         scopes = DEFAULT_SCOPES if scope_text is None else parse_scopes(scope_text)
         groups = None if groups_text is None else parse_groups(groups_text)
@@ -207,6 +217,7 @@ def token_create(
             now=system_clock(),
             scopes=scopes,
             groups=groups,
+            pseudonymize=pseudonymize,
         )
     except SamtalError as exc:
         fail(exc)
@@ -214,7 +225,8 @@ def token_create(
         scope = "any organisation (ingest)"
     else:
         groups_shown = "" if made.groups is None else f"; groups {','.join(made.groups)}"
-        scope = f"{org_name} (read: {','.join(made.scopes)}{groups_shown})"
+        masked = "; pseudonymized" if made.pseudonymize else ""
+        scope = f"{org_name} (read: {','.join(made.scopes)}{groups_shown}{masked})"
     click.echo(f"token {made.id} for {scope}; keep it now, it is not shown again:")
     click.echo(secret)
 
@@ -223,8 +235,8 @@ def token_create(
 @db_option
 def token_list(db_url: str | None) -> None:
     """List tokens: id, kind, organisation, created, last used, revoked, and what a read
-    token may do: its scopes and response groups."""
-    click.echo("id\tkind\torg\tcreated\tlast used\trevoked\tscopes\tgroups")
+    token may do: its scopes, response groups and whether it sees pseudonyms."""
+    click.echo("id\tkind\torg\tcreated\tlast used\trevoked\tscopes\tgroups\tpseudonymized")
     for found in open_db(db_url).tokens():
         click.echo(
             "\t".join(
@@ -237,6 +249,7 @@ def token_list(db_url: str | None) -> None:
                     _when(found.revoked),
                     ",".join(found.scopes) or "-",
                     _groups(found),
+                    "yes" if found.pseudonymize else "no",
                 ]
             )
         )

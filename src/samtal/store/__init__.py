@@ -25,7 +25,7 @@ from samtal.aggregate import path_of_call
 from samtal.errors import CursorExpired, NotFound, StoreError, UsageError, shorten
 from samtal.events import Event
 from samtal.filters import Filters
-from samtal.privacy import DEFAULT_SCOPES
+from samtal.privacy import DEFAULT_SCOPES, PERSON_FILTERS, Pseudonyms
 from samtal.records import csv_row, detailed_csv, path_json
 from samtal.records import detailed as render_detailed
 from samtal.stats.figures import BUCKETS, Counting, Tally
@@ -270,10 +270,15 @@ class Store:
         end: int,
         detailed: bool = False,
         filters: Filters | None = None,
+        pseudonymize: bool = False,
     ) -> Iterator[list[bytes]]:
         """Pages of the rendered records of `org` whose start is in [start, end), in order;
         `detailed` adds `id`, `version` and `seq` (changes.md). No page holds a snapshot or a
-        connection while the one before it is consumed."""
+        connection while the one before it is consumed. `pseudonymize`: the numbers of people
+        as the organisation's pseudonyms, in the records and in the filters (privacy.md)."""
+        if pseudonymize:
+            yield from self._pseudonymized(org, start, end, filters, detailed=detailed)
+            return
         if not detailed:
             for rows in self.engine.pages("json", org, start, end, filters):
                 yield [row[2] for row in rows]
@@ -293,10 +298,16 @@ class Store:
         end: int,
         detailed: bool = False,
         filters: Filters | None = None,
+        pseudonymize: bool = False,
     ) -> Iterator[list[bytes]]:
         """Pages of the CSV rows of the records of `org` whose start is in [start, end), in
         order (changes.md, "Formats"); `detailed` adds `id` first and `version`, `seq` last.
-        Rows are rendered when a record is made; a record stored before that is converted."""
+        Rows are rendered when a record is made; a record stored before that is converted.
+        `pseudonymize`: as `records`, the rows made from the pseudonymized JSON."""
+        if pseudonymize:
+            for masked in self._pseudonymized(org, start, end, filters, detailed=detailed):
+                yield [csv_row(orjson.loads(record).values()) for record in masked]
+            return
         # The JSON only where no CSV row was stored: the rest is not read twice.
         columns = "csv, CASE WHEN csv IS NULL THEN json END, version, change_seq, outcome"
         for page in self.engine.pages(columns, org, start, end, filters):
@@ -311,11 +322,38 @@ class Store:
                 ]
             yield rows
 
+    def _pseudonymized(
+        self, org: str, start: int, end: int, filters: Filters | None, *, detailed: bool
+    ) -> Iterator[list[bytes]]:
+        masks = Pseudonyms(self.org(org).secret)
+        if filters:
+            filters = self._unmasked(org, start, end, filters, masks)
+        for page in self.records(org=org, start=start, end=end, detailed=detailed, filters=filters):
+            yield [masks.record(record) for record in page]
+
+    def _unmasked(
+        self, org: str, start: int, end: int, filters: Filters, masks: Pseudonyms
+    ) -> Filters:
+        """A pseudonymizing reader's filters in terms of the stored numbers of the period."""
+        if not any(name in filters.numbers for name in PERSON_FILTERS):
+            return filters
+        return masks.unmask(filters, self.engine.person_numbers(org, start, end))
+
     def tallies(
-        self, *, org: str, start: int, end: int, counting: Counting, filters: Filters | None = None
+        self,
+        *,
+        org: str,
+        start: int,
+        end: int,
+        counting: Counting,
+        filters: Filters | None = None,
+        pseudonymize: bool = False,
     ) -> list[Tally]:
         """The tallies (stats.figures) of the records of `org` in [start, end) that match
-        `filters`, summed where they are stored, from the columns kept beside each record."""
+        `filters`, summed where they are stored, from the columns kept beside each record.
+        `pseudonymize`: the filters name people by their pseudonyms."""
+        if pseudonymize and filters:
+            filters = self._unmasked(org, start, end, filters, Pseudonyms(self.org(org).secret))
         return [
             Tally._make((*row[:9], tuple(row[9:_WAITS]), tuple(row[_WAITS:])))
             for row in self.engine.tallies(
@@ -324,10 +362,10 @@ class Store:
             )
         ]  # fmt: skip
 
-    def call(self, *, org: str, call: str) -> bytes | None:
+    def call(self, *, org: str, call: str, pseudonymize: bool = False) -> bytes | None:
         """`org`'s call `call` as GET /cdr/calls/{id} serves it (query.md): its detailed record
         with its `path`; None when it has no record (in progress, never started, gone, or no
-        such call)."""
+        such call). `pseudonymize`: every number of a person in it as a pseudonym."""
         found = self.engine.one_call(org, call)
         if found is None:
             return None
@@ -336,8 +374,13 @@ class Store:
         if path is None:  # the record is a step behind its events: a version on its way
             return None
         rendered = render_detailed(call, json, version, seq, outcome)
-        tz = zone(self.org(org).tz)
-        return rendered[:-1] + b',"path":' + path_json(path, tz) + b"}"
+        found_org = self.org(org)
+        walked = path_json(path, zone(found_org.tz))
+        if pseudonymize:
+            masks = Pseudonyms(found_org.secret)
+            rendered = masks.record(rendered)
+            walked = orjson.dumps(masks.path(orjson.loads(walked)))
+        return rendered[:-1] + b',"path":' + walked + b"}"
 
     def changes(self, *, org: str, after: int, limit: int, strict: bool = True) -> FeedPage:
         """The change feed of `org` after the cursor `after`, at most `limit` versions

@@ -101,11 +101,15 @@ class AsyncStore:
         detailed: bool = False,
         csv: bool = False,
         filters: Filters | None = None,
+        pseudonymize: bool = False,
     ) -> AsyncGenerator[list[bytes], None]:
         """Pages of the records of `org` whose start is in [start, end) that match `filters`,
         rendered as JSON (`Store.records`) or as CSV rows (`csv`, `Store.csv_records`)."""
         scan = self.store.csv_records if csv else self.store.records
-        return self.pages(scan(org=org, start=start, end=end, detailed=detailed, filters=filters))
+        return self.pages(
+            scan(org=org, start=start, end=end, detailed=detailed, filters=filters,
+                 pseudonymize=pseudonymize)
+        )  # fmt: skip
 
     async def pages(self, scan: Iterator[list[bytes]]) -> AsyncGenerator[list[bytes], None]:
         """The pages of a blocking scan (`Store.records`, `Store.csv_records`), each fetched on

@@ -356,6 +356,22 @@ class SqlEngine(ABC):
                 binary=True,
             )
 
+    def person_numbers(self, org: str, start: int, end: int) -> list[str]:
+        """The numbers of people (`callerNo`, `calleeNo`) among the records of `org` whose
+        start is in [start, end), each once."""
+        low, high = start // US_PER_MS, (end - 1) // US_PER_MS
+        hint, hinted = self._period_hint(start, end)
+        period = f"org = ? AND start_ms >= ? AND start_ms <= ? AND start >= ? AND start < ?{hint}"
+        params = (org, low, high, start, end, *hinted)
+        return [
+            number
+            for (number,) in self._read(
+                f"SELECT caller_no FROM records WHERE {period} AND caller_no IS NOT NULL UNION "
+                f"SELECT callee_no FROM records WHERE {period} AND callee_no IS NOT NULL",
+                (*params, *params),
+            )
+        ]
+
     def tallies(
         self,
         org: str,
@@ -532,15 +548,22 @@ def _filter_sql(filters: Filters) -> tuple[str, list[object]]:
     """Conditions on `records` (`?` placeholders) that hold where `filters` do, each ANDed."""
     parts: list[str] = []
     params: list[object] = []
-    for name, matches in filters.numbers.items():
-        columns = list(_NUMBER_COLUMNS.values()) if name == "number" else [_NUMBER_COLUMNS[name]]
+    # Each group holds where any of its (field, values) does; `number` is any of the three.
+    groups = [
+        [(field, matches) for field in (_NUMBER_COLUMNS if name == "number" else (name,))]
+        for name, matches in filters.numbers.items()
+    ]
+    if filters.either:
+        groups.append(list(filters.either))
+    for group in groups:
         either = []
-        for match in matches:
-            for column in columns:
-                condition, values = _match_sql(column, match)
+        for name, matches in group:
+            for match in matches:
+                condition, values = _match_sql(_NUMBER_COLUMNS[name], match)
                 either.append(condition)
                 params += values
-        parts.append("(" + " OR ".join(either) + ")")
+        # No value at all (a pseudonym that names no number): nothing matches.
+        parts.append("(" + " OR ".join(either) + ")" if either else "1 = 0")
     if filters.outcomes:
         parts.append(f"outcome IN ({', '.join('?' * len(filters.outcomes))})")
         params += filters.outcomes
