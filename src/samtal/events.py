@@ -160,6 +160,24 @@ def _check_number(name: str, value: Any) -> str:
     return value
 
 
+def why_not_id(name: str, value: Any) -> str | None:
+    """Why `value` cannot be an id or a call (named `name` in the reason), or None."""
+    try:
+        _check_id(name, value)
+    except _Invalid as exc:
+        return str(exc)
+    return None
+
+
+def why_not_number(name: str, value: Any) -> str | None:
+    """Why `value` cannot be a number (named `name` in the reason), or None."""
+    try:
+        _check_number(name, value)
+    except _Invalid as exc:
+        return str(exc)
+    return None
+
+
 def _check(wire: _Wire) -> Event:
     """The Event that `wire` describes, or _Invalid naming the first rule it breaks."""
     event_id, org, call, at_text, type_ = wire.id, wire.org, wire.call, wire.at, wire.type

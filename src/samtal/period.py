@@ -144,6 +144,16 @@ def parse_period(
     return Period(start, end)
 
 
+def parse_selection(from_text: str | None, to_text: str | None, *, zone: ZoneInfo) -> Period:
+    """A period open at either end, as an erasure selects calls by (privacy.md): `from` and
+    `to` in the forms of `parse_period`, either left out, and no retention limit."""
+    start = _unit("from", from_text, zone).start if from_text else -OPEN_END
+    end = _unit("to", to_text, zone).next if to_text else OPEN_END
+    if end <= start:
+        raise BadPeriod(f"`to` ({to_text}) is before `from` ({from_text}): the period is empty")
+    return Period(start, end)
+
+
 def earliest_instant(*, zone: ZoneInfo, now: int, retention_days: int) -> int:
     """Local midnight, in `zone`, at the start of the day `retention_days` before today."""
     today = (datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=now)).astimezone(zone)

@@ -86,9 +86,11 @@ def detailed(call: str, plain: bytes, version: int, seq: int, outcome: str) -> b
     )
 
 
-def tombstone(call: str, version: int, seq: int) -> bytes:
-    """A record that is gone (changes.md): exactly `id`, `deleted`, `version`, `seq`."""
-    return b'{"id":%b,"deleted":true,"version":%d,"seq":%d}' % (orjson.dumps(call), version, seq)
+def tombstone(call: str, version: int, seq: int, *, erased: bool = False) -> bytes:
+    """A record that is gone (changes.md): exactly `id`, `deleted`, `version`, `seq`, and
+    `"reason": "erased"` when an erasure took it (privacy.md)."""
+    gone = b'{"id":%b,"deleted":true,"version":%d,"seq":%d' % (orjson.dumps(call), version, seq)
+    return gone + (b',"reason":"erased"}' if erased else b"}")
 
 
 _NEEDS_QUOTES = re.compile(r'[",\r\n]')

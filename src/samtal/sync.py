@@ -378,6 +378,7 @@ class _Tombstone(msgspec.Struct):
     deleted: Literal[True]
     version: _Version
     seq: _Seq
+    reason: Literal["erased"] | None = None  # privacy.md: an erasure took it
 
 
 def checked_page(body: bytes, after: int) -> dict[str, Any]:

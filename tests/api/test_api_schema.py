@@ -42,6 +42,9 @@ STATEFUL = {
     # And for the figures, choices a pattern cannot rule out: `hours` 25:00-26:00, `sl` 0,
     # a `days` range backwards, too many intervals.
     "/cdr/stats": (400, {"/problems/bad-period", "/problems/bad-filter"}),
+    # An erasure's body: a number the switch could not send, both `calls` and `number`, a
+    # period that does not parse.
+    "/cdr/erasures": (400, {"/problems/bad-period", "/problems/bad-body"}),
 }
 #: What schemathesis is told: the statuses a valid request may get, the 410 added for the feed.
 CONFIG = """
@@ -49,6 +52,12 @@ CONFIG = """
 include-path = "/cdr/changes"
 checks.positive_data_acceptance.expected-statuses = [
     "2xx", "3xx", "401", "403", "404", "409", "410", "429", "5xx",
+]
+# An erasure's body past 64 kB is refused as too large, before it is read as an erasure.
+[[operations]]
+include-path = "/cdr/erasures"
+checks.negative_data_rejection.expected-statuses = [
+    "400", "401", "403", "404", "406", "413", "422", "428", "5xx",
 ]
 """
 
@@ -58,6 +67,7 @@ class Served:
     url: str
     read: str
     ingest: str
+    erase: str
 
 
 @pytest.fixture(scope="module")
@@ -67,6 +77,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     store.add_org("acme", "Europe/Stockholm", now=system_clock())
     read = store.create_token("read", org="acme", now=system_clock())[1]
     ingest = store.create_token("ingest", org=None, now=system_clock())[1]
+    erase = store.create_token("read", org="acme", now=system_clock(), scopes=("erase",))[1]
     with Server(
         create_app(
             Settings(
@@ -78,7 +89,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
         with server.client(ingest) as client:
             body = "".join(json.dumps({**e, "org": "acme"}) + "\n" for e in PRODUCT["events"])
             assert client.post("/events", content=body).status_code == 200
-        yield Served(server.url, read, ingest)
+        yield Served(server.url, read, ingest, erase)
     store.close()
 
 
@@ -87,6 +98,8 @@ OPERATIONS = [
     ("GET", "/cdr/changes"),
     ("GET", "/cdr/calls/{id}"),
     ("GET", "/cdr/stats"),
+    ("POST", "/cdr/erasures"),
+    ("GET", "/cdr/erasures"),
     ("POST", "/events"),
     ("GET", "/healthz"),
     ("GET", "/readyz"),
@@ -108,6 +121,8 @@ def test_the_api_keeps_its_documented_contract(served: Served, method: str, path
     )
     operation = loaded[path][method]
     token = served.ingest if path in ("/events", "/metrics") else served.read
+    if path == "/cdr/erasures":
+        token = served.erase
     headers = {"Authorization": f"Bearer {token}"}
 
     @given(

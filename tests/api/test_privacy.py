@@ -273,3 +273,105 @@ def test_a_pseudonymizing_token_never_sees_a_persons_number(service: Service) ->
         ]
         # An error: nothing but what the token sent.
         assert_clean(client.get("/cdr/historik", params={"from": "someday"}).content)
+
+
+# -- erasure ----------------------------------------------------------------------------------
+
+
+def _follow(
+    client: Any, after: int = 0, copy: dict[str, dict[str, Any]] | None = None
+) -> tuple[dict[str, dict[str, Any]], int]:
+    """A copy kept with the feed from `after`: upsert records, delete tombstones."""
+    copy = {} if copy is None else copy
+    while True:
+        page = client.get("/cdr/changes", params={"after": after, "limit": 500}).json()
+        for record in page["records"]:
+            if record.get("deleted"):
+                copy.pop(record["id"], None)
+            else:
+                copy[record["id"]] = record
+        after = page["next"]
+        if not page["more"]:
+            return copy, after
+
+
+def test_erasure_by_number_over_http(service: Service) -> None:
+    """privacy.md: against the test's own selection of the posted events; a follower of the
+    feed ends equal to the detailed view; re-sent events stay out; a new call of the number is
+    kept; the audit trail keeps only the keyed hash; a bad request erases nothing."""
+    reader = service.org("erasing")
+    lines = _day(service, "erasing")
+    eraser = _token(service, "erasing", scopes=("erase",))
+    day = {"from": "2016-10-24", "to": "2016-10-24"}
+    callers: dict[str, int] = {}
+    for e in lines:
+        if e["type"] == "started" and e.get("number"):
+            callers[e["number"]] = callers.get(e["number"], 0) + 1
+    number = max(callers, key=lambda n: callers[n])  # the most frequent caller
+    chosen = {
+        e["call"] for e in lines if number in (e.get("number"), e.get("dialed"), e.get("target"))
+    }
+    with service.server.client(reader) as client, service.server.client(eraser) as erasing:
+        copy, after = _follow(client)
+        before = service.get(reader, view="detailed", **day).json()
+        assert chosen & {r["id"] for r in before}
+        # Bad requests: each a 400 (or 413) that erases nothing.
+        for body, status in [
+            (b"", 400), (b"[]", 400), (b'{"calls": ["a"], "number": "1"}', 400),
+            (b'{"number": "1", "colour": "red"}', 400),
+            (b'{"number": "1", "from": "someday"}', 400),
+            (b'{"calls": []}', 400), (b'{"number": "not a number"}', 400),
+            (b'{"calls": ["' + b"x" * 70_000 + b'"]}', 413),
+        ]:  # fmt: skip
+            refused = erasing.post(
+                "/cdr/erasures", content=body, headers={"Content-Type": "application/json"}
+            )
+            assert refused.status_code == status, (body[:40], refused.text)
+        assert service.get(reader, view="detailed", **day).json() == before
+        assert erasing.get("/cdr/erasures").json() == []
+        # The read token may not erase; the eraser may not read.
+        assert_problem(client.post("/cdr/erasures", json={"number": number}), 403, "`erase`")
+        assert_problem(erasing.get("/cdr/historik", params=day), 403, "`records`")
+        done = erasing.post("/cdr/erasures", json={"number": number})
+        assert done.status_code == 201, done.text
+        erasure = done.json()
+        assert erasure["calls"] == len(chosen)
+        assert erasure["by"].startswith("token ") and erasure["selector"]["from"] is None
+        secret = _secret(service.settings.database_url, service.name("erasing"))
+        mac = hmac.new(secret, number.encode(), hashlib.sha256).digest()
+        assert (
+            erasure["selector"]["number"]
+            == "hash:" + base64.b32encode(mac).decode().rstrip("=").lower()
+        )
+        assert number.encode() not in erasing.get("/cdr/erasures").content
+        assert erasing.get("/cdr/erasures").json() == [erasure]
+        after_view = service.get(reader, view="detailed", **day).json()
+        assert after_view == [r for r in before if r["id"] not in chosen]
+        # A follower of the feed erases them too, and ends equal to the detailed view.
+        tombs = [
+            r
+            for r in client.get("/cdr/changes", params={"after": after, "limit": 10_000}).json()[
+                "records"
+            ]
+        ]
+        assert {t["id"] for t in tombs} == chosen & {r["id"] for r in before}
+        assert all(t["deleted"] and t["reason"] == "erased" for t in tombs)
+        copy, _ = _follow(client, after, copy)  # the copy made before, brought up to date
+        assert sorted(copy.values(), key=lambda r: r["seq"]) == sorted(
+            after_view, key=lambda r: r["seq"]
+        )
+        # Re-sent, the erased calls stay out (their events count as duplicates).
+        resent = service.post([e for e in lines if e["call"] in chosen])
+        assert resent.json()["accepted"] == 0
+        assert service.get(reader, view="detailed", **day).json() == after_view
+        # A new call of the number is a new call, kept.
+        first = sorted(chosen)[0]
+        fresh = [
+            {**e, "call": "new-" + first, "id": "new-" + e["id"]}
+            for e in lines
+            if e["call"] == first
+        ]
+        assert service.post(fresh).json()["accepted"] == len(fresh)
+        assert "new-" + first in {
+            r["id"] for r in service.get(reader, view="detailed", **day).json()
+        }

@@ -268,3 +268,31 @@ def test_an_organisation_keeps_less_than_the_installation(tmp_path: Path) -> Non
     assert back.stdout.strip() == "acme keeps 92 days (installation)"
     listed = samtal("org", "list", cwd=tmp_path, env=env).stdout.splitlines()
     assert [line.split("\t")[3] for line in listed] == ["92 days (installation)"] * 2
+
+
+def test_erase(tmp_path: Path) -> None:
+    """privacy.md: `samtal erase ORG --call ID | --number NUMBER [--from --to]`."""
+    env = {"SAMTAL_DATABASE_URL": f"sqlite:///{tmp_path / 'erase.db'}"}
+    assert samtal("org", "add", "acme", cwd=tmp_path, env=env).returncode == 0
+    (tmp_path / "events.ndjson").write_text(
+        "".join(json.dumps(e) + "\n" for e in PRODUCT["events"])
+    )
+    assert samtal("import", "events.ndjson", cwd=tmp_path, env=env).returncode == 0
+    number = "+4672111111"
+    calls = {e["call"] for e in PRODUCT["events"] if number in (e.get("number"), e.get("dialed"))}
+    # Outside the period: nothing; then within it, every call the number is in.
+    later = samtal(
+        "erase", "acme", "--number", number, "--from", "2017-01-05", cwd=tmp_path, env=env
+    )
+    assert later.stdout.strip() == "erased 0 call(s) of acme (erasure 1)", later.stderr
+    done = samtal("erase", "acme", "--number", number, "--to", "2017-01-04", cwd=tmp_path, env=env)
+    assert done.stdout.strip() == f"erased {len(calls)} call(s) of acme (erasure 2)"
+    for wrong, code, reason in [
+        ([], 2, "give --call ID (one or more) or --number NUMBER"),
+        (["--call", "x", "--from", "2017-01-04"], 2, "--from and --to choose the calls"),
+        (["--number", number, "--from", "someday"], 1, "`from` ('someday') is not in a form"),
+    ]:
+        refused = samtal("erase", "acme", *wrong, cwd=tmp_path, env=env)
+        assert (refused.returncode, reason in refused.stderr) == (code, True), refused.stderr
+    unknown = samtal("erase", "nobody", "--call", "x", cwd=tmp_path, env=env)
+    assert unknown.returncode == 1 and "unknown organisation 'nobody'" in unknown.stderr

@@ -124,6 +124,20 @@ def test_every_version_and_tombstone_is_delivered_signed(setup: Setup) -> None:
     wait_for(lambda: metric_values(render().decode()).get(runs, 0) > before.get(runs, 0))
 
 
+def test_an_erasure_is_delivered_as_a_tombstone_that_says_so(setup: Setup) -> None:
+    """privacy.md: each erased call's tombstone, `"reason": "erased"`, as `cdr.deleted`."""
+    store, receiver = setup.store, setup.receiver
+    store.ingest(events_of(PRODUCT), now=system_clock())
+    wait_for(lambda: len(receiver.verified) == 3)
+    call = receiver.verified[0]["data"]["id"]
+    assert store.erase("acme", calls=[call], by="cli", now=system_clock()).calls == 1
+    wait_for(lambda: any(m["type"] == "cdr.deleted" for m in receiver.verified))
+    (deleted,) = [m for m in receiver.verified if m["type"] == "cdr.deleted"]
+    assert deleted["data"] == {
+        "id": call, "deleted": True, "version": 2, "seq": 4, "reason": "erased"
+    }  # fmt: skip
+
+
 def test_failed_deliveries_are_retried_with_the_same_id(setup: Setup) -> None:
     store, receiver = setup.store, setup.receiver
     receiver.answer = lambda _id, n: 503 if n <= 2 else 200  # the first two attempts fail

@@ -151,7 +151,7 @@ def test_orgs_and_tokens_from_before_privacy_get_a_secret_and_keep_their_powers(
 ) -> None:
     """privacy.md: the upgrade gives each existing organisation a secret of its own and each
     existing token `records,stats`, all groups, real numbers."""
-    PostgresEngine(url, migrations=MIGRATIONS[:-1]).close()
+    PostgresEngine(url, migrations=MIGRATIONS[:7]).close()  # before privacy.md
     with psycopg.connect(url) as db:
         db.execute("INSERT INTO orgs (name, tz, created) VALUES ('acme', 'UTC', 0)")
         db.execute("INSERT INTO orgs (name, tz, created) VALUES ('bolag', 'UTC', 0)")

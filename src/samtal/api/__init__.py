@@ -13,7 +13,7 @@ from fastapi import Depends, FastAPI, Response
 from fastapi_offline import FastAPIOffline
 
 from samtal import __version__, metrics
-from samtal.api import calls, changes, events, history, stats
+from samtal.api import calls, changes, erasures, events, history, stats
 from samtal.api._auth import ingest_token
 from samtal.api._limits import Limits
 from samtal.api._middleware import RequestLog
@@ -66,6 +66,7 @@ def create_app(
     app.include_router(changes.router)
     app.include_router(calls.router)
     app.include_router(stats.router)
+    app.include_router(erasures.router)
     app.include_router(events.router)
 
     @app.get(

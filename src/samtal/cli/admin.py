@@ -403,3 +403,51 @@ def _import_with_progress(store: Store, file: BinaryIO, config: Settings) -> Rep
             settings=config,
             progress=lambda lines, _report: advance(lines=lines),
         )
+
+
+@click.command("erase")
+@click.argument("org_name", metavar="ORG")
+@click.option("--call", "calls", multiple=True, metavar="ID", help="A call to erase (repeatable).")
+@click.option(
+    "--number",
+    metavar="NUMBER",
+    help="Erase every call in which this number appears in any event.",
+)
+@click.option(
+    "--from", "from_", metavar="WHEN", help="With --number: calls that started then or later."
+)
+@click.option("--to", metavar="WHEN", help="With --number: calls that started up to then.")
+@db_option
+def erase(
+    org_name: str,
+    calls: tuple[str, ...],
+    number: str | None,
+    from_: str | None,
+    to: str | None,
+    db_url: str | None,
+) -> None:
+    """Erase calls of ORG for good (privacy.md): their events and records go in one
+    transaction, each record leaves a tombstone that says it was erased (so every copy kept
+    with the feed erases it too), its late events are dropped, and the erasure is kept in the
+    audit trail with the number only as a keyed hash. WHEN takes the forms of /cdr/historik."""
+    from samtal.period import parse_selection
+    from samtal.times import zone
+
+    if bool(calls) == (number is not None):
+        raise click.UsageError("give --call ID (one or more) or --number NUMBER")
+    if number is None and (from_ is not None or to is not None):
+        raise click.UsageError("--from and --to choose the calls of a --number")
+    store = open_db(db_url)
+    try:
+        found = store.org(org_name)
+        period = None
+        if number is not None and (from_ is not None or to is not None):
+            chosen = parse_selection(from_, to, zone=zone(found.tz))
+            period = (chosen.start, chosen.end)
+        done = store.erase(
+            org_name, by="cli", now=system_clock(), calls=calls or None, number=number,
+            period=period, shown=(from_, to),
+        )  # fmt: skip
+    except SamtalError as exc:
+        fail(exc)
+    click.echo(f"erased {done.calls:,} call(s) of {org_name} (erasure {done.id})")

@@ -25,7 +25,7 @@ from samtal.aggregate import path_of_call
 from samtal.errors import CursorExpired, NotFound, StoreError, UsageError, shorten
 from samtal.events import Event
 from samtal.filters import Filters
-from samtal.privacy import DEFAULT_SCOPES, PERSON_FILTERS, Pseudonyms
+from samtal.privacy import DEFAULT_SCOPES, PERSON_FILTERS, Pseudonyms, number_hash
 from samtal.records import csv_row, detailed_csv, path_json
 from samtal.records import detailed as render_detailed
 from samtal.stats.figures import BUCKETS, Counting, Tally
@@ -36,6 +36,7 @@ from samtal.store._base import (
     CallKey,
     Change,
     Contention,
+    Erasure,
     FeedPage,
     FeedRead,
     IngestSummary,
@@ -382,6 +383,53 @@ class Store:
             walked = orjson.dumps(masks.path(orjson.loads(walked)))
         return rendered[:-1] + b',"path":' + walked + b"}"
 
+    def erase(
+        self,
+        org: str,
+        *,
+        by: str,
+        now: int,
+        calls: Sequence[str] | None = None,
+        number: str | None = None,
+        period: tuple[int, int] | None = None,
+        shown: tuple[str | None, str | None] = (None, None),
+    ) -> Erasure:
+        """Erase `org`'s calls (privacy.md): those named, or every one in which `number`
+        appears in any event (that started in `period`, when given; `shown` is the period as
+        asked, kept in the selector). With `number`, `calls` may be what `calls_with_number`
+        found before (on a reader: the scan holds up no writer). One transaction; the audit
+        trail keeps the number only as its keyed hash. NotFound for an unknown organisation."""
+        found = self.org(org)
+        selector: dict[str, object]
+        if number is not None:
+            chosen = (
+                list(calls) if calls is not None else self.calls_with_number(org, number, period)
+            )
+            selector = {"number": number_hash(found.secret, number), "from": shown[0],
+                        "to": shown[1]}  # fmt: skip
+        else:
+            chosen = list(dict.fromkeys(calls or ()))
+            selector = {"calls": chosen}
+        kept = orjson.dumps(selector).decode()
+        erasure_id, count = self._write(
+            lambda tx: _recompute.erase(tx, org, chosen, now=now, by=by, selector=kept)
+        )
+        return Erasure(erasure_id, now, by, selector, count)
+
+    def calls_with_number(
+        self, org: str, number: str, period: tuple[int, int] | None = None
+    ) -> list[str]:
+        """The calls of `org` in which `number` appears in any event (`number`, `dialed` or
+        `target`), those that started in `period` when given."""
+        return self.engine.calls_with_number(org, number, period)
+
+    def erasures(self, org: str) -> list[Erasure]:
+        """`org`'s erasures, newest first (the audit trail)."""
+        return [
+            Erasure(erasure_id, at, by, orjson.loads(selector), calls)
+            for erasure_id, at, by, selector, calls in self.engine.erasures(org)
+        ]
+
     def changes(self, *, org: str, after: int, limit: int, strict: bool = True) -> FeedPage:
         """The change feed of `org` after the cursor `after`, at most `limit` versions
         (changes.md); CursorExpired when versions after it were purged, or it was never given
@@ -534,6 +582,7 @@ __all__ = [
     "AsyncStore",
     "CallKey",
     "Change",
+    "Erasure",
     "FeedPage",
     "IngestSummary",
     "Org",

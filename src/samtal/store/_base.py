@@ -131,12 +131,26 @@ class Change:
     moved_from: int | None = None
     #: The record's outcome (query.md); None for a tombstone.
     outcome: str | None = None
+    #: An erasure took the call (privacy.md): its tombstone says so.
+    erased: bool = False
 
     def json(self) -> bytes:
         """The version as the feed serves it: the detailed record, or its tombstone."""
         if self.record is None:
-            return tombstone(self.call, self.version, self.seq)
+            return tombstone(self.call, self.version, self.seq, erased=bool(self.erased))
         return detailed(self.call, self.record, self.version, self.seq, self.outcome or "")
+
+
+@dataclass(frozen=True)
+class Erasure:
+    """An erasure as the audit trail keeps it (privacy.md): who asked, when, what it selected
+    (a number only as its keyed hash) and how many calls went."""
+
+    id: int
+    at: int
+    by: str
+    selector: dict[str, object]
+    calls: int
 
 
 @dataclass(frozen=True)
@@ -172,6 +186,8 @@ class KnownCall(NamedTuple):
     changed: int
     #: It had settled (query.md, "Completeness"): an event now is an event after settling.
     settled: bool = False
+    #: An erasure took it (privacy.md): its events, late or re-sent, are dropped.
+    erased: bool = False
 
 
 #: What is known of a call not seen before.
@@ -263,6 +279,16 @@ class WriteTx(Protocol):
 
     def record_json(self, where: Sequence[Gone]) -> dict[CallKey, tuple[bytes, str | None]]:
         """The stored rendering and outcome of each of these records (those that exist)."""
+        ...
+
+    def note_erasure(self, org: str, at: int, by: str, selector: str, calls: int) -> int:
+        """Keep an erasure in the organisation's audit trail; its id."""
+        ...
+
+    def erase(self, org: str, calls: Sequence[tuple[str, int, int]], now: int) -> None:
+        """Delete the events of each call (call, version, seq) of `org`, locked by
+        `lock_calls`, and mark its row erased: no record, closed, settled, at that version and
+        seq (the seq unchanged for a call without a visible record)."""
         ...
 
     def take_change_seqs(self, counts: Mapping[str, int]) -> dict[str, int]:

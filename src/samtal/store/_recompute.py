@@ -162,6 +162,10 @@ def ingest(
             group.append(event)
     keys = sorted(batch)
     known = tx.lock_calls(keys)
+    # An erased call never comes back (privacy.md): its events count as duplicates.
+    erased = [key for key in keys if key in known and known[key].erased]
+    if erased:
+        keys = [key for key in keys if key not in erased]
     new_days = {key: local_day(_age(batch[key]), zones[key[0]]) for key in keys if key not in known}
     fresh = tx.insert_events([e for key in keys for e in batch[key]], new_days)
     new: dict[CallKey, list[Event]] = {}
@@ -353,3 +357,32 @@ def fill(tx: WriteTx, *, limit: int = 1000) -> int:
             )
     tx.fill(rows)
     return len(found)
+
+
+def erase(
+    tx: WriteTx, org: str, calls: Sequence[str], *, now: int, by: str, selector: str
+) -> tuple[int, int]:
+    """Erase `org`'s calls `calls` in one transaction (privacy.md): their events and records
+    go; each that had a visible record gets a new version and `seq`, a tombstone that says
+    it was erased. Unknown and already erased calls are left alone. The erasure goes in the
+    audit trail: (its id, the number of calls erased)."""
+    keys = sorted({(org, call) for call in calls})
+    known = tx.lock_calls(keys)
+    unknown = [key for key in keys if key not in known]
+    taken = [key for key in keys if key in known and not known[key].erased]
+    visible = [key for key in taken if known[key].record_ms is not None]
+    first = tx.take_change_seqs({org: len(visible)})[org] if visible else 0
+    seqs = {key: first + n for n, key in enumerate(visible)}
+    tx.erase(
+        org,
+        [
+            (call, known[org, call].version + ((org, call) in seqs),
+             seqs.get((org, call), known[org, call].seq))
+            for org, call in taken
+        ],
+        now,
+    )  # fmt: skip
+    gone = [Gone(org, record_ms, call) for org, call in visible
+            if (record_ms := known[org, call].record_ms) is not None]  # fmt: skip
+    tx.write([], gone, [], forget=unknown)
+    return tx.note_erasure(org, now, by, selector, len(taken)), len(taken)

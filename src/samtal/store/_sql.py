@@ -356,18 +356,46 @@ class SqlEngine(ABC):
                 binary=True,
             )
 
+    def calls_with_number(
+        self, org: str, number: str, period: tuple[int, int] | None = None
+    ) -> list[str]:
+        """The calls of `org` in which `number` appears in any event (`number`, `dialed` or
+        `target`), only those that started in [start, end) when a period is given."""
+        params: tuple[object, ...] = (org, number, number, number)
+        started = ""
+        if period is not None:
+            started = (
+                " AND e.call IN (SELECT call FROM calls WHERE org = ? AND age >= ? AND age < ?)"
+            )
+            params += (org, *period)
+        rows = self._read(
+            "SELECT DISTINCT e.call FROM events e WHERE e.org = ? "
+            f"AND (e.number = ? OR e.dialed = ? OR e.target = ?){started}",
+            params,
+        )
+        return [call for (call,) in rows]
+
+    def erasures(self, org: str) -> list[tuple[int, int, str, str, int]]:
+        """`org`'s erasures, newest first: (id, at, by, selector, calls)."""
+        return self._read(
+            "SELECT id, at, by, selector, calls FROM erasures WHERE org = ? ORDER BY id DESC",
+            (org,),
+        )
+
     def person_numbers(self, org: str, start: int, end: int) -> list[str]:
         """The numbers of people (`callerNo`, `calleeNo`) among the records of `org` whose
         start is in [start, end), each once."""
         low, high = start // US_PER_MS, (end - 1) // US_PER_MS
         hint, hinted = self._period_hint(start, end)
-        period = f"org = ? AND start_ms >= ? AND start_ms <= ? AND start >= ? AND start < ?{hint}"
+        period = f"start_ms >= ? AND start_ms <= ? AND start >= ? AND start < ?{hint}"
         params = (org, low, high, start, end, *hinted)
         return [
             number
             for (number,) in self._read(
-                f"SELECT caller_no FROM records WHERE {period} AND caller_no IS NOT NULL UNION "
-                f"SELECT callee_no FROM records WHERE {period} AND callee_no IS NOT NULL",
+                f"SELECT caller_no FROM records WHERE org = ? AND {period} "
+                "AND caller_no IS NOT NULL UNION "
+                f"SELECT callee_no FROM records WHERE org = ? AND {period} "
+                "AND callee_no IS NOT NULL",
                 (*params, *params),
             )
         ]
@@ -428,7 +456,8 @@ class SqlEngine(ABC):
                 raise NotFound(f"unknown organisation {org!r}")
             rows = self._run(
                 db,
-                "SELECT c.seq, c.call, c.version, c.changed, r.json, c.moved_from, r.outcome "
+                "SELECT c.seq, c.call, c.version, c.changed, r.json, c.moved_from, r.outcome, "
+                "c.erased "
                 "FROM calls c "
                 f"LEFT JOIN records r ON {self.record_join} "
                 "WHERE c.org = ? AND c.seq > ? ORDER BY c.seq LIMIT ?",

@@ -192,6 +192,21 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE tokens ADD COLUMN scopes text NOT NULL DEFAULT 'records,stats',
         ADD COLUMN groups text, ADD COLUMN pseudonymize boolean NOT NULL DEFAULT false;
     """,
+    # 9: erasure (privacy.md). An erased call keeps its row in `calls`, marked, without events
+    # or record: its tombstone says why, and its late events are dropped. The erasures are the
+    # organisation's audit trail (a number only as its keyed hash).
+    """
+    ALTER TABLE calls ADD COLUMN erased boolean NOT NULL DEFAULT false;
+    CREATE TABLE erasures (
+        id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        org text COLLATE "C" NOT NULL,
+        at bigint NOT NULL,
+        by text NOT NULL,
+        selector text NOT NULL,
+        calls bigint NOT NULL
+    );
+    CREATE INDEX erasures_by_org ON erasures (org, id);
+    """,
 )
 #: The channel a commit that gave out change numbers notifies, with its organisation.
 CHANNEL = "samtal_changes"
@@ -489,8 +504,8 @@ class _Tx:
             ).fetchall()
         )
         rows = self.db.execute(
-            "SELECT c.org, c.call, c.day, c.record_ms, c.version, c.seq, c.changed, c.settled "
-            "FROM calls c JOIN unnest(%b::text[], %b::text[]) AS k(org, call) "
+            "SELECT c.org, c.call, c.day, c.record_ms, c.version, c.seq, c.changed, c.settled, "
+            "c.erased FROM calls c JOIN unnest(%b::text[], %b::text[]) AS k(org, call) "
             "ON c.org = k.org AND c.call = k.call WHERE c.org = ANY(%b) "
             "ORDER BY c.org, c.call FOR UPDATE OF c",
             (orgs, calls, sorted(set(orgs))),
@@ -583,6 +598,36 @@ class _Tx:
                 (orgs, days, starts, calls, sorted(set(orgs)), sorted(set(days))),
             ).fetchall()
         return {(org, call): (json, outcome) for org, call, json, outcome in rows}
+
+    def note_erasure(self, org: str, at: int, by: str, selector: str, calls: int) -> int:
+        """Keep an erasure in the audit trail (see WriteTx); its id."""
+        row = self.db.execute(
+            "INSERT INTO erasures (org, at, by, selector, calls) "
+            "VALUES (%s, %s, %s, %s, %s) RETURNING id",
+            (org, at, by, selector, calls),
+        ).fetchone()
+        assert row is not None
+        return int(row[0])
+
+    def erase(self, org: str, calls: Sequence[tuple[str, int, int]], now: int) -> None:
+        """Delete the calls' events, each in its day's partition, and mark them erased (see
+        WriteTx)."""
+        if not calls:
+            return
+        names = [call for call, _, _ in calls]
+        self.db.execute(
+            "DELETE FROM events e USING unnest(%b::text[], %b::int[]) AS k(call, day) "
+            "WHERE e.org = %s AND e.day = k.day AND e.call = k.call",
+            (names, [self._days[org, call] for call in names], org),
+        )
+        self.db.execute(
+            "UPDATE calls c SET erased = true, record_ms = NULL, open = false, settled = true, "
+            "version = k.version, seq = k.seq, moved_from = NULL, "
+            "changed = CASE WHEN c.seq = k.seq THEN c.changed ELSE %s END "
+            "FROM unnest(%b::text[], %b::int[], %b::bigint[]) AS k(call, version, seq) "
+            "WHERE c.org = %s AND c.call = k.call",
+            (now, names, [v for _, v, _ in calls], [q for _, _, q in calls], org),
+        )
 
     def take_change_seqs(self, counts: Mapping[str, int]) -> dict[str, int]:
         """Reserve change numbers of each organisation; the first of each. The organisations'

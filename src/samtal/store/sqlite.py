@@ -173,6 +173,21 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE tokens ADD COLUMN groups TEXT;
     ALTER TABLE tokens ADD COLUMN pseudonymize INTEGER NOT NULL DEFAULT 0;
     """,
+    # 8: erasure (privacy.md). An erased call keeps its row in `calls`, marked, without events
+    # or record: its tombstone says why, and its late events are dropped. The erasures are the
+    # organisation's audit trail (a number only as its keyed hash).
+    """
+    ALTER TABLE calls ADD COLUMN erased INTEGER NOT NULL DEFAULT 0;
+    CREATE TABLE erasures (
+        id INTEGER PRIMARY KEY,
+        org TEXT NOT NULL,
+        at INTEGER NOT NULL,
+        by TEXT NOT NULL,
+        selector TEXT NOT NULL,
+        calls INTEGER NOT NULL
+    );
+    CREATE INDEX erasures_by_org ON erasures (org, id);
+    """,
 )
 #: Seconds between two looks at whether another connection committed (see `watch`).
 WATCH_EVERY = 0.1
@@ -402,8 +417,8 @@ class _Tx:
         return {
             (org, call): KnownCall(*rest)
             for org, call, *rest in self.db.execute(
-                "SELECT c.org, c.call, c.record_ms, c.version, c.seq, c.changed, c.settled "
-                "FROM json_each(?) k JOIN calls c "
+                "SELECT c.org, c.call, c.record_ms, c.version, c.seq, c.changed, c.settled, "
+                "c.erased FROM json_each(?) k JOIN calls c "
                 "ON c.org = k.value ->> 0 AND c.call = k.value ->> 1",
                 (_keys(keys),),
             )
@@ -471,6 +486,31 @@ class _Tx:
                 (orjson.dumps([tuple(g) for g in where]),),
             )
         }
+
+    def note_erasure(self, org: str, at: int, by: str, selector: str, calls: int) -> int:
+        """Keep an erasure in the audit trail (see WriteTx); its id."""
+        row = self.db.execute(
+            "INSERT INTO erasures (org, at, by, selector, calls) "
+            "VALUES (?, ?, ?, ?, ?) RETURNING id",
+            (org, at, by, selector, calls),
+        ).fetchone()
+        assert row is not None
+        return int(row[0])
+
+    def erase(self, org: str, calls: Sequence[tuple[str, int, int]], now: int) -> None:
+        """Delete the calls' events and mark them erased (see WriteTx)."""
+        rows = orjson.dumps(calls)  # one parameter: [[call, version, seq], ...]
+        self.db.execute(
+            "DELETE FROM events WHERE org = ? AND call IN (SELECT value ->> 0 FROM json_each(?))",
+            (org, rows),
+        )
+        self.db.execute(
+            "UPDATE calls SET erased = 1, record_ms = NULL, open = 0, settled = 1, "
+            "version = k.value ->> 1, seq = k.value ->> 2, moved_from = NULL, "
+            "changed = CASE WHEN calls.seq = k.value ->> 2 THEN calls.changed ELSE ? END "
+            "FROM json_each(?) k WHERE calls.org = ? AND calls.call = k.value ->> 0",
+            (now, rows, org),
+        )
 
     def take_change_seqs(self, counts: Mapping[str, int]) -> dict[str, int]:
         """Reserve change numbers of each organisation; the first of each (the one writer
