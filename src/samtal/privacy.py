@@ -12,8 +12,6 @@ from collections.abc import Iterable
 from dataclasses import replace
 from typing import Any, Final
 
-import orjson
-
 from samtal.errors import BadFilter, UsageError, shorten
 from samtal.filters import Filters, Match, matches
 
@@ -25,6 +23,8 @@ MAX_GROUPS: Final = 100
 _GROUP = re.compile(r"[^,\s]{1,64}")
 #: The record fields that hold a person's number (`receivingNo` is a function's: kept).
 PERSON_FIELDS: Final = ("callerNo", "calleeNo")
+#: A person's field with a value (null stays as it is) in a rendered record.
+_PERSON_VALUE = re.compile(rb'"(callerNo|calleeNo)":"([^"\\]*)"')
 #: The filters that name people: a pseudonymizing token gives them pseudonyms.
 PERSON_FILTERS: Final = (*PERSON_FIELDS, "number")
 
@@ -56,14 +56,17 @@ def parse_groups(text: str) -> tuple[str, ...]:
     return tuple(dict.fromkeys(given))
 
 
-def _mac(secret: bytes, number: str) -> str:
-    digest = hmac.new(secret, number.encode(), hashlib.sha256).digest()
+def _mac(secret: bytes, number: str, size: int = 32) -> str:
+    """The lower-case base32 of the first `size` bytes of HMAC-SHA256 over the number, keyed
+    by the secret. Base32 writes each 5 bytes as 8 characters of their own: 10 bytes are the
+    first 16 characters of the whole (and half the work, which is in Python)."""
+    digest = hmac.digest(secret, number.encode(), hashlib.sha256)[:size]
     return base64.b32encode(digest).decode().rstrip("=").lower()
 
 
 def pseudonym(secret: bytes, number: str) -> str:
     """The pseudonym of a number in the organisation whose secret this is (privacy.md)."""
-    return "p:" + _mac(secret, number)[:16]
+    return "p:" + _mac(secret, number, 10)
 
 
 def number_hash(secret: bytes, number: str) -> str:
@@ -109,8 +112,13 @@ class Pseudonyms:
         return path
 
     def record(self, rendered: bytes) -> bytes:
-        """A rendered record (plain or detailed JSON, or a tombstone: left as it is)."""
-        return orjson.dumps(self.fields(orjson.loads(rendered)))
+        """A rendered record (plain or detailed JSON, or a tombstone: left as it is). A
+        number holds no `"` or `\\` (events.md), so each person's field is replaced where it
+        stands, without parsing the record (4.5x the plain read when parsed, bench/privacy.py)."""
+        return _PERSON_VALUE.sub(self._replace, rendered)
+
+    def _replace(self, found: re.Match[bytes]) -> bytes:
+        return b'"%b":"%b"' % (found[1], self(found[2].decode()).encode())
 
     def unmask(self, filters: Filters, stored: Iterable[str]) -> Filters:
         """`filters` as a pseudonymizing token means them, in terms of the stored numbers

@@ -9,6 +9,7 @@ import hmac
 import io
 import json
 import sqlite3
+import time
 from contextlib import closing
 from datetime import date
 from typing import Any
@@ -19,9 +20,17 @@ import psycopg
 from samtal.records import FIELDS
 from samtal.simulate import TrafficSettings, event_lines
 from samtal.store import Store
-from tests.api.test_api import HOUR, wait_for
 from tests.helpers import PRODUCT, T0, Clock, in_org
 from tests.helpers.servers import Server, Service, assert_problem, start_app
+
+HOUR = 3600.0
+
+
+def wait_for(check: Any, seconds: float = 10.0) -> None:
+    deadline = time.monotonic() + seconds
+    while not check():
+        assert time.monotonic() < deadline, "the server's duties did not happen in time"
+        time.sleep(0.02)
 
 
 def _post(server: Server, ingest: str, org: str) -> dict[str, object]:

@@ -20,6 +20,7 @@ from samtal.api import create_app
 from samtal.cli import main
 from samtal.clock import system_clock
 from samtal.metrics import render
+from samtal.privacy import Pseudonyms
 from samtal.settings import Settings
 from samtal.store import Store, open_store
 from tests.helpers import PRODUCT, disappearing, events_of
@@ -136,6 +137,22 @@ def test_an_erasure_is_delivered_as_a_tombstone_that_says_so(setup: Setup) -> No
     assert deleted["data"] == {
         "id": call, "deleted": True, "version": 2, "seq": 4, "reason": "erased"
     }  # fmt: skip
+
+
+def test_a_pseudonymizing_subscription_gets_pseudonyms(setup: Setup) -> None:
+    """privacy.md: `webhook add --pseudonymize` sends what a pseudonymizing token would see."""
+    store, receiver = setup.store, setup.receiver
+    url = store.webhook(setup.hook_id).url
+    store.remove_webhook(setup.hook_id)
+    hook, receiver.secret = store.add_webhook("acme", url, now=system_clock(), pseudonymize=True)
+    assert hook.pseudonymize and store.hooks.all("acme")[0].pseudonymize
+    store.ingest(events_of(PRODUCT), now=system_clock())
+    wait_for(lambda: len(receiver.verified) == 3)
+    masks = Pseudonyms(store.org("acme").secret)
+    feed = store.changes(org="acme", after=0, limit=10).changes
+    sent = sorted((m["data"] for m in receiver.verified), key=lambda data: data["seq"])
+    assert sent == [masks.fields(orjson.loads(c.json())) for c in feed]
+    assert all(r["callerNo"].startswith("p:") for r in sent)
 
 
 def test_failed_deliveries_are_retried_with_the_same_id(setup: Setup) -> None:

@@ -281,12 +281,20 @@ def webhook() -> None:
 @webhook.command("add")
 @click.argument("org_name", metavar="ORG")
 @click.argument("url")
+@click.option(
+    "--pseudonymize",
+    is_flag=True,
+    help="Send people's numbers as the organisation's pseudonyms (as a --pseudonymize token "
+    "sees them).",
+)
 @db_option
-def webhook_add(org_name: str, url: str, db_url: str | None) -> None:
+def webhook_add(org_name: str, url: str, pseudonymize: bool, db_url: str | None) -> None:
     """Subscribe URL to ORG's record versions from now on; prints the id, and the secret
     (shown once) alone on the last line."""
     try:
-        made, secret = open_db(db_url).add_webhook(org_name, url, now=system_clock())
+        made, secret = open_db(db_url).add_webhook(
+            org_name, url, now=system_clock(), pseudonymize=pseudonymize
+        )
     except SamtalError as exc:
         fail(exc)
     if url.startswith("http:"):
@@ -300,8 +308,11 @@ def webhook_add(org_name: str, url: str, db_url: str | None) -> None:
 @click.argument("org_name", metavar="[ORG]", required=False)
 @db_option
 def webhook_list(org_name: str | None, db_url: str | None) -> None:
-    """List subscriptions: id, org, url, state, last success, last failure, backlog, given up."""
-    click.echo("id	org	url	state	last success	last failure	backlog	given up")
+    """List subscriptions: id, org, url, state, last success, last failure, backlog, given up,
+    whether people's numbers go out as pseudonyms."""
+    click.echo(
+        "id	org	url	state	last success	last failure	backlog	given up	pseudonymized"
+    )
     for found in open_db(db_url).hooks.all(org_name):
         state = "active" if found.active else "disabled"
         click.echo(
@@ -315,6 +326,7 @@ def webhook_list(org_name: str | None, db_url: str | None) -> None:
                     _when(found.last_failure),
                     str(found.backlog),
                     str(found.given_up),
+                    "yes" if found.pseudonymize else "no",
                 ]
             )
         )

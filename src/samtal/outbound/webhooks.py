@@ -26,6 +26,7 @@ import httpx
 
 from samtal import metrics
 from samtal.errors import NotFound
+from samtal.privacy import Pseudonyms
 from samtal.store import AsyncStore, Change, Retry, Store, Webhook
 from samtal.times import US_PER_SECOND, render, retry_after_seconds, zone
 
@@ -42,12 +43,14 @@ FAILING_LIMIT = 5 * 24 * 3600 * US_PER_SECOND
 IDLE = 1.0
 
 
-def message(change: Change, tz: str) -> bytes:
+def message(change: Change, tz: str, masks: Pseudonyms | None = None) -> bytes:
     """The body of a version's delivery: its type, when it became visible (in the org's zone,
-    the record time format), and the detailed record or tombstone."""
+    the record time format), and the detailed record or tombstone (with people's numbers as
+    pseudonyms when `masks` is given)."""
     kind = b"cdr.deleted" if change.record is None else b"cdr.changed"
     visible = render(change.changed, zone(tz)).encode()
-    return b'{"type":"%b","timestamp":"%b","data":%b}' % (kind, visible, change.json())
+    data = change.json() if masks is None else masks.record(change.json())
+    return b'{"type":"%b","timestamp":"%b","data":%b}' % (kind, visible, data)
 
 
 def sign(secret: str, message_id: str, timestamp: int, body: bytes) -> str:
@@ -131,11 +134,13 @@ class Deliverer:
         page = await self._store.changes(org=hook.org, after=hook.cursor, limit=BATCH, strict=False)
         if not page.changes:
             return False
-        tz = (await self._store.org(hook.org)).tz
+        org = await self._store.org(hook.org)
+        tz = org.tz
+        masks = Pseudonyms(org.secret) if hook.pseudonymize else None
         # A version a purge renumbered was sent when it became visible, if that was at or
         # before the cursor: it is not sent again (changes.md, version 3 correction).
         bodies = [
-            (change.seq, message(change, tz))
+            (change.seq, message(change, tz, masks))
             for change in page.changes
             if change.moved_from is None or change.moved_from > hook.cursor
         ]

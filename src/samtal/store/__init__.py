@@ -202,14 +202,19 @@ class Store:
         return str(rows[0][0])
 
     # -- webhook subscriptions (operator side) ------------------------------------------------
-    def add_webhook(self, org: str, url: str, *, now: int) -> tuple[Webhook, str]:
+    def add_webhook(
+        self, org: str, url: str, *, now: int, pseudonymize: bool = False
+    ) -> tuple[Webhook, str]:
         """Subscribe `url` to `org`'s new versions; the subscription and its secret (shown
-        once). UsageError for a URL that is not http(s), NotFound for an unknown org."""
+        once). UsageError for a URL that is not http(s), NotFound for an unknown org.
+        `pseudonymize`: people's numbers go out as the organisation's pseudonyms."""
         parts = urlsplit(url)
         if parts.scheme not in ("https", "http") or not parts.hostname:
             raise UsageError(f"{shorten(url)} is not an https:// (or http://) URL")
         secret = "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
-        hook = self.hooks.add("wh_" + secrets.token_hex(8), org, url, secret, now=now)
+        hook = self.hooks.add(
+            "wh_" + secrets.token_hex(8), org, url, secret, now=now, pseudonymize=pseudonymize
+        )
         if hook is None:
             raise NotFound(f"unknown organisation {org!r}: add it with `samtal org add`")
         return hook, secret

@@ -29,6 +29,8 @@ class Webhook:
     given_up: int
     #: Versions not yet delivered: waiting for a retry, or not yet tried.
     backlog: int = 0
+    #: The numbers of people go out as the organisation's pseudonyms (privacy.md).
+    pseudonymize: bool = False
 
 
 @dataclass(frozen=True)
@@ -53,7 +55,7 @@ class OperatorSql(Protocol):
 
 _COLUMNS = (
     "id, org, url, secret, created, active, cursor, last_success, last_failure, "
-    "failing_since, given_up"
+    "failing_since, given_up, pseudonymize"
 )
 
 
@@ -63,16 +65,18 @@ class WebhookTable:
     def __init__(self, engine: OperatorSql) -> None:
         self._sql = engine.operator_sql
 
-    def add(self, hook_id: str, org: str, url: str, secret: str, *, now: int) -> Webhook | None:
+    def add(
+        self, hook_id: str, org: str, url: str, secret: str, *, now: int, pseudonymize: bool = False
+    ) -> Webhook | None:
         """A new subscription starting at the organisation's latest change; None when there is
         no such organisation."""
         rows = self._sql(
             [
                 (
                     "INSERT INTO webhooks (id, org, url, secret, created, active, cursor, "
-                    "given_up) SELECT ?, name, ?, ?, ?, 1, change_seq, 0 FROM orgs "
-                    "WHERE name = ?",
-                    (hook_id, url, secret, now, org),
+                    "given_up, pseudonymize) SELECT ?, name, ?, ?, ?, 1, change_seq, 0, ? "
+                    "FROM orgs WHERE name = ?",
+                    (hook_id, url, secret, now, pseudonymize, org),
                 ),
                 (f"SELECT {_COLUMNS} FROM webhooks WHERE id = ?", (hook_id,)),
             ],
@@ -196,7 +200,9 @@ class WebhookTable:
 
 
 def _webhook(row: Sequence[Any], backlog: int = 0) -> Webhook:
-    hook_id, org, url, secret, created, active, cursor, success, failure, failing, given_up = row
+    hook_id, org, url, secret, created, active, cursor, success, failure, failing, given_up = row[
+        :11
+    ]
     return Webhook(
         hook_id,
         org,
@@ -210,4 +216,5 @@ def _webhook(row: Sequence[Any], backlog: int = 0) -> Webhook:
         failing,
         given_up,
         backlog,
+        bool(row[11]),
     )

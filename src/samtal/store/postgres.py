@@ -207,6 +207,10 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX erasures_by_org ON erasures (org, id);
     """,
+    # 10: a webhook subscription may send people's numbers as pseudonyms (privacy.md).
+    """
+    ALTER TABLE webhooks ADD COLUMN pseudonymize boolean NOT NULL DEFAULT false;
+    """,
 )
 #: The channel a commit that gave out change numbers notifies, with its organisation.
 CHANNEL = "samtal_changes"

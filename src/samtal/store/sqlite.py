@@ -188,6 +188,10 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX erasures_by_org ON erasures (org, id);
     """,
+    # 9: a webhook subscription may send people's numbers as pseudonyms (privacy.md).
+    """
+    ALTER TABLE webhooks ADD COLUMN pseudonymize INTEGER NOT NULL DEFAULT 0;
+    """,
 )
 #: Seconds between two looks at whether another connection committed (see `watch`).
 WATCH_EVERY = 0.1
