@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Iterator
-from typing import Annotated, Any, Final, cast
+from typing import Annotated, Any, Final, Literal, cast
 
 import msgspec
 
@@ -160,19 +160,11 @@ def _check_number(name: str, value: Any) -> str:
     return value
 
 
-def why_not_id(name: str, value: Any) -> str | None:
-    """Why `value` cannot be an id or a call (named `name` in the reason), or None."""
+def why_not(kind: Literal["id", "number"], name: str, value: Any) -> str | None:
+    """Why `value` cannot be an id (or call) or a number, as an event's field `name` would be
+    told, or None when it can."""
     try:
-        _check_id(name, value)
-    except _Invalid as exc:
-        return str(exc)
-    return None
-
-
-def why_not_number(name: str, value: Any) -> str | None:
-    """Why `value` cannot be a number (named `name` in the reason), or None."""
-    try:
-        _check_number(name, value)
+        (_check_id if kind == "id" else _check_number)(name, value)
     except _Invalid as exc:
         return str(exc)
     return None

@@ -12,7 +12,7 @@ from samtal.api._auth import Reader, reading
 from samtal.api._problems import only_params, responses
 from samtal.api._state import AppState, state
 from samtal.errors import BadBody, TooLarge, UnsupportedMediaType, shorten
-from samtal.events import why_not_id, why_not_number
+from samtal.events import why_not
 from samtal.period import parse_selection
 from samtal.store import Erasure
 from samtal.times import render, zone
@@ -180,11 +180,11 @@ def _asked(body: bytes) -> dict[str, Any]:
         if not isinstance(calls, list) or not calls or len(calls) > MAX_CALLS:
             raise BadBody(f"`calls` is a list of 1 to {MAX_CALLS:,} call ids")
         for n, call in enumerate(calls, 1):
-            why = why_not_id("call", call)
+            why = why_not("id", "call", call)
             if why is not None:
                 raise BadBody(f"`calls` item {n}: {why}")
         return asked
-    why = why_not_number("number", asked["number"])
+    why = why_not("number", "number", asked["number"])
     if why is not None:
         raise BadBody(why)
     for name in ("from", "to"):
