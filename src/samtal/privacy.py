@@ -114,7 +114,7 @@ class Pseudonyms:
     def record(self, rendered: bytes) -> bytes:
         """A rendered record (plain or detailed JSON, or a tombstone: left as it is). A
         number holds no `"` or `\\` (events.md), so each person's field is replaced where it
-        stands, without parsing the record (4.5x the plain read when parsed, bench/privacy.py)."""
+        stands, without parsing the record."""
         return _PERSON_VALUE.sub(self._replace, rendered)
 
     def _replace(self, found: re.Match[bytes]) -> bytes:
