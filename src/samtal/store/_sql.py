@@ -317,6 +317,20 @@ class SqlEngine(ABC):
             self._run(db, "UPDATE tokens SET last_used = ? WHERE id = ?", (now, token_id))
 
     # -- call data -------------------------------------------------------------------------------
+    def _scope(
+        self, start: int, end: int, filters: Filters | None = None
+    ) -> tuple[str, int, int, str, tuple[object, ...]]:
+        """What every read of a period's records names besides `org = ?`: the table (with an
+        index hint for the filters), the bounds of `start_ms` (its clustering column) and the
+        conditions after `start < ?`, with their parameters (days, filters)."""
+        hint, hinted = self._period_hint(start, end)
+        table = "records"
+        if filters:
+            where, matching = _filter_sql(filters)
+            hint, hinted = hint + where, (*hinted, *matching)
+            table += self._index_for(filters)
+        return table, start // US_PER_MS, (end - 1) // US_PER_MS, hint, hinted
+
     def pages(
         self, columns: str, org: str, start: int, end: int, filters: Filters | None = None
     ) -> Iterator[list[Any]]:
@@ -330,13 +344,7 @@ class SqlEngine(ABC):
         across the cursor while a long answer streams can thus be missed or repeated in that
         answer; the change feed is the exact way to keep a copy.)
         """
-        low, high = start // US_PER_MS, (end - 1) // US_PER_MS
-        hint, hinted = self._period_hint(start, end)
-        table = "records"
-        if filters:
-            where, matching = _filter_sql(filters)
-            hint, hinted = hint + where, (*hinted, *matching)
-            table += self._index_for(filters)
+        table, low, high, hint, hinted = self._scope(start, end, filters)
         rows = self._read(
             f"SELECT start_ms, call, {columns} FROM {table} WHERE org = ? AND start_ms >= ? "
             f"AND start_ms <= ? AND start >= ? AND start < ?{hint} ORDER BY start_ms, call LIMIT ?",
@@ -385,8 +393,7 @@ class SqlEngine(ABC):
     def person_numbers(self, org: str, start: int, end: int) -> list[str]:
         """The numbers of people (`callerNo`, `calleeNo`) among the records of `org` whose
         start is in [start, end), each once."""
-        low, high = start // US_PER_MS, (end - 1) // US_PER_MS
-        hint, hinted = self._period_hint(start, end)
+        _, low, high, hint, hinted = self._scope(start, end)
         period = f"start_ms >= ? AND start_ms <= ? AND start >= ? AND start < ?{hint}"
         params = (org, low, high, start, end, *hinted)
         return [
@@ -414,13 +421,7 @@ class SqlEngine(ABC):
         """The sums of stats.md over the records of `org` whose start is in [start, end) and
         that match `filters`, per granule of their start and response group, in one query
         (the rows of stats.figures.Tally, its waits as twelve columns)."""
-        low, high = start // US_PER_MS, (end - 1) // US_PER_MS
-        hint, hinted = self._period_hint(start, end)
-        table = "records"
-        if filters:
-            where, matching = _filter_sql(filters)
-            hint, hinted = hint + where, (*hinted, *matching)
-            table += self._index_for(filters)
+        table, low, high, hint, hinted = self._scope(start, end, filters)
         abandoned = "answered_after IS NULL AND duration >= ?"
         lift = -(_EARLIEST // granule) * granule
         return self._read(
