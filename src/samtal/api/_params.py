@@ -3,10 +3,11 @@ them: the filters of query.md and the completeness watermark."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import Query
+from fastapi import Query, Request
 
+from samtal.filters import NAMES
 from samtal.records import OUTCOMES
 
 #: The header with the organisation's completeness watermark (query.md, "Completeness").
@@ -56,3 +57,28 @@ def duration_filter(name: str, bound: str, example: str) -> Any:
         description=f"Only records with `stop - start` of {bound} this many seconds.",
         json_schema_extra={"pattern": DURATION, "examples": [example]},
     )
+
+
+def filter_params(
+    request: Request,
+    caller_no: Annotated[
+        list[str] | None, number_filter("callerNo", "`callerNo`", "+4672111111")
+    ] = None,
+    receiving_no: Annotated[
+        list[str] | None, number_filter("receivingNo", "`receivingNo`", "622")
+    ] = None,
+    callee_no: Annotated[
+        list[str] | None, number_filter("calleeNo", "`calleeNo`", "+4672*")
+    ] = None,
+    number: Annotated[
+        list[str] | None,
+        number_filter("number", "`callerNo`, `receivingNo` or `calleeNo`", "+4672555555"),
+    ] = None,
+    outcome: Annotated[list[str] | None, outcome_filter()] = None,
+    min_duration: Annotated[str | None, duration_filter("minDuration", "at least", "30")] = None,
+    max_duration: Annotated[str | None, duration_filter("maxDuration", "at most", "2.5")] = None,
+) -> dict[str, list[str]]:
+    """A dependency: the filters of query.md as the request gives them, each name with all its
+    values, unchecked (`parse_filters` checks them, in the endpoint's own order of checks).
+    The parameters document them, once for every endpoint that takes them."""
+    return {name: request.query_params.getlist(name) for name in NAMES}

@@ -6,18 +6,12 @@ from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import replace
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, Header, Query, Request
+from fastapi import APIRouter, Depends, Header, Query
 from fastapi.responses import StreamingResponse
 
 from samtal.api._auth import Reader, reading
 from samtal.api._formats import CSV, Format, choose, stream
-from samtal.api._params import (
-    COMPLETE_THROUGH,
-    COMPLETE_THROUGH_HEADER,
-    duration_filter,
-    number_filter,
-    outcome_filter,
-)
+from samtal.api._params import COMPLETE_THROUGH, COMPLETE_THROUGH_HEADER, filter_params
 from samtal.api._problems import only_params, responses
 from samtal.api._schemas import DETAILED_RECORD, RECORD
 from samtal.api._state import AppState, state
@@ -60,9 +54,9 @@ router = APIRouter(dependencies=[Depends(only_params("from", "to", "view", "form
     },
 )
 async def historik(
-    request: Request,
     app: Annotated[AppState, Depends(state)],
     reader: Annotated[Reader, Depends(reading("records"))],
+    given: Annotated[dict[str, list[str]], Depends(filter_params)],
     from_: Annotated[
         str,
         Query(
@@ -94,34 +88,14 @@ async def historik(
             description="json, ndjson or csv; overrides `Accept`. Default: by `Accept`, else json.",
         ),
     ] = None,
-    caller_no: Annotated[
-        list[str] | None, number_filter("callerNo", "`callerNo`", "+4672111111")
-    ] = None,
-    receiving_no: Annotated[
-        list[str] | None, number_filter("receivingNo", "`receivingNo`", "622")
-    ] = None,
-    callee_no: Annotated[
-        list[str] | None, number_filter("calleeNo", "`calleeNo`", "+4672*")
-    ] = None,
-    number: Annotated[
-        list[str] | None,
-        number_filter("number", "`callerNo`, `receivingNo` or `calleeNo`", "+4672555555"),
-    ] = None,
-    outcome: Annotated[list[str] | None, outcome_filter()] = None,
-    min_duration: Annotated[str | None, duration_filter("minDuration", "at least", "30")] = None,
-    max_duration: Annotated[str | None, duration_filter("maxDuration", "at most", "2.5")] = None,
     accept: Annotated[str | None, Header(include_in_schema=False)] = None,
 ) -> StreamingResponse:
     """Parse, fetch, stream: the period, filters and format are checked before the first
     byte goes out."""
     org = reader.org
     chosen = choose(format_, accept)
-    # The filters as sent, each with all its values (the parameters above document them), and
-    # the response groups the token is limited to.
-    filters = replace(
-        parse_filters({name: request.query_params.getlist(name) for name in FILTERS}),
-        groups=reader.groups,
-    )
+    # The filters as sent, and the response groups the token is limited to.
+    filters = replace(parse_filters(given), groups=reader.groups)
     tz = zone(org.tz)
     now = app.clock()
     period = parse_period(

@@ -11,13 +11,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
 
 from samtal.api._auth import Reader, reading
-from samtal.api._params import (
-    COMPLETE_THROUGH,
-    COMPLETE_THROUGH_HEADER,
-    duration_filter,
-    number_filter,
-    outcome_filter,
-)
+from samtal.api._params import COMPLETE_THROUGH, COMPLETE_THROUGH_HEADER, filter_params
 from samtal.api._problems import only_params, responses
 from samtal.api._state import AppState, state
 from samtal.filters import NAMES as FILTERS
@@ -61,6 +55,7 @@ async def stats(
     request: Request,
     app: Annotated[AppState, Depends(state)],
     reader: Annotated[Reader, Depends(reading("stats"))],
+    given: Annotated[dict[str, list[str]], Depends(filter_params)],
     from_: Annotated[
         str,
         Query(
@@ -125,22 +120,6 @@ async def stats(
         Literal["json", "csv"] | None,
         Query(alias="format", description="json (the default) or csv."),
     ] = None,
-    caller_no: Annotated[
-        list[str] | None, number_filter("callerNo", "`callerNo`", "+4672111111")
-    ] = None,
-    receiving_no: Annotated[
-        list[str] | None, number_filter("receivingNo", "`receivingNo`", "622")
-    ] = None,
-    callee_no: Annotated[
-        list[str] | None, number_filter("calleeNo", "`calleeNo`", "+4672*")
-    ] = None,
-    number: Annotated[
-        list[str] | None,
-        number_filter("number", "`callerNo`, `receivingNo` or `calleeNo`", "+4672555555"),
-    ] = None,
-    outcome: Annotated[list[str] | None, outcome_filter()] = None,
-    min_duration: Annotated[str | None, duration_filter("minDuration", "at least", "30")] = None,
-    max_duration: Annotated[str | None, duration_filter("maxDuration", "at most", "2.5")] = None,
 ) -> Response:
     """Parse every choice and filter, then work the figures out on a reader thread."""
     params = request.query_params
@@ -152,9 +131,7 @@ async def stats(
         hours=params.get("hours"),
         interval=params.get("interval"),
     )
-    filters = replace(
-        parse_filters({name: params.getlist(name) for name in FILTERS}), groups=reader.groups
-    )
+    filters = replace(parse_filters(given), groups=reader.groups)
     org = reader.org
     tz = zone(org.tz)
     now = app.clock()
