@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+import threading
 from pathlib import Path
 
 import pytest
@@ -87,3 +88,22 @@ def test_records_of_version_1_get_their_identity(tmp_path: Path) -> None:
         [b"c,1,1,7,unanswered\r\n"]
     ]
     store.close()
+
+
+def test_opening_a_store_does_not_wait_for_another_process_writing(tmp_path: Path) -> None:
+    """A reader's open (`samtal` commands, tests polling a database) must not queue for the
+    write lock behind busy consumers: once records all have their outcome, it only reads."""
+    url = f"sqlite:///{tmp_path / 'busy.db'}"
+    Store(SqliteEngine(url)).close()  # created and filled
+    writer = sqlite3.connect(tmp_path / "busy.db", isolation_level=None)
+    writer.execute("BEGIN IMMEDIATE")  # another process holds the write lock
+    opened: list[Store] = []
+    thread = threading.Thread(target=lambda: opened.append(Store(SqliteEngine(url))))
+    thread.start()
+    thread.join(5)
+    waited = thread.is_alive()
+    writer.execute("ROLLBACK")
+    thread.join()
+    assert opened, "the open failed"
+    opened[0].close()
+    assert not waited, "opening the store waited for the write lock"

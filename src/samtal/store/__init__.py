@@ -61,6 +61,8 @@ US_PER_MINUTE = 60 * US_PER_SECOND
 #: Seconds an organisation's row, once read, is trusted before it is read again: a change of
 #: its settings reaches every process within this. (Its zone never changes.)
 ORG_TTL = 5.0
+#: The `meta` key that says every record has its outcome (`Store.fill` has nothing left to do).
+FILLED = "outcomes_filled"
 
 
 class Store:
@@ -481,9 +483,12 @@ class Store:
         upgrade), in batches, each its own transaction; how many."""
         if self.engine.schema_version < self.engine.outcomes_from:
             return 0  # an engine opened on an older schema on purpose (tests of upgrades)
+        if self.engine.meta(FILLED) is not None:
+            return 0  # one read, so that opening a store never waits for the write lock
         filled = 0
         while done := self._write(lambda tx: _recompute.fill(tx)):
             filled += done
+        self.engine.set_meta(FILLED, "1")
         if filled:
             log.info("filled in the outcome of %d record(s) stored before outcomes were", filled)
         return filled

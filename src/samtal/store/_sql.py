@@ -56,6 +56,8 @@ class SqlEngine(ABC):
     record_join: ClassVar[str] = "r.org = c.org AND r.start_ms = c.record_ms AND r.call = c.call"
     #: The driver's exceptions for a broken constraint.
     integrity_errors: ClassVar[tuple[type[Exception], ...]] = ()
+    #: The driver's exceptions for any failed statement.
+    driver_errors: ClassVar[tuple[type[Exception], ...]] = ()
     #: Write transactions the engine takes at once: one on SQLite, several on PostgreSQL.
     writers: int = 1
     #: The calls that hold back an organisation's completeness watermark, in the words of the
@@ -152,8 +154,12 @@ class SqlEngine(ABC):
     def _run(self, db: Connection, sql: str, params: Sequence[object] = ()) -> Cursor:
         return db.execute(self.sql(sql), tuple(params))
 
-    def _migrate(self) -> None:
-        """Bring the schema to the newest version this samtal knows, in one transaction."""
+    def _migrate(self) -> int:
+        """Bring the schema to the newest version this samtal knows, in one transaction; how
+        many versions it moved. A schema already current costs one read and takes no lock, so
+        that opening a store never queues behind other processes' writes."""
+        if self._current():
+            return 0
         with self._migrating() as db:
             self._run(
                 db, "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)"
@@ -173,11 +179,35 @@ class SqlEngine(ABC):
                     "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
                     (str(number),),
                 )
+            return len(self._migrations) - version
+
+    def _current(self) -> bool:
+        """Whether the schema is this samtal's newest (False too when there is none yet)."""
+        try:
+            row = self._one("SELECT value FROM meta WHERE key = 'schema_version'")
+        except self.driver_errors:  # no `meta` table: a new database
+            return False
+        return row is not None and int(row[0]) == len(self._migrations)
 
     @property
     def schema_version(self) -> int:
         """The schema version of the open database."""
         return int(self._one("SELECT value FROM meta WHERE key = 'schema_version'")[0])
+
+    def meta(self, key: str) -> str | None:
+        """A value the database keeps about itself (`meta`), None when it has none."""
+        row = self._one("SELECT value FROM meta WHERE key = ?", (key,))
+        return None if row is None else str(row[0])
+
+    def set_meta(self, key: str, value: str) -> None:
+        """Keep `value` under `key` in `meta`."""
+        with self._writing() as db:
+            self._run(
+                db,
+                "INSERT INTO meta VALUES (?, ?) "
+                "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                (key, value),
+            )
 
     def operator_sql(
         self, statements: Sequence[tuple[str, Sequence[object]]], *, write: bool

@@ -236,6 +236,7 @@ class PostgresEngine(SqlEngine):
         "r.org = c.org AND r.day = c.day AND r.start_ms = c.record_ms AND r.call = c.call"
     )
     integrity_errors: ClassVar[tuple[type[Exception], ...]] = (errors.IntegrityError,)
+    driver_errors: ClassVar[tuple[type[Exception], ...]] = (psycopg.Error,)
     unsettled: ClassVar[str] = "started AND NOT settled"
     outcomes_from: ClassVar[int] = 7
 

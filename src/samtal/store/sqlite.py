@@ -214,6 +214,7 @@ class SqliteEngine(SqlEngine):
     """The engine on one SQLite file: writes go one at a time through one connection."""
 
     integrity_errors: ClassVar[tuple[type[Exception], ...]] = (sqlite3.IntegrityError,)
+    driver_errors: ClassVar[tuple[type[Exception], ...]] = (sqlite3.Error,)
     writers = 1  # SQLite takes one writer at a time
 
     def __init__(self, url: str, migrations: tuple[str, ...] = MIGRATIONS) -> None:
@@ -233,8 +234,8 @@ class SqliteEngine(SqlEngine):
             # ingest touches stay in memory as the database grows. Readers keep the default:
             # they scan in order, and their memory stays flat however long the period.
             self._writer.execute("PRAGMA cache_size = -65536")
-            self._migrate()
-            self.tune()
+            if self._migrate() or not self._analyzed():
+                self.tune()  # then the server's duty keeps it so, without a lock on each open
         except sqlite3.Error as exc:
             raise StoreError(f"cannot open the database {path!r}: {exc}") from exc
 
@@ -368,6 +369,10 @@ class SqliteEngine(SqlEngine):
                     )
                 self._renumber(db, org)
         return int(count)
+
+    def _analyzed(self) -> bool:
+        """Whether the planner has statistics (`tune` ran on this database)."""
+        return bool(self._rows("SELECT 1 FROM sqlite_master WHERE name = 'sqlite_stat1'", ()))
 
     def tune(self) -> None:
         """Let SQLite gather what its planner knows of the tables, a bounded look at each index
