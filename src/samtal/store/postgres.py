@@ -498,6 +498,7 @@ class _Tx:
         """Lock each call's row (making a placeholder for a call not seen before, which the
         transaction fills in or rolls back), in key order: two writers never wait for each
         other in a cycle. The calls seen before, with what is known of their record."""
+        keys = sorted(keys)
         orgs, calls = _columns(keys) if keys else ([], [])
         made = set(
             self.db.execute(
@@ -508,12 +509,13 @@ class _Tx:
                 (orgs, calls),
             ).fetchall()
         )
+        # Each key looked up on its own (LATERAL: an index probe per key, in the keys' order),
+        # never a join the planner may make by reading all of an organisation's calls.
         rows = self.db.execute(
             "SELECT c.org, c.call, c.day, c.record_ms, c.version, c.seq, c.changed, c.settled, "
-            "c.erased FROM calls c JOIN unnest(%b::text[], %b::text[]) AS k(org, call) "
-            "ON c.org = k.org AND c.call = k.call WHERE c.org = ANY(%b) "
-            "ORDER BY c.org, c.call FOR UPDATE OF c",
-            (orgs, calls, sorted(set(orgs))),
+            "c.erased FROM unnest(%b::text[], %b::text[]) AS k(org, call) CROSS JOIN LATERAL "
+            "(SELECT * FROM calls c WHERE c.org = k.org AND c.call = k.call FOR UPDATE) c",
+            (orgs, calls),
         ).fetchall()
         known: dict[CallKey, KnownCall] = {}
         for org, call, day, *rest in rows:
@@ -578,9 +580,9 @@ class _Tx:
         for org, call, event_id, instant, seq, type_, party, number, kind, at in self.db.execute(
             "SELECT e.org, e.call, e.id, e.instant, e.seq, e.type, e.party, e.number, e.kind, "
             "e.at FROM unnest(%b::text[], %b::int[], %b::text[]) AS k(org, day, call) "
-            "JOIN events e ON e.org = k.org AND e.day = k.day AND e.call = k.call "
-            "WHERE e.org = ANY(%b) AND e.day = ANY(%b)",
-            (orgs, days, calls, sorted(set(orgs)), sorted(set(days))),
+            "CROSS JOIN LATERAL (SELECT * FROM events e "
+            "WHERE e.org = k.org AND e.day = k.day AND e.call = k.call) e",
+            (orgs, days, calls),
         ):
             stored.setdefault((org, call), []).append(
                 Event(org, event_id, call, at, type_, seq, party, number, kind, instant=instant)
@@ -596,11 +598,10 @@ class _Tx:
         with self.db.cursor(binary=True) as cursor:
             rows = cursor.execute(
                 "SELECT r.org, r.call, r.json, r.outcome FROM unnest(%b::text[], %b::int[], "
-                "%b::bigint[], "
-                "%b::text[]) AS k(org, day, start_ms, call) JOIN records r ON r.org = k.org "
-                "AND r.day = k.day AND r.start_ms = k.start_ms AND r.call = k.call "
-                "WHERE r.org = ANY(%b) AND r.day = ANY(%b)",
-                (orgs, days, starts, calls, sorted(set(orgs)), sorted(set(days))),
+                "%b::bigint[], %b::text[]) AS k(org, day, start_ms, call) CROSS JOIN LATERAL "
+                "(SELECT * FROM records r WHERE r.org = k.org AND r.day = k.day "
+                "AND r.start_ms = k.start_ms AND r.call = k.call) r",
+                (orgs, days, starts, calls),
             ).fetchall()
         return {(org, call): (json, outcome) for org, call, json, outcome in rows}
 
