@@ -52,12 +52,12 @@ def settings(**overrides: Any) -> Settings:
         raise click.UsageError(str(exc)) from exc
 
 
-def open_db(db_url: str | None) -> Store:
-    """The store that `--db` (or the settings) name."""
+def open_db(db_url: str | None, *, reads: bool = True) -> Store:
+    """The store that `--db` (or the settings) name (`reads=False`: see `open_store`)."""
     from samtal.store import open_store
 
     try:
-        return open_store(settings(database_url=db_url).database_url)
+        return open_store(settings(database_url=db_url).database_url, reads=reads)
     except SamtalError as exc:
         raise click.UsageError(str(exc)) from exc
 

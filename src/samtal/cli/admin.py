@@ -377,7 +377,7 @@ def import_(file: BinaryIO, db_url: str | None) -> None:
     from samtal.ingest import import_lines
 
     config = settings(database_url=db_url)
-    store = open_db(config.database_url)
+    store = open_db(config.database_url, reads=False)
     gc.disable()  # as in `aggregate`: many long-lived objects, no cycles among them
     if sys.stderr.isatty():
         report = _import_with_progress(store, file, config)

@@ -569,9 +569,11 @@ def _check_cursor(after: int, feed: FeedRead) -> None:
         )
 
 
-def open_store(url: str) -> Store:
+def open_store(url: str, *, reads: bool = True) -> Store:
     """The store at `url`: `sqlite:///relative.db`, `sqlite:////absolute.db`, or
-    `postgresql://user@host:port/database`. The engine is imported only when used."""
+    `postgresql://user@host:port/database`. The engine is imported only when used.
+    `reads=False`: the process mostly writes (an import), and an engine that takes several
+    writers gives them more of its connections."""
     if url.startswith("sqlite:"):
         from samtal.store.sqlite import SqliteEngine
 
@@ -581,7 +583,7 @@ def open_store(url: str) -> Store:
             from samtal.store.postgres import PostgresEngine
         except ImportError as exc:
             raise StoreError("PostgreSQL needs psycopg: pip install 'samtal[postgres]'") from exc
-        return Store(PostgresEngine(url))
+        return Store(PostgresEngine(url, reads=reads))
     raise StoreError(
         f"unsupported database URL {url!r}: use sqlite:///path.db or postgresql://user@host/db"
     )

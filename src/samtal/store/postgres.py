@@ -241,15 +241,21 @@ class PostgresEngine(SqlEngine):
     outcomes_from: ClassVar[int] = 7
 
     def __init__(
-        self, url: str, migrations: tuple[str, ...] = MIGRATIONS, *, max_size: int = 8
+        self,
+        url: str,
+        migrations: tuple[str, ...] = MIGRATIONS,
+        *,
+        max_size: int = 8,
+        reads: bool = True,
     ) -> None:
         super().__init__(migrations)
         self._url = url
         self._lead: psycopg.Connection[Any] | None = None
         #: Spans of days [first, end) known to have their partitions.
         self._spans: list[tuple[int, int]] = []
-        #: Half the pool writes, so that reads always find a connection.
-        self.writers = max(1, max_size // 2)
+        #: Half the pool writes, so that reads always find a connection; in a process that
+        #: hardly reads (`reads=False`: an import), all of it but one.
+        self.writers = max(1, max_size // 2 if reads else max_size - 1)
         try:
             # One connection first: a URL that cannot work (no such host, no such database)
             # fails here at once, rather than when the pool gives up waiting.
