@@ -43,10 +43,13 @@ NUMBER_RULE: Final = (
     "+4672111111 or 622"
 )
 
-_Id = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_ID_LENGTH, pattern=ID_PATTERN)]
-_Number = Annotated[
-    str, msgspec.Meta(min_length=1, max_length=MAX_NUMBER_LENGTH, pattern=NUMBER_PATTERN)
-]
+# The typed decode checks lengths; the text rules are checked after it (`_complete`), where
+# most lines can skip them: as a `pattern` here they took 60% of the decode (1.2 of 1.9 us).
+_Id = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_ID_LENGTH)]
+_Number = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_NUMBER_LENGTH)]
+#: Numbers seen to follow the rule: a switch's numbers repeat, so most are checked once.
+_GOOD_NUMBERS: set[str] = set()
+_GOOD_NUMBERS_MAX = 100_000
 _Seq = Annotated[int, msgspec.Meta(ge=0, le=MAX_SEQ)]
 
 
@@ -249,8 +252,32 @@ def _check(wire: _Wire) -> Event:
 _RULES: Final = {t: (parties, _EXTRA_OF_TYPE.get(t)) for t, parties in PARTIES_OF_TYPE.items()}
 
 
-def _complete(event: Event) -> bool:
-    """Apply the cross-field rules to a typed decode; False when the full path must decide."""
+def _plain(line: bytes | str) -> bool:
+    """Whether no text decoded from this JSON can hold a control character or a surrogate:
+    JSON allows them only as escapes (DEL aside), so a line without a backslash or a DEL has
+    none, and its ids need no further look."""
+    if isinstance(line, str):
+        return "\\" not in line and "\x7f" not in line
+    return b"\\" not in line and b"\x7f" not in line
+
+
+def _numbers_valid(*numbers: str | None) -> bool:
+    """Whether each number given follows the rule of events.md (None: not given)."""
+    for number in numbers:
+        if number is not None and number not in _GOOD_NUMBERS:
+            if _NUMBER_TEXT.match(number) is None:
+                return False
+            if len(_GOOD_NUMBERS) >= _GOOD_NUMBERS_MAX:
+                _GOOD_NUMBERS.clear()
+            _GOOD_NUMBERS.add(number)
+    return True
+
+
+def _complete(event: Event, plain: bool) -> bool:
+    """Apply the text and cross-field rules to a typed decode; False when the full path must
+    decide. `plain`: the line passed `_plain`."""
+    if not plain and (_ID_TEXT.match(event.id) is None or _ID_TEXT.match(event.call) is None):
+        return False
     allowed, extra = _RULES[event.type]
     if not allowed:  # `ended`: its party and number are ignored
         event.party = event.number = event.kind = event.dialed = event.target = None
@@ -266,6 +293,8 @@ def _complete(event: Event) -> bool:
             event.dialed = None
         if event.target is not None and extra != "target":
             event.target = None
+        if not _numbers_valid(event.number, event.dialed, event.target):
+            return False
     instant = parse_instant(event.at)
     if instant is None or not MIN_INSTANT <= instant < MAX_INSTANT:
         return False
@@ -277,7 +306,7 @@ def decode_one(line: bytes | str, position: int) -> Event | Rejection:
     """Decode and validate one JSON object; `position` is its 1-based line or array index."""
     try:
         event = _decode_event(line)
-        if _complete(event):
+        if _complete(event, _plain(line)):
             return event
     except (msgspec.DecodeError, RecursionError):  # the full path words it
         pass
@@ -368,7 +397,7 @@ def decode_batch(lines: Iterable[bytes], first_line: int = 1) -> Decoded:
                 line = line[3:]
         try:
             event = decode(line)
-            if complete(event):
+            if complete(event, b"\\" not in line and b"\x7f" not in line):  # `_plain`, inlined
                 keep(event)
                 keep_line(position)
                 continue

@@ -251,3 +251,29 @@ def test_the_batch_decoder_agrees_with_the_line_decoder() -> None:
     later = decode_batch(lines[1:], first_line=2)  # a later batch of the same stream
     assert later.lines == [4, 5]
     assert [r.line for r in later.rejections] == [3, 6]
+
+
+@pytest.mark.parametrize("decode", ["one", "batch"])
+def test_text_rules_hold_on_lines_without_escapes(decode: str) -> None:
+    """events.md, text values v3, on the fast path: a number with a character outside the
+    rule (written raw, no escape in the line) and an id with a raw DEL are refused, with the
+    full path's reason; numbers remembered as valid stay valid."""
+    cases = {
+        "number": ("46 70", "`number` '46 70' is not a number"),
+        "dialed": ("+46(8)", "`dialed` '+46(8)' is not a number"),
+        "id": ("a\x7f", "`id` holds a control character (U+007F)"),
+        "call": ("c\x7f", "`call` holds a control character (U+007F)"),
+    }
+    for field, (value, why) in cases.items():
+        line = orjson.dumps({**GOOD, field: value})
+        assert b"\\" not in line
+        result = decode_one(line, 7) if decode == "one" else _batched(line)
+        assert isinstance(result, Rejection), (field, result)
+        assert result.reason.startswith(why), result.reason
+    for _ in range(2):  # the second time from the memory of valid numbers
+        assert isinstance(check(), Event)
+
+
+def _batched(line: bytes) -> Event | Rejection:
+    decoded = decode_batch([line], first_line=7)
+    return decoded.events[0] if decoded.events else decoded.rejections[0]

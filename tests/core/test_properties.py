@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import json
 
+import orjson
 import pytest
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from samtal.aggregate import aggregate, record_of_call
@@ -172,6 +173,24 @@ _fields = {
 @given(st.fixed_dictionaries({}, optional=_fields))
 def test_fast_and_full_decoding_agree(fields: dict[str, object]) -> None:
     line = json.dumps(fields).encode()  # json, not orjson: it writes integers past 64 bits
+    full = _full_path(line)
+    result = decode_one(line, 1)
+    if isinstance(result, Rejection):
+        assert result.reason == full
+    else:
+        assert result == full
+
+
+@pytest.mark.slow
+@settings(max_examples=1500)
+@given(st.fixed_dictionaries({}, optional=_fields))
+def test_fast_and_full_decoding_agree_on_raw_text(fields: dict[str, object]) -> None:
+    """The same with text written as it is (orjson: UTF-8 and DEL raw, only control characters
+    escaped), so that most lines take the fast path's shortcut for lines without escapes."""
+    try:
+        line = orjson.dumps(fields)
+    except orjson.JSONEncodeError:  # integers past 64 bits, lone surrogates
+        assume(False)
     full = _full_path(line)
     result = decode_one(line, 1)
     if isinstance(result, Rejection):
