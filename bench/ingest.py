@@ -1,7 +1,8 @@
 """Ingest: events/s of `samtal import` and of POST /events (batches of 1,000) for ~1.5 million
 simulated events, next to a bare `executemany` of the same lines into one SQLite table.
 
-Target (issue 3): `samtal import` >= 0.25x the bare insert.
+Target (issue 3): `samtal import` >= 0.25x the bare insert. Issue 17: >= 0.5x of a decode of
+each line and a keyed insert of (org, id, call, line), in the same run.
 
     python bench/ingest.py [--repeat N]
 """
@@ -18,6 +19,7 @@ import time
 from pathlib import Path
 
 import httpx
+import orjson
 
 from _common import report, simulated
 from _server import ServerProcess, samtal
@@ -38,6 +40,30 @@ def bare_insert(lines: list[bytes], path: Path) -> float:
         db.executemany(
             "INSERT INTO lines VALUES (?)", ((line,) for line in lines[start : start + BATCH])
         )
+        db.execute("COMMIT")
+    elapsed = time.perf_counter() - began
+    db.close()
+    return elapsed
+
+
+def keyed_insert(lines: list[bytes], path: Path) -> float:
+    """Issue 17's floor: each line decoded (orjson), then (org, id, call, line) into a table
+    keyed by (org, id), a duplicate ignored: the least an idempotent store of events does."""
+    db = sqlite3.connect(path, isolation_level=None)
+    db.execute("PRAGMA journal_mode = WAL")
+    db.execute("PRAGMA synchronous = FULL")
+    db.execute(
+        "CREATE TABLE events (org TEXT, id TEXT, call TEXT, line BLOB, PRIMARY KEY (org, id)) "
+        "WITHOUT ROWID"
+    )
+    began = time.perf_counter()
+    for start in range(0, len(lines), BATCH):
+        rows = []
+        for line in lines[start : start + BATCH]:
+            event = orjson.loads(line)
+            rows.append((event["org"], event["id"], event["call"], line))
+        db.execute("BEGIN")
+        db.executemany("INSERT OR IGNORE INTO events VALUES (?, ?, ?, ?)", rows)
         db.execute("COMMIT")
     elapsed = time.perf_counter() - began
     db.close()
@@ -103,13 +129,15 @@ def main() -> None:
     events = len(lines)
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        pairs = [
+        runs = [
             (
                 bare_insert(lines, folder / f"bare{n}.db"),
                 timed_import(path, folder, f"import{n}.db"),
+                keyed_insert(lines, folder / f"keyed{n}.db"),
             )
             for n in range(args.repeat)
         ]
+        pairs = [(b, i) for b, i, _ in runs]
         post_s = timed_post(lines, folder)
     bare_s = statistics.median(b for b, _ in pairs)
     import_s = statistics.median(i for _, i in pairs)
@@ -121,6 +149,16 @@ def main() -> None:
             (
                 "ratio import / bare (target >= 0.25)",
                 statistics.median(b / i for b, i in pairs),
+                "x",
+            ),
+            (
+                "decode + keyed executemany (issue 17's floor)",
+                events / statistics.median(k for _, _, k in runs),
+                "events/s",
+            ),
+            (
+                "ratio import / keyed (target >= 0.5)",
+                statistics.median(k / i for _, i, k in runs),
                 "x",
             ),
             ("POST /events, batches of 1,000 (one run)", events / post_s, "events/s"),

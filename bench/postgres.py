@@ -10,7 +10,8 @@ in the same run, and prints the ratios.
 Each run makes its databases afresh on the server at SAMTAL_BENCH_POSTGRES_URL (default
 postgresql://postgres@127.0.0.1:5432/test) and drops them after.
 
-    python bench/postgres.py [--repeat N] [--rate R] [--seconds S] [--against DIR] [--only ingest]
+    python bench/postgres.py [--repeat N] [--rate R] [--seconds S] [--against DIR]
+                             [--only ingest|import]
 """
 
 from __future__ import annotations
@@ -162,6 +163,32 @@ def bare_copy(db: str, events: Path) -> tuple[float, int]:
     return elapsed, len(lines)
 
 
+def keyed_copy(db: str, events: Path) -> float:
+    """Issue 17's floor: each line decoded (orjson), then a binary COPY of (org, id, call, line)
+    into a table keyed by (org, id), one transaction."""
+    lines = events.read_bytes().splitlines()
+    with psycopg.connect(db) as conn:
+        conn.execute("DROP TABLE IF EXISTS keyed_lines")
+        conn.execute(
+            "CREATE TABLE keyed_lines (org text, id text, call text, line bytea, "
+            "PRIMARY KEY (org, id))"
+        )
+        conn.commit()
+        began = time.perf_counter()
+        with (
+            conn.cursor() as cursor,
+            cursor.copy("COPY keyed_lines FROM STDIN (FORMAT BINARY)") as copy,
+        ):
+            copy.set_types(["text", "text", "text", "bytea"])
+            for line in lines:
+                event = orjson.loads(line)
+                copy.write_row((event["org"], event["id"], event["call"], line))
+        conn.commit()
+        elapsed = time.perf_counter() - began
+        conn.execute("DROP TABLE keyed_lines")
+    return elapsed
+
+
 def build_bare_records(db: str) -> None:
     """The seven columns of org-1's records in a plain indexed table, for the bare scan."""
     fields = ", ".join(f"convert_from(json, 'UTF8')::jsonb ->> '{c}' AS \"{c}\"" for c in COLUMNS)
@@ -201,14 +228,19 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=200)
     parser.add_argument("--seconds", type=float, default=20)
     parser.add_argument("--against", type=Path, help="another checkout to compare ingest with")
-    parser.add_argument("--only", choices=["ingest"], help="run only this part")
+    parser.add_argument(
+        "--only",
+        choices=["ingest", "import"],
+        help="run only this part (ingest: against another checkout; import: against the floors)",
+    )
     args = parser.parse_args()
     two_months = simulated(
         "query-60d.ndjson",
         *("--orgs", "1", "--days", "60", "--seed", "3", "--start", FROM),
         *("--calls-per-day", "6000"),
     )
-    compare_ingest(args, two_months)
+    if args.only != "import":
+        compare_ingest(args, two_months)
     if args.only == "ingest":
         return
     with database("samtal_bench") as db:
@@ -216,6 +248,19 @@ def main() -> None:
         copies = [bare_copy(db, two_months) for _ in range(args.repeat)]
         lines = copies[0][1]
         copy_seconds = statistics.median(c[0] for c in copies)
+        keyed_seconds = statistics.median(keyed_copy(db, two_months) for _ in range(args.repeat))
+        report(
+            f"postgres import: {lines:,} lines (two months of org-1)",
+            [
+                ("bare binary COPY of the raw lines", lines / copy_seconds, "lines/s"),
+                ("samtal import (whole command)", lines / import_seconds, "lines/s"),
+                ("ratio import / COPY (target >= 0.25)", copy_seconds / import_seconds, "x"),
+                ("decode + keyed binary COPY (issue 17's floor)", lines / keyed_seconds, "lines/s"),
+                ("ratio import / keyed (target >= 0.5)", keyed_seconds / import_seconds, "x"),
+            ],
+        )
+        if args.only == "import":
+            return
         build_bare_records(db)
         token = samtal("token", "create", "org-1", db=db).splitlines()[-1]
         with (
@@ -227,14 +272,6 @@ def main() -> None:
             pairs = [(bare_scan(db), served(client)) for _ in range(args.repeat)]
     (_, records), _ = pairs[0]
     assert all(s[1] == records for _, s in pairs), "samtal and the bare scan disagree"
-    report(
-        f"postgres import: {lines:,} lines (two months of org-1)",
-        [
-            ("bare binary COPY of the raw lines", lines / copy_seconds, "lines/s"),
-            ("samtal import (whole command)", lines / import_seconds, "lines/s"),
-            ("ratio import / COPY (target >= 0.25)", copy_seconds / import_seconds, "x"),
-        ],
-    )
     report(
         f"postgres query: org-1 from {FROM} to {TO}, {records:,} records, median of {args.repeat}",
         [
