@@ -17,6 +17,8 @@ from urllib.parse import urlsplit
 
 import pytest
 
+from samtal.store import Store
+
 #: The PostgreSQL server tests make their databases on (and drop them after).
 POSTGRES_URL = os.environ.get(
     "SAMTAL_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
@@ -102,3 +104,14 @@ def stored_events(url: str) -> int:
         row = db.execute("SELECT count(*) FROM events").fetchone()
         assert row is not None
         return int(row[0])
+
+
+def assert_upgraded_for_privacy(store: Store) -> None:
+    """privacy.md, after the upgrade of a database holding the organisations `acme` and
+    `bolag` and one read token: each organisation has a secret of its own and the default
+    retention; the token keeps `records,stats`, all groups, real numbers."""
+    (token,) = store.tokens()
+    assert (token.scopes, token.groups, token.pseudonymize) == (("records", "stats"), None, False)
+    acme, bolag = store.orgs()
+    assert acme.retention_days is None and len(acme.secret) == len(bolag.secret) == 32
+    assert acme.secret != bolag.secret

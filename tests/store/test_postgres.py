@@ -21,7 +21,7 @@ from samtal.store import _sql as shared_sql
 from samtal.store import postgres as engine_module
 from samtal.store.postgres import MIGRATIONS, PostgresEngine
 from tests.helpers import PRODUCT, T0
-from tests.helpers.databases import postgres_database
+from tests.helpers.databases import assert_upgraded_for_privacy, postgres_database
 
 # PostgreSQL's own: every test makes a database on the server (as the PostgreSQL runs of the
 # engine-parametrized tests, these are left out of the fast lane).
@@ -159,11 +159,7 @@ def test_orgs_and_tokens_from_before_privacy_get_a_secret_and_keep_their_powers(
             "INSERT INTO tokens (kind, org, hash, created) VALUES ('read', 'acme', '\\x00', 0)"
         )
     store = Store(PostgresEngine(url))
-    (token,) = store.tokens()
-    assert (token.scopes, token.groups, token.pseudonymize) == (("records", "stats"), None, False)
-    acme, bolag = store.orgs()
-    assert acme.retention_days is None and len(acme.secret) == len(bolag.secret) == 32
-    assert acme.secret != bolag.secret
+    assert_upgraded_for_privacy(store)
     store.close()
 
 

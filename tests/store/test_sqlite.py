@@ -12,6 +12,7 @@ from samtal.errors import StoreError
 from samtal.store import Store
 from samtal.store.sqlite import MIGRATIONS, SqliteEngine
 from tests.helpers import PRODUCT, T0, events_of, period
+from tests.helpers.databases import assert_upgraded_for_privacy
 
 
 def test_sqlite_schema_upgrades_in_place(tmp_path: Path) -> None:
@@ -43,11 +44,7 @@ def test_orgs_and_tokens_from_before_privacy_get_a_secret_and_keep_their_powers(
     db.commit()
     db.close()
     store = Store(SqliteEngine(url))
-    (token,) = store.tokens()
-    assert (token.scopes, token.groups, token.pseudonymize) == (("records", "stats"), None, False)
-    acme, bolag = store.orgs()
-    assert acme.retention_days is None and len(acme.secret) == len(bolag.secret) == 32
-    assert acme.secret != bolag.secret
+    assert_upgraded_for_privacy(store)
     store.close()
 
 
