@@ -15,7 +15,6 @@ from bisect import bisect_right
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
-from operator import add
 from typing import Any, Final, Literal, NamedTuple
 from zoneinfo import ZoneInfo
 
@@ -267,7 +266,12 @@ def _sums(t: Tally) -> tuple[int, ...]:
             *t.waits_answered, *t.waits_abandoned)  # fmt: skip
 
 
-def _group_figures(sums: list[int], base: str) -> dict[str, Any]:
+def _total(vectors: list[tuple[int, ...]]) -> tuple[int, ...]:
+    """The sum of equally long vectors of sums, column by column."""
+    return vectors[0] if len(vectors) == 1 else tuple(map(sum, zip(*vectors, strict=True)))
+
+
+def _group_figures(sums: tuple[int, ...], base: str) -> dict[str, Any]:
     offered, answered, short, in_time, answer_wait, abandon_wait = sums[:6]
     abandoned = offered - answered
     return {
@@ -277,48 +281,39 @@ def _group_figures(sums: list[int], base: str) -> dict[str, Any]:
         "shortAbandoned": short,
         "answerRate": answered / offered if offered else None,
         "serviceLevel": _ratio(in_time, answered if base == "answered" else offered),
-        "averageSpeedOfAnswer": _mean(answer_wait, answered) if answered else None,
-        "averageTimeToAbandon": _mean(abandon_wait, abandoned) if abandoned else None,
-        "waits": {"answered": sums[6:_ABANDONED], "abandoned": sums[_ABANDONED:]},
+        "averageSpeedOfAnswer": _mean(answer_wait, answered),
+        "averageTimeToAbandon": _mean(abandon_wait, abandoned),
+        "waits": {"answered": list(sums[6:_ABANDONED]), "abandoned": list(sums[_ABANDONED:])},
     }
 
 
 @dataclass
 class _Part:
-    """The sums of a set of records (one interval, or the whole period): per group, and of
-    every record."""
+    """The tallies of a set of records (one interval, or the whole period): the sums of
+    each group's, added up when the figures are asked, and of every record."""
 
-    groups: dict[str, list[int]] = field(default_factory=dict)
+    groups: dict[str, list[tuple[int, ...]]] = field(default_factory=dict)
     calls: int = 0
     reached: int = 0
     talk: int = 0
 
-    def add(self, t: Tally) -> None:
+    def add(self, t: Tally, sums: tuple[int, ...]) -> None:
+        """Count tally `t`, whose `_sums` are `sums`."""
         self.calls += t.calls
         self.reached += t.reached
         self.talk += t.talk
         if t.receiving_no is not None:
             found = self.groups.get(t.receiving_no)
-            self.groups[t.receiving_no] = (
-                list(_sums(t)) if found is None else list(map(add, found, _sums(t)))
-            )
-
-    def merge(self, other: _Part) -> None:
-        self.calls += other.calls
-        self.reached += other.reached
-        self.talk += other.talk
-        for name, sums in other.groups.items():
-            found = self.groups.get(name)
-            self.groups[name] = list(sums) if found is None else list(map(add, found, sums))
+            if found is None:
+                self.groups[t.receiving_no] = [sums]
+            else:
+                found.append(sums)
 
     def figures(self, base: str) -> dict[str, Any]:
-        every = [0] * _SUMS
-        for sums in self.groups.values():
-            every = list(map(add, every, sums))
+        groups = {name: _total(self.groups[name]) for name in sorted(self.groups)}
+        every = _total(list(groups.values())) if groups else (0,) * _SUMS
         return {
-            "groups": {
-                name: _group_figures(self.groups[name], base) for name in sorted(self.groups)
-            },
+            "groups": {name: _group_figures(sums, base) for name, sums in groups.items()},
             "allGroups": _group_figures(every, base),
             "calls": {
                 "calls": self.calls,
@@ -358,7 +353,8 @@ def summarize(
     heat = [[0] * 24 for _ in WEEKDAYS]
     granule = counting(definitions, tz, start, end).granule
     starts = _interval_starts(start, end, tz, definitions.interval, granule)
-    parts = [_Part() for _ in starts] or [_Part()]
+    parts = [_Part() for _ in starts]
+    whole = _Part()
     local = _LocalTime(tz)
     days, hours = definitions.days, definitions.hours
     for t in tallies:
@@ -373,10 +369,10 @@ def summarize(
         counts[0] += t.calls
         counts[1] += t.reached
         heat[weekday][minute // 60] += t.calls
-        parts[bisect_right(starts, t.at) - 1 if starts else 0].add(t)
-    whole = _Part()
-    for part in parts:
-        whole.merge(part)
+        sums = _sums(t)
+        whole.add(t, sums)
+        if starts:
+            parts[bisect_right(starts, t.at) - 1].add(t, sums)
     base = definitions.sl_base
     answer: dict[str, Any] = {
         "period": {"from": _render(start, tz), "to": _render(end, tz)},
