@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 from functools import partial
 from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo
 
 import orjson
 from fastapi import APIRouter, Depends, Query, Request
@@ -17,7 +18,14 @@ from samtal.api._state import AppState, state
 from samtal.filters import NAMES as FILTERS
 from samtal.filters import parse_filters
 from samtal.period import FORMS, PATTERN, parse_period
-from samtal.stats.figures import counting, csv_text, parse_definitions, summarize
+from samtal.stats.figures import (
+    Definitions,
+    Tally,
+    counting,
+    csv_text,
+    parse_definitions,
+    summarize,
+)
 from samtal.store import Store
 from samtal.times import US_PER_SECOND, render, zone
 
@@ -121,7 +129,8 @@ async def stats(
         Query(alias="format", description="json (the default) or csv."),
     ] = None,
 ) -> Response:
-    """Parse every choice and filter, then work the figures out on a reader thread."""
+    """Parse every choice and filter, sum the records where they are stored, then work the
+    figures out on a reader thread."""
     params = request.query_params
     definitions = parse_definitions(
         sl=params.get("sl"),
@@ -139,10 +148,19 @@ async def stats(
         from_, to, zone=tz, now=now, retention_days=org.retention(app.settings.retention_days)
     )
     settle = app.settings.settle_seconds * US_PER_SECOND
-    found, mark = await app.store.read(
-        partial(_work, org=org.name, period=(period.start, period.end), filters=filters,
-                definitions=definitions, now=now, settle=settle, tz=tz,
-                pseudonymize=reader.pseudonymize)
+    # The watermark first: every call it says has settled is then in the figures.
+    mark = await app.store.read(
+        lambda store: store.complete_through(org.name, now=now, settle=settle)
+    )
+    chosen = counting(definitions, tz, period.start, period.end)
+    tallies = await app.store.tallies(
+        org=org.name, start=period.start, end=period.end, counting=chosen, filters=filters,
+        pseudonymize=reader.pseudonymize,
+    )  # fmt: skip
+    # Thousands of intervals' figures are work for a thread, not for the event loop.
+    found = await app.store.read(
+        partial(_summarize, tallies, period=(period.start, period.end), tz=tz,
+                definitions=definitions)
     )  # fmt: skip
     headers = {COMPLETE_THROUGH: render(mark, tz)}
     if format_ == "csv":
@@ -152,22 +170,13 @@ async def stats(
     return Response(orjson.dumps(found), media_type="application/json", headers=headers)
 
 
-def _work(
-    store: Store,
+def _summarize(
+    tallies: list[Tally],
+    _store: Store,
     *,
-    org: str,
     period: tuple[int, int],
-    filters: Any,
-    definitions: Any,
-    now: int,
-    settle: int,
-    tz: Any,
-    pseudonymize: bool,
-) -> tuple[dict[str, Any], int]:
+    tz: ZoneInfo,
+    definitions: Definitions,
+) -> dict[str, Any]:
     start, end = period
-    chosen = counting(definitions, tz, start, end)
-    tallies = store.tallies(
-        org=org, start=start, end=end, counting=chosen, filters=filters, pseudonymize=pseudonymize
-    )
-    found = summarize(tallies, start=start, end=end, tz=tz, definitions=definitions)
-    return found, store.complete_through(org, now=now, settle=settle)
+    return summarize(tallies, start=start, end=end, tz=tz, definitions=definitions)

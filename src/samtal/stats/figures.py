@@ -167,21 +167,23 @@ class Tally(NamedTuple):
     at: int
     receiving_no: str | None
     calls: int
-    #: Records a person answered (none of them is a short abandon).
-    reached: int
-    #: Sum of stop - calleeAnswered over those.
+    #: Sum of stop - calleeAnswered over the records a person answered.
     talk: int
-    #: Records nobody answered that lasted less than the short-abandon threshold.
-    short: int
-    #: Records answered within the service level threshold.
-    in_time: int
-    #: Sum of calleeAnswered - start over the answered.
-    answer_wait: int
-    #: Sum of stop - start over the abandoned (not short).
-    abandon_wait: int
-    #: Answered and abandoned (not short) records per wait bucket.
-    waits_answered: tuple[int, ...]
-    waits_abandoned: tuple[int, ...]
+    #: The group's sums, in the order of `SUMS` (the second: the records a person answered).
+    sums: tuple[int, ...]
+
+
+#: What a tally's `sums` hold, in order: the offered (records less the short abandons), the
+#: answered, the short abandons (nobody answered, shorter than the threshold), those answered
+#: within the service level threshold, the sum of calleeAnswered - start over the answered and
+#: of stop - start over the abandoned (not short), then the answered and the abandoned (not
+#: short) per wait bucket.
+SUMS: Final = (
+    "offered", "answered", "short", "in_time", "answer_wait", "abandon_wait",
+    *(f"answered_{bucket}" for bucket in BUCKETS), *(f"abandoned_{bucket}" for bucket in BUCKETS),
+)  # fmt: skip
+_SUMS = len(SUMS)
+_ABANDONED = 6 + len(BUCKETS)
 
 
 @dataclass(frozen=True)
@@ -228,42 +230,34 @@ def tally(rows: Iterable[Row], counting: Counting, *, start: int, end: int) -> l
     """The tallies of the rows whose start is in [start, end), in Python (what a store does
     in SQL, for a customer's copy)."""
     granule, threshold, short = counting.granule, counting.threshold, counting.short
-    sums: dict[tuple[int, str | None], list[Any]] = {}
+    found_of: dict[tuple[int, str | None], list[int]] = {}
     for row in rows:
         if not start <= row.start < end:
             continue
         key = (row.start - row.start % granule, row.receiving_no)
-        found = sums.get(key)
+        found = found_of.get(key)
         if found is None:
-            found = sums[key] = [0, 0, 0, 0, 0, 0, 0, [0] * len(BUCKETS), [0] * len(BUCKETS)]
+            # records, talk, then the sums of SUMS
+            found = found_of[key] = [0] * (2 + _SUMS)
         found[0] += 1
         wait = row.answered_after
         if wait is not None:
-            found[1] += 1
-            found[2] += row.duration - wait
-            found[4] += wait <= threshold
-            found[5] += wait
-            found[7][_bucket(wait)] += 1
+            found[2] += 1  # offered
+            found[3] += 1  # answered
+            found[1] += row.duration - wait
+            found[5] += wait <= threshold
+            found[6] += wait
+            found[8 + _bucket(wait)] += 1
         elif row.duration < short:
-            found[3] += 1
+            found[4] += 1
         else:
-            found[6] += row.duration
-            found[8][_bucket(row.duration)] += 1
+            found[2] += 1
+            found[7] += row.duration
+            found[2 + _ABANDONED + _bucket(row.duration)] += 1
     return [
-        Tally(at, group, c, r, t, sh, it, aw, bw, tuple(wa), tuple(wb))
-        for (at, group), (c, r, t, sh, it, aw, bw, wa, wb) in sums.items()
+        Tally(at, group, found[0], found[1], tuple(found[2:]))
+        for (at, group), found in found_of.items()
     ]
-
-
-#: A group's sums as a flat list: offered, answered, short, in time, the two waits (µs),
-#: then the answered and the abandoned per wait bucket.
-_SUMS = 6 + 2 * len(BUCKETS)
-_ABANDONED = 6 + len(BUCKETS)
-
-
-def _sums(t: Tally) -> tuple[int, ...]:
-    return (t.calls - t.short, t.reached, t.short, t.in_time, t.answer_wait, t.abandon_wait,
-            *t.waits_answered, *t.waits_abandoned)  # fmt: skip
 
 
 def _total(vectors: list[tuple[int, ...]]) -> tuple[int, ...]:
@@ -297,17 +291,16 @@ class _Part:
     reached: int = 0
     talk: int = 0
 
-    def add(self, t: Tally, sums: tuple[int, ...]) -> None:
-        """Count tally `t`, whose `_sums` are `sums`."""
+    def add(self, t: Tally) -> None:
         self.calls += t.calls
-        self.reached += t.reached
+        self.reached += t.sums[1]
         self.talk += t.talk
         if t.receiving_no is not None:
             found = self.groups.get(t.receiving_no)
             if found is None:
-                self.groups[t.receiving_no] = [sums]
+                self.groups[t.receiving_no] = [t.sums]
             else:
-                found.append(sums)
+                found.append(t.sums)
 
     def figures(self, base: str) -> dict[str, Any]:
         groups = {name: _total(self.groups[name]) for name in sorted(self.groups)}
@@ -367,12 +360,11 @@ def summarize(
         if counts is None:
             counts = by_day[day] = [0, 0]
         counts[0] += t.calls
-        counts[1] += t.reached
+        counts[1] += t.sums[1]
         heat[weekday][minute // 60] += t.calls
-        sums = _sums(t)
-        whole.add(t, sums)
+        whole.add(t)
         if starts:
-            parts[bisect_right(starts, t.at) - 1].add(t, sums)
+            parts[bisect_right(starts, t.at) - 1].add(t)
     base = definitions.sl_base
     answer: dict[str, Any] = {
         "period": {"from": _render(start, tz), "to": _render(end, tz)},

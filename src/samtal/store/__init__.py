@@ -28,7 +28,7 @@ from samtal.filters import Filters
 from samtal.privacy import DEFAULT_SCOPES, PERSON_FILTERS, Pseudonyms, number_hash
 from samtal.records import csv_row, detailed_csv, path_json
 from samtal.records import detailed as render_detailed
-from samtal.stats.figures import BUCKETS, Counting, Tally
+from samtal.stats.figures import Counting, Tally
 from samtal.store import _recompute
 from samtal.store._async import AsyncStore
 from samtal.store._base import (
@@ -52,8 +52,6 @@ from samtal.times import US_PER_SECOND, local_day, zone
 from samtal.tokens import TokenKind, digest, new_secret
 
 log = logging.getLogger(__name__)
-#: Where the abandoned waits start in a row of SqlEngine.tallies.
-_WAITS = 9 + len(BUCKETS)
 T = TypeVar("T")
 #: Times a write transaction that lost a race (a deadlock, a serialisation failure) is tried.
 ATTEMPTS = 5
@@ -363,7 +361,7 @@ class Store:
         if pseudonymize and filters:
             filters = self._unmasked(org, start, end, filters, Pseudonyms(self.org(org).secret))
         return [
-            Tally._make((*row[:9], tuple(row[9:_WAITS]), tuple(row[_WAITS:])))
+            Tally(row[0], row[1], row[2], row[3], tuple(row[4:]))
             for row in self.engine.tallies(
                 org, start, end, filters,
                 granule=counting.granule, threshold=counting.threshold, short=counting.short,

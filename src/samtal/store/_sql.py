@@ -459,9 +459,9 @@ class SqlEngine(ABC):
     ) -> list[Any]:
         """The sums of stats.md over the records of `org` whose start is in [start, end) and
         that match `filters`, per granule of their start and response group, in one query
-        (the rows of stats.figures.Tally, its waits as twelve columns)."""
+        (the rows of stats.figures.Tally, its sums as columns)."""
         table, low, high, hint, hinted = self._scope(start, end, filters)
-        sums = (short, threshold, short, *[short] * len(BUCKETS))
+        sums = _sums_parameters(threshold, short)
         if self.hourly and granule == _US_PER_HOUR and start >= 0 and not filters:
             # Whole hours of an organisation's records, with no filter: the engine's index
             # that keeps them in (hour, group) order, summed as it is read, with no sort.
@@ -610,14 +610,17 @@ def _counted(column: str, bucket: int, *, also: str = "") -> str:
     return f"COUNT(*) FILTER (WHERE {' AND '.join(conditions)})"
 
 
+_SHORT = "answered_after IS NULL AND duration < ?"
 _ABANDONED = "answered_after IS NULL AND duration >= ?"
-#: The sums of a tally after its granule and group (stats.figures.Tally), with parameters
-#: for the short-abandon threshold, the service level threshold, then the short-abandon
-#: threshold again, once for the abandoned waits and once per wait bucket.
+#: A tally's columns after its granule and group (stats.figures.Tally: its records, their
+#: talk, then its sums in the order of stats.figures.SUMS), with parameters for the
+#: short-abandon threshold twice, the service level threshold, and the short-abandon threshold
+#: again, once for the abandoned waits and once per wait bucket (`_SUMS_PARAMETERS`).
 _SUMS = (
-    "COUNT(*), COUNT(*) FILTER (WHERE answered_after IS NOT NULL), "
-    "CAST(COALESCE(SUM(duration - answered_after), 0) AS BIGINT), "
-    "COUNT(*) FILTER (WHERE answered_after IS NULL AND duration < ?), "
+    "COUNT(*), CAST(COALESCE(SUM(duration - answered_after), 0) AS BIGINT), "
+    f"COUNT(*) - COUNT(*) FILTER (WHERE {_SHORT}), "
+    "COUNT(*) FILTER (WHERE answered_after IS NOT NULL), "
+    f"COUNT(*) FILTER (WHERE {_SHORT}), "
     "COUNT(*) FILTER (WHERE answered_after <= ?), "
     "CAST(COALESCE(SUM(answered_after), 0) AS BIGINT), "
     f"CAST(COALESCE(SUM(duration) FILTER (WHERE {_ABANDONED}), 0) AS BIGINT), "
@@ -625,6 +628,11 @@ _SUMS = (
     + ", "
     + ", ".join(_counted("duration", bucket, also=_ABANDONED) for bucket in range(len(BUCKETS)))
 )
+
+
+def _sums_parameters(threshold: int, short: int) -> tuple[int, ...]:
+    """The parameters of `_SUMS`."""
+    return (short, short, threshold, short, *[short] * len(BUCKETS))
 
 
 def _filter_sql(filters: Filters) -> tuple[str, list[object]]:
