@@ -122,11 +122,31 @@ def to_datetime(instant: int, zone: ZoneInfo) -> datetime:
 
 def local_day(instant: int, zone: ZoneInfo) -> int:
     """The date of an instant in `zone`, as days since 1970-01-01 (its UTC date at the edges
-    of the calendar, where the zone's date cannot be had)."""
+    of the calendar, where the zone's date cannot be had). Worked out once a minute: a
+    stream's calls share few minutes."""
+    minute = instant // _US_PER_MINUTE
+    day = _day_cache.get((zone, minute))
+    if day is None:
+        first = minute * _US_PER_MINUTE
+        day = _local_day(first, zone)
+        if _local_day(first + _US_PER_MINUTE - 1, zone) != day:
+            # A date that changes within the minute (an offset with seconds: old local mean
+            # times): this instant's own.
+            return _local_day(instant, zone)
+        if len(_day_cache) >= _CACHE_LIMIT:
+            _day_cache.clear()
+        _day_cache[zone, minute] = day
+    return day
+
+
+def _local_day(instant: int, zone: ZoneInfo) -> int:
     try:
         return to_datetime(instant, zone).date().toordinal() - _EPOCH_ORDINAL
     except (OverflowError, ValueError):
         return instant // (86_400 * US_PER_SECOND)
+
+
+_day_cache: dict[tuple[ZoneInfo, int], int] = {}
 
 
 def from_datetime(moment: datetime) -> int:

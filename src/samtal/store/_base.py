@@ -194,8 +194,7 @@ class KnownCall(NamedTuple):
 NEVER = KnownCall(None, 0, 0, 0)
 
 
-@dataclass(frozen=True)
-class CallRow:
+class CallRow(NamedTuple):
     """What the store keeps of a call beside its events: enough to find its record, close it
     when idle and purge it whole."""
 
@@ -223,8 +222,7 @@ class CallRow:
     ended: bool = False
 
 
-@dataclass(frozen=True)
-class RecordRow:
+class RecordRow(NamedTuple):
     """A rendered record as stored, with what filters need beside it (query.md)."""
 
     org: str

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
-from typing import overload
+from dataclasses import replace
+from typing import NamedTuple, overload
 from zoneinfo import ZoneInfo
 
 import orjson
@@ -37,8 +37,7 @@ from samtal.times import US_PER_MS, local_day
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class Made:
+class Made(NamedTuple):
     """A record as it is to be stored: its day, where it sorts, its renderings, and what the
     filters of query.md read beside them."""
 
@@ -55,8 +54,7 @@ class Made:
     answered_after: int | None
 
 
-@dataclass(frozen=True)
-class Decision:
+class Decision(NamedTuple):
     """What to store of one call after its new events: its row (version and change number
     not yet taken), the record to write, the stored record to delete, and whether it is a new
     version (changes.md)."""
