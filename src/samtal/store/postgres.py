@@ -219,6 +219,20 @@ _RACES = (errors.DeadlockDetected, errors.SerializationFailure)
 _EVENT_COLUMNS = "org, day, id, call, instant, seq, type, party, number, kind, dialed, target, at"
 #: The types of `_EVENT_COLUMNS`, for a binary COPY.
 _EVENT_TYPES = ("text", "int4", "text", "text", "int8", "int8", *["text"] * 7)
+#: The columns of a record's row and of a call's, in the order of RecordRow and CallRow (and
+#: of the statements that upsert them from their staging tables), with their types for a
+#: binary COPY.
+_RECORD_COLUMNS = (
+    "org, day, start_ms, call, start, change_seq, json, version, csv, outcome, caller_no, "
+    "receiving_no, callee_no, duration, answered_after"
+)
+_RECORD_TYPES = ("text", "int4", "int8", "text", "int8", "int8", "bytea", "int4", "bytea",
+                 *["text"] * 4, "int8", "int8")  # fmt: skip
+_CALL_COLUMNS = (
+    "org, call, day, age, record_ms, open, last_seen, version, seq, changed, started, ended"
+)
+_CALL_TYPES = ("text", "text", "int4", "int8", "int8", "bool", "int8", "int4", "int8", "int8",
+               "bool", "bool")  # fmt: skip
 #: The partitioned tables, each with a partition per day it holds calls of.
 PARTITIONED = ("events", "records")
 _US_PER_DAY = 86_400 * US_PER_SECOND
@@ -499,6 +513,8 @@ class _Tx:
     def __init__(self, db: psycopg.Connection[Any]) -> None:
         self.db = db
         self._days: dict[CallKey, int] = {}
+        #: The staging tables this transaction has written to (see `_stage`).
+        self._staged: set[str] = set()
 
     def lock_calls(self, keys: Sequence[CallKey]) -> dict[CallKey, KnownCall]:
         """Lock each call's row (making a placeholder for a call not seen before, which the
@@ -686,73 +702,62 @@ class _Tx:
                     "AND call = %s",
                     [(org, days[org, call], ms, call) for org, ms, call in gone],
                 )
-            if records:  # one statement for the batch, from arrays
+            if records:
+                self._stage(cursor, "records", _RECORD_COLUMNS, _RECORD_TYPES, records)
                 cursor.execute(
                     "INSERT INTO records (org, day, start_ms, call, start, change_seq, json, "
                     "version, csv, outcome, caller_no, receiving_no, callee_no, duration, "
-                    "answered_after) SELECT * FROM unnest(%b::text[], %b::int[], "
-                    "%b::bigint[], %b::text[], %b::bigint[], %b::bigint[], %b::bytea[], "
-                    "%b::int[], %b::bytea[], %b::text[], %b::text[], %b::text[], %b::text[], "
-                    "%b::bigint[], %b::bigint[]) ON CONFLICT (org, start_ms, call, day) DO UPDATE "
+                    "answered_after) SELECT org, day, start_ms, call, start, change_seq, json, "
+                    "version, csv, outcome, caller_no, receiving_no, callee_no, duration, "
+                    "answered_after FROM staged_records "
+                    "ON CONFLICT (org, start_ms, call, day) DO UPDATE "
                     "SET start = excluded.start, change_seq = excluded.change_seq, "
                     "json = excluded.json, version = excluded.version, csv = excluded.csv, "
                     "outcome = excluded.outcome, caller_no = excluded.caller_no, "
                     "receiving_no = excluded.receiving_no, callee_no = excluded.callee_no, "
-                    "duration = excluded.duration, answered_after = excluded.answered_after",
-                    _columns(
-                        (
-                            r.org,
-                            r.day,
-                            r.start_ms,
-                            r.call,
-                            r.start,
-                            r.change_seq,
-                            r.json,
-                            r.version,
-                            r.csv,
-                            r.outcome,
-                            r.caller_no,
-                            r.receiving_no,
-                            r.callee_no,
-                            r.duration,
-                            r.answered_after,
-                        )
-                        for r in records
-                    ),
+                    "duration = excluded.duration, answered_after = excluded.answered_after"
                 )
             if calls:
+                self._stage(cursor, "calls", _CALL_COLUMNS, _CALL_TYPES, calls)
                 cursor.execute(
                     "INSERT INTO calls (org, call, day, age, record_ms, open, last_seen, version, "
-                    "seq, changed, started, ended) SELECT * FROM unnest(%b::text[], %b::text[], "
-                    "%b::int[], %b::bigint[], %b::bigint[], %b::boolean[], %b::bigint[], "
-                    "%b::int[], %b::bigint[], %b::bigint[], %b::boolean[], %b::boolean[]) "
+                    "seq, changed, started, ended) SELECT org, call, day, age, record_ms, open, "
+                    "last_seen, version, seq, changed, started, ended FROM staged_calls "
                     "ON CONFLICT (org, call) DO UPDATE SET day = excluded.day, "
                     "age = excluded.age, record_ms = excluded.record_ms, "
                     "open = excluded.open, last_seen = excluded.last_seen, "
                     "version = excluded.version, "
                     "moved_from = CASE WHEN excluded.seq = calls.seq THEN calls.moved_from END, "
                     "seq = excluded.seq, changed = excluded.changed, "
-                    "started = excluded.started, ended = excluded.ended, settled = false",
-                    _columns(
-                        (
-                            c.org,
-                            c.call,
-                            c.day,
-                            c.age,
-                            c.record_ms,
-                            c.open,
-                            c.last_seen,
-                            c.version,
-                            c.seq,
-                            c.changed,
-                            c.started,
-                            c.ended,
-                        )
-                        for c in calls
-                    ),
+                    "started = excluded.started, ended = excluded.ended, settled = false"
                 )
             if forget:
                 cursor.executemany("DELETE FROM calls WHERE org = %s AND call = %s", forget)
+
+    def _stage(
+        self,
+        cursor: psycopg.Cursor[Any],
+        table: str,
+        columns: str,
+        types: Sequence[str],
+        rows: Iterable[Sequence[Any]],
+    ) -> None:
+        """`rows` (in the order of `columns`) into `staged_<table>`, empty before, by binary
+        COPY: each value is dumped in C, where arrays for `unnest` were built value by value in
+        Python (10% of an import's time)."""
+        staged = f"staged_{table}"
+        if staged in self._staged:
+            cursor.execute(f"TRUNCATE {staged}")
+        else:
+            cursor.execute(
+                f"CREATE TEMP TABLE IF NOT EXISTS {staged} (LIKE {table} INCLUDING DEFAULTS) "
+                "ON COMMIT DELETE ROWS"
+            )
+            self._staged.add(staged)
+        with cursor.copy(f"COPY {staged} ({columns}) FROM STDIN (FORMAT BINARY)") as copy:
+            copy.set_types(types)
+            for row in rows:
+                copy.write_row(row)
 
     def settle(self, last_seen_before: int) -> int:
         """Note the calls that have settled (see WriteTx)."""
