@@ -26,6 +26,9 @@ from samtal.stats.figures import Definitions, Row, figures
 from samtal.stats.report import report
 from samtal.times import to_datetime
 
+# A browser is started, as the servers of the slow lane are.
+pytestmark = pytest.mark.slow
+
 STOCKHOLM = ZoneInfo("Europe/Stockholm")
 CHROMIUM = os.environ.get("SAMTAL_TEST_CHROMIUM") or shutil.which("chromium") or ""
 #: Each chart's caption, and words its legend and axes must show.
