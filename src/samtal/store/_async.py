@@ -118,14 +118,14 @@ class AsyncStore:
         else:
             cuts = [start, cut, end]
 
-        def half(low: int, high: int) -> Callable[[Store], list[Tally]]:
+        def summed(low: int, high: int) -> Callable[[Store], list[Tally]]:
             return lambda store: store.tallies(
                 org=org, start=low, end=high, counting=counting, filters=filters,
                 pseudonymize=pseudonymize,
             )  # fmt: skip
 
-        halves = await asyncio.gather(*(self.read(half(*cut)) for cut in pairwise(cuts)))
-        return [tally for half in halves for tally in half]
+        parts = await asyncio.gather(*(self.read(summed(*piece)) for piece in pairwise(cuts)))
+        return [tally for part in parts for tally in part]
 
     def records(
         self,

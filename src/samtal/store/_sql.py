@@ -615,7 +615,7 @@ _ABANDONED = "answered_after IS NULL AND duration >= ?"
 #: A tally's columns after its granule and group (stats.figures.Tally: its records, their
 #: talk, then its sums in the order of stats.figures.SUMS), with parameters for the
 #: short-abandon threshold twice, the service level threshold, and the short-abandon threshold
-#: again, once for the abandoned waits and once per wait bucket (`_SUMS_PARAMETERS`).
+#: again, once for the abandoned waits and once per wait bucket (`_sums_parameters`).
 _SUMS = (
     "COUNT(*), CAST(COALESCE(SUM(duration - answered_after), 0) AS BIGINT), "
     f"COUNT(*) - COUNT(*) FILTER (WHERE {_SHORT}), "
