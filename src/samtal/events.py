@@ -28,6 +28,7 @@ MAX_ID_LENGTH: Final = 128
 MAX_NUMBER_LENGTH: Final = 64
 MAX_SEQ: Final = 2**63 - 1
 _BOM = b"\xef\xbb\xbf"
+_BACKSLASH, _DEL = ord("\\"), 0x7F
 _UNSET: Any = msgspec.UNSET
 
 #: Text values, version 3 (events.md): an id or call holds no control character and no unpaired
@@ -258,7 +259,9 @@ def _plain(line: bytes | str) -> bool:
     none, and its ids need no further look."""
     if isinstance(line, str):
         return "\\" not in line and "\x7f" not in line
-    return b"\\" not in line and b"\x7f" not in line
+    # Bytes are searched for an int, which is one memchr; `b"\\" in line` runs the general
+    # substring search, about 0.3 us a line (half the typed decode).
+    return _BACKSLASH not in line and _DEL not in line
 
 
 def _numbers_valid(*numbers: str | None) -> bool:
@@ -397,7 +400,7 @@ def decode_batch(lines: Iterable[bytes], first_line: int = 1) -> Decoded:
                 line = line[3:]
         try:
             event = decode(line)
-            if complete(event, b"\\" not in line and b"\x7f" not in line):  # `_plain`, inlined
+            if complete(event, _BACKSLASH not in line and _DEL not in line):  # `_plain`, inlined
                 keep(event)
                 keep_line(position)
                 continue
