@@ -43,38 +43,32 @@ def _minute_us(text: str) -> int:
     return value
 
 
-def _offset_us(text: str) -> int:
-    """Microseconds east of UTC of a `±HH:MM` text, or _INVALID."""
-    value = _offset_cache.get(text)
+_REST_SHAPE = re.compile(r":([0-9]{2})(?:\.([0-9]{1,9}))?(?:([Zz])|([+-])([0-9]{2}):([0-9]{2}))")
+_rest_cache: dict[str, int] = {}
+
+
+def _rest_us(text: str) -> int:
+    """Microseconds of a `:SS[.fraction](Z|±HH:MM)` text (the fraction truncated to
+    microseconds) less its offset, or _INVALID."""
+    value = _rest_cache.get(text)
     if value is None:
         value = _INVALID
-        if _OFFSET_SHAPE.fullmatch(text):
-            hours, minutes = int(text[1:3]), int(text[4:6])
-            if hours <= 23 and minutes <= 59:
-                value = (hours * 60 + minutes) * 60 * US_PER_SECOND
-                if text[0] == "-":
-                    value = -value
-        if len(_offset_cache) >= _CACHE_LIMIT:
-            _offset_cache.clear()
-        _offset_cache[text] = value
+        shape = _REST_SHAPE.fullmatch(text)
+        if shape is not None:
+            second, fraction, zulu, sign, hours, minutes = shape.groups()
+            if second <= "59" and (zulu or (hours <= "23" and minutes <= "59")):
+                value = int(second) * US_PER_SECOND + int(((fraction or "") + "000000")[:6])
+                if not zulu:
+                    offset = (int(hours) * 60 + int(minutes)) * 60 * US_PER_SECOND
+                    value += offset if sign == "-" else -offset
+        if len(_rest_cache) >= _CACHE_LIMIT:
+            _rest_cache.clear()
+        _rest_cache[text] = value
     return value
 
 
-_SECOND_SHAPE = re.compile(r":[0-9]{2}(?:\.[0-9]{1,9})?")
-_second_cache: dict[str, int] = {}
-
-
-def _second_us(text: str) -> int:
-    """Microseconds of a `:SS[.fraction]` text (fraction truncated to microseconds), or _INVALID."""
-    value = _second_cache.get(text)
-    if value is None:
-        value = _INVALID
-        if _SECOND_SHAPE.fullmatch(text) and text[1:3] <= "59":
-            value = int(text[1:3]) * US_PER_SECOND + int((text[4:] + "000000")[:6])
-        if len(_second_cache) >= _CACHE_LIMIT:
-            _second_cache.clear()
-        _second_cache[text] = value
-    return value
+#: Below this a sum of parts holds an invalid one (valid parts are within ±2**60).
+_ANY_INVALID = _INVALID // 2
 
 
 def parse_instant(text: str) -> int | None:
@@ -82,30 +76,19 @@ def parse_instant(text: str) -> int | None:
 
     The form is `YYYY-MM-DDTHH:MM:SS[.fraction](Z|±HH:MM)`, `T` and `Z` in either case, a
     fraction of 1 to 9 digits of which those past the microsecond are dropped (truncated).
-    Each of its three parts (minute, second with fraction, offset) is validated once and
-    cached, so parsing a stream costs three dictionary look-ups an event.
+    It is read as two parts, each validated once and cached: the minute, and the rest (the
+    second, its fraction and the offset, whose values a switch repeats). Parsing a stream
+    costs two dictionary look-ups an event.
     """
-    last = text[-1:]
-    offset: int | None
-    if last == "Z" or last == "z":
-        end, offset = len(text) - 1, 0
-    else:
-        end = len(text) - 6
-        offset = _offset_cache.get(text[end:])
-        if offset is None:
-            offset = _offset_us(text[end:])
-    if end < 19:
-        return None
     # The cache hits are inlined: this runs once for every event of a stream.
     minute = _minute_cache.get(text[:16])
     if minute is None:
         minute = _minute_us(text[:16])
-    second = _second_cache.get(text[16:end])
-    if second is None:
-        second = _second_us(text[16:end])
-    if minute == _INVALID or second == _INVALID or offset == _INVALID:
-        return None
-    return minute + second - offset
+    rest = _rest_cache.get(text[16:])
+    if rest is None:
+        rest = _rest_us(text[16:])
+    instant = minute + rest
+    return None if instant < _ANY_INVALID else instant
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)

@@ -1,14 +1,23 @@
-"""Instants in zones: the cached local date agrees with working it out for each instant."""
+"""Instants: the cached parser agrees with a plain one; the cached local date agrees with
+working it out for each instant."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+import re
+from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from samtal.times import MAX_INSTANT, MIN_INSTANT, US_PER_SECOND, local_day, to_datetime
+from samtal.times import (
+    MAX_INSTANT,
+    MIN_INSTANT,
+    US_PER_SECOND,
+    local_day,
+    parse_instant,
+    to_datetime,
+)
 
 # Whole-hour, half-hour and quarter-hour offsets, clock changes, and zones whose offset had
 # seconds before 1900 (Amsterdam +00:19:32, Dublin -00:25:21, Monrovia -00:44:30 until 1972).
@@ -62,3 +71,64 @@ def test_a_date_that_changes_within_a_minute() -> None:
     before, after = minute + 27 * US_PER_SECOND, minute + 29 * US_PER_SECOND
     assert local_day(before, zone) == _day_of(before, zone)
     assert local_day(after, zone) == _day_of(after, zone) == _day_of(before, zone) + 1
+
+
+# events.md's `at`, read plainly: one pattern, then the standard library's calendar.
+_AT = re.compile(
+    r"([0-9]{4})-([0-9]{2})-([0-9]{2})[Tt]([0-9]{2}):([0-9]{2}):([0-9]{2})"
+    r"(?:\.([0-9]{1,9}))?(?:[Zz]|([+-])([0-9]{2}):([0-9]{2}))"
+)
+
+
+def _plain_instant(text: str) -> int | None:
+    found = _AT.fullmatch(text)
+    if found is None:
+        return None
+    year, month, day, hour, minute, second, fraction, sign, oh, om = found.groups()
+    if int(oh or 0) > 23 or int(om or 0) > 59:
+        return None
+    try:
+        moment = datetime(int(year), int(month), int(day), int(hour), int(minute), int(second))
+    except ValueError:
+        return None
+    offset = timedelta(hours=int(oh or 0), minutes=int(om or 0)) * (-1 if sign == "-" else 1)
+    micro = int(((fraction or "") + "000000")[:6])
+    since = moment - datetime(1970, 1, 1) - offset
+    return since // timedelta(microseconds=1) + micro
+
+
+def _at_texts(strict: bool) -> st.SearchStrategy[str]:
+    """`at` texts: `strict`, each part in its form with values at and past its bounds (hour 24,
+    second 60, offset minutes 60); otherwise each part drawn from good and bad forms."""
+    digits = st.text("0123456789", min_size=1, max_size=4)
+    date = st.dates().map(lambda d: f"{d.year:04d}-{d.month:02d}-{d.day:02d}")
+    fraction = st.one_of(
+        st.just(""), st.text("0123456789", min_size=1, max_size=10).map(".".__add__)
+    )
+    zulu = st.sampled_from(["Z", "z"])
+    signs = st.sampled_from("+-")
+    hours = st.sampled_from([0, 9, 23, 24])
+    sixty = st.sampled_from([0, 7, 59, 60])
+    offset = st.builds("{}{:02d}:{:02d}".format, signs, hours, sixty)
+    if not strict:
+        date = st.one_of(date, st.builds("{}-{}-{}".format, digits, digits, digits))
+        fraction = st.one_of(fraction, st.just("."))
+        zulu = st.sampled_from(["Z", "z", "", "+01", "+0100", " Z"])
+    return st.builds(
+        "{}{}{:02d}:{:02d}:{:02d}{}{}".format,
+        date,
+        st.sampled_from(["T", "t"] if strict else ["T", "t", " ", "_"]),
+        hours,
+        sixty,
+        sixty,
+        fraction,
+        st.one_of(zulu, offset),
+    )
+
+
+@settings(max_examples=1000)  # cheap examples; each bound is a small share of them
+@given(st.one_of(_at_texts(strict=True), _at_texts(strict=False), st.text(max_size=40)))
+def test_the_cached_parser_agrees_with_a_plain_one(text: str) -> None:
+    # Twice: the second answer comes from what the first left in the caches.
+    assert parse_instant(text) == _plain_instant(text)
+    assert parse_instant(text) == _plain_instant(text)
