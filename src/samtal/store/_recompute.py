@@ -16,11 +16,9 @@ from dataclasses import replace
 from typing import NamedTuple, overload
 from zoneinfo import ZoneInfo
 
-import orjson
-
 from samtal.aggregate import record_of_call
 from samtal.events import Event
-from samtal.records import csv_row
+from samtal.records import csv_row, dumps
 from samtal.store._base import (
     IDLE_CLOSE_ID,
     NEVER,
@@ -103,7 +101,7 @@ def decide(
         if known.record_ms is None:
             return Decision(row)
         return Decision(row, gone=Gone(org, known.record_ms, call), changed=True)
-    rendered = orjson.dumps(fields)
+    rendered = dumps(fields)
     start_ms = record.start // US_PER_MS
     day = local_day(record.start, zone)
     row = CallRow(
