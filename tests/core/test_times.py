@@ -102,8 +102,11 @@ def _at_texts(strict: bool) -> st.SearchStrategy[str]:
     second 60, offset minutes 60); otherwise each part drawn from good and bad forms."""
     digits = st.text("0123456789", min_size=1, max_size=4)
     date = st.dates().map(lambda d: f"{d.year:04d}-{d.month:02d}-{d.day:02d}")
+    # Milliseconds (the form most switches send, read by a path of its own) or any fraction.
     fraction = st.one_of(
-        st.just(""), st.text("0123456789", min_size=1, max_size=10).map(".".__add__)
+        st.just(""),
+        st.text("0123456789", min_size=3, max_size=3).map(".".__add__),
+        st.text("0123456789", min_size=1, max_size=10).map(".".__add__),
     )
     zulu = st.sampled_from(["Z", "z"])
     signs = st.sampled_from("+-")
