@@ -250,7 +250,8 @@ class Store:
         is stored.
         """
         zones = self.zones(sorted({event.org for event in events}))
-        self._prepare(events, zones, now)
+        if self.engine.partitioned:
+            self._prepare(events, zones, now)
         return self._ingest_apart(events, zones, now)
 
     def _ingest_apart(

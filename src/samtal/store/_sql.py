@@ -74,6 +74,9 @@ class SqlEngine(ABC):
     hourly: ClassVar[str | None] = None
     #: The schema version from which records keep their outcome (query.md).
     outcomes_from: ClassVar[int] = 6
+    #: Whether calls are kept in partitions by day, which `prepare_days` makes before a write:
+    #: without them, ingest does not work out the days a batch may take.
+    partitioned: ClassVar[bool] = False
 
     def __init__(self, migrations: tuple[str, ...]) -> None:
         self._migrations = migrations

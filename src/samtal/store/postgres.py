@@ -253,6 +253,7 @@ class PostgresEngine(SqlEngine):
     driver_errors: ClassVar[tuple[type[Exception], ...]] = (psycopg.Error,)
     unsettled: ClassVar[str] = "started AND NOT settled"
     outcomes_from: ClassVar[int] = 7
+    partitioned: ClassVar[bool] = True
 
     def __init__(
         self,
