@@ -20,7 +20,7 @@ import heapq
 import multiprocessing
 import os
 from array import array
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from typing import Any, Final
 from zoneinfo import ZoneInfo
 
@@ -74,17 +74,27 @@ def aggregate_file(
     data = data.removeprefix(_BOM)
     if workers > 1 and "fork" in multiprocessing.get_all_start_methods():
         shares = _in_shares(data, zone, outcome, workers)
-        if _distinct(share[2] for share in shares):
+        if shares is not None:
             return _join(shares)
     return _join([_share_of(data, zone, outcome, 0, 1)])
 
 
-def _in_shares(data: bytes, zone: ZoneInfo, outcome: bool, workers: int) -> list[Share]:
+def _in_shares(data: bytes, zone: ZoneInfo, outcome: bool, workers: int) -> list[Share] | None:
+    """The shares, or None when two of them hold events of one (org, id). Each share's ids are
+    looked at as it comes in, while the others still work."""
     global _work
     _work = (data, zone, outcome, workers)
     try:
         with multiprocessing.get_context("fork").Pool(workers) as pool:
-            return pool.map(_forked_share, range(workers))
+            shares: list[Share] = []
+            seen: set[int] = set()
+            for share in pool.imap_unordered(_forked_share, range(workers)):
+                if not seen.isdisjoint(share[2]):
+                    return None
+                if len(shares) < workers - 1:  # the last one's ids need no keeping
+                    seen.update(share[2])
+                shares.append(share)
+            return shares
     finally:
         _work = None
 
@@ -93,17 +103,6 @@ def _forked_share(share: int) -> Share:
     assert _work is not None, "set before the fork"
     data, zone, outcome, shares = _work
     return _share_of(data, zone, outcome, share, shares)
-
-
-def _distinct(hashes: Iterable[array[int]]) -> bool:
-    """Whether no hash is in two of the arrays."""
-    seen: set[int] = set()
-    for some in hashes:
-        mine = set(some)
-        if not seen.isdisjoint(mine):
-            return False
-        seen |= mine
-    return True
 
 
 def _join(shares: list[Share]) -> tuple[list[bytes], list[Rejection]]:
