@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import sqlite3
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -104,3 +106,26 @@ def test_opening_a_store_does_not_wait_for_another_process_writing(tmp_path: Pat
     assert opened, "the open failed"
     opened[0].close()
     assert not waited, "opening the store waited for the write lock"
+
+
+_BOUND = """
+import sqlite3{extra}
+db = sqlite3.connect(":memory:")
+db.execute("CREATE TABLE t (a, b, c, d)")
+db.execute("INSERT INTO t VALUES (?, ?, ?, ?)", (None, True, False, 7))
+print(db.execute("SELECT quote(a), quote(b), quote(c), quote(d), typeof(b) FROM t").fetchone())
+print(sqlite3.adapters.get((type(None), sqlite3.PrepareProtocol)) is not None)
+"""
+
+
+def test_the_quicker_adapters_bind_what_sqlite3_binds() -> None:
+    # samtal registers adapters for None and bool (speed: no AttributeErrors per parameter);
+    # what they bind must be what sqlite3 binds without them, for anyone else in the process.
+    def bound(extra: str) -> list[str]:
+        script = _BOUND.format(extra=extra)
+        done = subprocess.run([sys.executable, "-c", script], capture_output=True, check=True)
+        return done.stdout.decode().splitlines()
+
+    plain, ours = bound(""), bound("\nimport samtal.store.sqlite")
+    assert plain[1] == "False" and ours[1] == "True"  # the adapters are there only with samtal
+    assert ours[0] == plain[0] == "('NULL', '1', '0', '7', 'integer')"
