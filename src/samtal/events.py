@@ -296,7 +296,14 @@ def _complete(event: Event, plain: bool) -> bool:
             event.dialed = None
         if event.target is not None and extra != "target":
             event.target = None
-        if not _numbers_valid(event.number, event.dialed, event.target):
+        # Inlined for the common case, the numbers seen before: one look-up each.
+        good = _GOOD_NUMBERS
+        dialed, target = event.dialed, event.target
+        if (
+            event.number not in good
+            or (dialed is not None and dialed not in good)
+            or (target is not None and target not in good)
+        ) and not _numbers_valid(event.number, dialed, target):
             return False
     instant = parse_instant(event.at)
     if instant is None or not MIN_INSTANT <= instant < MAX_INSTANT:
