@@ -390,16 +390,19 @@ class Decoded(msgspec.Struct):
         return out
 
 
-def decode_batch(lines: Iterable[bytes], first_line: int = 1) -> Decoded:
+def decode_batch(
+    lines: Iterable[bytes], first_line: int = 1, *, opens: bool | None = None
+) -> Decoded:
     """The events and the rejections of NDJSON lines; blank lines are skipped but counted.
 
     The bulk path: one plain loop, with the fast path of `decode_one` inlined. `first_line` is
-    the number of the first line, for a stream read in batches.
+    the number of the first line, for a stream read in batches. `opens`: whether the first
+    line opens the stream, where a byte order mark may precede it (default: when it is line 1).
     """
     decode, complete, DecodeError = _decode_event, _complete, msgspec.DecodeError
     out = Decoded([], [], [])
     keep, keep_line = out.events.append, out.lines.append
-    first = first_line == 1
+    first = first_line == 1 if opens is None else opens
     for position, line in enumerate(lines, first_line):
         if first:
             first = False

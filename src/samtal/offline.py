@@ -71,7 +71,6 @@ def aggregate_file(
     `workers` above 1 spreads the work over that many processes, where the platform can fork;
     the answer is the same.
     """
-    data = data.removeprefix(_BOM)
     if workers > 1 and "fork" in multiprocessing.get_all_start_methods():
         shares = _in_shares(data, zone, outcome, workers)
         if shares is not None:
@@ -128,13 +127,13 @@ def _share_of(data: bytes, zone: ZoneInfo, outcome: bool, share: int, shares: in
             keep, keep_position = mine.append, positions.append
             for position, line in enumerate(lines, first):
                 try:
-                    call = route(line).call
+                    call = route(line.removeprefix(_BOM) if position == 1 else line).call
                 except (DecodeError, RecursionError):
                     call = None
                 if (hash(call) % shares if type(call) is str else 0) == share:
                     keep(line)
                     keep_position(position)
-            decoded = decode_batch(mine)
+            decoded = decode_batch(mine, opens=positions[:1] == [1])
             decoded.rejections = [
                 msgspec.structs.replace(r, line=positions[r.line - 1]) for r in decoded.rejections
             ]

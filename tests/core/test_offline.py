@@ -23,7 +23,8 @@ STOCKHOLM = zone("Europe/Stockholm")
 
 def _messy_file() -> bytes:
     """Three organisations' simulated week, duplicated and disordered, with a BOM, blank lines,
-    a line cut short, a bad value and a line that is not an object among the events."""
+    a line cut short, a bad value, a stray byte order mark and a line that is not an
+    object among the events."""
     settings = TrafficSettings(
         orgs=3,
         days=2,
@@ -36,6 +37,7 @@ def _messy_file() -> bytes:
     lines = [line.rstrip(b"\n") for line in event_lines(settings)]
     lines[5:5] = [b"", b"   ", b'{"id": "cut', b"[1, 2]"]
     lines[40] = lines[40].replace(b'"type":"', b'"type":"x')
+    lines[60] = b"\xef\xbb\xbf" + lines[60]  # a byte order mark only opens a stream
     return b"\xef\xbb\xbf" + b"\n".join(lines) + b"\n"
 
 
@@ -51,7 +53,7 @@ def test_shares_give_what_one_process_gives(workers: int) -> None:
     data = _messy_file()
     records, rejections = aggregate_file(data, STOCKHOLM, workers=workers)
     expected_records, expected_rejections = _one_process(data)
-    assert len(expected_records) > 500 and len(expected_rejections) == 3
+    assert len(expected_records) > 500 and len(expected_rejections) == 4
     assert records == expected_records
     assert [str(r) for r in rejections] == expected_rejections
 
@@ -103,4 +105,20 @@ def test_the_command_gives_the_same_records_on_any_number_of_processes(tmp_path:
     assert one.stdout == two.stdout and one.stderr == two.stderr
     records = orjson.loads(one.stdout)
     assert len(records) > 500 and all(list(r)[-1] == "outcome" for r in records)
-    assert one.stderr.decode().splitlines()[-1] == "3 invalid line(s) skipped"
+    assert one.stderr.decode().splitlines()[-1] == "4 invalid line(s) skipped"
+
+
+def test_a_byte_order_mark_opens_only_the_file() -> None:
+    # The second line is the first of its share: it is still not the file's first line, so
+    # its byte order mark makes it invalid, as on one core.
+    first, second = _calls_in_two_shares()
+    start = {"org": "acme", "at": "2017-01-04T08:00:00Z", "type": "started", "party": "caller"}
+    lines = [
+        orjson.dumps({**start, "id": "a", "call": first, "number": "1", "dialed": "2"}),
+        b"\xef\xbb\xbf"
+        + orjson.dumps({**start, "id": "b", "call": second, "number": "3", "dialed": "2"}),
+    ]
+    data = b"\xef\xbb\xbf" + b"\n".join(lines)
+    records, rejections = aggregate_file(data, STOCKHOLM, workers=2)
+    assert (records, [str(r) for r in rejections]) == _one_process(data)
+    assert [r.line for r in rejections] == [2]
