@@ -22,7 +22,7 @@ STOCKHOLM = zone("Europe/Stockholm")
 
 
 def _messy_file() -> bytes:
-    """Three organisations' simulated week, duplicated and disordered, with a BOM, blank lines,
+    """Three organisations' two simulated days, duplicated and disordered, with a BOM, blank lines,
     a line cut short, a bad value, a stray byte order mark and a line that is not an
     object among the events."""
     settings = TrafficSettings(
