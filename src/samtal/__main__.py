@@ -2,4 +2,5 @@
 
 from samtal.cli import main
 
-main()
+if __name__ == "__main__":  # not when a spawned process (an import's decoder) loads it
+    main()
