@@ -266,16 +266,21 @@ class PostgresEngine(SqlEngine):
         super().__init__(migrations)
         self._url = url
         self._lead: psycopg.Connection[Any] | None = None
+        # `lead_duties` runs on a duty's thread and `close` on another: neither may leave a
+        # connection behind the other's back.
+        self._lead_lock = threading.Lock()
+        self._closed = False
         #: Spans of days [first, end) known to have their partitions.
         self._spans: list[tuple[int, int]] = []
         #: Half the pool writes, so that reads always find a connection; in a process that
         #: hardly reads (`reads=False`: an import), all of it but one.
         self.writers = max(1, max_size // 2 if reads else max_size - 1)
+        pool = None
         try:
             # One connection first: a URL that cannot work (no such host, no such database)
             # fails here at once, rather than when the pool gives up waiting.
             psycopg.connect(url, connect_timeout=10).close()
-            self._pool = ConnectionPool(
+            self._pool = pool = ConnectionPool(
                 url,
                 min_size=1,
                 max_size=max_size,
@@ -293,6 +298,8 @@ class PostgresEngine(SqlEngine):
             self._pool.wait(timeout=10)
             self._migrate()
         except (psycopg.Error, Exception) as exc:
+            if pool is not None:
+                pool.close()  # its connections would wait for the collector
             if isinstance(exc, StoreError):
                 raise
             raise StoreError(f"cannot open the database {_safe(url)}: {exc}") from exc
@@ -380,27 +387,38 @@ class PostgresEngine(SqlEngine):
     def lead_duties(self) -> bool:
         """Lead the duties while holding a session advisory lock on a connection of its own;
         PostgreSQL releases it when the process or its connection dies."""
-        if self._lead is not None:
+        with self._lead_lock:
+            if self._closed:
+                return False
+            if self._lead is not None:
+                try:
+                    self._lead.execute("SELECT 1")
+                    return True
+                except psycopg.Error:
+                    log.warning("lost the connection that held the lead of the duties")
+                    self._lead.close()
+                    self._lead = None
+            lead = psycopg.connect(self._url, autocommit=True, connect_timeout=10)
             try:
-                self._lead.execute("SELECT 1")
-                return True
-            except psycopg.Error:
-                log.warning("lost the connection that held the lead of the duties")
-                self._lead.close()
-                self._lead = None
-        lead = psycopg.connect(self._url, autocommit=True)
-        row = lead.execute("SELECT pg_try_advisory_lock(hashtext('samtal:duties'))").fetchone()
-        if row is None or not row[0]:
-            lead.close()
-            return False
-        self._lead = lead
-        return True
+                row = lead.execute(
+                    "SELECT pg_try_advisory_lock(hashtext('samtal:duties'))"
+                ).fetchone()
+            except BaseException:
+                lead.close()
+                raise
+            if row is None or not row[0]:
+                lead.close()
+                return False
+            self._lead = lead
+            return True
 
     def close(self) -> None:
         """Release the engine's connections and the lead of the duties."""
-        if self._lead is not None:
-            self._lead.close()
-            self._lead = None
+        with self._lead_lock:
+            self._closed = True
+            if self._lead is not None:
+                self._lead.close()
+                self._lead = None
         self._pool.close()
 
     def _partitions(self, db: psycopg.Connection[Any]) -> list[tuple[int, int, str]]:
