@@ -17,10 +17,8 @@ _EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
 # `YYYY-MM-DDTHH:MM`, the part of an `at` shared by every event of a minute. Parsing caches it,
 # so that a stream pays for the date arithmetic once a minute, not once an event.
 _MINUTE_SHAPE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}")
-_OFFSET_SHAPE = re.compile(r"[+-][0-9]{2}:[0-9]{2}")
 _INVALID = -(2**80)  # cached "not valid", below any real instant
 _minute_cache: dict[str, int] = {}
-_offset_cache: dict[str, int] = {}
 _CACHE_LIMIT = 200_000
 
 
