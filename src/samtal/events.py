@@ -27,7 +27,8 @@ from samtal.types import KINDS, PARTIES_OF_TYPE, TYPE_RANK, EventType, Kind, Par
 MAX_ID_LENGTH: Final = 128
 MAX_NUMBER_LENGTH: Final = 64
 MAX_SEQ: Final = 2**63 - 1
-_BOM = b"\xef\xbb\xbf"
+#: A UTF-8 byte order mark, which may open a stream (and nothing else).
+BOM: Final = b"\xef\xbb\xbf"
 _BACKSLASH, _DEL = ord("\\"), 0x7F
 _UNSET: Any = msgspec.UNSET
 
@@ -406,7 +407,7 @@ def decode_batch(
     for position, line in enumerate(lines, first_line):
         if first:
             first = False
-            if line.startswith(_BOM):
+            if line.startswith(BOM):
                 line = line[3:]
         try:
             event = decode(line)
@@ -432,7 +433,7 @@ def decode_lines(lines: Iterable[bytes]) -> Iterator[Event | Rejection]:
     for position, line in enumerate(lines, 1):
         if first:
             first = False
-            if line.startswith(_BOM):
+            if line.startswith(BOM):
                 line = line[3:]
         if line and not line.isspace():
             yield decode_one(line, position)
@@ -441,7 +442,7 @@ def decode_lines(lines: Iterable[bytes]) -> Iterator[Event | Rejection]:
 def decode_array(body: bytes) -> list[Event | Rejection]:
     """Events and rejections of a JSON array body; ValueError when it is not an array at all."""
     try:
-        items = _decode_array(body.removeprefix(_BOM))
+        items = _decode_array(body.removeprefix(BOM))
     except msgspec.DecodeError as exc:  # ValidationError is a DecodeError
         raise ValueError(f"the body is not a JSON array of events: {_short(exc)}") from exc
     except RecursionError:

@@ -27,12 +27,11 @@ from zoneinfo import ZoneInfo
 import msgspec
 
 from samtal.aggregate import aggregate
-from samtal.events import Event, Rejection, decode_batch
+from samtal.events import BOM, Event, Rejection, decode_batch
 from samtal.records import Record, dumps
 
 #: Below this many bytes (about 30,000 events) one core finishes before more could start.
 PARALLEL_FROM: Final = 4_000_000
-_BOM = b"\xef\xbb\xbf"
 
 Key = tuple[int, str, str]
 #: A share's records (each its order key and its JSON), its rejections, and the hashes of its
@@ -127,7 +126,7 @@ def _share_of(data: bytes, zone: ZoneInfo, outcome: bool, share: int, shares: in
             keep, keep_position = mine.append, positions.append
             for position, line in enumerate(lines, first):
                 try:
-                    call = route(line.removeprefix(_BOM) if position == 1 else line).call
+                    call = route(line.removeprefix(BOM) if position == 1 else line).call
                 except (DecodeError, RecursionError):
                     call = None
                 if (hash(call) % shares if type(call) is str else 0) == share:

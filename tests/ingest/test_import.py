@@ -17,7 +17,7 @@ STOCKHOLM = zone("Europe/Stockholm")
 
 
 def _stream() -> list[bytes]:
-    """A simulated day of two organisations, duplicated and disordered, with a BOM, a blank
+    """A simulated day of two organisations, with duplicates, a BOM, a blank
     line, a line cut short and a line of an organisation nobody added."""
     settings = TrafficSettings(
         orgs=2, days=1, seed=5, start=date(2017, 1, 4), calls_per_day=150, duplicates=0.1

@@ -274,7 +274,11 @@ async def _decoded_ahead(source: Iterator[bytes], batch: int) -> AsyncIterator[t
     for. The events come back packed (msgpack), about 1 us an event to unpack. A shorter
     stream is decoded in a thread: starting a process would cost more than it saves.
     """
-    chunk = await asyncio.to_thread(lambda: list(islice(source, batch)))
+
+    def read() -> list[bytes]:
+        return list(islice(source, batch))
+
+    chunk = await asyncio.to_thread(read)
     if len(chunk) < batch:
         if chunk:
             yield len(chunk), await asyncio.to_thread(decode_batch, chunk)
@@ -288,7 +292,7 @@ async def _decoded_ahead(source: Iterator[bytes], batch: int) -> AsyncIterator[t
             while chunk and len(pending) < _AHEAD:
                 pending.append((len(chunk), loop.run_in_executor(decoder, _packed, chunk, first)))
                 first += len(chunk)
-                chunk = await asyncio.to_thread(lambda: list(islice(source, batch)))
+                chunk = await asyncio.to_thread(read)
             count, packed = pending.popleft()
             yield count, _unpack(await packed)
 
