@@ -244,6 +244,42 @@ def test_publish_reports_bad_lines_and_drops_republished_events(jet: Jet, tmp_pa
     assert f"published 0, duplicates {len(lines) + 1:,}, rejected 1, failed 0" in again.stdout
 
 
+def test_a_part_batch_is_taken_at_once_and_an_empty_stream_waited_on(jet: Jet) -> None:
+    """A pull takes what the stream has without waiting for the rest of a batch (the last of
+    a burst is stored at once, not when the pull expires); only an empty stream is waited on."""
+    import nats
+
+    from samtal.ingest.nats import Puller, ensure_stream
+    from samtal.streams import StreamNames
+
+    names = StreamNames(stream=jet.stream, subject=jet.subject, durable="part", batch=100)
+
+    async def pulls() -> tuple[list[bytes], float, int, float]:
+        connection = await nats.connect(NATS_URL)
+        try:
+            js = connection.jetstream()
+            await ensure_stream(js, names.stream, names.subject, 1)
+            for n in range(3):
+                await js.publish(f"{names.subject}.org-1", b"%d" % n)
+            puller = await Puller.start(js, connection, names)
+            began = time.monotonic()
+            part = await puller.fetch(timeout=30)
+            part_took = time.monotonic() - began
+            for message in part:
+                await message.ack()
+            began = time.monotonic()
+            empty = await puller.fetch(timeout=0.5)
+            return [m.data for m in part], part_took, len(empty), time.monotonic() - began
+        finally:
+            await connection.close()
+
+    part, part_took, empty, empty_took = asyncio.run(pulls())
+    assert part == [b"0", b"1", b"2"]
+    assert part_took < 10, f"waited {part_took:.1f} s for a pull of 30 s to expire"
+    assert empty == 0
+    assert empty_took >= 0.4, "an empty stream was not waited on"
+
+
 def test_consumers_at_once_give_exact_records(jet: Jet, store_url: str, tmp_path: Path) -> None:
     store = open_store(store_url)
     for org in ("org-1", "org-2"):

@@ -199,7 +199,7 @@ async def consume(
     try:
         js = nc.jetstream()
         await ensure_stream(js, names.stream, names.subject, names.max_age_days)
-        sub = await _Puller.start(js, nc, names)
+        sub = await Puller.start(js, nc, names)
         last_log, last_count = time.monotonic(), 0
         # Batches stored at once: as many as the store has writers (several on PostgreSQL, so
         # that Python's work on one overlaps the database's on another), within what the
@@ -279,7 +279,7 @@ async def consume(
     return done
 
 
-class _Puller:
+class Puller:
     """Batches of the shared durable consumer, pulled to an inbox of this worker's own.
 
     nats-py's `PullSubscription.fetch` waits for each message of a batch in turn (a task and
@@ -298,7 +298,7 @@ class _Puller:
         self._ended = asyncio.Event()
 
     @classmethod
-    async def start(cls, js: JetStreamContext, nc: NATS, names: StreamNames) -> _Puller:
+    async def start(cls, js: JetStreamContext, nc: NATS, names: StreamNames) -> Puller:
         """The durable consumer of `names` (made if it does not exist) and this worker's
         inbox for its batches."""
         try:
@@ -332,17 +332,30 @@ class _Puller:
                 self._ended.set()
 
     async def fetch(self, timeout: float) -> list[Msg]:
-        """At most a batch of messages, waiting up to `timeout` seconds for the first."""
+        """At most a batch of messages: what the stream has at once, or else what arrives
+        within `timeout` seconds.
+
+        The first pull asks for what is there now (`no_wait`: the server ends it as soon as it
+        has sent what it has), so a part batch (the last of a burst, or a quiet stream's
+        trickle) is stored at once rather than when a waiting pull expires. Only when nothing
+        is there does a second pull wait for messages to come.
+        """
         if len(self._got) < self.names.batch:
-            self._ended.clear()
-            request = {"batch": self.names.batch - len(self._got), "expires": int(timeout * 1e9)}
-            await self.nc.publish(self._request, orjson.dumps(request), reply=self._inbox)
-            # The server ends the pull with a status when it expires; the margin covers a
-            # status lost to a reconnection.
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._ended.wait(), timeout + 1.0)
+            await self._pull({"no_wait": True}, timeout)
+        if not self._got:
+            await self._pull({"expires": int(timeout * 1e9)}, timeout)
         taken, self._got = self._got[: self.names.batch], self._got[self.names.batch :]
         return taken
+
+    async def _pull(self, how: dict[str, object], timeout: float) -> None:
+        """One pull request for the rest of a batch, waited for until it ends or fills."""
+        self._ended.clear()
+        request = {"batch": self.names.batch - len(self._got), **how}
+        await self.nc.publish(self._request, orjson.dumps(request), reply=self._inbox)
+        # The server ends a pull with a status (no messages, expired); the margin covers a
+        # status lost to a reconnection.
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._ended.wait(), timeout + 1.0)
 
     async def consumer_info(self) -> ConsumerInfo:
         """What NATS knows of the consumer (pending and unacknowledged messages)."""
@@ -350,7 +363,7 @@ class _Puller:
         return info
 
 
-async def _pending(sub: _Puller) -> str:
+async def _pending(sub: Puller) -> str:
     """How many messages wait for the consumer, for the progress line and the metrics ("?" when
     NATS does not say in time: a progress line never stops a worker)."""
     try:
