@@ -254,7 +254,7 @@ def test_a_part_batch_is_taken_at_once_and_an_empty_stream_waited_on(jet: Jet) -
 
     names = StreamNames(stream=jet.stream, subject=jet.subject, durable="part", batch=100)
 
-    async def pulls() -> tuple[list[bytes], float, int, float]:
+    async def pulls() -> tuple[list[bytes], float, int, float, str | None]:
         connection = await nats.connect(NATS_URL)
         try:
             js = connection.jetstream()
@@ -269,15 +269,56 @@ def test_a_part_batch_is_taken_at_once_and_an_empty_stream_waited_on(jet: Jet) -
                 await message.ack()
             began = time.monotonic()
             empty = await puller.fetch(timeout=0.5)
-            return [m.data for m in part], part_took, len(empty), time.monotonic() - began
+            empty_took = time.monotonic() - began
+            info = await js.consumer_info(names.stream, names.durable)
+            return (
+                [m.data for m in part],
+                part_took,
+                len(empty),
+                empty_took,
+                info.config.filter_subject,
+            )
         finally:
             await connection.close()
 
-    part, part_took, empty, empty_took = asyncio.run(pulls())
+    part, part_took, empty, empty_took, filtered = asyncio.run(pulls())
     assert part == [b"0", b"1", b"2"]
     assert part_took < 10, f"waited {part_took:.1f} s for a pull of 30 s to expire"
     assert empty == 0
     assert empty_took >= 0.4, "an empty stream was not waited on"
+    assert filtered is None  # a stream of events alone: its consumer needs no filter
+
+
+def test_a_stream_shared_with_other_subjects_is_consumed_for_events_alone(jet: Jet) -> None:
+    """A stream the operator made for more than events: the consumer samtal makes filters on
+    the events' subjects (on a stream of events alone it needs no filter, and has none)."""
+    import nats
+    from nats.js.api import StreamConfig
+
+    from samtal.ingest.nats import Puller
+    from samtal.streams import StreamNames
+
+    names = StreamNames(stream=jet.stream, subject=jet.subject, durable="shared", batch=100)
+    other = f"other{jet.stream.lower()}"
+
+    async def pulled() -> tuple[list[bytes], str | None]:
+        connection = await nats.connect(NATS_URL)
+        try:
+            js = connection.jetstream()
+            subjects = [f"{names.subject}.>", f"{other}.>"]
+            await js.add_stream(StreamConfig(name=names.stream, subjects=subjects))
+            await js.publish(f"{other}.x", b"not an event")
+            await js.publish(f"{names.subject}.org-1", b"an event")
+            puller = await Puller.start(js, connection, names)
+            got = await puller.fetch(timeout=2)
+            info = await js.consumer_info(names.stream, names.durable)
+            return [m.data for m in got], info.config.filter_subject
+        finally:
+            await connection.close()
+
+    got, filtered = asyncio.run(pulled())
+    assert got == [b"an event"]
+    assert filtered == f"{names.subject}.>"
 
 
 def test_consumers_at_once_give_exact_records(jet: Jet, store_url: str, tmp_path: Path) -> None:

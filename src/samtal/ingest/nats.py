@@ -304,11 +304,18 @@ class Puller:
         try:
             await js.consumer_info(names.stream, names.durable)
         except NotFoundError:
+            events = f"{names.subject}.>"
+            stream = await js.stream_info(names.stream)
+            # A stream of events alone (as `ensure_stream` makes it) needs no filter, and a
+            # filter costs: nats-server 2.9 matches it message by message at the stream's tail,
+            # where a worker that keeps up always reads (215k events took a filtered consumer
+            # 13.5 s and one without 8.5 s, medians of 5, the server burning both cores).
+            only_events = stream.config.subjects == [events]
             await js.add_consumer(
                 names.stream,
                 ConsumerConfig(
                     durable_name=names.durable,
-                    filter_subject=f"{names.subject}.>",
+                    filter_subject=None if only_events else events,
                     ack_policy=AckPolicy.EXPLICIT,
                     ack_wait=names.ack_wait,
                     max_ack_pending=max_ack_pending(names.batch),
