@@ -42,7 +42,15 @@ class Server:
         self._socket.bind(("127.0.0.1", 0))
         self.url = f"http://127.0.0.1:{self._socket.getsockname()[1]}"
         self._server = uvicorn.Server(
-            uvicorn.Config(app, log_level="warning", lifespan="on", http=NoDelayH11Protocol)
+            uvicorn.Config(
+                app,
+                log_level="warning",
+                lifespan="on",
+                http=NoDelayH11Protocol,
+                # A request still open when the test ends (a long poll) is cut after this, so
+                # that the server and its duties stop before the test closes their store.
+                timeout_graceful_shutdown=5,
+            )
         )
         self._thread = threading.Thread(
             target=self._server.run, kwargs={"sockets": [self._socket]}, daemon=True
@@ -59,7 +67,7 @@ class Server:
 
     def __exit__(self, *_: object) -> None:
         self._server.should_exit = True
-        self._thread.join(timeout=10)
+        self._thread.join(timeout=30)
         self._socket.close()
 
     def client(self, token: str | None = None) -> httpx.Client:
