@@ -93,9 +93,10 @@ def test_an_id_taken_once_is_a_duplicate_in_a_call_of_another_day(
         request.applymarker(
             pytest.mark.xfail(
                 strict=True,
-                reason="a known defect: PostgreSQL keeps events by day, and a unique index of a "
-                "table partitioned by day holds the day, so a copy naming a call of another "
-                "local day is stored again. Mending it needs (org, id) kept once across days",
+                reason="the README's known deviation (Running it on PostgreSQL): events are "
+                "partitioned by day and a unique index of such a table holds the day, so a copy "
+                "naming a call of another local day is stored again. Mending it needs (org, id) "
+                "kept once across days",
             )
         )
     store.add_org("acme", "UTC", now=T0)
