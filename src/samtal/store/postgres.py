@@ -603,12 +603,10 @@ class _Tx:
                         )
                     )
             # In key order: two writers of the same events wait for each other in the same
-            # order, never in a cycle. The conflict is named: with none, PostgreSQL checks
-            # every unique index of the row speculatively, the primary key too (which cannot
-            # conflict alone), and the statement cost 14 us an event instead of 10.
+            # order, never in a cycle.
             inserted = cursor.execute(
                 f"INSERT INTO events ({_EVENT_COLUMNS}) SELECT {_EVENT_COLUMNS} FROM staging "
-                "ORDER BY org, id ON CONFLICT (org, day, id) DO NOTHING RETURNING org, id"
+                "ORDER BY org, id ON CONFLICT DO NOTHING RETURNING org, id"
             ).fetchall()
             db.execute("TRUNCATE staging")
         return [first[org, event_id] for org, event_id in inserted]
