@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from operator import attrgetter
 
 from samtal.events import Event
@@ -157,9 +157,16 @@ def aggregate(events: Iterable[Event]) -> list[Record]:
     Events may come in any order and interleaved across calls and organisations; an event
     whose (org, id) was already seen is a duplicate and the first one counts.
     """
+    return records_of(calls_of(events))
+
+
+def calls_of(events: Iterable[Event]) -> dict[str, dict[str, list[Event]]]:
+    """Each organisation's calls, each with its events in the order given; an event whose
+    (org, id) was already seen is a duplicate and left out (the first one counts)."""
     # Per organisation: the ids seen and each call's events. Keyed by plain strings, whose
     # hashes Python caches, rather than by (org, id) tuples built for every event.
-    orgs: dict[str, tuple[set[str], dict[str, list[Event]]]] = {}
+    orgs: dict[str, dict[str, list[Event]]] = {}
+    seen_of: dict[str, set[str]] = {}
     org_name = None
     seen: set[str] = set()
     calls: dict[str, list[Event]] = {}
@@ -167,8 +174,9 @@ def aggregate(events: Iterable[Event]) -> list[Record]:
         if event.org != org_name:
             org_name = event.org
             if org_name not in orgs:
-                orgs[org_name] = (set(), {})
-            seen, calls = orgs[org_name]
+                orgs[org_name] = {}
+                seen_of[org_name] = set()
+            seen, calls = seen_of[org_name], orgs[org_name]
         event_id = event.id
         if event_id in seen:
             continue
@@ -178,8 +186,13 @@ def aggregate(events: Iterable[Event]) -> list[Record]:
             calls[event.call] = [event]
         else:
             group.append(event)
+    return orgs
+
+
+def records_of(calls: Mapping[str, Mapping[str, list[Event]]]) -> list[Record]:
+    """The records of these calls (as `calls_of` gives them) that have one, in record order."""
     records = []
-    for _seen, org_calls in orgs.values():
+    for org_calls in calls.values():
         for group in org_calls.values():
             record = _record_of_group(group)
             if record is not None:

@@ -1,16 +1,19 @@
 """A whole file of events into its rendered records, with no store: `samtal aggregate`'s work,
 spread over the machine's cores.
 
-Each core takes a share of the calls. Every share reads every line with a light decode (its
-`call` alone), keeps the lines whose call is its own, and does the whole work for them alone:
-the full decode and validation (events.py), aggregation (aggregate.py) and rendering. The
-shares' records are merged in record order and their rejections in line order.
+Each core takes a share of the file: a run of whole lines, about as many bytes as the others'.
+It decodes and validates its lines (events.py), aggregates their calls (aggregate.py) and
+renders the records. The shares' records are merged in record order and their rejections in
+line order.
 
-A call's lines all go to one share, so each call is aggregated exactly as on one core. The one
-thing no share can see alone is a duplicate whose copies name different calls (events.md: the
-first copy counts, whichever call it names). Each share hands back a hash of each of its
-events' (org, id); when two shares hold one, the file is aggregated again on one core, which is
-the definition. (A collision of hashes costs only that second pass.)
+Two things no share can see alone: a call whose events lie in more than one share (the calls
+going on where a share ends, or an event sent again much later), and an id whose copies lie in
+more than one share (events.md: the first copy counts, whichever call it names). So each share
+first hands over a hash of each of its calls' (org, call) and of its events' (org, id); every
+call that shows up in two shares, or that holds an id that does, is a call at the seam. Each
+share then makes the records of its other calls and hands back the events of its calls at the
+seam, as they are once its own duplicates are left out; this process aggregates those in file
+order, which is the definition. (A collision of hashes only puts one more call at the seam.)
 """
 
 from __future__ import annotations
@@ -21,36 +24,32 @@ import multiprocessing
 import os
 from array import array
 from collections.abc import Iterator
+from contextlib import suppress
+from itertools import pairwise
+from multiprocessing.connection import Connection
 from typing import Any, Final
 from zoneinfo import ZoneInfo
 
 import msgspec
 
-from samtal.aggregate import aggregate
-from samtal.events import BOM, Event, Rejection, decode_batch
+from samtal.aggregate import calls_of, records_of
+from samtal.events import Event, Rejection, decode_batch
 from samtal.records import Record, dumps
 
 #: Below this many bytes (about 30,000 events) one core finishes before more could start.
 PARALLEL_FROM: Final = 4_000_000
 
 Key = tuple[int, str, str]
-#: A share's records (each its order key and its JSON), its rejections, and the hashes of its
-#: events' (org, id).
-Share = tuple[list[tuple[Key, bytes]], list[Rejection], "array[int]"]
+Calls = dict[str, dict[str, list[Event]]]
+#: What a share makes: its records (each its order key and its JSON) and its rejections.
+Share = tuple[list[tuple[Key, bytes]], list[Rejection]]
 
-
-class _Route(msgspec.Struct):
-    """What decides a line's share, of whatever type the line gives it."""
-
-    call: Any = None
-
-
-_route = msgspec.json.Decoder(_Route).decode
+_pack = msgspec.msgpack.Encoder().encode
+_unpack_events = msgspec.msgpack.Decoder(list[Event]).decode
 # The file and the options, set before the shares are forked, which inherit them: forking
-# also gives every share the same string hashes, which route the calls. The file stays one
-# bytes object until each share splits it: lines made before the fork would be copied into
-# every share as it counts references to them.
-_work: tuple[bytes, ZoneInfo, bool, int] | None = None
+# also gives every share the same string hashes, which find the calls at the seams. The file
+# stays one bytes object until each share splits its own lines from it.
+_work: tuple[bytes, ZoneInfo, bool] | None = None
 
 
 def cores() -> int:
@@ -71,36 +70,115 @@ def aggregate_file(
     the answer is the same.
     """
     if workers > 1 and "fork" in multiprocessing.get_all_start_methods():
-        shares = _in_shares(data, zone, outcome, workers)
-        if shares is not None:
-            return _join(shares)
-    return _join([_share_of(data, zone, outcome, 0, 1)])
+        return _join(_in_shares(data, zone, outcome, workers))
+    events, rejections = _decoded(data, 0, len(data))
+    return _join([(_rendered(calls_of(events), zone, outcome), rejections)])
 
 
-def _in_shares(data: bytes, zone: ZoneInfo, outcome: bool, workers: int) -> list[Share] | None:
-    """The shares, or None when two of them hold events of one (org, id). Each share's ids are
-    looked at as it comes in, while the others still work."""
+def _in_shares(data: bytes, zone: ZoneInfo, outcome: bool, workers: int) -> list[Share]:
+    """The shares' records and rejections, and the records of the calls at their seams."""
     global _work
-    _work = (data, zone, outcome, workers)
+    _work = (data, zone, outcome)
+    context = multiprocessing.get_context("fork")
+    links: list[Connection] = []
+    shares = []
     try:
-        with multiprocessing.get_context("fork").Pool(workers) as pool:
-            shares: list[Share] = []
-            seen: set[int] = set()
-            for share in pool.imap_unordered(_forked_share, range(workers)):
-                if not seen.isdisjoint(share[2]):
-                    return None
-                if len(shares) < workers - 1:  # the last one's ids need no keeping
-                    seen.update(share[2])
-                shares.append(share)
-            return shares
+        for start, stop in _spans(data, workers):
+            here, there = context.Pipe()
+            share = context.Process(target=_share, args=(there, start, stop), daemon=True)
+            share.start()
+            there.close()
+            links.append(here)
+            shares.append(share)
     finally:
         _work = None
+    try:
+        # Step 1: each share's hashes of its calls and ids; those that two shares hold.
+        seen_calls: set[int] = set()
+        seen_ids: set[int] = set()
+        seam_calls: set[int] = set()
+        seam_ids: set[int] = set()
+        for link in links:
+            calls, ids = (set(hashes) for hashes in _received(link))
+            seam_calls |= calls & seen_calls
+            seam_ids |= ids & seen_ids
+            seen_calls |= calls
+            seen_ids |= ids
+        del seen_calls, seen_ids
+        for link in links:
+            link.send((seam_calls, seam_ids))
+        # Step 2: each share's records and rejections, and the events of its calls at the
+        # seams; those, share after share, are in file order.
+        made: list[Share] = []
+        seam: list[Event] = []
+        for link in links:
+            records, rejections, packed = _received(link)
+            made.append((records, rejections))
+            seam += _unpack_events(packed)
+        made.append((_rendered(calls_of(seam), zone, outcome), []))
+        return made
+    finally:
+        for link in links:
+            link.close()
+        for share in shares:
+            share.join()
 
 
-def _forked_share(share: int) -> Share:
+def _received(link: Connection) -> Any:
+    """What a share sent; what went wrong there, raised here."""
+    try:
+        message = link.recv()
+    except EOFError:
+        raise RuntimeError("a share of the file ended without its answer") from None
+    if isinstance(message, BaseException):
+        raise message
+    return message
+
+
+def _share(link: Connection, start: int, stop: int) -> None:
+    """A forked share: the lines of `data[start:stop]`, in two steps (see `_in_shares`)."""
     assert _work is not None, "set before the fork"
-    data, zone, outcome, shares = _work
-    return _share_of(data, zone, outcome, share, shares)
+    data, zone, outcome = _work
+    # Every object made here lives to the end: the cyclic collector would only rescan them.
+    gc.disable()
+    try:
+        events, rejections = _decoded(data, start, stop)
+        calls = calls_of(events)
+        ids = array("q", [hash((event.org, event.id)) for event in events])
+        link.send(
+            (
+                array("q", [hash((org, call)) for org, of_org in calls.items() for call in of_org]),
+                ids,
+            )
+        )
+        seam_calls, seam_ids = link.recv()
+        # The calls that hold an id another share holds too, and those another share holds.
+        at_seam = {
+            (events[n].org, events[n].call) for n, hashed in enumerate(ids) if hashed in seam_ids
+        }
+        if seam_calls:
+            at_seam.update(
+                (org, call) for org, of_org in calls.items() for call in of_org
+                if hash((org, call)) in seam_calls
+            )  # fmt: skip
+        seam = [event for org, call in sorted(at_seam) for event in calls[org].pop(call)]
+        link.send((_rendered(calls, zone, outcome), rejections, _pack(seam)))
+    except BaseException as exc:  # it crosses to the parent, which raises it
+        with suppress(OSError):  # unless the parent has gone
+            link.send(exc)
+    finally:
+        link.close()
+
+
+def _spans(data: bytes, shares: int) -> list[tuple[int, int]]:
+    """`data` cut into `shares` runs of whole lines of about as many bytes each (some empty,
+    when there are fewer lines than shares)."""
+    bounds = [0]
+    for n in range(1, shares):
+        cut = data.find(b"\n", max(bounds[-1], len(data) * n // shares))
+        bounds.append(len(data) if cut < 0 else cut + 1)
+    bounds.append(len(data))
+    return list(pairwise(bounds))
 
 
 def _join(shares: list[Share]) -> tuple[list[bytes], list[Rejection]]:
@@ -109,49 +187,33 @@ def _join(shares: list[Share]) -> tuple[list[bytes], list[Rejection]]:
     return records, rejections
 
 
-def _share_of(data: bytes, zone: ZoneInfo, outcome: bool, share: int, shares: int) -> Share:
-    """Share `share` of `shares`: the records of the calls whose hash falls to it, and the
-    rejections of their lines (a line with no string `call` falls to share 0)."""
-    # Every object made here lives to the end: the cyclic collector would only rescan them.
-    gc.disable()
+def _decoded(data: bytes, start: int, stop: int) -> tuple[list[Event], list[Rejection]]:
+    """The events of the lines of `data[start:stop]` in file order, and their rejections."""
     events: list[Event] = []
     rejections: list[Rejection] = []
-    route, DecodeError = _route, msgspec.DecodeError
-    for first, lines in _pieces(data):
-        if shares == 1:
-            decoded = decode_batch(lines, first)
-        else:
-            mine: list[bytes] = []
-            positions: list[int] = []
-            keep, keep_position = mine.append, positions.append
-            for position, line in enumerate(lines, first):
-                try:
-                    call = route(line.removeprefix(BOM) if position == 1 else line).call
-                except (DecodeError, RecursionError):
-                    call = None
-                if (hash(call) % shares if type(call) is str else 0) == share:
-                    keep(line)
-                    keep_position(position)
-            decoded = decode_batch(mine, opens=positions[:1] == [1])
-            decoded.rejections = [
-                msgspec.structs.replace(r, line=positions[r.line - 1]) for r in decoded.rejections
-            ]
+    for first, lines in _pieces(data, start, stop):
+        decoded = decode_batch(lines, first)
         events += decoded.events
         rejections += decoded.rejections
-    ids = array("q", [hash((event.org, event.id)) for event in events] if shares > 1 else [])
-    records = aggregate(events)
-    rendered = [(record.order_key(), _json(record, zone, outcome)) for record in records]
-    return rendered, rejections, ids
+    return events, rejections
 
 
-def _pieces(data: bytes, size: int = 1 << 20) -> Iterator[tuple[int, list[bytes]]]:
-    """The lines of `data` a piece of about `size` bytes at a time, each piece with the number
-    of its first line: lines made a piece at a time are freed a piece at a time, and their
-    memory is used again (all at once, they cost a share as much memory as its events)."""
-    start, number = 0, 1
-    while start < len(data):
-        end = data.find(b"\n", start + size)
-        end = len(data) if end < 0 else end + 1
+def _rendered(calls: Calls, zone: ZoneInfo, outcome: bool) -> list[tuple[Key, bytes]]:
+    """The records of `calls`, each with its order key, in record order."""
+    return [(record.order_key(), _json(record, zone, outcome)) for record in records_of(calls)]
+
+
+def _pieces(
+    data: bytes, start: int, stop: int, size: int = 1 << 20
+) -> Iterator[tuple[int, list[bytes]]]:
+    """The lines of `data[start:stop]` (which begins a line) a piece of about `size` bytes at
+    a time, each piece with the number of its first line in the file: lines made a piece at a
+    time are freed a piece at a time, and their memory is used again (all at once, they cost
+    a share as much memory as its events)."""
+    number = data.count(b"\n", 0, start) + 1
+    while start < stop:
+        end = data.find(b"\n", start + size, stop)
+        end = stop if end < 0 else end + 1
         lines = data[start:end].split(b"\n")
         if data[end - 1 : end] == b"\n":
             lines.pop()  # what follows the piece's last newline is the next piece's

@@ -58,38 +58,64 @@ def test_shares_give_what_one_process_gives(workers: int) -> None:
     assert [str(r) for r in rejections] == expected_rejections
 
 
-def _calls_in_two_shares() -> tuple[str, str]:
-    """Two call ids that fall to different shares of two (forked shares hash as we do)."""
-    first = "c-0"
-    second = next(f"c-{n}" for n in range(1, 100) if hash(f"c-{n}") % 2 != hash(first) % 2)
-    return first, second
+def _event(event_id: str, call: str, at: str, type_: str, **more: str) -> bytes:
+    fields = {"id": event_id, "org": "acme", "call": call, "at": at, "type": type_}
+    return orjson.dumps({**fields, **more})
 
 
-def test_a_duplicate_naming_another_call_counts_once() -> None:
-    # events.md: the first copy of an id counts, whichever call the later one names. The two
-    # calls fall to different shares, so no share alone can tell; the file is done again on
-    # one core.
-    first, second = _calls_in_two_shares()
+def _every_seam(data: bytes) -> None:
+    """Shares of `data` cut at every line (as many shares as lines, and every number below)
+    give what one process gives."""
+    expected = _one_process(data)
+    for workers in range(2, data.count(b"\n") + 3):
+        records, rejections = aggregate_file(data, STOCKHOLM, workers=workers)
+        assert (records, [str(r) for r in rejections]) == expected, f"{workers} shares"
 
-    def event(event_id: str, call: str, at: str, type_: str, **more: str) -> bytes:
-        fields = {"id": event_id, "org": "acme", "call": call, "at": at, "type": type_}
-        return orjson.dumps({**fields, **more})
 
+def test_a_duplicate_naming_another_call_counts_once_wherever_the_shares_meet() -> None:
+    # events.md: the first copy of an id counts, whichever call the later one names. When the
+    # copies lie in two shares, neither share alone can tell.
     lines = [
-        event(
-            "a", first, "2017-01-04T08:00:00Z", "started", party="caller", number="1", dialed="2"
+        _event(
+            "a", "c1", "2017-01-04T08:00:00Z", "started", party="caller", number="1", dialed="2"
         ),
-        event("b", first, "2017-01-04T08:00:05Z", "ended"),
-        event(
-            "c", second, "2017-01-04T09:00:00Z", "started", party="caller", number="3", dialed="2"
+        _event("b", "c1", "2017-01-04T08:00:05Z", "ended"),
+        _event(
+            "c", "c2", "2017-01-04T09:00:00Z", "started", party="caller", number="3", dialed="2"
         ),
         # A copy of `b` naming the second call: ignored, so the second call does not stop.
-        event("b", second, "2017-01-04T09:00:05Z", "ended"),
+        _event("b", "c2", "2017-01-04T09:00:05Z", "ended"),
     ]
     data = b"\n".join(lines)
-    records, rejections = aggregate_file(data, STOCKHOLM, workers=2)
-    assert (records, [str(r) for r in rejections]) == _one_process(data)
+    _every_seam(data)
+    records, _ = aggregate_file(data, STOCKHOLM, workers=2)
     assert [orjson.loads(r)["callerNo"] for r in records] == ["1"]
+
+
+def test_a_call_across_shares_and_its_ids_elsewhere_give_one_record_each() -> None:
+    # The call `c1` runs across the seams; `d` is sent again in `c1` (the first copy counts);
+    # `y` is first in `c2`, a call at a seam only for the id `x` it shares with `c1`, and
+    # again in `c3`, which no other share holds: `c3` does not stop, wherever the shares meet.
+    started = {"party": "caller", "dialed": "2"}
+    lines = [
+        _event("a", "c1", "2017-01-04T08:00:00Z", "started", number="1", **started),
+        _event("r", "c1", "2017-01-04T08:00:01Z", "ringing", party="user", number="5"),
+        _event("x", "c1", "2017-01-04T08:00:02Z", "answered", party="user", number="5"),
+        _event("c", "c2", "2017-01-04T08:30:00Z", "started", number="3", **started),
+        _event("x", "c2", "2017-01-04T08:30:01Z", "ended"),
+        _event("y", "c2", "2017-01-04T08:30:02Z", "ended"),
+        _event("e", "c3", "2017-01-04T08:40:00Z", "started", number="4", **started),
+        _event("y", "c3", "2017-01-04T08:40:03Z", "ended"),
+        _event("d", "c1", "2017-01-04T08:50:00Z", "ended"),
+        _event("d", "c1", "2017-01-04T08:50:09Z", "ended"),
+    ]
+    data = b"\n".join(lines) + b"\n"
+    _every_seam(data)
+    records = [orjson.loads(r) for r in aggregate_file(data, STOCKHOLM, workers=3)[0]]
+    assert [(r["callerNo"], r["stop"][11:19]) for r in records] == [
+        ("1", "09:50:00"),
+        ("3", "09:30:02"),
+    ]
 
 
 def test_the_command_gives_the_same_records_on_any_number_of_processes(tmp_path: Path) -> None:
@@ -109,16 +135,15 @@ def test_the_command_gives_the_same_records_on_any_number_of_processes(tmp_path:
 
 
 def test_a_byte_order_mark_opens_only_the_file() -> None:
-    # The second line is the first of its share: it is still not the file's first line, so
-    # its byte order mark makes it invalid, as on one core.
-    first, second = _calls_in_two_shares()
+    # The second line is the first of its share when the shares meet there: it is still not
+    # the file's first line, so its byte order mark makes it invalid, as on one core.
     start = {"org": "acme", "at": "2017-01-04T08:00:00Z", "type": "started", "party": "caller"}
     lines = [
-        orjson.dumps({**start, "id": "a", "call": first, "number": "1", "dialed": "2"}),
+        orjson.dumps({**start, "id": "a", "call": "c1", "number": "1", "dialed": "2"}),
         b"\xef\xbb\xbf"
-        + orjson.dumps({**start, "id": "b", "call": second, "number": "3", "dialed": "2"}),
+        + orjson.dumps({**start, "id": "b", "call": "c2", "number": "3", "dialed": "2"}),
     ]
     data = b"\xef\xbb\xbf" + b"\n".join(lines)
-    records, rejections = aggregate_file(data, STOCKHOLM, workers=2)
-    assert (records, [str(r) for r in rejections]) == _one_process(data)
+    _every_seam(data)
+    _, rejections = aggregate_file(data, STOCKHOLM, workers=2)
     assert [r.line for r in rejections] == [2]
