@@ -11,8 +11,8 @@ going on where a share ends, or an event sent again much later), and an id whose
 more than one share (events.md: the first copy counts, whichever call it names). So each share
 first hands over a hash of each of its calls' (org, call) and of its events' (org, id); every
 call that shows up in two shares, or that holds an id that does, is a call at the seam. Each
-share then makes the records of its other calls and hands back the events of its calls at the
-seam, as they are once its own duplicates are left out; this process aggregates those in file
+share then hands back the records of its other calls and the events of its calls at the seam,
+as they are once its own duplicates are left out; this process aggregates those in file
 order, which is the definition. (A collision of hashes only puts one more call at the seam.)
 """
 
@@ -151,6 +151,9 @@ def _share(link: Connection, start: int, stop: int) -> None:
                 ids,
             )
         )
+        # While the others' hashes come together, every record is made: the calls at a seam
+        # are few, and theirs are then left out.
+        rendered = _rendered(calls, zone, outcome)
         seam_calls, seam_ids = link.recv()
         # The calls that hold an id another share holds too, and those another share holds.
         at_seam = {
@@ -161,8 +164,10 @@ def _share(link: Connection, start: int, stop: int) -> None:
                 (org, call) for org, of_org in calls.items() for call in of_org
                 if hash((org, call)) in seam_calls
             )  # fmt: skip
-        seam = [event for org, call in sorted(at_seam) for event in calls[org].pop(call)]
-        link.send((_rendered(calls, zone, outcome), rejections, _pack(seam)))
+        if at_seam:
+            rendered = [item for item in rendered if item[0][1:] not in at_seam]
+        seam = [event for org, call in sorted(at_seam) for event in calls[org][call]]
+        link.send((rendered, rejections, _pack(seam)))
     except BaseException as exc:  # it crosses to the parent, which raises it
         with suppress(OSError):  # unless the parent has gone
             link.send(exc)
