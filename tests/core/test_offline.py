@@ -10,6 +10,8 @@ from pathlib import Path
 
 import orjson
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from samtal.aggregate import aggregate
 from samtal.events import decode_batch
@@ -147,3 +149,29 @@ def test_a_byte_order_mark_opens_only_the_file() -> None:
     _every_seam(data)
     _, rejections = aggregate_file(data, STOCKHOLM, workers=2)
     assert [r.line for r in rejections] == [2]
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    seed=st.integers(0, 10_000),
+    workers=st.integers(2, 6),
+    moves=st.lists(st.tuples(st.integers(0, 10_000), st.integers(0, 10_000)), max_size=8),
+)
+def test_any_cut_of_a_messy_day_gives_what_one_process_gives(
+    seed: int, workers: int, moves: list[tuple[int, int]]
+) -> None:
+    # A simulated day sent twice in part and out of order, and some lines moved to another
+    # place and to another call, keeping their ids: copies of an id in two calls, calls whose
+    # events lie far apart, wherever the shares happen to meet.
+    settings_ = TrafficSettings(
+        orgs=2, days=1, seed=seed, start=date(2017, 3, 24), calls_per_day=40,
+        duplicates=0.2, disorder=0.2,
+    )  # fmt: skip
+    lines = [line.rstrip(b"\n") for line in event_lines(settings_)]
+    for source, target in moves:
+        moved = orjson.loads(lines[source % len(lines)])
+        moved["call"] = orjson.loads(lines[target % len(lines)])["call"]
+        lines.insert(target % len(lines), orjson.dumps(moved))
+    data = b"\n".join(lines) + b"\n"
+    records, rejections = aggregate_file(data, STOCKHOLM, workers=workers)
+    assert (records, [str(r) for r in rejections]) == _one_process(data)
