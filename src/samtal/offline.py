@@ -14,6 +14,11 @@ call that shows up in two shares, or that holds an id that does, is a call at th
 share then hands back the records of its other calls and the events of its calls at the seam,
 as they are once its own duplicates are left out; this process aggregates those in file
 order, which is the definition. (A collision of hashes only puts one more call at the seam.)
+
+A switch's file is in time order, and only the calls going on where two shares meet are at a
+seam. A file whose calls are scattered all over it (shuffled) has most of them at a seam: the
+answer is the same, but the parent then aggregates most of the file alone (300k shuffled
+events: 2.3 s on two cores, 2.0 s on one).
 """
 
 from __future__ import annotations
