@@ -6,11 +6,14 @@ import sqlite3
 import subprocess
 import sys
 import threading
+from datetime import date
 from pathlib import Path
 
 import pytest
 
 from samtal.errors import StoreError
+from samtal.events import decode_batch
+from samtal.simulate import TrafficSettings, event_lines
 from samtal.store import Store
 from samtal.store.sqlite import MIGRATIONS, SqliteEngine
 from tests.helpers import PRODUCT, T0, events_of, period
@@ -129,3 +132,34 @@ def test_the_quicker_adapters_bind_what_sqlite3_binds() -> None:
     plain, ours = bound(""), bound("\nimport samtal.store.sqlite")
     assert plain[1] == "False" and ours[1] == "True"  # the adapters are there only with samtal
     assert ours[0] == plain[0] == "('NULL', '1', '0', '7', 'integer')"
+
+
+def test_a_library_that_takes_few_parameters_a_statement_stores_the_same(tmp_path: Path) -> None:
+    # Rows go in a hundred a statement (1,200 parameters for events), fewer where the SQLite
+    # library was built to take fewer: a batch of 1,000 calls stores the same either way.
+    settings = TrafficSettings(orgs=1, days=1, seed=5, start=date(2017, 3, 24), calls_per_day=1000)
+    events = decode_batch([line.rstrip(b"\n") for line in event_lines(settings)]).events
+    assert len(events) > 5000
+
+    def stored(name: str, parameters: int | None) -> tuple[object, ...]:
+        engine = SqliteEngine(f"sqlite:///{tmp_path / name}")
+        if parameters is not None:
+            with engine._writing() as db:  # as a library built with a lower limit would be
+                db.setlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER, parameters)
+        store = Store(engine)
+        store.add_org("org-1", "Europe/Stockholm", now=T0)
+        summary = store.ingest(events, now=T0)
+        db = sqlite3.connect(tmp_path / name)
+        tables = tuple(
+            db.execute(f"SELECT * FROM {table} ORDER BY 1, 2, 3").fetchall()
+            for table in ("events", "calls")
+        )
+        db.close()
+        records = period(store, "org-1")
+        store.close()
+        return summary.accepted, records, tables
+
+    default, limited = stored("default.db", None), stored("limited.db", 30)
+    assert default[0] == len({(e.org, e.id) for e in events})
+    assert len(default[1]) > 900
+    assert limited == default

@@ -659,7 +659,7 @@ class _Tx:
         ).fetchall()
 
 
-#: Rows that one INSERT statement carries (`_insert_rows`).
+#: Rows that one INSERT statement carries at most (`_insert_rows`).
 ROWS_PER_STATEMENT = 100
 
 
@@ -667,18 +667,23 @@ def _insert_rows(
     db: sqlite3.Connection, head: str, rows: Sequence[tuple[object, ...]], tail: str = ""
 ) -> None:
     """`head` (an INSERT up to its VALUES) for each of `rows`, then `tail` (its ON CONFLICT).
-    `ROWS_PER_STATEMENT` rows go in one statement: `executemany` steps a statement once a row,
+    Up to `ROWS_PER_STATEMENT` rows go in one statement (fewer where the SQLite library was
+    built to take fewer parameters a statement): `executemany` steps a statement once a row,
     and each step's own cost (1.1 us of the 5.9 an event's row costs) is then paid once for the
     hundred. The rows left over go one a statement, so that only two statements are prepared
     (sqlite3 keeps the last 128 a connection used)."""
     if not rows:
         return
-    one = "(" + ", ".join("?" * len(rows[0])) + ")"
-    whole = len(rows) - len(rows) % ROWS_PER_STATEMENT
+    width = len(rows[0])
+    size = max(
+        1, min(ROWS_PER_STATEMENT, db.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER) // width)
+    )
+    one = "(" + ", ".join("?" * width) + ")"
+    whole = len(rows) - len(rows) % size
     if whole:
-        many = f"{head} {', '.join([one] * ROWS_PER_STATEMENT)} {tail}"
-        for at in range(0, whole, ROWS_PER_STATEMENT):
-            db.execute(many, [value for row in rows[at : at + ROWS_PER_STATEMENT] for value in row])
+        many = f"{head} {', '.join([one] * size)} {tail}"
+        for at in range(0, whole, size):
+            db.execute(many, [value for row in rows[at : at + size] for value in row])
     db.executemany(f"{head} {one} {tail}", rows[whole:])
 
 
