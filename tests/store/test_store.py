@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import date
 from pathlib import Path
 
 import orjson
@@ -9,8 +10,10 @@ import pytest
 
 from samtal.aggregate import aggregate
 from samtal.errors import Conflict, CursorExpired, NotFound, StoreError, UnknownZone
-from samtal.events import Event
+from samtal.events import Event, decode_batch
 from samtal.filters import parse_filters
+from samtal.records import dumps
+from samtal.simulate import TrafficSettings, event_lines
 from samtal.store import Change, Store, open_store
 from samtal.times import zone
 from tests.helpers import PRODUCT, T0, VECTORS, disappearing, events_of, feed, period
@@ -83,6 +86,26 @@ def test_ingest_is_idempotent(store: Store) -> None:
     assert (again.accepted, again.duplicates, again.records_changed) == (0, 20, 0)
     assert feed(store) == before
     assert period(store, "acme") == PRODUCT["expected"]
+
+
+def test_a_big_batch_takes_each_new_event_once_among_those_stored_before(store: Store) -> None:
+    # Events go in a hundred at a time on SQLite; a hundred with one stored before is looked
+    # at one by one, and so are the next hundreds until one holds none stored: here every
+    # seventh of the first 300 events and of 1,500-1,600 was stored before, and some events
+    # are repeated in the batch.
+    settings = TrafficSettings(orgs=1, days=1, seed=3, start=date(2017, 3, 24), calls_per_day=400)
+    events = decode_batch([line.rstrip(b"\n") for line in event_lines(settings)]).events
+    unique = {(e.org, e.id) for e in events}
+    store.add_org("org-1", "Europe/Stockholm", now=T0)
+    before = events[:300:7] + events[1500:1600:7]
+    assert store.ingest(before, now=T0).accepted == len({(e.org, e.id) for e in before})
+    summary = store.ingest(events + events[:150], now=T0 + 1)
+    assert summary.accepted == len(unique) - len({(e.org, e.id) for e in before})
+    assert summary.accepted + summary.duplicates == len(events) + 150
+    zone_ = zone("Europe/Stockholm")
+    expected = [orjson.loads(dumps(r.render(zone_))) for r in aggregate(events)]
+    assert len(events) > 2000 and len(expected) > 300
+    assert period(store, "org-1") == expected
 
 
 def test_an_id_taken_once_is_a_duplicate_in_a_call_of_another_day(
