@@ -171,7 +171,8 @@ def _share(link: Connection, start: int, stop: int) -> None:
             )  # fmt: skip
         if at_seam:
             rendered = [item for item in rendered if item[0][1:] not in at_seam]
-        seam = [event for org, call in sorted(at_seam) for event in calls[org][call]]
+        # A call whose one event was a copy left out here has nothing to hand back.
+        seam = [event for org, call in sorted(at_seam) for event in calls[org].get(call, ())]
         link.send((rendered, rejections, _pack(seam)))
     except BaseException as exc:  # it crosses to the parent, which raises it
         with suppress(OSError):  # unless the parent has gone

@@ -155,23 +155,48 @@ def test_a_byte_order_mark_opens_only_the_file() -> None:
 @given(
     seed=st.integers(0, 10_000),
     workers=st.integers(2, 6),
-    moves=st.lists(st.tuples(st.integers(0, 10_000), st.integers(0, 10_000)), max_size=8),
+    moves=st.lists(
+        st.tuples(st.integers(0, 10_000), st.integers(0, 10_000), st.booleans()), max_size=8
+    ),
 )
 def test_any_cut_of_a_messy_day_gives_what_one_process_gives(
-    seed: int, workers: int, moves: list[tuple[int, int]]
+    seed: int, workers: int, moves: list[tuple[int, int, bool]]
 ) -> None:
     # A simulated day sent twice in part and out of order, and some lines moved to another
-    # place and to another call, keeping their ids: copies of an id in two calls, calls whose
-    # events lie far apart, wherever the shares happen to meet.
+    # place and to another call (or to a call of their own), keeping their ids: copies of an
+    # id in two calls, calls whose events lie far apart, calls made of a copy alone, wherever
+    # the shares happen to meet.
     settings_ = TrafficSettings(
         orgs=2, days=1, seed=seed, start=date(2017, 3, 24), calls_per_day=40,
         duplicates=0.2, disorder=0.2,
     )  # fmt: skip
     lines = [line.rstrip(b"\n") for line in event_lines(settings_)]
-    for source, target in moves:
+    for n, (source, target, alone) in enumerate(moves):
         moved = orjson.loads(lines[source % len(lines)])
-        moved["call"] = orjson.loads(lines[target % len(lines)])["call"]
+        moved["call"] = f"alone-{n}" if alone else orjson.loads(lines[target % len(lines)])["call"]
         lines.insert(target % len(lines), orjson.dumps(moved))
     data = b"\n".join(lines) + b"\n"
     records, rejections = aggregate_file(data, STOCKHOLM, workers=workers)
     assert (records, [str(r) for r in rejections]) == _one_process(data)
+
+
+def test_a_call_made_of_a_copy_alone_is_left_out_wherever_the_shares_meet() -> None:
+    # `x` is first in `c1`; its copies name `c2` and then `c9`, whose only event it is. Where
+    # `c1` lies in another share than the copies, the share of the copies leaves out the copy
+    # in `c9` as its own duplicate, and `c9` has nothing: no record, no error.
+    started = {"party": "caller", "dialed": "2"}
+    lines = [
+        _event("a", "c1", "2017-01-04T08:00:00Z", "started", number="1", **started),
+        _event("x", "c1", "2017-01-04T08:00:05Z", "ended"),
+        _event("b", "c2", "2017-01-04T08:10:00Z", "started", number="3", **started),
+        _event("x", "c2", "2017-01-04T08:10:05Z", "ended"),
+        _event("x", "c9", "2017-01-04T08:10:06Z", "ended"),
+        _event("z", "c2", "2017-01-04T08:10:09Z", "ended"),
+    ]
+    data = b"\n".join(lines) + b"\n"
+    _every_seam(data)
+    records = [orjson.loads(r) for r in aggregate_file(data, STOCKHOLM, workers=2)[0]]
+    assert [(r["callerNo"], r["stop"][11:19]) for r in records] == [
+        ("1", "09:00:05"),
+        ("3", "09:10:09"),
+    ]
