@@ -15,7 +15,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from functools import lru_cache
-from typing import Any, ClassVar, Protocol
+from typing import Any, ClassVar, NamedTuple, Protocol
 
 from samtal.errors import Conflict, NotFound, StoreError
 from samtal.events import Event
@@ -35,6 +35,15 @@ _HOUR = f"start_ms / {_MS_PER_HOUR}"
 PAGE = 2000
 _TOKEN_COLUMNS = "id, kind, org, created, last_used, revoked, scopes, groups, pseudonymize"
 _ORG_COLUMNS = "name, tz, created, retention_days, secret"
+
+
+class Hint(NamedTuple):
+    """How an engine reads the records that match some filters through one of its indexes."""
+
+    table: str = ""  # after `records`: the index to use (`INDEXED BY ...`)
+    where: str = ""  # more conditions (`?` placeholders) that let that index seek
+    params: tuple[object, ...] = ()  # their parameters
+    order: str = ""  # an ORDER BY that gives (start_ms, call) order in that index ("": that)
 
 
 class Cursor(Protocol):
@@ -146,10 +155,10 @@ class SqlEngine(ABC):
     def tune(self) -> None:  # noqa: B027 (most engines need nothing here)
         """Keep the planner's statistics fresh where the engine does not do it itself."""
 
-    def _index_for(self, filters: Filters) -> str:
-        """A hint after `records` naming the index that serves `filters` (none: the planner
-        chooses)."""
-        return ""
+    def _index_for(self, filters: Filters, low: int, high: int) -> Hint:
+        """How to read the records that match `filters` and start in [low, high] ms: the index
+        to use (none: the planner chooses), with what that index needs (see Hint)."""
+        return Hint()
 
     # -- the shared SQL ------------------------------------------------------------------------
     def sql(self, text: str) -> str:
@@ -361,17 +370,22 @@ class SqlEngine(ABC):
     # -- call data -------------------------------------------------------------------------------
     def _scope(
         self, start: int, end: int, filters: Filters | None = None
-    ) -> tuple[str, int, int, str, tuple[object, ...]]:
+    ) -> tuple[str, int, int, str, tuple[object, ...], str]:
         """What every read of a period's records names besides `org = ?`: the table (with an
-        index hint for the filters), the bounds of `start_ms` (its clustering column) and the
-        conditions after `start < ?`, with their parameters (days, filters)."""
+        index hint for the filters), the bounds of `start_ms` (its clustering column), the
+        conditions after `start < ?` with their parameters (days, filters), and the ORDER BY
+        that gives the rows in (start_ms, call) order."""
         hint, hinted = self._period_hint(start, end)
-        table = "records"
+        table, low, high = "records", start // US_PER_MS, (end - 1) // US_PER_MS
+        order = "start_ms, call"
         if filters:
             where, matching = _filter_sql(filters)
-            hint, hinted = hint + where, (*hinted, *matching)
-            table += self._index_for(filters)
-        return table, start // US_PER_MS, (end - 1) // US_PER_MS, hint, hinted
+            index = self._index_for(filters, low, high)
+            hint += where + index.where
+            hinted = (*hinted, *matching, *index.params)
+            table += index.table
+            order = index.order or order
+        return table, low, high, hint, hinted, order
 
     def pages(
         self, columns: str, org: str, start: int, end: int, filters: Filters | None = None
@@ -386,10 +400,10 @@ class SqlEngine(ABC):
         across the cursor while a long answer streams can thus be missed or repeated in that
         answer; the change feed is the exact way to keep a copy.)
         """
-        table, low, high, hint, hinted = self._scope(start, end, filters)
+        table, low, high, hint, hinted, order = self._scope(start, end, filters)
         rows = self._read(
             f"SELECT start_ms, call, {columns} FROM {table} WHERE org = ? AND start_ms >= ? "
-            f"AND start_ms <= ? AND start >= ? AND start < ?{hint} ORDER BY start_ms, call LIMIT ?",
+            f"AND start_ms <= ? AND start >= ? AND start < ?{hint} ORDER BY {order} LIMIT ?",
             (org, low, high, start, end, *hinted, PAGE),
             binary=True,
         )
@@ -401,7 +415,7 @@ class SqlEngine(ABC):
             rows = self._read(
                 f"SELECT start_ms, call, {columns} FROM {table} WHERE org = ? "
                 "AND (start_ms, call) > (?, ?) AND start_ms <= ? AND start >= ? AND start < ?"
-                f"{hint} ORDER BY start_ms, call LIMIT ?",
+                f"{hint} ORDER BY {order} LIMIT ?",
                 (org, last_ms, last_call, high, start, end, *hinted, PAGE),
                 binary=True,
             )
@@ -435,7 +449,7 @@ class SqlEngine(ABC):
     def person_numbers(self, org: str, start: int, end: int) -> list[str]:
         """The numbers of people (`callerNo`, `calleeNo`) among the records of `org` whose
         start is in [start, end), each once."""
-        _, low, high, hint, hinted = self._scope(start, end)
+        _, low, high, hint, hinted, _ = self._scope(start, end)
         period = f"start_ms >= ? AND start_ms <= ? AND start >= ? AND start < ?{hint}"
         params = (org, low, high, start, end, *hinted)
         return [
@@ -463,7 +477,7 @@ class SqlEngine(ABC):
         """The sums of stats.md over the records of `org` whose start is in [start, end) and
         that match `filters`, per granule of their start and response group, in one query
         (the rows of stats.figures.Tally, its sums as columns)."""
-        table, low, high, hint, hinted = self._scope(start, end, filters)
+        table, low, high, hint, hinted, _ = self._scope(start, end, filters)
         sums = _sums_parameters(threshold, short)
         if self.hourly and granule == _US_PER_HOUR and start >= 0 and not filters:
             # Whole hours of an organisation's records, with no filter: the engine's index
