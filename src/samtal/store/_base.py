@@ -301,10 +301,18 @@ class WriteTx(Protocol):
         gone: Sequence[Gone],
         calls: Sequence[CallRow],
         forget: Sequence[CallKey] = (),
+        numbered: Mapping[str, int] | None = None,
     ) -> None:
         """Delete the records in `gone`, upsert `records`, upsert `calls` (moving a call's rows
         where its day changed), and delete the rows of the locked calls in `forget`, which
-        turned out to have no event of their own."""
+        turned out to have no event of their own.
+
+        A negative change number (a record's `change_seq`, a call's `seq`), -k, stands for the
+        k-th of the `numbered[org]` new versions of its organisation: `write` reserves them
+        (as `take_change_seqs` does) as late as it can, after the rows are at hand, and stores
+        the first reserved + k - 1. So the reservation, which makes other writers of the
+        organisation wait until this transaction commits, is held for the last statements
+        alone."""
         ...
 
     def stale_calls(self, last_seen_before: int) -> list[tuple[str, str, int, str]]:

@@ -206,12 +206,9 @@ def _write(
     sent: int,
     forget: list[CallKey],
 ) -> IngestSummary:
-    """Number the new versions (per organisation, in call order) and write every row at once."""
+    """Write every row at once, the new versions numbered per organisation in call order: the
+    k-th is written as -k, and `write` gives out the real numbers once the rows are staged."""
     counts: dict[str, int] = {}
-    for decision in decisions:
-        if decision.changed:
-            counts[decision.row.org] = counts.get(decision.row.org, 0) + 1
-    next_seq = tx.take_change_seqs(counts) if counts else {}
     records: list[RecordRow] = []
     calls: list[CallRow] = []
     lags: list[int] = []
@@ -219,8 +216,8 @@ def _write(
     for decision in decisions:
         row, made = decision.row, decision.made
         if decision.changed:
-            seq = next_seq[row.org]
-            next_seq[row.org] = seq + 1
+            k = counts[row.org] = counts.get(row.org, 0) + 1
+            seq = -k
             version = row.version + 1
             if made is None:
                 deleted += 1
@@ -262,7 +259,7 @@ def _write(
             )
         calls.append(row)
     gone = [d.gone for d in decisions if d.gone is not None]
-    tx.write(records, gone, calls, forget)
+    tx.write(records, gone, calls, forget, counts)
     changed = sum(counts.values())
     return IngestSummary(accepted, sent - accepted, changed, made_new, deleted, tuple(lags))
 

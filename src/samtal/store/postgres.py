@@ -700,9 +700,15 @@ class _Tx:
         gone: Sequence[Gone],
         calls: Sequence[CallRow],
         forget: Sequence[CallKey] = (),
+        numbered: Mapping[str, int] | None = None,
     ) -> None:
         """Move the rows of calls whose day changed, delete `gone` records, upsert `records`
-        and `calls`, delete the placeholders in `forget`."""
+        and `calls`, delete the placeholders in `forget`. The rows are staged (binary COPY)
+        before the new versions' numbers are reserved (see WriteTx): from then on to the
+        commit, which other writers of the organisations wait for, only two statements run,
+        in the server. Holding the reservation while the client staged the rows (its Python
+        sharing one GIL with the other writers) had the batches of an import written one
+        after another: 18.3 s of its 20.7."""
         days = self._days
         with self.db.cursor() as cursor:
             moves = [
@@ -723,32 +729,46 @@ class _Tx:
                 )
             if records:
                 self._stage(cursor, "records", _RECORD_COLUMNS, _RECORD_TYPES, records)
+            if calls:
+                self._stage(cursor, "calls", _CALL_COLUMNS, _CALL_TYPES, calls)
+            first = self.take_change_seqs(numbered) if numbered else {}
+            # The k-th new version of an organisation, staged as -k, gets its number here.
+            names = list(first)
+            numbers = (names, [first[name] for name in names])
+            if records:
                 cursor.execute(
                     "INSERT INTO records (org, day, start_ms, call, start, change_seq, json, "
                     "version, csv, outcome, caller_no, receiving_no, callee_no, duration, "
-                    "answered_after) SELECT org, day, start_ms, call, start, change_seq, json, "
-                    "version, csv, outcome, caller_no, receiving_no, callee_no, duration, "
-                    "answered_after FROM staged_records "
+                    "answered_after) SELECT s.org, s.day, s.start_ms, s.call, s.start, "
+                    "CASE WHEN s.change_seq < 0 THEN f.first - s.change_seq - 1 "
+                    "ELSE s.change_seq END, s.json, s.version, s.csv, s.outcome, s.caller_no, "
+                    "s.receiving_no, s.callee_no, s.duration, s.answered_after "
+                    "FROM staged_records s "
+                    "LEFT JOIN unnest(%b::text[], %b::bigint[]) AS f(org, first) ON f.org = s.org "
                     "ON CONFLICT (org, start_ms, call, day) DO UPDATE "
                     "SET start = excluded.start, change_seq = excluded.change_seq, "
                     "json = excluded.json, version = excluded.version, csv = excluded.csv, "
                     "outcome = excluded.outcome, caller_no = excluded.caller_no, "
                     "receiving_no = excluded.receiving_no, callee_no = excluded.callee_no, "
-                    "duration = excluded.duration, answered_after = excluded.answered_after"
+                    "duration = excluded.duration, answered_after = excluded.answered_after",
+                    numbers,
                 )
             if calls:
-                self._stage(cursor, "calls", _CALL_COLUMNS, _CALL_TYPES, calls)
                 cursor.execute(
                     "INSERT INTO calls (org, call, day, age, record_ms, open, last_seen, version, "
-                    "seq, changed, started, ended) SELECT org, call, day, age, record_ms, open, "
-                    "last_seen, version, seq, changed, started, ended FROM staged_calls "
+                    "seq, changed, started, ended) SELECT s.org, s.call, s.day, s.age, "
+                    "s.record_ms, s.open, s.last_seen, s.version, "
+                    "CASE WHEN s.seq < 0 THEN f.first - s.seq - 1 ELSE s.seq END, s.changed, "
+                    "s.started, s.ended FROM staged_calls s "
+                    "LEFT JOIN unnest(%b::text[], %b::bigint[]) AS f(org, first) ON f.org = s.org "
                     "ON CONFLICT (org, call) DO UPDATE SET day = excluded.day, "
                     "age = excluded.age, record_ms = excluded.record_ms, "
                     "open = excluded.open, last_seen = excluded.last_seen, "
                     "version = excluded.version, "
                     "moved_from = CASE WHEN excluded.seq = calls.seq THEN calls.moved_from END, "
                     "seq = excluded.seq, changed = excluded.changed, "
-                    "started = excluded.started, ended = excluded.ended, settled = false"
+                    "started = excluded.started, ended = excluded.ended, settled = false",
+                    numbers,
                 )
             if forget:
                 cursor.executemany("DELETE FROM calls WHERE org = %s AND call = %s", forget)

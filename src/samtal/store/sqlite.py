@@ -607,8 +607,11 @@ class _Tx:
         gone: Sequence[Gone],
         calls: Sequence[CallRow],
         forget: Sequence[CallKey] = (),
+        numbered: Mapping[str, int] | None = None,
     ) -> None:
-        """Delete `gone` records, upsert `records` and `calls`, delete `forget` calls."""
+        """Delete `gone` records, upsert `records` and `calls` (their new versions numbered:
+        see WriteTx), delete `forget` calls. The one writer reserves the numbers first."""
+        first = self.take_change_seqs(numbered) if numbered else {}
         db = self.db
         db.executemany("DELETE FROM records WHERE org = ? AND start_ms = ? AND call = ?", gone)
         db.executemany("DELETE FROM calls WHERE org = ? AND call = ?", forget)
@@ -630,7 +633,7 @@ class _Tx:
                     r.start_ms,
                     r.call,
                     r.start,
-                    r.change_seq,
+                    r.change_seq if r.change_seq >= 0 else first[r.org] - r.change_seq - 1,
                     r.json,
                     r.version,
                     r.csv,
@@ -657,7 +660,7 @@ class _Tx:
                     c.open,
                     c.last_seen,
                     c.version,
-                    c.seq,
+                    c.seq if c.seq >= 0 else first[c.org] - c.seq - 1,
                     c.changed,
                     c.started,
                     c.ended,
