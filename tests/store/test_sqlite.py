@@ -15,7 +15,7 @@ from samtal.errors import StoreError
 from samtal.events import decode_batch
 from samtal.simulate import TrafficSettings, event_lines
 from samtal.store import Store
-from samtal.store.sqlite import MIGRATIONS, SqliteEngine
+from samtal.store.sqlite import MIGRATIONS, PAGE_SIZE, SqliteEngine
 from tests.helpers import PRODUCT, T0, events_of, period
 from tests.helpers.databases import assert_upgraded_for_privacy
 
@@ -163,3 +163,19 @@ def test_a_library_that_takes_few_parameters_a_statement_stores_the_same(tmp_pat
     assert default[0] == len({(e.org, e.id) for e in events})
     assert len(default[1]) > 900
     assert limited == default
+
+
+def test_a_new_database_has_big_pages_and_one_made_before_keeps_its_own(tmp_path: Path) -> None:
+    made_before = tmp_path / "before.db"
+    db = sqlite3.connect(made_before)
+    db.execute("PRAGMA page_size = 4096")
+    db.execute("CREATE TABLE kept (a)")
+    db.close()
+    for path, size in ((tmp_path / "new.db", PAGE_SIZE), (made_before, 4096)):
+        engine = SqliteEngine(f"sqlite:///{path}")
+        assert engine.schema_version == len(MIGRATIONS)
+        engine.close()
+        db = sqlite3.connect(path)
+        assert db.execute("PRAGMA page_size").fetchone() == (size,)
+        db.close()
+    assert PAGE_SIZE > 4096

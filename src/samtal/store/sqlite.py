@@ -213,6 +213,8 @@ MIGRATIONS: tuple[str, ...] = (
         call);
     """,
 )
+#: Bytes a page of a new database (see `_connect`).
+PAGE_SIZE = 16_384
 #: Seconds between two looks at whether another connection committed (see `watch`).
 WATCH_EVERY = 0.1
 
@@ -273,6 +275,10 @@ class SqliteEngine(SqlEngine):
     @staticmethod
     def _connect(path: str) -> sqlite3.Connection:
         db = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
+        # Pages of 16 KiB (SQLite's default is 4 KiB) for a database made now; one made before
+        # keeps its own. An import of 1.46M events: 7-11% faster (fewer levels and splits, half
+        # the system calls), 2% bigger on disk.
+        db.execute(f"PRAGMA page_size = {PAGE_SIZE}")
         db.execute("PRAGMA journal_mode = WAL")
         # FULL: a commit is on disk when it returns, so a 200 means durably stored.
         db.execute("PRAGMA synchronous = FULL")
