@@ -23,16 +23,24 @@ import orjson
 
 from _common import report, simulated
 from _server import ServerProcess, samtal
+from samtal.store.sqlite import PAGE_SIZE
 
 ORGS = 4
 BATCH = 20_000  # lines per transaction, as `samtal import` does
 
 
-def bare_insert(lines: list[bytes], path: Path) -> float:
-    """The floor: the raw lines into one table, same journal and durability as samtal."""
+def connect(path: Path) -> sqlite3.Connection:
+    """A floor's database: the page size, journal and durability of samtal's."""
     db = sqlite3.connect(path, isolation_level=None)
+    db.execute(f"PRAGMA page_size = {PAGE_SIZE}")
     db.execute("PRAGMA journal_mode = WAL")
     db.execute("PRAGMA synchronous = FULL")
+    return db
+
+
+def bare_insert(lines: list[bytes], path: Path) -> float:
+    """The floor: the raw lines into one table, same journal and durability as samtal."""
+    db = connect(path)
     db.execute("CREATE TABLE lines (line BLOB NOT NULL)")
     began = time.perf_counter()
     for start in range(0, len(lines), BATCH):
@@ -49,9 +57,7 @@ def bare_insert(lines: list[bytes], path: Path) -> float:
 def keyed_insert(lines: list[bytes], path: Path) -> float:
     """Issue 17's floor: each line decoded (orjson), then (org, id, call, line) into a table
     keyed by (org, id), a duplicate ignored: the least an idempotent store of events does."""
-    db = sqlite3.connect(path, isolation_level=None)
-    db.execute("PRAGMA journal_mode = WAL")
-    db.execute("PRAGMA synchronous = FULL")
+    db = connect(path)
     db.execute(
         "CREATE TABLE events (org TEXT, id TEXT, call TEXT, line BLOB, PRIMARY KEY (org, id)) "
         "WITHOUT ROWID"
