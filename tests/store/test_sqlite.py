@@ -174,6 +174,8 @@ def test_a_new_database_has_big_pages_and_one_made_before_keeps_its_own(tmp_path
     for path, size in ((tmp_path / "new.db", PAGE_SIZE), (made_before, 4096)):
         engine = SqliteEngine(f"sqlite:///{path}")
         assert engine.schema_version == len(MIGRATIONS)
+        with engine._writing() as writer:  # the WAL is checkpointed at 4 MiB either way
+            assert writer.execute("PRAGMA wal_autocheckpoint").fetchone()[0] * size == 4 << 20
         engine.close()
         db = sqlite3.connect(path)
         assert db.execute("PRAGMA page_size").fetchone() == (size,)
