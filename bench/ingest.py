@@ -23,17 +23,18 @@ import orjson
 
 from _common import report, simulated
 from _server import ServerProcess, samtal
-from samtal.store.sqlite import PAGE_SIZE
+from samtal.store.sqlite import PAGE_SIZE, WAL_CHECKPOINT_BYTES
 
 ORGS = 4
 BATCH = 20_000  # lines per transaction, as `samtal import` does
 
 
 def connect(path: Path) -> sqlite3.Connection:
-    """A floor's database: the page size, journal and durability of samtal's."""
+    """A floor's database: the page size, journal, checkpoints and durability of samtal's."""
     db = sqlite3.connect(path, isolation_level=None)
     db.execute(f"PRAGMA page_size = {PAGE_SIZE}")
     db.execute("PRAGMA journal_mode = WAL")
+    db.execute(f"PRAGMA wal_autocheckpoint = {WAL_CHECKPOINT_BYTES // PAGE_SIZE}")
     db.execute("PRAGMA synchronous = FULL")
     return db
 
