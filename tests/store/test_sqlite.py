@@ -9,13 +9,16 @@ import threading
 from datetime import date
 from pathlib import Path
 
+import orjson
 import pytest
 
 from samtal.errors import StoreError
 from samtal.events import decode_batch
+from samtal.filters import parse_filters
 from samtal.simulate import TrafficSettings, event_lines
 from samtal.store import Store
 from samtal.store.sqlite import MIGRATIONS, PAGE_SIZE, SqliteEngine
+from samtal.times import parse_instant
 from tests.helpers import PRODUCT, T0, events_of, period
 from tests.helpers.databases import assert_upgraded_for_privacy
 
@@ -181,3 +184,29 @@ def test_a_new_database_has_big_pages_and_one_made_before_keeps_its_own(tmp_path
         assert db.execute("PRAGMA page_size").fetchone() == (size,)
         db.close()
     assert PAGE_SIZE > 4096
+
+
+def test_a_library_that_takes_few_parameters_still_finds_a_callers_calls(tmp_path: Path) -> None:
+    # A query by caller names each day of its period, unless the library would not take so
+    # many parameters: then it is left to the planner, with the same answer.
+    store = Store(SqliteEngine(f"sqlite:///{tmp_path / 'few.db'}"))
+    store.add_org("acme", "Europe/Stockholm", now=T0)
+    store.ingest(events_of(PRODUCT), now=T0)
+    caller = PRODUCT["expected"][0]["callerNo"]
+    wanted = [r for r in PRODUCT["expected"] if r["callerNo"] == caller]
+    between = {
+        "start": parse_instant("2016-12-01T00:00:00Z"),
+        "end": parse_instant("2017-02-01T00:00:00Z"),
+    }
+    filters = parse_filters({"callerNo": [caller]})
+    for limit in (40, 32766):
+        with store.engine._writing() as writer:
+            writer.setlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER, limit)
+        store.engine._reader.setlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER, limit)
+        got = [
+            orjson.loads(r)
+            for page in store.records(org="acme", filters=filters, **between)
+            for r in page
+        ]
+        assert got == wanted and wanted
+    store.close()

@@ -442,7 +442,9 @@ class SqliteEngine(SqlEngine):
         for name, index in (("callerNo", "caller"), ("calleeNo", "callee")):
             if name in exact:
                 days = range(_day_of(low), _day_of(high) + 1)
-                if len(days) > MOST_DAYS_NAMED:
+                # Within what the SQLite library takes as parameters (999 in some builds).
+                limit = self._writer.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER) // 2
+                if len(days) > min(MOST_DAYS_NAMED, limit):
                     return Hint()  # the planner's choice, for a period longer than is kept
                 return Hint(
                     f" INDEXED BY records_{index}_by_day",
