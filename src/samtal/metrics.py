@@ -48,6 +48,12 @@ VISIBLE_LAG = Histogram(
     "From a call's stop to the version of its record that it made visible.",
     buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 3600, 86400),
 )
+BATCHES_PER_COMMIT = Histogram(
+    "samtal_ingest_batches_per_commit",
+    "For each batch stored, the batches committed with it in one transaction (itself too): "
+    "on SQLite, the batches that waited for its one writer are stored together.",
+    buckets=(1, 2, 4, 8, 16, 32, 64),
+)
 DUTY_RUNS = Counter("samtal_duty_runs_total", "Rounds of the background duties.")
 DUTY_FAILURES = Counter("samtal_duty_failures_total", "Parts of duty rounds that failed.")
 WEBHOOK_DELIVERIES = Counter(

@@ -57,6 +57,7 @@ def test_metrics_move_with_what_happens(tmp_path: Path) -> None:
     )
     assert delta("samtal_http_requests_total", method="POST", route="/events", status="200") == 1
     assert delta("samtal_record_visible_lag_seconds_count") >= 3
+    assert delta("samtal_ingest_batches_per_commit_bucket", le="1.0") == 1  # the one POST, alone
     assert delta("samtal_http_request_duration_seconds_count", route="/cdr/changes") == 3
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 import subprocess
 import sys
@@ -13,10 +14,10 @@ import orjson
 import pytest
 
 from samtal.errors import StoreError
-from samtal.events import decode_batch
+from samtal.events import Event, decode_batch
 from samtal.filters import parse_filters
 from samtal.simulate import TrafficSettings, event_lines
-from samtal.store import Store
+from samtal.store import AsyncStore, IngestSummary, Store
 from samtal.store.sqlite import MIGRATIONS, PAGE_SIZE, SqliteEngine
 from samtal.times import parse_instant
 from tests.helpers import PRODUCT, T0, events_of, period
@@ -210,3 +211,71 @@ def test_a_library_that_takes_few_parameters_still_finds_a_callers_calls(tmp_pat
         ]
         assert got == wanted and wanted
     store.close()
+
+
+def test_batches_waiting_for_the_one_writer_are_stored_together(tmp_path: Path) -> None:
+    # SQLite takes one writer at a time: the batches that come while it is busy wait, and are
+    # then stored in one transaction (`Store.ingest_together`), each caller with its summary.
+    store = Store(SqliteEngine(f"sqlite:///{tmp_path / 'group.db'}"))
+    store.add_org("acme", "Europe/Stockholm", now=T0)
+    events = events_of(PRODUCT)
+    summaries = _while_the_writer_is_busy(store, [events[:9], events[9:], events[:5]])
+    assert [(s.accepted, s.duplicates, s.together) for s in summaries] == [
+        (9, 0, 3),
+        (8, 0, 3),
+        (0, 5, 3),
+    ]
+    assert period(store, "acme") == PRODUCT["expected"]
+    store.close()
+
+
+def test_a_batch_the_database_refuses_costs_the_batches_stored_with_it_nothing(
+    tmp_path: Path,
+) -> None:
+    # Its transaction fails, so each batch of it is stored alone: the refused call is set
+    # apart in its own batch's summary, as if the batches had never met.
+    store = Store(SqliteEngine(f"sqlite:///{tmp_path / 'group.db'}"))
+    store.add_org("acme", "Europe/Stockholm", now=T0)
+    events = events_of(PRODUCT)
+    at, instant = "2017-01-04T10:00:00.000+01:00", 1_483_520_400_000_000
+    refused = [  # an unpaired surrogate, which validation would never let through: no database
+        Event(
+            "acme",
+            "x-1",
+            "x",
+            at,
+            "started",
+            0,
+            "caller",
+            "+46\ud800",
+            None,
+            "622",
+            instant=instant,
+        ),
+        Event("acme", "x-2", "x", at, "ended", 1, instant=instant + 1000),
+    ]
+    summaries = _while_the_writer_is_busy(store, [events[:9], refused, events[9:]])
+    assert [(s.accepted, s.together) for s in summaries] == [(9, 1), (0, 1), (8, 1)]
+    assert [key for key, _ in summaries[1].refused] == [("acme", "x")]
+    assert period(store, "acme") == PRODUCT["expected"]
+    store.close()
+
+
+def _while_the_writer_is_busy(store: Store, batches: list[list[Event]]) -> list[IngestSummary]:
+    """The summaries of `batches`, each ingested by a caller of its own while the one writer
+    is held by other work, then let go."""
+    shared = AsyncStore(store)
+    gate = threading.Event()
+
+    async def run() -> list[IngestSummary]:
+        held = asyncio.ensure_future(shared.write(lambda _: gate.wait(10)))
+        callers = [asyncio.ensure_future(shared.ingest(batch, now=T0)) for batch in batches]
+        await asyncio.sleep(0.05)  # each caller has handed its batch over, and waits
+        gate.set()
+        await held
+        return list(await asyncio.gather(*callers))
+
+    try:
+        return asyncio.run(run())
+    finally:
+        shared.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import date
 from pathlib import Path
 
@@ -85,6 +86,27 @@ def test_ingest_is_idempotent(store: Store) -> None:
     again = store.ingest(events + events[:3], now=T0 + 1)
     assert (again.accepted, again.duplicates, again.records_changed) == (0, 20, 0)
     assert feed(store) == before
+    assert period(store, "acme") == PRODUCT["expected"]
+
+
+def test_batches_stored_together_each_get_what_they_would_alone(store: Store) -> None:
+    # One transaction for three callers' batches (group commit): the second repeats two of the
+    # first's events, the third all of them. Each summary, every version and change number
+    # must be what the same batches stored one by one give (here, in another organisation).
+    store.add_org("acme", "Europe/Stockholm", now=T0)
+    store.add_org("beta", "Europe/Stockholm", now=T0)
+
+    def batches(org: str) -> list[tuple[list[Event], int]]:
+        events = events_of(PRODUCT, org)
+        return [(events[:9], T0), (events[9:] + events[:2], T0 + 1), (events, T0 + 2)]
+
+    together = store.ingest_together(batches("acme"))
+    alone = [store.ingest(events, now=now) for events, now in batches("beta")]
+    assert [s.together for s in together] == [3, 3, 3]
+    assert [s.together for s in alone] == [1, 1, 1]
+    assert [(s.accepted, s.duplicates) for s in together] == [(9, 0), (8, 2), (0, 17)]
+    assert [replace(s, together=1) for s in together] == alone
+    assert feed(store, "acme") == feed(store, "beta")
     assert period(store, "acme") == PRODUCT["expected"]
 
 

@@ -188,6 +188,7 @@ def _count(summary: IngestSummary, path: str) -> None:
     metrics.EVENTS.labels(path, "accepted").inc(summary.accepted)
     metrics.EVENTS.labels(path, "duplicate").inc(summary.duplicates)
     metrics.EVENTS_AFTER_SETTLING.inc(summary.after_settling)
+    metrics.BATCHES_PER_COMMIT.observe(summary.together)
     changed = summary.records_changed - summary.records_new - summary.records_deleted
     metrics.RECORD_CHANGES.labels("new").inc(summary.records_new)
     metrics.RECORD_CHANGES.labels("changed").inc(changed)

@@ -15,6 +15,7 @@ import secrets
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import replace
 from typing import TypeVar
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
@@ -253,6 +254,28 @@ class Store:
         if self.engine.partitioned:
             self._prepare(events, zones, now)
         return self._ingest_apart(events, zones, now)
+
+    def ingest_together(
+        self, batches: Sequence[tuple[Sequence[Event], int]]
+    ) -> list[IngestSummary]:
+        """`ingest` of several callers' batches (each with its `now`), one after another in one
+        transaction: each gets the summary it would have had alone, and all are durable at
+        one commit. Should anything fail, nothing is stored (and `AsyncStore` then stores each
+        batch alone, so that one batch's trouble stays its own).
+
+        What it saves is the commit, and on SQLite more: its log takes whole pages, so a page
+        that every batch changes (an organisation's latest records, say) is written once.
+        """
+        zones = self.zones(sorted({event.org for events, _ in batches for event in events}))
+        if self.engine.partitioned:
+            for events, now in batches:
+                self._prepare(events, zones, now)
+        summaries = self._write(
+            lambda tx: [
+                _recompute.ingest(tx, events, zones=zones, now=now) for events, now in batches
+            ]
+        )
+        return [replace(summary, together=len(batches)) for summary in summaries]
 
     def _ingest_apart(
         self, events: Sequence[Event], zones: Mapping[str, ZoneInfo], now: int

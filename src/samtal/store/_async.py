@@ -14,11 +14,12 @@ import asyncio
 import contextlib
 import logging
 import threading
+from collections import deque
 from collections.abc import AsyncGenerator, Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from functools import partial
 from itertools import pairwise
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, NamedTuple, TypeVar
 
 from samtal.events import Event
 from samtal.filters import Filters
@@ -34,6 +35,16 @@ T = TypeVar("T")
 READERS = 4
 #: A period longer than this (µs) is summed for statistics in two halves at once.
 HALVED_OVER = 24 * 3600 * 1_000_000
+#: Events of waiting batches stored together at most (a batch larger alone is stored alone).
+GROUP_EVENTS = 50_000
+
+
+class _Waiting(NamedTuple):
+    """A batch waiting for the one writer, and where its summary goes."""
+
+    events: Sequence[Event]
+    now: int
+    done: Future[IngestSummary]
 
 
 class AsyncStore:
@@ -43,6 +54,8 @@ class AsyncStore:
         self.store = store
         self._readers = ThreadPoolExecutor(readers, thread_name_prefix="samtal-reader")
         self._writers = ThreadPoolExecutor(store.writers, thread_name_prefix="samtal-writer")
+        self._waiting: deque[_Waiting] = deque()  # batches to ingest (see `ingest`)
+        self._waiting_lock = threading.Lock()
         self._signals: dict[str, asyncio.Event] = {}
         self._watcher: tuple[threading.Event, threading.Thread] | None = None
 
@@ -87,8 +100,47 @@ class AsyncStore:
         return found
 
     async def ingest(self, events: Sequence[Event], *, now: int) -> IngestSummary:
-        """`Store.ingest` on a writer."""
-        return await self.write(lambda store: store.ingest(events, now=now))
+        """`Store.ingest` on a writer. Where the engine takes one writer at a time (SQLite),
+        the batches that wait for it meanwhile are stored together, in one transaction (group
+        commit: see `Store.ingest_together`); each caller still gets its own summary, or its
+        own error."""
+        if self.store.writers > 1:
+            return await self.write(lambda store: store.ingest(events, now=now))
+        waiting = _Waiting(events, now, Future())
+        with self._waiting_lock:
+            self._waiting.append(waiting)
+        # One turn on the writer for each batch: the first to come takes every batch waiting,
+        # and the turns of the batches it took find nothing left to do.
+        self._writers.submit(self._store_waiting)
+        return await asyncio.wrap_future(waiting.done)
+
+    def _store_waiting(self) -> None:
+        """On the writer: the batches waiting, up to GROUP_EVENTS events, stored together;
+        should that fail, each alone, so that each caller gets what its batch alone would."""
+        taken: list[_Waiting] = []
+        size = 0
+        with self._waiting_lock:
+            while self._waiting and (
+                not taken or size + len(self._waiting[0].events) <= GROUP_EVENTS
+            ):
+                waiting = self._waiting.popleft()
+                if waiting.done.set_running_or_notify_cancel():  # else its caller has gone
+                    taken.append(waiting)
+                    size += len(waiting.events)
+        if len(taken) > 1:
+            try:
+                summaries = self.store.ingest_together([(w.events, w.now) for w in taken])
+            except BaseException as exc:  # whatever it was, each caller hears of its own batch
+                log.info("%d batches stored together failed (%s); each alone", len(taken), exc)
+            else:
+                for waiting, summary in zip(taken, summaries, strict=True):
+                    waiting.done.set_result(summary)
+                return
+        for waiting in taken:
+            try:
+                waiting.done.set_result(self.store.ingest(waiting.events, now=waiting.now))
+            except BaseException as exc:  # the caller's to handle, as if it had called alone
+                waiting.done.set_exception(exc)
 
     async def changes(self, *, org: str, after: int, limit: int, strict: bool = True) -> FeedPage:
         """`Store.changes` on a reader."""

@@ -100,6 +100,9 @@ class IngestSummary:
     refused: tuple[tuple[CallKey, str], ...] = ()
     #: New events of calls that had settled (query.md, "Completeness").
     after_settling: int = 0
+    #: Batches committed in the one transaction that stored this one (itself included): see
+    #: `Store.ingest_together`.
+    together: int = 1
 
     def __add__(self, other: IngestSummary) -> IngestSummary:
         return IngestSummary(
@@ -111,6 +114,7 @@ class IngestSummary:
             self.lags + other.lags,
             self.refused + other.refused,
             self.after_settling + other.after_settling,
+            max(self.together, other.together),
         )
 
 
