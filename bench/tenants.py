@@ -7,7 +7,11 @@ POSTed batches alternate between the two kinds (so the machine's noise hits both
 of --rounds; through JetStream, each kind's --rounds batches after its first, over the time
 they took. Uses the PostgreSQL of bench/postgres.py and the NATS of bench/jetstream.py.
 
-    python bench/tenants.py [--rounds N] [--calls C]
+`--clients K`: K clients post a batch each at once, as a switch's several connections would
+(SQLite then stores the K batches in one transaction); a round then adds K batches of each kind
+to the history, so `--rounds 15 --clients 4` ends where `--rounds 60` does.
+
+    python bench/tenants.py [--rounds N] [--calls C] [--clients K] [--skip-nats]
 """
 
 from __future__ import annotations
@@ -23,7 +27,9 @@ import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
 
 import httpx
@@ -66,24 +72,35 @@ def provisioned(db: str) -> None:
     os.unlink(names.name)
 
 
-def posted(db: str, rounds: int, calls: int) -> dict[str, list[float]]:
-    """Seconds of each POST of each kind, alternating, into `samtal serve` (one process)."""
+def posted(db: str, rounds: int, calls: int, clients: int = 1) -> dict[str, list[float]]:
+    """Seconds of a POST of each kind, alternating, into `samtal serve` (one process): each
+    round, `clients` clients post a batch of the kind each at once, and a batch's figure is
+    their time over `clients` (with one client, one POST's time)."""
     provisioned(db)
     token = samtal("token", "create", "--ingest", db=db).splitlines()[-1]
     seconds: dict[str, list[float]] = {"single": [], "mixed": []}
-    with (
-        ServerProcess(db) as server,
-        httpx.Client(
-            base_url=server.url, headers={"Authorization": f"Bearer {token}"}, timeout=300
-        ) as client,
-    ):
-        for round_ in range(rounds):
-            for kind in ("single", "mixed"):
-                body = b"".join(batch(kind, round_, calls))
-                began = time.perf_counter()
-                answer = client.post("/events", content=body)
-                seconds[kind].append(time.perf_counter() - began)
-                assert answer.json()["accepted"] == 3 * calls, answer.text
+    headers = {"Authorization": f"Bearer {token}"}
+    with ServerProcess(db) as server, ThreadPoolExecutor(clients) as posters:
+        sessions = [
+            httpx.Client(base_url=server.url, headers=headers, timeout=300) for _ in range(clients)
+        ]
+
+        def post(session: httpx.Client, body: bytes) -> None:
+            answer = session.post("/events", content=body)
+            assert answer.json()["accepted"] == 3 * calls, answer.text
+
+        try:
+            for round_ in range(rounds):
+                for kind in ("single", "mixed"):
+                    bodies = [
+                        b"".join(batch(kind, round_ * clients + n, calls)) for n in range(clients)
+                    ]
+                    began = time.perf_counter()
+                    list(posters.map(post, sessions, bodies))
+                    seconds[kind].append((time.perf_counter() - began) / clients)
+        finally:
+            for session in sessions:
+                session.close()
     return seconds
 
 
@@ -168,11 +185,15 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--calls", type=int, default=1000)
     parser.add_argument("--skip-nats", action="store_true")
+    parser.add_argument(
+        "--clients", type=int, default=1, help="clients posting at once (each its own batch)"
+    )
     args = parser.parse_args()
     events = 3 * args.calls
     for name in ("sqlite", "postgres"):
         rows = []
-        paths = [("POST /events", posted)]
+        post_label = "POST /events" + (f", {args.clients} clients" if args.clients > 1 else "")
+        paths = [(post_label, partial(posted, clients=args.clients))]
         if not args.skip_nats:
             paths.append(("JetStream, one consumer", consumed))
         for label, run in paths:
