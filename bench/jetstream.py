@@ -1,11 +1,12 @@
 """NATS JetStream: events/s through `samtal publish`, then through one and two `samtal consume`
 workers into PostgreSQL, next to `samtal import` of the same file into PostgreSQL, in one run.
 
-Target (issue 8): one consumer >= 0.5x import. Uses the NATS at SAMTAL_BENCH_NATS_URL (default
-nats://127.0.0.1:4222) and the PostgreSQL of bench/postgres.py; makes and removes its own
-streams and databases.
+Target (issue 8): one consumer >= 0.5x import, one event a message (as a switch sends them).
+Also measured: one consumer of the same events published `--pack N` (default 50) of an
+organisation a message. Uses the NATS at SAMTAL_BENCH_NATS_URL (default nats://127.0.0.1:4222)
+and the PostgreSQL of bench/postgres.py; makes and removes its own streams and databases.
 
-    python bench/jetstream.py [--repeat N]
+    python bench/jetstream.py [--repeat N] [--pack N]
 """
 
 from __future__ import annotations
@@ -75,6 +76,12 @@ async def remove(stream: str) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument(
+        "--pack",
+        type=int,
+        default=50,
+        help="events a message in the packed stream (publish --pack)",
+    )
     args_ = parser.parse_args()
     events = simulated(
         "nats-2x5d.ndjson",
@@ -86,6 +93,7 @@ def main() -> None:
     name = uuid.uuid4().hex[:8]
     stream, subject = f"BENCH_{name}", f"bench{name}.events"
     args = ["--nats", NATS_URL, "--stream", stream, "--subject", subject]
+    packed = ["--nats", NATS_URL, "--stream", f"{stream}_P", "--subject", f"{subject}p"]
     began = time.perf_counter()
     subprocess.run(
         [sys.executable, "-m", "samtal", "publish", str(events), *args],
@@ -93,9 +101,25 @@ def main() -> None:
         stdout=subprocess.DEVNULL,
     )
     publish_seconds = time.perf_counter() - began
+    began = time.perf_counter()
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "samtal",
+            "publish",
+            str(events),
+            *packed,
+            "--pack",
+            str(args_.pack),
+        ],
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
+    packed_publish_seconds = time.perf_counter() - began
     # Each round imports, then consumes the stream from its start with one and with two new
     # durable consumers: the ratio is taken within a round, then its median.
-    rounds: list[tuple[float, float, float]] = []
+    rounds: list[tuple[float, float, float, float]] = []
     try:
         for n in range(args_.repeat):
             with database("samtal_bench_import") as db:
@@ -105,10 +129,13 @@ def main() -> None:
                 one = consumed(db, [*args, "--durable", f"one{n}", *BATCH], 1, expected)
             with database("samtal_bench_two") as db:
                 two = consumed(db, [*args, "--durable", f"two{n}", *BATCH], 2, expected)
-            rounds.append((import_seconds, one, two))
+            with database("samtal_bench_packed") as db:
+                one_packed = consumed(db, [*packed, "--durable", f"p{n}", *BATCH], 1, expected)
+            rounds.append((import_seconds, one, two, one_packed))
     finally:
         asyncio.run(remove(stream))
-    import_s, one_s, two_s = (statistics.median(r[k] for r in rounds) for k in range(3))
+        asyncio.run(remove(f"{stream}_P"))
+    import_s, one_s, two_s, packed_s = (statistics.median(r[k] for r in rounds) for k in range(4))
     report(
         f"nats: {lines:,} events ({expected:,} distinct), 2 organisations, into PostgreSQL, "
         f"median of {args_.repeat}",
@@ -119,7 +146,18 @@ def main() -> None:
             ("two samtal consume", lines / two_s, "events/s"),
             (
                 "ratio one consumer / import (target >= 0.5)",
-                statistics.median(i / o for i, o, _ in rounds),
+                statistics.median(i / o for i, o, _, _ in rounds),
+                "x",
+            ),
+            (
+                f"samtal publish --pack {args_.pack} (acknowledged, one run)",
+                lines / packed_publish_seconds,
+                "events/s",
+            ),
+            (f"one samtal consume, {args_.pack} events a message", lines / packed_s, "events/s"),
+            (
+                f"ratio one consumer / import, {args_.pack} events a message",
+                statistics.median(i / p for i, _, _, p in rounds),
                 "x",
             ),
         ],

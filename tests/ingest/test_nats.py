@@ -90,6 +90,7 @@ class DeadLetters:
 
     def __init__(self, subject: str) -> None:
         self.messages: list[tuple[bytes, str]] = []
+        self.lines: list[str | None] = []  # each message's `Samtal-Line`
         self._subject = subject
         self._ready = threading.Event()
         self._stop: asyncio.Event | None = None
@@ -105,6 +106,7 @@ class DeadLetters:
         async def keep(message: object) -> None:
             headers = getattr(message, "headers", None) or {}
             self.messages.append((getattr(message, "data", b""), headers.get("Samtal-Reason", "")))
+            self.lines.append(headers.get("Samtal-Line"))
 
         await connection.subscribe(self._subject, cb=keep)
         await connection.flush()
@@ -343,6 +345,65 @@ def test_consumers_at_once_give_exact_records(jet: Jet, store_url: str, tmp_path
     assert sum("batches" in log for log in logs) == 2
     assert dead.messages[0][1] == "unknown organisation 'nobody'"
     assert stored_events(store_url) == len(keys(lines))
+
+
+def test_packed_messages_give_exact_records_and_a_bad_line_is_dead_lettered_alone(
+    jet: Jet, store_url: str, tmp_path: Path
+) -> None:
+    # `--pack 7`: up to seven events of an organisation a message, one a line; a switch may
+    # send such messages itself, one of them with a line that is no event.
+    store = open_store(store_url)
+    for org in ("org-1", "org-2"):
+        store.add_org(org, "Europe/Stockholm", now=T0)
+    store.close()
+    path, lines = traffic(tmp_path)
+    # The stream drops a message published again, not an event sent twice in two messages:
+    # that is left to the consumers, which store each event once.
+    first = samtal("publish", str(path), *jet.args(), "--pack", "7", cwd=tmp_path, env={})
+    assert f"published {len(lines) + 1:,}, duplicates 0, rejected 1, failed 0" in first.stdout
+    again = samtal("publish", str(path), *jet.args(), "--pack", "7", cwd=tmp_path, env={})
+    assert f"published 0, duplicates {len(lines) + 1:,}, rejected 1, failed 0" in again.stdout
+    call = {"org": "org-1", "call": "packed", "at": "2017-01-04T12:00:00+01:00"}
+    switch = [
+        orjson.dumps(
+            {
+                **call,
+                "id": "p1",
+                "type": "started",
+                "party": "caller",
+                "number": "+4670",
+                "dialed": "622",
+            }
+        ),
+        b'{"id": "p2", "org": "org-1"',  # cut short
+        orjson.dumps({**call, "id": "p3", "type": "ended", "at": "2017-01-04T12:01:00+01:00"}),
+    ]
+
+    async def send() -> None:
+        import nats
+
+        connection = await nats.connect(NATS_URL)
+        await connection.jetstream().publish(f"{jet.subject}.org-1", b"\r\n".join(switch) + b"\n")
+        await connection.close()
+
+    asyncio.run(send())
+    everything = [*lines, switch[0], switch[2]]
+    with (
+        DeadLetters(jet.dead) as dead,
+        workers([*jet.args(), "--dead-letter", jet.dead, "--batch", "50"], store_url, 1, tmp_path),
+    ):
+        wait_until(lambda: all_stored(store_url, everything), 120)
+        wait_until(lambda: len(dead.messages) == 2, 30)
+    reasons = dict(
+        zip(
+            (data for data, _ in dead.messages),
+            zip((r for _, r in dead.messages), dead.lines, strict=True),
+            strict=True,
+        )
+    )
+    assert reasons[switch[1] + b"\r"][1] == "2"  # the second line of its message, alone
+    assert "unknown organisation 'nobody'" in [reason for reason, _ in reasons.values()]
+    assert stored_events(store_url) == len(keys(everything))
 
 
 def test_a_consumer_killed_mid_batch_loses_nothing(

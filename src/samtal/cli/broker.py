@@ -63,6 +63,14 @@ def _nats_options(command: Callable[..., Any]) -> Callable[..., Any]:
     show_default=True,
     help="Copies of the stream on a JetStream cluster, when this makes it.",
 )
+@click.option(
+    "--pack",
+    type=click.IntRange(1, 10_000),
+    default=1,
+    show_default=True,
+    help="Events of one organisation per message at most, one a line: a consumer's work per "
+    "message is then done once for all of them. A consumer of an earlier samtal reads 1 only.",
+)
 def publish(
     file: BinaryIO,
     nats_url: str | None,
@@ -70,8 +78,10 @@ def publish(
     subject: str,
     max_age_days: float,
     replicas: int,
+    pack: int,
 ) -> None:
-    """Publish events v1 (NDJSON, FILE or stdin) to JetStream, one message per event.
+    """Publish events v1 (NDJSON, FILE or stdin) to JetStream, one message per event (or up to
+    --pack of one organisation's).
 
     Invalid lines are reported on stderr by line number and not published. Exit status 0 when
     every line was published (or was there already), 1 otherwise.
@@ -87,6 +97,7 @@ def publish(
                 url=url,
                 names=StreamNames(stream=stream, subject=subject, max_age_days=max_age_days),
                 replicas=replicas,
+                pack=pack,
                 progress=progress,
             )
         )

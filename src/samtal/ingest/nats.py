@@ -2,16 +2,19 @@
 happens; any number of workers consume it through the same ingestion path as POST /events.
 
 Publishing: one message per event on `<subject>.<org>`, with `Nats-Msg-Id: <org>/<id>` so that
-JetStream's duplicate window drops a re-publish. Consuming: a durable pull consumer shared by
-every worker; a batch is decoded, ingested in one transaction and only then acknowledged. A
-line that is invalid or of an unknown organisation is acknowledged too (never redelivered
-forever), logged, and published with its reason to a dead-letter subject outside the stream.
+JetStream's duplicate window drops a re-publish; or, asked to, several events of an
+organisation in a message, one a line. Consuming: a durable pull consumer shared by every
+worker; a batch (of events, whatever the messages that hold them) is decoded, ingested in one
+transaction and only then acknowledged. A line that is invalid or of an unknown organisation
+is acknowledged too (never redelivered forever), logged, and published with its reason to a
+dead-letter subject outside the stream (with `Samtal-Line`, its place in a message of several).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 import time
 from collections.abc import Callable, Iterable
@@ -39,6 +42,9 @@ log = logging.getLogger(__name__)
 
 #: Publishes awaiting their acknowledgement at once.
 WINDOW = 512
+#: Bytes of events in one message at most, when several go in one (NATS takes 1 MiB at most
+#: by default).
+PACK_BYTES = 256 * 1024
 #: Tries of one publish before it counts as failed; waits double from 0.1 s.
 PUBLISH_TRIES = 5
 #: Seconds a stopping worker gives the batch it is storing before it leaves it to another.
@@ -92,16 +98,26 @@ async def publish(
     url: str,
     names: StreamNames = StreamNames(),  # noqa: B008 (frozen)
     replicas: int = 1,
+    pack: int = 1,
     progress: Callable[[int, Published], None] | None = None,
 ) -> Published:
-    """Publish each valid event line; invalid lines are reported, not published."""
+    """Publish each valid event line; invalid lines are reported, not published. `pack` above
+    1 puts up to that many events of one organisation in a message, one a line (a consumer
+    then does the work of a message once for all of them)."""
     report = Published()
     subject = names.subject
     nc = await nats.connect(servers(url), connect_timeout=5, max_reconnect_attempts=10)
     try:
         js = nc.jetstream()
         await ensure_stream(js, names.stream, subject, names.max_age_days, replicas)
-        pending: list[asyncio.Task[bool | None]] = []
+        pending: list[asyncio.Task[tuple[int, bool | None]]] = []
+        packs: dict[str, list[tuple[Event, bytes]]] = {}
+        sizes: dict[str, int] = {}
+
+        def send(org: str) -> None:
+            pending.append(asyncio.create_task(_publish_one(js, subject, org, packs.pop(org))))
+            sizes.pop(org)
+
         position = 0
         for position, raw in enumerate(lines, 1):
             line = raw.strip()
@@ -116,12 +132,21 @@ async def publish(
                     Rejection(position, event.id, "`org` cannot name a NATS subject token")
                 )
                 continue
-            pending.append(asyncio.create_task(_publish_one(js, subject, event, line)))
+            if event.org in packs and sizes[event.org] + len(line) > PACK_BYTES:
+                send(event.org)
+            packs.setdefault(event.org, []).append((event, line))
+            sizes[event.org] = sizes.get(event.org, 0) + len(line) + 1
+            if len(packs[event.org]) >= pack:
+                send(event.org)
             if len(pending) >= WINDOW:
+                for org in list(packs):  # no event waits in a pack beyond a window
+                    send(org)
                 _count(report, await asyncio.gather(*pending))
                 pending.clear()
                 if progress is not None:
                     progress(position, report)
+        for org in list(packs):
+            send(org)
         _count(report, await asyncio.gather(*pending))
         if progress is not None:
             progress(position, report)
@@ -131,33 +156,43 @@ async def publish(
 
 
 async def _publish_one(
-    js: JetStreamContext, subject: str, event: Event, line: bytes
-) -> bool | None:
-    """Publish one event and wait for its acknowledgement; whether the stream had it already,
-    None when every try failed."""
+    js: JetStreamContext, subject: str, org: str, events: list[tuple[Event, bytes]]
+) -> tuple[int, bool | None]:
+    """Publish one message of `events` (of `org`) and wait for its acknowledgement: their
+    number, and whether the stream had the message already (None when every try failed).
+
+    Its `Nats-Msg-Id`, which JetStream's duplicate window goes by: `<org>/<id>` for one event,
+    and for several a hash of their ids, so that only the same events published again are
+    dropped as duplicates."""
+    if len(events) == 1:
+        event, data = events[0]
+        message_id = f"{org}/{event.id}"
+    else:
+        data = b"\n".join(line for _, line in events)
+        ids = hashlib.blake2b(digest_size=16)
+        for event, _ in events:
+            ids.update(event.id.encode("utf-8", "surrogatepass") + b"\n")
+        message_id = f"{org}/{len(events)}/{ids.hexdigest()}"
     for attempt in range(PUBLISH_TRIES):
         try:
             ack = await js.publish(
-                f"{subject}.{event.org}",
-                line,
-                timeout=5,
-                headers={"Nats-Msg-Id": f"{event.org}/{event.id}"},
+                f"{subject}.{org}", data, timeout=5, headers={"Nats-Msg-Id": message_id}
             )
-            return bool(ack.duplicate)
+            return len(events), bool(ack.duplicate)
         except (NatsTimeout, NoRespondersError, nats.errors.ConnectionClosedError) as exc:
-            log.warning("publishing %s/%s: %s (try %d)", event.org, event.id, exc, attempt + 1)
+            log.warning("publishing %s: %s (try %d)", message_id, exc, attempt + 1)
             await asyncio.sleep(0.1 * 2**attempt)
-    return None
+    return len(events), None
 
 
-def _count(report: Published, results: list[bool | None]) -> None:
-    for result in results:
+def _count(report: Published, results: list[tuple[int, bool | None]]) -> None:
+    for events, result in results:
         if result is None:
-            report.failed += 1
+            report.failed += events
         elif result:
-            report.duplicates += 1
+            report.duplicates += events
         else:
-            report.published += 1
+            report.published += events
 
 
 @dataclass
@@ -217,19 +252,24 @@ async def consume(
 
         async def store_and_ack(messages: list[Msg]) -> None:
             nonlocal last_log, last_count
-            decoded = await asyncio.to_thread(decode_batch, [m.data for m in messages])
+            lines = _Lines(messages)
+            decoded = await asyncio.to_thread(decode_batch, lines.lines)
             report = await _store_until_stopped(store, decoded, now, settings, messages, stop)
             if report is None:  # stopping, the batch not stored: another worker will
                 for message in messages:
                     await message.nak()
                 return
             for rejection in report.rejected:
-                message = messages[rejection.line - 1]
+                message, line, headers = lines.of(rejection.line)
                 log.warning("rejected %s: %s", message.subject, rejection.reason)
                 await nc.publish(
                     names.dead_letter,
-                    message.data,
-                    headers={"Samtal-Reason": rejection.reason, "Samtal-Subject": message.subject},
+                    line,
+                    headers={
+                        "Samtal-Reason": rejection.reason,
+                        "Samtal-Subject": message.subject,
+                        **headers,
+                    },
                 )
             for message in messages:
                 await message.ack()
@@ -279,6 +319,42 @@ async def consume(
     return done
 
 
+def _events_in(data: bytes) -> int:
+    """The events of a message: its lines (a final newline ends the last one)."""
+    return data.count(b"\n", 0, len(data.rstrip(b"\r\n"))) + 1
+
+
+class _Lines:
+    """The event lines of a batch of messages, in order. A message holds one event, or
+    several, one a line (NDJSON, events.md), as a switch or a bridge that batches sends them."""
+
+    def __init__(self, messages: list[Msg]) -> None:
+        self.messages = messages
+        #: Per line, when a message holds several: its message, its place there (from 1),
+        #: and how many lines that message has. None while every message is one event.
+        self._owners: list[tuple[int, int, int]] | None = None
+        if not any(b"\n" in message.data.rstrip(b"\r\n") for message in messages):
+            self.lines = [message.data for message in messages]
+            return
+        self.lines, self._owners = [], []
+        for n, message in enumerate(messages):
+            parts = message.data.split(b"\n")
+            if len(parts) > 1 and not parts[-1].strip():
+                parts.pop()  # what follows the last newline, when blank, is no line
+            self.lines += parts
+            self._owners += [(n, k, len(parts)) for k in range(1, len(parts) + 1)]
+
+    def of(self, line: int) -> tuple[Msg, bytes, dict[str, str]]:
+        """Line `line` of the batch (from 1): its message, its text, and for a message of
+        several lines the header that says which one it is."""
+        if self._owners is None:
+            message = self.messages[line - 1]
+            return message, message.data, {}
+        n, place, lines = self._owners[line - 1]
+        where = {"Samtal-Line": str(place)} if lines > 1 else {}
+        return self.messages[n], self.lines[line - 1], where
+
+
 class Puller:
     """Batches of the shared durable consumer, pulled to an inbox of this worker's own.
 
@@ -295,6 +371,11 @@ class Puller:
         self._inbox = nc.new_inbox()
         self._request = f"$JS.API.CONSUMER.MSG.NEXT.{names.stream}.{names.durable}"
         self._got: list[Msg] = []
+        self._counts: list[int] = []  # the events of each message in `_got`
+        self._events = 0  # their sum
+        # Events a message has held so far (a message may hold several): what a pull asks for.
+        self._seen_messages, self._seen_events = 0, 0
+        self._asked = 0  # messages the pull under way has yet to send
         self._ended = asyncio.Event()
 
     @classmethod
@@ -334,30 +415,47 @@ class Puller:
         if msg.headers and msg.headers.get("Status"):
             self._ended.set()  # the pull is over (or a heartbeat, which we never ask for)
         else:
+            count = _events_in(msg.data)
             self._got.append(msg)
-            if len(self._got) >= self.names.batch:
+            self._counts.append(count)
+            self._events += count
+            self._asked -= 1
+            # A pull that got the messages it asked for is over: the server says nothing more.
+            if self._events >= self.names.batch or self._asked <= 0:
                 self._ended.set()
 
     async def fetch(self, timeout: float) -> list[Msg]:
-        """At most a batch of messages: what the stream has at once, or else what arrives
-        within `timeout` seconds.
+        """Messages of at most a batch of events (or one message, should it alone hold more):
+        what the stream has at once, or else what arrives within `timeout` seconds.
 
         The first pull asks for what is there now (`no_wait`: the server ends it as soon as it
         has sent what it has), so a part batch (the last of a burst, or a quiet stream's
         trickle) is stored at once rather than when a waiting pull expires. Only when nothing
         is there does a second pull wait for messages to come.
         """
-        if len(self._got) < self.names.batch:
+        if self._events < self.names.batch:
             await self._pull({"no_wait": True}, timeout)
         if not self._got:
             await self._pull({"expires": int(timeout * 1e9)}, timeout)
-        taken, self._got = self._got[: self.names.batch], self._got[self.names.batch :]
-        return taken
+        taken, events = 0, 0
+        for count in self._counts:
+            if taken and events + count > self.names.batch:
+                break
+            taken, events = taken + 1, events + count
+        batch, self._got = self._got[:taken], self._got[taken:]
+        del self._counts[:taken]
+        self._events -= events
+        self._seen_messages += taken
+        self._seen_events += events
+        return batch
 
     async def _pull(self, how: dict[str, object], timeout: float) -> None:
-        """One pull request for the rest of a batch, waited for until it ends or fills."""
+        """One pull request for the rest of a batch, waited for until it ends or fills: as
+        many messages as the events missing, at the events a message has held so far."""
         self._ended.clear()
-        request = {"batch": self.names.batch - len(self._got), **how}
+        per_message = max(1.0, self._seen_events / max(1, self._seen_messages))
+        self._asked = max(1, round((self.names.batch - self._events) / per_message))
+        request = {"batch": self._asked, **how}
         await self.nc.publish(self._request, orjson.dumps(request), reply=self._inbox)
         # The server ends a pull with a status (no messages, expired); the margin covers a
         # status lost to a reconnection.
