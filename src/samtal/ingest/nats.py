@@ -352,7 +352,7 @@ class _Lines:
             return message, message.data, {}
         n, place, lines = self._owners[line - 1]
         where = {"Samtal-Line": str(place)} if lines > 1 else {}
-        return self.messages[n], self.lines[line - 1], where
+        return self.messages[n], self.lines[line - 1].removesuffix(b"\r"), where
 
 
 class Puller:

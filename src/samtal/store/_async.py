@@ -138,9 +138,11 @@ class AsyncStore:
                 return
         for waiting in taken:
             try:
-                waiting.done.set_result(self.store.ingest(waiting.events, now=waiting.now))
+                summary = self.store.ingest(waiting.events, now=waiting.now)
             except BaseException as exc:  # the caller's to handle, as if it had called alone
                 waiting.done.set_exception(exc)
+            else:
+                waiting.done.set_result(summary)
 
     async def changes(self, *, org: str, after: int, limit: int, strict: bool = True) -> FeedPage:
         """`Store.changes` on a reader."""
