@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import replace
 from datetime import date
 from pathlib import Path
 
 import orjson
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from msgspec import structs
 
 from samtal.aggregate import aggregate
 from samtal.errors import Conflict, CursorExpired, NotFound, StoreError, UnknownZone
@@ -108,6 +112,54 @@ def test_batches_stored_together_each_get_what_they_would_alone(store: Store) ->
     assert [replace(s, together=1) for s in together] == alone
     assert feed(store, "acme") == feed(store, "beta")
     assert period(store, "acme") == PRODUCT["expected"]
+
+
+_MESSY = decode_batch(
+    list(
+        event_lines(
+            TrafficSettings(
+                orgs=1,
+                days=1,
+                seed=8,
+                start=date(2017, 3, 24),
+                calls_per_day=60,
+                duplicates=0.1,
+                disorder=0.2,
+            )
+        )
+    )
+).events
+_EXAMPLES = itertools.count()
+
+
+@settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(st.data())
+def test_messy_traffic_stored_in_groups_is_what_it_is_stored_batch_by_batch(
+    store: Store, data: st.DataObject
+) -> None:
+    # Any cut into batches, any grouping of consecutive batches into transactions: each
+    # batch's summary, the feed and the records are those of the batches stored one by one.
+    cuts = sorted(data.draw(st.lists(st.integers(0, len(_MESSY)), max_size=12)))
+    batches = [_MESSY[a:b] for a, b in itertools.pairwise([0, *cuts, len(_MESSY)]) if a < b]
+    sizes = data.draw(st.lists(st.integers(1, 4), min_size=len(batches), max_size=len(batches)))
+    n = next(_EXAMPLES)
+    grouped, alone = f"grouped-{n}", f"alone-{n}"
+    store.add_orgs([(grouped, "Europe/Stockholm"), (alone, "Europe/Stockholm")], now=T0)
+
+    def of(org: str) -> list[tuple[list[Event], int]]:
+        return [([structs.replace(e, org=org) for e in b], T0 + i) for i, b in enumerate(batches)]
+
+    together, at = [], 0
+    for size in sizes:
+        if at < len(batches):
+            together += store.ingest_together(of(grouped)[at : at + size])
+            at += size
+    one_by_one = [store.ingest(events, now=now) for events, now in of(alone)]
+    assert [replace(s, together=1) for s in together] == one_by_one
+    assert feed(store, grouped) == feed(store, alone)
+    assert period(store, grouped) == period(store, alone)
 
 
 def test_a_big_batch_takes_each_new_event_once_among_those_stored_before(store: Store) -> None:
