@@ -169,6 +169,14 @@ def traffic(tmp_path: Path, calls: int = 400) -> tuple[Path, list[bytes]]:
     return path, lines
 
 
+def provisioned(url: str) -> None:
+    """The two organisations of `traffic` added to the database at `url`."""
+    store = open_store(url)
+    for org in ("org-1", "org-2"):
+        store.add_org(org, "Europe/Stockholm", now=T0)
+    store.close()
+
+
 def expected_records(lines: list[bytes], org: str) -> list[bytes]:
     events = [e for e in decode_batch(lines).events if e.org == org]
     return [orjson.dumps(r.render(zone("Europe/Stockholm"))) for r in aggregate(events)]
@@ -324,10 +332,7 @@ def test_a_stream_shared_with_other_subjects_is_consumed_for_events_alone(jet: J
 
 
 def test_consumers_at_once_give_exact_records(jet: Jet, store_url: str, tmp_path: Path) -> None:
-    store = open_store(store_url)
-    for org in ("org-1", "org-2"):
-        store.add_org(org, "Europe/Stockholm", now=T0)
-    store.close()
+    provisioned(store_url)
     path, lines = traffic(tmp_path)
     with DeadLetters(jet.dead) as dead:
         published = samtal("publish", str(path), *jet.args(), cwd=tmp_path, env={})
@@ -352,10 +357,7 @@ def test_packed_messages_give_exact_records_and_a_bad_line_is_dead_lettered_alon
 ) -> None:
     # `--pack 7`: up to seven events of an organisation a message, one a line; a switch may
     # send such messages itself, one of them with a line that is no event.
-    store = open_store(store_url)
-    for org in ("org-1", "org-2"):
-        store.add_org(org, "Europe/Stockholm", now=T0)
-    store.close()
+    provisioned(store_url)
     path, lines = traffic(tmp_path)
     # The stream drops a message published again, not an event sent twice in two messages:
     # that is left to the consumers, which store each event once.
@@ -409,10 +411,7 @@ def test_packed_messages_give_exact_records_and_a_bad_line_is_dead_lettered_alon
 def test_a_consumer_killed_mid_batch_loses_nothing(
     jet: Jet, store_url: str, tmp_path: Path
 ) -> None:
-    store = open_store(store_url)
-    for org in ("org-1", "org-2"):
-        store.add_org(org, "Europe/Stockholm", now=T0)
-    store.close()
+    provisioned(store_url)
     path, lines = traffic(tmp_path, calls=800)
     assert "failed 0" in samtal("publish", str(path), *jet.args(), cwd=tmp_path, env={}).stdout
     first = consumer(jet, tmp_path, store_url, "--batch", "20", "--ack-wait", "2")
@@ -471,10 +470,7 @@ class NatsServer:
 
 
 def test_consumers_ride_out_a_nats_restart(store_url: str, tmp_path: Path) -> None:
-    store = open_store(store_url)
-    for org in ("org-1", "org-2"):
-        store.add_org(org, "Europe/Stockholm", now=T0)
-    store.close()
+    provisioned(store_url)
     server = NatsServer(tmp_path / "jetstream").start()
     jet = Jet("RESTART", "restart.events", "restart.rejected")
     args = ["--nats", server.url, "--stream", jet.stream, "--subject", jet.subject]
@@ -530,10 +526,7 @@ def test_the_database_connection_cut_mid_batch(jet: Jet, tmp_path: Path) -> None
 def test_a_cluster_node_lost_while_consumers_run(store_url: str, tmp_path: Path) -> None:
     """JetStream is the distributed part: three nodes on loopback, the stream in three copies;
     one node is killed mid-stream and nothing is lost."""
-    store = open_store(store_url)
-    for org in ("org-1", "org-2"):
-        store.add_org(org, "Europe/Stockholm", now=T0)
-    store.close()
+    provisioned(store_url)
     routes = [free_port() for _ in range(3)]
     nodes = [
         NatsServer(
@@ -576,10 +569,7 @@ def test_a_poison_message_is_dead_lettered_and_stops_nothing(
     switch would) made the consumer retry its batch forever, store nothing else and ignore
     SIGTERM. Now it is dead-lettered within seconds, the rest is stored, and SIGTERM stops the
     worker within seconds."""
-    store = open_store(store_url)
-    for org in ("org-1", "org-2"):
-        store.add_org(org, "Europe/Stockholm", now=T0)
-    store.close()
+    provisioned(store_url)
     path, lines = traffic(tmp_path, calls=100)
     event = json.loads(lines[3])
     poison = [
