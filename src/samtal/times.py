@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 from email.utils import parsedate_to_datetime
 from functools import lru_cache
+from typing import Final
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from samtal.errors import UnknownZone
@@ -75,8 +77,9 @@ _MILLI_PART = {f".{ms:03d}": ms * US_PER_MS for ms in range(1000)}
 _offset_part: dict[str, int] = {}
 
 
-def parse_instant(text: str) -> int | None:
+def parse_instant_python(text: str) -> int | None:
     """The instant of an events.md `at` text in microseconds, or None when it is not valid.
+    The definition of `parse_instant`, which is this or the same parser in C (_instant.c).
 
     The form is `YYYY-MM-DDTHH:MM:SS[.fraction](Z|±HH:MM)`, `T` and `Z` in either case, a
     fraction of 1 to 9 digits of which those past the microsecond are dropped (truncated).
@@ -106,6 +109,24 @@ def parse_instant(text: str) -> int | None:
         rest = _rest_us(text[16:])
     instant = minute + rest
     return None if instant < _ANY_INVALID else instant
+
+
+def _in_c() -> Callable[[str], int | None] | None:
+    """The same parser in C (_instant.c), or None where the build had no C compiler."""
+    try:
+        from samtal._instant import parse
+    except ImportError:
+        return None
+    return parse
+
+
+_parse_in_c = _in_c()
+#: Whether instants are parsed in C: 0.05 us an `at`, where the cached look-ups of
+#: `parse_instant_python` take 0.6 of the 1.7 us that decoding an event costs.
+PARSED_IN_C: Final = _parse_in_c is not None
+#: The instant of an events.md `at` text in microseconds, or None when it is not valid (see
+#: `parse_instant_python`, the definition).
+parse_instant: Final = parse_instant_python if _parse_in_c is None else _parse_in_c
 
 
 def _offset_part_us(text: str) -> int:

@@ -1,21 +1,25 @@
-"""Instants: the cached parser agrees with a plain one; the cached local date agrees with
-working it out for each instant."""
+"""Instants: the parser in C and the cached one in Python agree with a plain one; the cached
+local date agrees with working it out for each instant."""
 
 from __future__ import annotations
 
+import os
 import re
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from samtal.times import (
     MAX_INSTANT,
     MIN_INSTANT,
+    PARSED_IN_C,
     US_PER_SECOND,
     local_day,
     parse_instant,
+    parse_instant_python,
     to_datetime,
 )
 
@@ -131,7 +135,36 @@ def _at_texts(strict: bool) -> st.SearchStrategy[str]:
 
 @settings(max_examples=1000)  # cheap examples; each bound is a small share of them
 @given(st.one_of(_at_texts(strict=True), _at_texts(strict=False), st.text(max_size=40)))
-def test_the_cached_parser_agrees_with_a_plain_one(text: str) -> None:
-    # Twice: the second answer comes from what the first left in the caches.
-    assert parse_instant(text) == _plain_instant(text)
-    assert parse_instant(text) == _plain_instant(text)
+def test_the_parsers_agree_with_a_plain_one(text: str) -> None:
+    plain = _plain_instant(text)
+    assert parse_instant(text) == plain  # in C where it was built
+    # The cached one twice: the second answer comes from what the first left in the caches.
+    assert parse_instant_python(text) == plain
+    assert parse_instant_python(text) == plain
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "２０１７-01-09T00:00:00Z",  # fullwidth digits, which `[0-9]` does not take
+        "2017-01-09T00:00:00\u00e9",
+        "2017-01-09T00:00:00.Z",
+        "2017-01-09T00:00:00.1234567890Z",
+        "2017-01-09T00:00:00+01:00 ",
+        "0000-01-01T00:00:00Z",
+        "2016-02-29T00:00:00Z",
+        "2017-02-29T00:00:00Z",
+        "9999-12-31T23:59:59.999999999-23:59",
+    ],
+)
+def test_the_parsers_agree_at_the_edges(text: str) -> None:
+    assert parse_instant(text) == parse_instant_python(text) == _plain_instant(text)
+
+
+def test_ci_parses_instants_in_c() -> None:
+    """The build makes the C parser wherever a compiler is at hand; CI has one, so there it
+    must be the one in use (or the tests above would hold only the Python one)."""
+    if not PARSED_IN_C and not os.environ.get("CI"):
+        pytest.skip("samtal._instant was not built here (no C compiler?): Python parses")
+    assert PARSED_IN_C
+    assert parse_instant is not parse_instant_python

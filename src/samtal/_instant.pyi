@@ -1,0 +1,3 @@
+"""The events.md instant parser in C (see _instant.c; samtal.times.parse_instant)."""
+
+def parse(text: str, /) -> int | None: ...
