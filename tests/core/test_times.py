@@ -1,5 +1,5 @@
 """Instants: the parser in C and the cached one in Python agree with a plain one; the cached
-local date agrees with working it out for each instant."""
+local date and rendering agree with working them out for each instant."""
 
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ from samtal.times import (
     local_day,
     parse_instant,
     parse_instant_python,
+    render,
     to_datetime,
 )
 
@@ -65,6 +66,16 @@ def test_the_local_day_is_the_instants_own(instant: int, zone: ZoneInfo, within:
     assert local_day(first, zone) == _day_of(first, zone)
     assert local_day(first + within, zone) == _day_of(first + within, zone)
     assert local_day(instant, zone) == _day_of(instant, zone)
+
+
+@given(_INSTANTS, st.sampled_from(ZONES), st.integers(0, 60 * US_PER_SECOND - 1))
+def test_the_cached_rendering_is_the_instants_own(minute: int, zone: ZoneInfo, within: int) -> None:
+    """cdr.md's form, `YYYY-MM-DDTHH:MM:SS.mmm±HH:MM`, is what the standard library writes for
+    the instant in its zone, whatever the cache holds: twice, the second from the cache."""
+    instant = minute + within
+    expected = to_datetime(instant, zone).isoformat(timespec="milliseconds")
+    assert render(instant, zone) == expected
+    assert render(instant, zone) == expected
 
 
 def test_a_date_that_changes_within_a_minute() -> None:
