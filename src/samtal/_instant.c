@@ -53,6 +53,10 @@ parse(PyObject *module, PyObject *text)
                      Py_TYPE(text)->tp_name);
         return NULL;
     }
+#if PY_VERSION_HEX < 0x030C0000
+    if (PyUnicode_READY(text) < 0) /* a str made by the legacy API, before 3.12 */
+        return NULL;
+#endif
     /* Every character of the form is ASCII: a text holding one above U+00FF is not of it. */
     if (PyUnicode_KIND(text) != PyUnicode_1BYTE_KIND)
         Py_RETURN_NONE;
