@@ -5,7 +5,6 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
-from email.utils import parsedate_to_datetime
 from functools import lru_cache
 from typing import Final
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -258,6 +257,8 @@ def retry_after_seconds(value: str | None, *, now: float) -> float | None:
     if text.isascii() and text.isdigit():
         seconds = float(int(text[:12]))  # any number of digits, never an overflow
     else:
+        from email.utils import parsedate_to_datetime  # 12 ms to import, rarely needed
+
         try:
             seconds = parsedate_to_datetime(text).timestamp() - now
         except (TypeError, ValueError, IndexError, OverflowError):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import signal
 import sys
@@ -86,6 +85,8 @@ def publish(
     Invalid lines are reported on stderr by line number and not published. Exit status 0 when
     every line was published (or was there already), 1 otherwise.
     """
+    import asyncio
+
     from samtal.ingest.nats import publish as publish_lines
 
     url = settings(nats_url=nats_url).nats_url
@@ -172,6 +173,8 @@ def consume(
     with its reason. SIGTERM or SIGINT stops within seconds and exits 0 (a batch not stored by
     then is left to another worker).
     """
+    import asyncio
+
     from samtal.ingest.nats import consume as consume_events
     from samtal.logs import configure as configure_logging
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import gc
+import io
+import mmap
 import sys
 from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING, BinaryIO
@@ -44,7 +46,7 @@ def aggregate(file: BinaryIO, tz: str, outcome: bool, workers: int | None) -> No
     # A bulk load allocates millions of objects that all live to the end: the cyclic garbage
     # collector would only rescan them again and again (about 7% of the run).
     gc.disable()
-    data = file.read()
+    data = _contents(file)
     if workers is None:
         workers = cores() if len(data) >= PARALLEL_FROM else 1
     records, rejections = aggregate_file(data, zone(tz), outcome=outcome, workers=workers)
@@ -57,6 +59,17 @@ def aggregate(file: BinaryIO, tz: str, outcome: bool, workers: int | None) -> No
     if rejections:
         click.echo(f"{len(rejections)} invalid line(s) skipped", err=True)
         sys.exit(1)
+
+
+def _contents(file: BinaryIO) -> bytes | mmap.mmap:
+    """The whole of `file`. A file on disk is mapped rather than read (reading 150 MB took
+    0.12 s before any work could start); the processes forked to aggregate it then read its
+    pages where the kernel keeps them. Shortening the file while it is aggregated ends the
+    command (SIGBUS), as it would change what is aggregated."""
+    try:
+        return mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ)
+    except (OSError, ValueError, io.UnsupportedOperation):  # a pipe, a terminal, an empty file
+        return file.read()
 
 
 @click.command()
