@@ -1,8 +1,9 @@
 """The one thing pyproject.toml cannot say yet without an experimental table: samtal's C
-extension, the events.md instant parser (src/samtal/_instant.c, used by samtal.times).
+extension (src/samtal/_instant.c): the events.md instant parser (used by samtal.times) and
+the writer of a record's JSON (samtal.records.Record.json).
 
 It is optional: where no C compiler is at hand the build goes on without it, and samtal
-parses instants in Python (the same answers, 0.6 us an event slower)."""
+does both in Python (the same answers, 0.6 us an event and 1.9 us a record slower)."""
 
 from setuptools import Extension, setup
 

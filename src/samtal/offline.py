@@ -45,7 +45,7 @@ import msgspec
 
 from samtal.aggregate import calls_of, records_of
 from samtal.events import Event, Rejection, decode_batch
-from samtal.records import Record, dumps
+from samtal.records import Record
 
 #: Below this many bytes (about 30,000 events) one core finishes before more could start.
 PARALLEL_FROM: Final = 4_000_000
@@ -122,11 +122,13 @@ def _in_shares(data: Data, zone: ZoneInfo, outcome: bool, workers: int) -> list[
         seen_ids: set[int] = set()
         seam_calls: set[int] = set()
         seam_ids: set[int] = set()
-        for n, link in enumerate(links):
-            calls, ids = _received(link)
+        # All read before any is looked at: a share whose hashes wait in the pipe waits too.
+        hashes = [_received(link) for link in links]
+        for n, (calls, ids) in enumerate(hashes):
             more = n < len(links) - 1  # another share's hashes are still to come
             _meet(calls, seen_calls, seam_calls, more)
             _meet(ids, seen_ids, seam_ids, more)
+        del hashes
         del seen_calls, seen_ids
         for link in links:
             link.send((seam_calls, seam_ids))
@@ -271,7 +273,5 @@ def _pieces(
 
 
 def _json(record: Record, zone: ZoneInfo, outcome: bool) -> bytes:
-    fields = record.render(zone)
-    if outcome:
-        fields["outcome"] = record.outcome
-    return dumps(fields)
+    json = record.json(zone)
+    return json[:-1] + b',"outcome":"%b"}' % record.outcome.encode() if outcome else json

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any, Final, Literal, get_args
 from zoneinfo import ZoneInfo
 
 import msgspec
 import orjson
 
-from samtal.times import US_PER_MS, render
+from samtal.times import US_PER_HOUR, US_PER_MS, hour_offsets, render
 
 if TYPE_CHECKING:
     from samtal.events import Event
@@ -67,6 +67,35 @@ class Record(msgspec.Struct, frozen=True, gc=False):
             "stop": render(self.stop, zone),
         }
 
+    def json(self, zone: ZoneInfo) -> bytes:
+        """`dumps(self.render(zone))`, the same bytes, made in C where the extension was built
+        (1.5 against 3.4 us a record). The C leaves to that definition what it does not write:
+        a number JSON escapes, a time in an hour whose offset changes or has seconds."""
+        if _json_in_c is not None:
+            hours = hour_offsets(zone)
+            start, received, answered, stop = (
+                self.start,
+                self.received,
+                self.callee_answered,
+                self.stop,
+            )
+            made = _json_in_c(
+                self.caller_no,
+                self.receiving_no,
+                self.callee_no,
+                start,
+                hours[start // US_PER_HOUR],
+                received,
+                None if received is None else hours[received // US_PER_HOUR],
+                answered,
+                None if answered is None else hours[answered // US_PER_HOUR],
+                stop,
+                hours[stop // US_PER_HOUR],
+            )
+            if made is not None:
+                return made
+        return dumps(self.render(zone))
+
 
 def dumps(rendered: dict[str, Any]) -> bytes:
     """Compact JSON of a rendered record, in its field order: the same bytes as orjson's,
@@ -76,6 +105,20 @@ def dumps(rendered: dict[str, Any]) -> bytes:
 
 
 _encode = msgspec.json.Encoder().encode
+
+
+def _record_json_in_c() -> Callable[..., bytes | None] | None:  # the stub's signature
+    """A record's JSON in C (_instant.c), or None where the build had no C compiler."""
+    try:
+        from samtal._instant import record_json
+    except ImportError:
+        return None
+    return record_json
+
+
+_json_in_c = _record_json_in_c()
+#: Whether `Record.json` writes in C (else always through `render` and `dumps`).
+JSON_IN_C: Final = _json_in_c is not None
 
 
 def detailed(call: str, plain: bytes, version: int, seq: int, outcome: str) -> bytes:

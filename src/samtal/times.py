@@ -232,6 +232,50 @@ def render(instant: int, zone: ZoneInfo) -> str:
     return head + (_SECONDS or _seconds_of_minute())[within // 1000] + offset
 
 
+US_PER_HOUR: Final = 60 * _US_PER_MINUTE
+
+
+class _HourOffsets(dict[int, int | None]):
+    """One zone's offset from UTC, in seconds, in each hour (counted from the epoch) asked
+    about; None in an hour whose offset changes (or is not whole minutes), whose instants are
+    rendered one by one. Looked up with `[]`: a miss works the hour out and keeps it."""
+
+    def __init__(self, zone: ZoneInfo) -> None:
+        super().__init__()
+        self.zone = zone
+
+    def __missing__(self, hour: int) -> int | None:
+        start = hour * US_PER_HOUR
+        # An offset that changes within the hour differs at the start of some minute or at
+        # the end of the hour (the same test `_minute_parts` makes of a minute).
+        moments = [start + minute * _US_PER_MINUTE for minute in range(60)] + [
+            start + US_PER_HOUR - 1
+        ]
+        offsets = {to_datetime(moment, self.zone).utcoffset() for moment in moments}
+        found = None
+        if len(offsets) == 1:
+            (delta,) = offsets
+            if delta is not None and delta % timedelta(minutes=1) == timedelta(0):
+                found = delta // timedelta(seconds=1)
+        if len(self) >= _CACHE_LIMIT:
+            self.clear()
+        self[hour] = found
+        return found
+
+
+_hour_offsets: dict[ZoneInfo, _HourOffsets] = {}
+
+
+def hour_offsets(zone: ZoneInfo) -> dict[int, int | None]:
+    """`zone`'s offset from UTC in seconds in each hour, by `instant // US_PER_HOUR`: None
+    where it changes within the hour or has seconds (see `_HourOffsets`)."""
+    try:
+        return _hour_offsets[zone]
+    except KeyError:
+        offsets = _hour_offsets[zone] = _HourOffsets(zone)
+        return offsets
+
+
 @lru_cache(maxsize=1024)
 def zone(name: str) -> ZoneInfo:
     """The IANA zone called `name`; UnknownZone when there is none."""
