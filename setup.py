@@ -1,5 +1,5 @@
 """The one thing pyproject.toml cannot say yet without an experimental table: samtal's C
-extension (src/samtal/_instant.c): the events.md instant parser (used by samtal.times) and
+extension (src/samtal/_speedups.c): the events.md instant parser (used by samtal.times) and
 the writer of a record's JSON (samtal.records.Record.json).
 
 It is optional: where no C compiler is at hand the build goes on without it, and samtal
@@ -8,5 +8,5 @@ does both in Python (the same answers, 0.6 us an event and 1.9 us a record slowe
 from setuptools import Extension, setup
 
 setup(
-    ext_modules=[Extension("samtal._instant", ["src/samtal/_instant.c"], optional=True)],
+    ext_modules=[Extension("samtal._speedups", ["src/samtal/_speedups.c"], optional=True)],
 )

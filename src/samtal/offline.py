@@ -33,7 +33,7 @@ import mmap
 import multiprocessing
 import os
 from array import array
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import suppress
 from itertools import compress, pairwise
 from multiprocessing.connection import Connection
@@ -118,18 +118,11 @@ def _in_shares(data: Data, zone: ZoneInfo, outcome: bool, workers: int) -> list[
         _work = None
     try:
         # Step 1: each share's hashes of its calls and ids; those that two shares hold.
-        seen_calls: set[int] = set()
-        seen_ids: set[int] = set()
-        seam_calls: set[int] = set()
-        seam_ids: set[int] = set()
         # All read before any is looked at: a share whose hashes wait in the pipe waits too.
         hashes = [_received(link) for link in links]
-        for n, (calls, ids) in enumerate(hashes):
-            more = n < len(links) - 1  # another share's hashes are still to come
-            _meet(calls, seen_calls, seam_calls, more)
-            _meet(ids, seen_ids, seam_ids, more)
+        seam_calls = _shared([calls for calls, _ in hashes])
+        seam_ids = _shared([ids for _, ids in hashes])
         del hashes
-        del seen_calls, seen_ids
         for link in links:
             link.send((seam_calls, seam_ids))
         # Step 2: each share's records and rejections (their lines counted from the share's
@@ -155,12 +148,36 @@ def _in_shares(data: Data, zone: ZoneInfo, outcome: bool, workers: int) -> list[
             share.join()
 
 
-def _meet(hashes: array[int], seen: set[int], seam: set[int], remember: bool) -> None:
-    """Add to `seam` the `hashes` that `seen` holds already; to `seen`, when `remember`, all of
-    them."""
-    seam.update(seen.intersection(hashes))
-    if remember:
-        seen.update(hashes)
+def _shared(arrays: list[array[int]]) -> set[int]:
+    """The values that more than one of `arrays` holds."""
+    shared: set[int] = set()
+    if _common is not None:
+        earlier = array("q")
+        for n, mine in enumerate(arrays):
+            shared.update(_common(earlier, mine))
+            if n < len(arrays) - 1:
+                earlier.extend(mine)
+        return shared
+    seen: set[int] = set()  # the definition: the same values, with Python's sets
+    for n, mine in enumerate(arrays):
+        shared.update(seen.intersection(mine))
+        if n < len(arrays) - 1:
+            seen.update(mine)
+    return shared
+
+
+def _common_in_c() -> Callable[[array[int], array[int]], list[int]] | None:
+    """The values of an array that an earlier one holds, in C (_speedups.c): half a million
+    against half a million in 0.03 s, where Python's sets took 0.2 s of a core that the shares
+    needed. None where the build had no C compiler."""
+    try:
+        from samtal._speedups import common
+    except ImportError:
+        return None
+    return common
+
+
+_common = _common_in_c()
 
 
 def _received(link: Connection) -> Any:

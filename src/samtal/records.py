@@ -108,9 +108,9 @@ _encode = msgspec.json.Encoder().encode
 
 
 def _record_json_in_c() -> Callable[..., bytes | None] | None:  # the stub's signature
-    """A record's JSON in C (_instant.c), or None where the build had no C compiler."""
+    """A record's JSON in C (_speedups.c), or None where the build had no C compiler."""
     try:
-        from samtal._instant import record_json
+        from samtal._speedups import record_json
     except ImportError:
         return None
     return record_json

@@ -78,7 +78,7 @@ _offset_part: dict[str, int] = {}
 
 def parse_instant_python(text: str) -> int | None:
     """The instant of an events.md `at` text in microseconds, or None when it is not valid.
-    The definition of `parse_instant`, which is this or the same parser in C (_instant.c).
+    The definition of `parse_instant`, which is this or the same parser in C (_speedups.c).
 
     The form is `YYYY-MM-DDTHH:MM:SS[.fraction](Z|±HH:MM)`, `T` and `Z` in either case, a
     fraction of 1 to 9 digits of which those past the microsecond are dropped (truncated).
@@ -111,9 +111,9 @@ def parse_instant_python(text: str) -> int | None:
 
 
 def _in_c() -> Callable[[str], int | None] | None:
-    """The same parser in C (_instant.c), or None where the build had no C compiler."""
+    """The same parser in C (_speedups.c), or None where the build had no C compiler."""
     try:
-        from samtal._instant import parse
+        from samtal._speedups import parse_instant as parse
     except ImportError:
         return None
     return parse

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from array import array
 from datetime import date
 from pathlib import Path
 
@@ -197,3 +198,16 @@ def test_a_call_made_of_a_copy_alone_is_left_out_wherever_the_shares_meet() -> N
         _event("z", "c2", "2017-01-04T08:10:09Z", "ended"),
     ]
     assert _cut_everywhere(lines) == [("1", "09:00:05"), ("3", "09:10:09")]
+
+
+_HASHES = st.lists(st.one_of(st.integers(-(2**63), 2**63 - 1), st.sampled_from([0, -1, 1, 7])))
+
+
+@given(_HASHES, _HASHES)
+def test_the_hashes_two_shares_hold_are_found_in_c_as_with_sets(
+    seen: list[int], mine: list[int]
+) -> None:
+    # The parent finds the calls at the seams with `common` where the extension was built.
+    common = pytest.importorskip("samtal._speedups").common
+    earlier = set(seen)
+    assert common(array("q", seen), array("q", mine)) == [h for h in mine if h in earlier]

@@ -91,7 +91,7 @@ def test_a_records_json_is_its_rendering(record: Record, zone: ZoneInfo) -> None
 def test_the_c_writer_writes_the_same_or_declines(record: Record, zone: ZoneInfo) -> None:
     """Straight to the extension: it writes the definition's bytes, and declines (None) only
     a number JSON escapes or a time in an hour whose offset changes or has seconds."""
-    record_json = pytest.importorskip("samtal._instant").record_json
+    record_json = pytest.importorskip("samtal._speedups").record_json
     hours = hour_offsets(zone)
     times = (record.start, record.received, record.callee_answered, record.stop)
     offsets = [None if at is None else hours[at // US_PER_HOUR] for at in times]
@@ -140,5 +140,5 @@ def test_the_times_c_does_not_write_are_rendered_all_the_same() -> None:
 def test_ci_writes_records_in_c() -> None:
     """CI has a C compiler, so the extension is built and writes the records there."""
     if not JSON_IN_C and not os.environ.get("CI"):
-        pytest.skip("samtal._instant was not built here (no C compiler?): Python writes")
+        pytest.skip("samtal._speedups was not built here (no C compiler?): Python writes")
     assert JSON_IN_C

@@ -176,6 +176,6 @@ def test_ci_parses_instants_in_c() -> None:
     """The build makes the C parser wherever a compiler is at hand; CI has one, so there it
     must be the one in use (or the tests above would hold only the Python one)."""
     if not PARSED_IN_C and not os.environ.get("CI"):
-        pytest.skip("samtal._instant was not built here (no C compiler?): Python parses")
+        pytest.skip("samtal._speedups was not built here (no C compiler?): Python parses")
     assert PARSED_IN_C
     assert parse_instant is not parse_instant_python

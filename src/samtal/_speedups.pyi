@@ -1,7 +1,9 @@
-"""Instants in C (see _instant.c): the events.md parser (samtal.times.parse_instant) and a
-record's JSON with its times rendered (samtal.records.Record.json)."""
+"""samtal's speedups in C (see _speedups.c): each stands for a Python function that stays the
+definition, and is used only where the extension was built."""
 
-def parse(text: str, /) -> int | None: ...
+from array import array
+
+def parse_instant(text: str, /) -> int | None: ...
 def record_json(
     caller_no: str | None,
     receiving_no: str | None,
@@ -16,3 +18,4 @@ def record_json(
     stop_offset: int | None,
     /,
 ) -> bytes | None: ...
+def common(seen: array[int], mine: array[int], /) -> list[int]: ...
