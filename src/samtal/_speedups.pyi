@@ -18,4 +18,18 @@ def record_json(
     stop_offset: int | None,
     /,
 ) -> bytes | None: ...
+def record_csv(
+    caller_no: str | None,
+    receiving_no: str | None,
+    callee_no: str | None,
+    start: int,
+    start_offset: int | None,
+    received: int | None,
+    received_offset: int | None,
+    callee_answered: int | None,
+    answered_offset: int | None,
+    stop: int,
+    stop_offset: int | None,
+    /,
+) -> bytes | None: ...
 def common(seen: array[int], mine: array[int], /) -> list[int]: ...

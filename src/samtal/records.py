@@ -71,30 +71,39 @@ class Record(msgspec.Struct, frozen=True, gc=False):
         """`dumps(self.render(zone))`, the same bytes, made in C where the extension was built
         (1.5 against 3.4 us a record). The C leaves to that definition what it does not write:
         a number JSON escapes, a time in an hour whose offset changes or has seconds."""
-        if _json_in_c is not None:
-            hours = hour_offsets(zone)
-            start, received, answered, stop = (
-                self.start,
-                self.received,
-                self.callee_answered,
-                self.stop,
-            )
-            made = _json_in_c(
-                self.caller_no,
-                self.receiving_no,
-                self.callee_no,
-                start,
-                hours[start // US_PER_HOUR],
-                received,
-                None if received is None else hours[received // US_PER_HOUR],
-                answered,
-                None if answered is None else hours[answered // US_PER_HOUR],
-                stop,
-                hours[stop // US_PER_HOUR],
-            )
-            if made is not None:
-                return made
-        return dumps(self.render(zone))
+        made = None if _json_in_c is None else self._written(_json_in_c, zone)
+        return dumps(self.render(zone)) if made is None else made
+
+    def csv(self, zone: ZoneInfo) -> bytes:
+        """`csv_row(self.render(zone).values())`, the same bytes, made in C where the
+        extension was built, as `json` is (and the same left to the definition, and a number
+        that holds a comma)."""
+        made = None if _csv_in_c is None else self._written(_csv_in_c, zone)
+        return csv_row(self.render(zone).values()) if made is None else made
+
+    def _written(self, writer: Callable[..., bytes | None], zone: ZoneInfo) -> bytes | None:
+        """The record as the C `writer` writes it, each time with its zone's offset; None
+        where it declines."""
+        hours = hour_offsets(zone)
+        start, received, answered, stop = (
+            self.start,
+            self.received,
+            self.callee_answered,
+            self.stop,
+        )
+        return writer(
+            self.caller_no,
+            self.receiving_no,
+            self.callee_no,
+            start,
+            hours[start // US_PER_HOUR],
+            received,
+            None if received is None else hours[received // US_PER_HOUR],
+            answered,
+            None if answered is None else hours[answered // US_PER_HOUR],
+            stop,
+            hours[stop // US_PER_HOUR],
+        )
 
 
 def dumps(rendered: dict[str, Any]) -> bytes:
@@ -107,17 +116,18 @@ def dumps(rendered: dict[str, Any]) -> bytes:
 _encode = msgspec.json.Encoder().encode
 
 
-def _record_json_in_c() -> Callable[..., bytes | None] | None:  # the stub's signature
-    """A record's JSON in C (_speedups.c), or None where the build had no C compiler."""
+def _writers_in_c() -> tuple[Callable[..., bytes | None], ...] | tuple[None, None]:
+    """A record's JSON and CSV writers in C (_speedups.c); None where the build had no C
+    compiler."""
     try:
-        from samtal._speedups import record_json
+        from samtal._speedups import record_csv, record_json
     except ImportError:
-        return None
-    return record_json
+        return None, None
+    return record_json, record_csv
 
 
-_json_in_c = _record_json_in_c()
-#: Whether `Record.json` writes in C (else always through `render` and `dumps`).
+_json_in_c, _csv_in_c = _writers_in_c()
+#: Whether `Record.json` and `Record.csv` write in C (else through `render` alone).
 JSON_IN_C: Final = _json_in_c is not None
 
 

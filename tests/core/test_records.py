@@ -1,5 +1,6 @@
-"""A record's JSON, made in C where it was built, is the definition's to the byte: the seven
-fields rendered (`Record.render`) and written compactly (`dumps`)."""
+"""A record's JSON and CSV row, made in C where it was built, are the definition's to the byte:
+the seven fields rendered (`Record.render`) and written compactly (`dumps`) or as a row
+(`csv_row`)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from samtal.records import JSON_IN_C, Record, dumps
+from samtal.records import JSON_IN_C, Record, csv_row, dumps
 from samtal.times import MAX_INSTANT, MIN_INSTANT, US_PER_HOUR, US_PER_SECOND, hour_offsets
 
 # Clock changes on the hour (Stockholm, New York), by half an hour (Lord Howe), in the middle of
@@ -59,7 +60,7 @@ _INSTANTS = st.one_of(
 # Numbers as switches send them, and text JSON escapes (quotes, controls, non-ASCII).
 _NUMBERS = st.one_of(
     st.none(),
-    st.sampled_from(["+4672000001", "622", "*99#", "a.b_c-d"]),
+    st.sampled_from(["+4672000001", "622", "*99#", "a.b_c-d", "1,2"]),
     st.sampled_from(['say "hi"', "back\\slash", "tab\there", "caf\u00e9", "del\x7f", "\u2028"]),
     st.text(max_size=8),
 )
@@ -83,19 +84,32 @@ def records(draw: st.DrawFn) -> Record:
 
 
 @given(records(), st.sampled_from(ZONES))
-def test_a_records_json_is_its_rendering(record: Record, zone: ZoneInfo) -> None:
+def test_a_records_json_and_csv_are_its_rendering(record: Record, zone: ZoneInfo) -> None:
     assert record.json(zone) == dumps(record.render(zone))
+    assert record.csv(zone) == csv_row(record.render(zone).values())
 
 
-@given(records(), st.sampled_from(ZONES))
-def test_the_c_writer_writes_the_same_or_declines(record: Record, zone: ZoneInfo) -> None:
-    """Straight to the extension: it writes the definition's bytes, and declines (None) only
-    a number JSON escapes or a time in an hour whose offset changes or has seconds."""
-    record_json = pytest.importorskip("samtal._speedups").record_json
+_DEFINITIONS = {
+    "record_json": (lambda fields: dumps(fields), '"\\'),
+    "record_csv": (lambda fields: csv_row(fields.values()), '"\\,'),
+}
+
+
+@pytest.mark.parametrize("writer", list(_DEFINITIONS))
+@given(record=records(), zone=st.sampled_from(ZONES))
+def test_the_c_writers_write_the_same_or_decline(
+    writer: str, record: Record, zone: ZoneInfo
+) -> None:
+    """Straight to the extension: each writes its definition's bytes, and declines (None) only
+    a number its form would escape (JSON: a quote or a backslash; CSV: those or a comma; both:
+    a control or non-ASCII character) or a time in an hour whose offset changes or has
+    seconds."""
+    write = getattr(pytest.importorskip("samtal._speedups"), writer)
+    definition, refused = _DEFINITIONS[writer]
     hours = hour_offsets(zone)
     times = (record.start, record.received, record.callee_answered, record.stop)
     offsets = [None if at is None else hours[at // US_PER_HOUR] for at in times]
-    made = record_json(
+    made = write(
         record.caller_no,
         record.receiving_no,
         record.callee_no,
@@ -110,14 +124,14 @@ def test_the_c_writer_writes_the_same_or_declines(record: Record, zone: ZoneInfo
     )
     numbers = (record.caller_no, record.receiving_no, record.callee_no)
     plain = all(
-        n is None or (re.fullmatch(r"[ -~]*", n) and not {'"', "\\"} & set(n)) for n in numbers
+        n is None or (re.fullmatch(r"[ -~]*", n) and not set(refused) & set(n)) for n in numbers
     )
     in_one_offset = all(
         o is not None for o, at in zip(offsets, times, strict=True) if at is not None
     )
     assert (made is not None) == bool(plain and in_one_offset)
     if made is not None:
-        assert made == dumps(record.render(zone))
+        assert made == definition(record.render(zone))
 
 
 def test_the_times_c_does_not_write_are_rendered_all_the_same() -> None:
@@ -135,6 +149,8 @@ def test_the_times_c_does_not_write_are_rendered_all_the_same() -> None:
     assert written == dumps(record.render(ZoneInfo("Asia/Kathmandu")))
     assert b'"start":"1985-12-31T23:59:59.000+05:30"' in written
     assert b'"stop":"1986-01-01T00:15:01.000+05:45"' in written
+    row = record.csv(ZoneInfo("Asia/Kathmandu"))
+    assert row == b"1,1985-12-31T23:59:59.000+05:30,,,2,,1986-01-01T00:15:01.000+05:45\r\n"
 
 
 def test_ci_writes_records_in_c() -> None:

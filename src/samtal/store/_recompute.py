@@ -18,7 +18,6 @@ from zoneinfo import ZoneInfo
 
 from samtal.aggregate import record_of_call
 from samtal.events import Event
-from samtal.records import csv_row, dumps
 from samtal.store._base import (
     IDLE_CLOSE_ID,
     NEVER,
@@ -81,7 +80,7 @@ def decide(
     clock."""
     try:
         record = record_of_call(events)
-        fields = None if record is None else record.render(zone)
+        rendered = None if record is None else (record.json(zone), record.csv(zone))
     except Exception as exc:
         # Whatever goes wrong with one call costs that call alone: its events are kept, its
         # record stays as it was, and its next event tries again.
@@ -94,14 +93,14 @@ def decide(
             exc,
         )
         return Decision(_call_row(org, call, events, known, now, zone))
-    if record is None or fields is None:
+    if record is None or rendered is None:
         # No record: not started yet, or still going. A record it had is gone: a late event
         # showed that the call has not stopped after all (cdr.md), a tombstone.
         row = _call_row(org, call, events, known._replace(record_ms=None), now, zone)
         if known.record_ms is None:
             return Decision(row)
         return Decision(row, gone=Gone(org, known.record_ms, call), changed=True)
-    rendered = dumps(fields)
+    json, csv = rendered
     start_ms = record.start // US_PER_MS
     day = local_day(record.start, zone)
     row = CallRow(
@@ -118,15 +117,15 @@ def decide(
         True,
         any(e.type == "ended" for e in events),
     )
-    if known.record_ms == start_ms and stored == (rendered, record.outcome):
+    if known.record_ms == start_ms and stored == (json, record.outcome):
         return Decision(row)  # the same record and outcome: no new version (query.md)
     made = Made(
         day,
         start_ms,
         record.start,
         record.stop,
-        rendered,
-        csv_row(fields.values()),
+        json,
+        csv,
         record.outcome,
         record.caller_no,
         record.receiving_no,
