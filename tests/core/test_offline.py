@@ -211,3 +211,24 @@ def test_the_hashes_two_shares_hold_are_found_in_c_as_with_sets(
     common = pytest.importorskip("samtal._speedups").common
     earlier = set(seen)
     assert common(array("q", seen), array("q", mine)) == [h for h in mine if h in earlier]
+
+
+def test_the_command_reads_stdin_from_where_it_stands(tmp_path: Path) -> None:
+    # A file on disk is mapped rather than read; one handed over as stdin after a line was
+    # read from it (as `(read -r header; samtal aggregate) < file` does) is read from there.
+    started = {"party": "caller", "number": "1", "dialed": "2"}
+    lines = [
+        _event("a", "c1", "2017-01-04T08:00:00Z", "started", **started),
+        _event("b", "c1", "2017-01-04T08:00:05Z", "ended"),
+    ]
+    path = tmp_path / "events.ndjson"
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    command = [sys.executable, "-m", "samtal", "aggregate"]
+    with path.open("rb") as whole:
+        assert (
+            len(orjson.loads(subprocess.run(command, stdin=whole, capture_output=True).stdout)) == 1
+        )
+    with path.open("rb", buffering=0) as rest:  # unbuffered: it stands right after line 1
+        rest.readline()
+        answer = subprocess.run(command, stdin=rest, capture_output=True, check=True)
+    assert orjson.loads(answer.stdout) == []  # the call's `started` was read before

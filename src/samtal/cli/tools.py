@@ -67,9 +67,11 @@ def _contents(file: BinaryIO) -> bytes | mmap.mmap:
     pages where the kernel keeps them. Shortening the file while it is aggregated ends the
     command (SIGBUS), as it would change what is aggregated."""
     try:
-        return mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ)
+        if file.tell() == 0:  # (stdin may have been read from before: then from there on)
+            return mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ)
     except (OSError, ValueError, io.UnsupportedOperation):  # a pipe, a terminal, an empty file
-        return file.read()
+        pass
+    return file.read()
 
 
 @click.command()
