@@ -9,7 +9,6 @@ SQLite's schema, its connections, its bulk writes and its watcher.
 from __future__ import annotations
 
 import fcntl
-import logging
 import sqlite3
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -24,8 +23,6 @@ from samtal.events import Event
 from samtal.filters import Filters
 from samtal.store._base import CallKey, CallRow, Gone, KnownCall, RecordRow, Refused
 from samtal.store._sql import Hint, SqlEngine
-
-log = logging.getLogger(__name__)
 
 #: Each entry upgrades the schema by one version; never edit one that has shipped.
 MIGRATIONS: tuple[str, ...] = (
@@ -220,9 +217,6 @@ MIGRATIONS: tuple[str, ...] = (
 PAGE_SIZE = 16_384
 #: Bytes of WAL after which a commit copies it into the database (see `_connect`).
 WAL_CHECKPOINT_BYTES = 4 * 1024 * 1024
-#: Bytes of WAL after which the writer's commit copies it, should the engine's checkpointer
-#: have fallen that far behind (see `SqliteEngine._checkpointing`).
-WAL_BEHIND_BYTES = 64 * 1024 * 1024
 #: Seconds between two looks at whether another connection committed (see `watch`).
 WATCH_EVERY = 0.1
 
@@ -269,8 +263,6 @@ class SqliteEngine(SqlEngine):
         self._readers: list[sqlite3.Connection] = []
         self._readers_lock = threading.Lock()  # not the writer's: a reader may open inside it
         self._lead: IO[str] | None = None
-        self._committed = threading.Event()  # set by each commit, for the checkpointer
-        self._closing = False
         try:
             self._writer = self._connect(path)
             # 64 MiB of page cache for the writer (the default is 2 MiB): the B-trees that
@@ -281,39 +273,6 @@ class SqliteEngine(SqlEngine):
                 self.tune()  # then the server's duty keeps it so, without a lock on each open
         except sqlite3.Error as exc:
             raise StoreError(f"cannot open the database {path!r}: {exc}") from exc
-        self._checkpointer: threading.Thread | None = None
-        if path != ":memory:":
-            # The writer copies the WAL into the database itself only when this thread has
-            # fallen far behind (see `_checkpointing`).
-            page = self._writer.execute("PRAGMA page_size").fetchone()[0]
-            self._writer.execute(f"PRAGMA wal_autocheckpoint = {WAL_BEHIND_BYTES // page}")
-            self._checkpointer = threading.Thread(
-                target=self._checkpointing, name="samtal-checkpoint", daemon=True
-            )
-            self._checkpointer.start()
-
-    def _checkpointing(self) -> None:
-        """Copy the WAL into the database after each commit, on a connection of its own.
-
-        A commit that copied it itself (SQLite's automatic checkpoint) kept its writer, and
-        every request waiting for it, until its pages were in the database file too: a batch
-        of a thousand organisations writes a page of each of their B-trees. Here the copy
-        runs beside the next transaction (sqlite3 lets go of the GIL while SQLite works), and
-        the WAL starts over once it is copied and no reader needs it. A checkpoint that finds
-        another one running (another process's) leaves the frames to it."""
-        db = self._connect(self._path)
-        try:
-            while True:
-                self._committed.wait()
-                if self._closing:
-                    return
-                self._committed.clear()
-                try:
-                    db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
-                except sqlite3.Error as exc:  # the writer's own checkpoint is the safety net
-                    log.warning("a checkpoint of %s failed: %s", self._path, exc)
-        finally:
-            db.close()
 
     @staticmethod
     def _connect(path: str) -> sqlite3.Connection:
@@ -361,7 +320,6 @@ class SqliteEngine(SqlEngine):
                 db.execute("ROLLBACK")
                 raise
             db.execute("COMMIT")
-            self._committed.set()
 
     @contextmanager
     def _snapshot(self) -> Iterator[sqlite3.Connection]:
@@ -431,11 +389,6 @@ class SqliteEngine(SqlEngine):
             self._readers.clear()
         with self._lock:
             self._writer.close()
-        if self._checkpointer is not None:
-            self._closing = True
-            self._committed.set()
-            self._checkpointer.join()
-            self._checkpointer = None
 
     def purge(self, *, org: str, before: int) -> int:
         """Remove whole calls of `org` whose age is before `before`; the number removed."""
