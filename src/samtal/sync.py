@@ -126,11 +126,29 @@ class Copy:
         self.engine = sa.create_engine(target_url(url))
         self.source = source
         metadata, self.records, self.state = tables(table)
-        metadata.create_all(self.engine)  # only what is missing
-        self._upgrade()
+        self._made(metadata)
         self._zoned = self.engine.dialect.name == "postgresql"
         #: True while a page is being written (a stop must wait for the commit).
         self.writing = False
+
+    def _made(self, metadata: sa.MetaData, attempts: int = 3) -> None:
+        """Make the tables that are missing and bring older ones to shape (`_upgrade`).
+
+        Another process may be doing the same at the same moment (two syncs started
+        together, or a sync and its `stats`): on MySQL and MariaDB a CREATE or an ALTER is
+        not transactional, so one process's look and change can fall between the other's,
+        and its change then fails on what the other just made. It looks again, and finds
+        nothing left to do."""
+        for attempt in range(1, attempts + 1):
+            try:
+                metadata.create_all(self.engine)  # only what is missing
+                self._upgrade()
+                return
+            except sa.exc.DBAPIError as exc:
+                if attempt == attempts:
+                    raise
+                log.info("the copy's tables changed meanwhile (%s); looking again", exc.orig)
+                time.sleep(0.1 * attempt)
 
     def _upgrade(self) -> None:
         """Bring a copy made by an older samtal to this table's shape, in place: columns it

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -149,6 +150,21 @@ def test_a_sync_killed_midway_resumes_exactly(live: Live, target: str) -> None:
     assert 0 < partial < max(r["seq"] for r in live.detailed())
     assert subprocess.run(command, env=env, capture_output=True).returncode == 0
     assert copied(target) == live.detailed()
+
+
+def test_copies_opened_at_once_on_a_new_database_each_find_their_tables(target: str) -> None:
+    # Two syncs started together (or a sync and the test above, which watches its cursor)
+    # each make what is missing: on MariaDB a CREATE is not transactional, and the one that
+    # lost the race once failed on the table the other had just made.
+    for round_ in range(3):
+        table = f"race_{round_}"
+        with ThreadPoolExecutor(4) as pool:
+            opened = [pool.submit(Copy, target, "https://samtal.test", table=table) for _ in "abcd"]
+            copies = [copy.result() for copy in opened]
+        copies[0].apply([], 5)
+        assert [copy.cursor() for copy in copies] == [5, 5, 5, 5]
+        for copy in copies:
+            copy.close()
 
 
 def test_an_older_version_never_overwrites_a_newer_one(target: str) -> None:
