@@ -18,18 +18,7 @@ def record_json(
     stop_offset: int | None,
     /,
 ) -> bytes | None: ...
-def record_csv(
-    caller_no: str | None,
-    receiving_no: str | None,
-    callee_no: str | None,
-    start: int,
-    start_offset: int | None,
-    received: int | None,
-    received_offset: int | None,
-    callee_answered: int | None,
-    answered_offset: int | None,
-    stop: int,
-    stop_offset: int | None,
-    /,
-) -> bytes | None: ...
+
+record_csv = record_json  # the same arguments; a CSV row
+
 def common(seen: array[int], mine: array[int], /) -> list[int]: ...

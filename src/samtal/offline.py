@@ -54,7 +54,6 @@ PARALLEL_FROM: Final = 4_000_000
 #: The file: its bytes, or a read-only map of them (which forked shares read without a copy).
 Data = bytes | mmap.mmap
 Key = tuple[int, str, str]
-Calls = dict[str, dict[str, list[Event]]]
 
 
 class Made(NamedTuple):
@@ -152,19 +151,19 @@ def _in_shares(data: Data, zone: ZoneInfo, outcome: bool, workers: int) -> list[
 def _shared(arrays: list[array[int]]) -> set[int]:
     """The values that more than one of `arrays` holds."""
     shared: set[int] = set()
-    if _common is not None:
-        earlier = array("q")
-        for n, mine in enumerate(arrays):
-            shared.update(_common(earlier, mine))
-            if n < len(arrays) - 1:
-                earlier.extend(mine)
-        return shared
-    seen: set[int] = set()  # the definition: the same values, with Python's sets
+    earlier = array("q")
     for n, mine in enumerate(arrays):
-        shared.update(seen.intersection(mine))
+        shared.update(_common(earlier, mine))
         if n < len(arrays) - 1:
-            seen.update(mine)
+            earlier.extend(mine)
     return shared
+
+
+def _common_python(seen: array[int], mine: array[int]) -> list[int]:
+    """The values of `mine` that `seen` holds too, in the order of `mine`: the definition of
+    `common` in _speedups.c."""
+    held = set(seen)
+    return [value for value in mine if value in held]
 
 
 def _common_in_c() -> Callable[[array[int], array[int]], list[int]] | None:
@@ -178,7 +177,7 @@ def _common_in_c() -> Callable[[array[int], array[int]], list[int]] | None:
     return common
 
 
-_common = _common_in_c()
+_common = _common_in_c() or _common_python
 
 
 def _received(link: Connection) -> Any:
@@ -205,7 +204,8 @@ def _share(link: Connection, start: int, stop: int) -> None:
         # each event is a cache miss, which costs more than the hashing.
         ids = array("q", map(hash, map(_ORG_AND_ID, events)))
         held = [(org, call) for org, of_org in calls.items() for call in of_org]
-        link.send((array("q", map(hash, held)), ids))
+        held_hashes = array("q", map(hash, held))
+        link.send((held_hashes, ids))
         # While the others' hashes come together, every record is made: the calls at a seam
         # are few, and theirs are then left out.
         made = _made(records_of(calls), zone, outcome)
@@ -215,7 +215,7 @@ def _share(link: Connection, start: int, stop: int) -> None:
             (event.org, event.call) for event in compress(events, map(seam_ids.__contains__, ids))
         }
         if seam_calls:
-            at_seam.update(compress(held, map(seam_calls.__contains__, map(hash, held))))
+            at_seam.update(compress(held, map(seam_calls.__contains__, held_hashes)))
         if at_seam:
             kept = [n for n, key in enumerate(made.keys) if key[1:] not in at_seam]
             made = Made([made.keys[n] for n in kept], [made.jsons[n] for n in kept])
