@@ -254,6 +254,24 @@ def test_an_id_taken_once_is_a_duplicate_in_a_call_of_another_day(
     assert (again.accepted, again.duplicates) == (0, 1)
 
 
+def test_an_id_taken_once_is_a_duplicate_in_a_new_call_of_the_same_day(store: Store) -> None:
+    """A new call's events are written the quick way (PostgreSQL: straight into the table),
+    and a copy among them of an event stored under another call is still a duplicate, while
+    the rest of the batch is stored."""
+    store.add_org("acme", "UTC", now=T0)
+    taken = Event("acme", "e1", "A", "2017-03-01T10:00:00Z", "ended", instant=T0)
+    assert store.ingest([taken], now=T0).accepted == 1
+    batch = [
+        Event("acme", "e1", "B", "2017-03-01T10:00:01Z", "ended", instant=T0 + 1),
+        Event("acme", "e2", "B", "2017-03-01T10:00:02Z", "ended", instant=T0 + 2),
+        Event("acme", "e3", "C", "2017-03-01T10:00:03Z", "ended", instant=T0 + 3),
+    ]
+    summary = store.ingest(batch, now=T0)
+    assert (summary.accepted, summary.duplicates) == (2, 1)
+    again = store.ingest([*batch, taken], now=T0)
+    assert (again.accepted, again.duplicates) == (0, 4)
+
+
 def test_events_arriving_one_by_one_in_any_order(store: Store) -> None:
     store.add_org("acme", "Europe/Stockholm", now=T0)
     events = events_of(PRODUCT)
