@@ -538,31 +538,37 @@ class _Tx:
     def lock_calls(self, keys: Sequence[CallKey]) -> dict[CallKey, KnownCall]:
         """Lock each call's row (making a placeholder for a call not seen before, which the
         transaction fills in or rolls back), in key order: two writers never wait for each
-        other in a cycle. The calls seen before, with what is known of their record."""
+        other in a cycle. The calls seen before, with what is known of their record.
+
+        A placeholder is not `open`: that index has no entry of it to write and then delete
+        (nobody else sees it before the transaction gives it its values)."""
         keys = sorted(keys)
         orgs, calls = _columns(keys) if keys else ([], [])
         made = set(
             self.db.execute(
                 "INSERT INTO calls (org, call, day, age, record_ms, open, last_seen) "
-                "SELECT k.org, k.call, 0, 0, NULL, true, 0 "
+                "SELECT k.org, k.call, 0, 0, NULL, false, 0 "
                 "FROM unnest(%b::text[], %b::text[]) AS k(org, call) ORDER BY k.org, k.call "
                 "ON CONFLICT DO NOTHING RETURNING org, call",
                 (orgs, calls),
             ).fetchall()
         )
-        # Each key looked up on its own (LATERAL: an index probe per key, in the keys' order),
-        # never a join the planner may make by reading all of an organisation's calls.
+        # The rows of the calls seen before (the placeholders just made are this transaction's
+        # own), each key looked up on its own (LATERAL: an index probe per key, in the keys'
+        # order), never a join the planner may make by reading all of an organisation's calls.
+        seen = [key for key in keys if key not in made]
+        if not seen:
+            return {}
         rows = self.db.execute(
             "SELECT c.org, c.call, c.day, c.record_ms, c.version, c.seq, c.changed, c.settled, "
             "c.erased FROM unnest(%b::text[], %b::text[]) AS k(org, call) CROSS JOIN LATERAL "
             "(SELECT * FROM calls c WHERE c.org = k.org AND c.call = k.call FOR UPDATE) c",
-            (orgs, calls),
+            _columns(seen),
         ).fetchall()
         known: dict[CallKey, KnownCall] = {}
         for org, call, day, *rest in rows:
-            if (org, call) not in made:
-                self._days[org, call] = day
-                known[org, call] = KnownCall(*rest)
+            self._days[org, call] = day
+            known[org, call] = KnownCall(*rest)
         return known
 
     def insert_events(
