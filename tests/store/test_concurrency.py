@@ -126,3 +126,59 @@ def test_writers_of_the_same_calls_at_once(store_url: str) -> None:
         ]
         assert sorted(copies[org].values()) == sorted(detailed)
     store.close()
+
+
+def _write_copies(
+    url: str,
+    writer: int,
+    go: multiprocessing.synchronize.Event,
+    out: multiprocessing.Queue,  # type: ignore[type-arg]
+) -> None:
+    """A writer process: the shared ids, each under a call of its own, in small batches."""
+    store = open_store(url)
+    accepted = duplicates = 0
+    try:
+        go.wait(60)
+        for first in range(0, COPIED, 10):
+            batch = [_copy(k, f"w{writer}-{k}") for k in range(first, first + 10)]
+            summary = store.ingest(batch, now=T0)
+            accepted += summary.accepted
+            duplicates += summary.duplicates
+    finally:
+        store.close()
+        out.put((accepted, duplicates))
+
+
+def _copy(k: int, call: str) -> Event:
+    """Event `e<k>` under `call`."""
+    return Event("acme", f"e{k}", call, "2017-03-01T10:00:00Z", "ended", instant=T0 + k)
+
+
+#: Event ids that every writer of `_write_copies` sends.
+COPIED = 300
+
+
+def test_writers_of_one_id_under_calls_of_their_own_at_once(store_url: str) -> None:
+    """events.md: the key is (org, id), whatever call a copy names, also when the copies come
+    at the same moment from writers that no lock of a call orders (PostgreSQL copies a new
+    call's events straight into the table, and the copy that loses waits and is left out)."""
+    store = open_store(store_url)
+    store.add_org("acme", "UTC", now=T0)
+    spawn = multiprocessing.get_context("spawn")
+    go, results = spawn.Event(), spawn.Queue()
+    writers = [
+        spawn.Process(target=_write_copies, args=(store_url, n, go, results))
+        for n in range(WRITERS)
+    ]
+    for writer in writers:
+        writer.start()
+    go.set()
+    for writer in writers:
+        writer.join(120)
+        assert writer.exitcode == 0
+    counts = [results.get(timeout=10) for _ in writers]
+    assert sum(accepted for accepted, _ in counts) == COPIED
+    assert sum(duplicates for _, duplicates in counts) == (WRITERS - 1) * COPIED
+    again = [_copy(k, "again") for k in range(COPIED)]
+    assert store.ingest(again, now=T0).accepted == 0
+    store.close()
