@@ -509,7 +509,8 @@ def test_the_database_connection_cut_mid_batch(jet: Jet, tmp_path: Path) -> None
                         "WHERE datname = current_database() AND pid <> pg_backend_pid() "
                         "AND backend_xid IS NOT NULL "  # a write transaction under way,
                         # and a batch's (not one that makes a day's partitions, say)
-                        "AND query ~* '(staging|into (events|calls|records)|update calls)'"
+                        "AND query ~* "
+                        "'(staged|copy events|into (events|calls|records)|update calls)'"
                     ).fetchone()
                     return row is not None and row[0] >= 1
 

@@ -255,9 +255,9 @@ def test_every_statement_on_a_distributed_table_filters_on_org() -> None:
     assert len(touching) > 10
     for statement in touching:
         if statement.startswith("INSERT"):
-            assert re.search(r"\(\s*org\b|SELECT %s", statement) or "FROM staging" in statement, (
-                statement
-            )
+            assert (
+                re.search(r"\(\s*org\b|SELECT %s", statement) or "FROM staged_events" in statement
+            ), statement
         else:
             assert re.search(r"\bWHERE\b.*\borg = ", statement), statement
 

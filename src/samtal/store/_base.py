@@ -271,8 +271,9 @@ class WriteTx(Protocol):
     ) -> list[Event]:
         """Insert the events not stored before (the first of any repeated); the ones inserted.
         Events of a call seen before go where its other events are; those of a call first seen
-        now, in its day `new_days[key]`. A concurrent writer of the same event is waited for,
-        never doubled."""
+        now, in its day `new_days[key]`. None of them is stored under its own call (the caller
+        has read those, under the calls' locks); a copy stored under another call is left out,
+        and a concurrent writer of the same event is waited for, never doubled."""
         ...
 
     def call_events(self, keys: Sequence[CallKey]) -> dict[CallKey, list[Event]]:

@@ -145,7 +145,8 @@ def ingest(
 
     The calls are locked first, so that a concurrent writer of the same call is waited for and
     its events are counted. A call first seen in this batch has all its events at hand; the
-    events of calls seen before are read back.
+    events of calls seen before are read first, so that the batch's copies of them are known
+    for duplicates before anything is written.
     """
     batch: dict[CallKey, list[Event]] = {}
     for event in events:
@@ -162,7 +163,20 @@ def ingest(
     if erased:
         keys = [key for key in keys if key not in erased]
     new_days = {key: local_day(_age(batch[key]), zones[key[0]]) for key in keys if key not in known}
-    fresh = tx.insert_events([e for key in keys for e in batch[key]], new_days)
+    # The stored events of the calls seen before, read under their locks: what is among them
+    # is a duplicate, and what is left of the batch is new under its call (only a copy under
+    # another call can still be stored, which `insert_events` finds).
+    seen = [key for key in keys if key in known]
+    stored_events = tx.call_events(seen) if seen else {}
+    unseen: list[Event] = []
+    for key in keys:
+        before = stored_events.get(key)
+        if before is None:
+            unseen += batch[key]
+        else:
+            ids = {event.id for event in before}
+            unseen += [event for event in batch[key] if event.id not in ids]
+    fresh = tx.insert_events(unseen, new_days)
     new: dict[CallKey, list[Event]] = {}
     for event in fresh:
         new.setdefault((event.org, event.call), []).append(event)
@@ -171,7 +185,6 @@ def ingest(
     forget = [key for key in keys if key not in known and key not in new]
     touched = sorted(new)
     again = [key for key in touched if key in known]
-    stored_events = tx.call_events(again) if again else {}
     had = [
         Gone(org, start_ms, call)
         for org, call in again
@@ -184,7 +197,7 @@ def ingest(
         decide(
             org,
             call,
-            stored_events.get((org, call), new[org, call]),
+            stored_events.get((org, call), []) + new[org, call],
             known.get((org, call), NEVER),
             stored.get((org, call)),
             now=now,

@@ -576,17 +576,17 @@ class _Tx:
     ) -> list[Event]:
         """Insert the events not stored before; the ones inserted.
 
-        The events of calls first seen now (`new_days`) have no copy stored under their call,
-        which this transaction has locked: they are copied straight into `events` (binary
-        COPY). Only a copy under another call, which no lock orders, can be there already,
-        or be written at this moment: then the COPY fails whole, and they join the others.
-        The events of calls seen before are staged (binary COPY), then inserted in one
-        statement that leaves out what is stored. Each part goes in key order, so that
-        writers of the same events wait for each other in one order; only copies under other
-        calls, in both parts of two writers, could wait in a cycle, which PostgreSQL breaks
-        (Contention: the batch is written again). Staging the events of new calls as well
-        (each row written twice, then read and sorted by the server) took `samtal import`
-        1.11x the time and `POST /events` 1.28x (`bench/postgres.py --against`)."""
+        None of them is stored under its own call, which this transaction has locked (see
+        WriteTx): they are copied straight into `events` (binary COPY). Only a copy under
+        another call, which no lock orders, can be there already, or be written at this
+        moment: then the COPY fails whole, and the batch is staged (binary COPY), then inserted
+        in one statement that leaves out what is stored. Either way the events go in key
+        order, so that writers of the same events wait for each other in one order; the
+        staging path's second order (the statement's) could make a cycle, which PostgreSQL
+        breaks (Contention: the batch is written again). Staging every batch (each row written
+        twice, then read and sorted by the server) took `samtal import` 1.11x the time and
+        `POST /events` 1.28x (`bench/postgres.py --against`), and a live stream's small
+        batches of 100 1.21x (`bench/live.py --against`)."""
         first: dict[tuple[str, str], Event] = {}
         for event in events:
             first.setdefault((event.org, event.id), event)
@@ -594,46 +594,38 @@ class _Tx:
             return []
         self._days.update(new_days)
         ordered = [first[key] for key in sorted(first)]
-        new = [e for e in ordered if (e.org, e.call) in new_days]
-        if new:
-            try:
-                with self.db.transaction(), self.db.cursor() as cursor:  # a savepoint
-                    self._copy_events(cursor, "events", new)
-            except errors.UniqueViolation:
-                new = []
-        if len(new) == len(ordered):
-            return new
-        inserted = {(e.org, e.id) for e in new}
-        return new + self._insert_staged([e for e in ordered if (e.org, e.id) not in inserted])
+        try:
+            with self.db.transaction(), self.db.cursor() as cursor:  # a savepoint
+                self._copy_events(cursor, "events", ordered)
+        except errors.UniqueViolation:
+            return self._insert_staged(ordered)
+        return ordered
 
     def _insert_staged(self, events: list[Event]) -> list[Event]:
         """Of these events (in key order, no two with one key), insert those not stored
         before, through a staging table; those."""
-        db = self.db
-        db.execute(
-            "CREATE TEMP TABLE IF NOT EXISTS staging (LIKE events INCLUDING DEFAULTS) "
-            "ON COMMIT DELETE ROWS"
-        )
-        with db.cursor() as cursor:
-            self._copy_events(cursor, "staging", events)
+        with self.db.cursor() as cursor:
+            self._stage(cursor, "events", _EVENT_COLUMNS, _EVENT_TYPES, self._event_rows(events))
             inserted = cursor.execute(
-                f"INSERT INTO events ({_EVENT_COLUMNS}) SELECT {_EVENT_COLUMNS} FROM staging "
-                "ORDER BY org, id ON CONFLICT DO NOTHING RETURNING org, id"
+                f"INSERT INTO events ({_EVENT_COLUMNS}) SELECT {_EVENT_COLUMNS} "
+                "FROM staged_events ORDER BY org, id ON CONFLICT DO NOTHING RETURNING org, id"
             ).fetchall()
-            db.execute("TRUNCATE staging")
         by_key = {(e.org, e.id): e for e in events}
         return [by_key[org, event_id] for org, event_id in inserted]
 
     def _copy_events(self, cursor: psycopg.Cursor[Any], table: str, events: list[Event]) -> None:
         """`events`, each in its call's day, into `table` by binary COPY."""
-        days = self._days
         with cursor.copy(f"COPY {table} ({_EVENT_COLUMNS}) FROM STDIN (FORMAT BINARY)") as copy:
             copy.set_types(_EVENT_TYPES)
-            for e in events:
-                copy.write_row(
-                    (e.org, days[e.org, e.call], e.id, e.call, e.instant, e.seq, e.type, e.party,
-                     e.number, e.kind, e.dialed, e.target, e.at)
-                )  # fmt: skip
+            for row in self._event_rows(events):
+                copy.write_row(row)
+
+    def _event_rows(self, events: list[Event]) -> Iterator[tuple[object, ...]]:
+        """Each event's row, in the order of `_EVENT_COLUMNS`, in its call's day."""
+        days = self._days
+        for e in events:
+            yield (e.org, days[e.org, e.call], e.id, e.call, e.instant, e.seq, e.type, e.party,
+                   e.number, e.kind, e.dialed, e.target, e.at)  # fmt: skip
 
     def call_events(self, keys: Sequence[CallKey]) -> dict[CallKey, list[Event]]:
         """Every stored event of each call (this transaction's included)."""
