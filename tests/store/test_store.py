@@ -272,6 +272,34 @@ def test_an_id_taken_once_is_a_duplicate_in_a_new_call_of_the_same_day(store: St
     assert (again.accepted, again.duplicates) == (0, 4)
 
 
+def test_a_call_seen_before_takes_its_new_events_and_leaves_the_copies(store: Store) -> None:
+    """A call seen before has its stored events read first: a resend of one of them is a
+    duplicate, and its new events are written the quick way (PostgreSQL: straight into the
+    table); a copy among them of another call's event is still a duplicate, and the call's
+    record is made of its own events alone."""
+    store.add_org("acme", "UTC", now=T0)
+    first = [
+        Event("acme", "a1", "A", "2017-03-01T10:00:00Z", "started", party="caller",
+              number="+46701", instant=T0),
+        Event("acme", "b1", "B", "2017-03-01T10:00:00Z", "started", party="caller",
+              number="+46702", instant=T0),
+    ]  # fmt: skip
+    assert store.ingest(first, now=T0).accepted == 2
+    stop = T0 + 5_000_000
+    later = [
+        Event("acme", "a1", "B", "2017-03-01T10:00:00Z", "started", party="caller",
+              number="+46701", instant=T0),  # A's event, sent under B
+        first[1],  # B's own, again
+        Event("acme", "b2", "B", "2017-03-01T10:00:05Z", "ended", instant=stop),
+    ]  # fmt: skip
+    summary = store.ingest(later, now=T0)
+    assert (summary.accepted, summary.duplicates, summary.records_new) == (1, 2, 1)
+    [record] = period(store, "acme")
+    assert record["callerNo"] == "+46702"
+    again = store.ingest([*first, *later], now=T0)
+    assert (again.accepted, again.duplicates) == (0, 5)
+
+
 def test_events_arriving_one_by_one_in_any_order(store: Store) -> None:
     store.add_org("acme", "Europe/Stockholm", now=T0)
     events = events_of(PRODUCT)
