@@ -279,3 +279,10 @@ def _while_the_writer_is_busy(store: Store, batches: list[list[Event]]) -> list[
         return asyncio.run(run())
     finally:
         shared.close()
+
+
+def test_an_in_memory_database_is_refused_with_the_reason() -> None:
+    """`:memory:` is one connection's database: the store's readers would see another, empty
+    one. It used to fail on opening with "no such table: meta"."""
+    with pytest.raises(StoreError, match="in-memory database is seen by one connection alone"):
+        SqliteEngine("sqlite:///:memory:")

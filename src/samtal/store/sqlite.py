@@ -222,7 +222,8 @@ WATCH_EVERY = 0.1
 
 
 def path_of(url: str) -> str:
-    """The file of a `sqlite:///relative` or `sqlite:////absolute` URL (`:memory:` too)."""
+    """The file of a `sqlite:///relative` or `sqlite:////absolute` URL. Not `:memory:`: such
+    a database is one connection's alone, and the store reads on connections of its own."""
     if not url.startswith("sqlite:///"):
         raise StoreError(
             f"unsupported database URL {url!r}: use sqlite:///relative/path.db "
@@ -231,6 +232,12 @@ def path_of(url: str) -> str:
     path = url[len("sqlite:///") :]
     if not path:
         raise StoreError(f"database URL {url!r} names no file")
+    if path == ":memory:":
+        raise StoreError(
+            f"database URL {url!r}: an in-memory database is seen by one connection alone, "
+            "and samtal reads and writes on connections of their own; name a file (for a "
+            "throwaway store, one in a temporary directory)"
+        )
     return path
 
 
@@ -255,8 +262,7 @@ class SqliteEngine(SqlEngine):
     def __init__(self, url: str, migrations: tuple[str, ...] = MIGRATIONS) -> None:
         super().__init__(migrations)
         path = path_of(url)
-        if path != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
         self._path = path
         self._lock = threading.Lock()
         self._local = threading.local()
@@ -349,9 +355,6 @@ class SqliteEngine(SqlEngine):
     def watch(self, stop: threading.Event, changed: Callable[[str | None], None]) -> None:
         """Poll SQLite's `data_version`, which moves whenever another connection (of this
         process or any other) commits; `changed(None)` then, since it does not say what."""
-        if self._path == ":memory:":  # no other connection can see this database
-            stop.wait()
-            return
         db = self._connect(self._path)
         try:
             last = db.execute("PRAGMA data_version").fetchone()[0]
@@ -367,8 +370,6 @@ class SqliteEngine(SqlEngine):
         """Lead the duties while holding an exclusive lock on `<database>.duties`; the lock
         goes with the process, so another takes over when the leader dies."""
         if self._lead is None:
-            if self._path == ":memory:":
-                return True
             lead = open(self._path + ".duties", "a")  # noqa: SIM115 (held while the engine lives)
             try:
                 fcntl.flock(lead, fcntl.LOCK_EX | fcntl.LOCK_NB)
