@@ -5,12 +5,14 @@ The other ingest benchmarks load whole calls: an import's batches of 20,000 line
 batches of complete calls. A switch posting every second or two sends a call's `started`, its
 `answered` and its `ended` in different batches, minutes apart; the store reads back each
 call's stored events and writes its row again. This measures that path: a simulated day of
-`ORGS` organisations in time order, its first `--lines` lines in batches of `--batch`, stored
-one batch after another in process (`samtal.ingest.ingest`: no HTTP, decoded beforehand), on
-SQLite and on PostgreSQL (the server of postgres.py). Lines/s and ms a batch, medians of
-`--repeat`. With `--against DIR` (another checkout), the two alternate, run by run.
+`--orgs` organisations (100,000 calls in all) in time order, its first `--lines` lines in
+batches of `--batch`, stored one batch after another in process (`samtal.ingest.ingest`: no
+HTTP, decoded beforehand), on SQLite and on PostgreSQL (the server of postgres.py). Lines/s
+and ms a batch, medians of `--repeat`. With `--against DIR` (another checkout), the two
+alternate, run by run.
 
-    python bench/live.py [--batch N] [--lines N] [--repeat N] [--against DIR] [--only ENGINE]
+    python bench/live.py [--orgs N] [--batch N] [--lines N] [--repeat N] [--against DIR]
+                         [--only ENGINE]
 """
 
 from __future__ import annotations
@@ -31,24 +33,17 @@ from _common import report, simulated
 from _server import source_env
 from postgres import database
 
-ORGS = 50
 ENGINES = ("sqlite", "postgres")
+#: Calls a day across the organisations, however many they are.
+CALLS = 100_000
 
 
-def stream() -> Path:
-    """A day of 50 organisations' calls, 2,000 each, in time order (about 300k lines)."""
+def stream(orgs: int) -> Path:
+    """A day of `orgs` organisations' calls, 100,000 in all, in time order (about 720k lines)."""
     return simulated(
-        "live-50x1d.ndjson",
-        "--orgs",
-        str(ORGS),
-        "--days",
-        "1",
-        "--seed",
-        "5",
-        "--start",
-        "2017-01-11",
-        "--calls-per-day",
-        "2000",
+        f"live-{orgs}x1d.ndjson",
+        *("--orgs", str(orgs), "--days", "1", "--seed", "5", "--start", "2017-01-11"),
+        *("--calls-per-day", str(CALLS // orgs)),
     )
 
 
@@ -99,7 +94,7 @@ def worker(url: str, path: Path, lines: int, batch: int) -> None:
 def run(engine: str, path: Path, args: argparse.Namespace, source: Path | None) -> dict[str, float]:
     """One run of `worker` on a fresh database of `engine`, by the samtal of `source`."""
     env = {**os.environ, **source_env(source), "SAMTAL_RETENTION_DAYS": "0"}
-    orgs = "".join(f"org-{n}\n" for n in range(1, ORGS + 1))
+    orgs = "".join(f"org-{n}\n" for n in range(1, args.orgs + 1))
 
     def measured(url: str) -> dict[str, float]:
         subprocess.run(
@@ -129,6 +124,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batch", type=int, default=100, help="lines a batch")
     parser.add_argument("--lines", type=int, default=60_000, help="lines of the stream stored")
+    parser.add_argument("--orgs", type=int, default=50, help="organisations in the stream")
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--against", type=Path, help="another checkout to compare with")
     parser.add_argument("--only", choices=ENGINES)
@@ -138,10 +134,10 @@ def main() -> None:
         url, path, lines, batch = args.worker
         worker(url, Path(path), int(lines), int(batch))
         return
-    path = stream()
+    path = stream(args.orgs)
     share = under_way(path, args.lines, args.batch)
     print(
-        f"{args.lines:,} lines of {ORGS} organisations in batches of {args.batch}: "
+        f"{args.lines:,} lines of {args.orgs:,} organisations in batches of {args.batch}: "
         f"{share:.0%} of them of calls first seen in an earlier batch"
     )
     sources: dict[str, Path | None] = {"this checkout": None}
