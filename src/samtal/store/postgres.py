@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import date, timedelta
@@ -214,6 +215,13 @@ MIGRATIONS: tuple[str, ...] = (
 )
 #: The channel a commit that gave out change numbers notifies, with its organisation.
 CHANNEL = "samtal_changes"
+#: The tables a write transaction stages rows in (`_Tx._stage`): a connection's own, made once
+#: for it, emptied by each commit.
+_STAGING = ";".join(
+    f"CREATE TEMP TABLE IF NOT EXISTS staged_{table} (LIKE {table} INCLUDING DEFAULTS) "
+    "ON COMMIT DELETE ROWS"
+    for table in ("events", "records", "calls")
+)
 #: Raised by PostgreSQL when it broke a deadlock or a serialisation conflict by aborting us.
 _RACES = (errors.DeadlockDetected, errors.SerializationFailure)
 _EVENT_COLUMNS = "org, day, id, call, instant, seq, type, party, number, kind, dialed, target, at"
@@ -270,6 +278,8 @@ class PostgresEngine(SqlEngine):
         # connection behind the other's back.
         self._lead_lock = threading.Lock()
         self._closed = False
+        #: The pool's connections that have their staging tables (`_STAGING`).
+        self._staging: weakref.WeakSet[psycopg.Connection[Any]] = weakref.WeakSet()
         #: Spans of days [first, end) known to have their partitions.
         self._spans: list[tuple[int, int]] = []
         #: Half the pool writes, so that reads always find a connection; in a process that
@@ -314,10 +324,17 @@ class PostgresEngine(SqlEngine):
                 return cursor.execute(sql, params).fetchall()
 
     @contextmanager
-    def _writing(self) -> Iterator[psycopg.Connection[Any]]:
-        """A write transaction on a pooled connection; Contention when it lost a race."""
+    def _writing(self, *, staging: bool = False) -> Iterator[psycopg.Connection[Any]]:
+        """A write transaction on a pooled connection (with `staging`, one that has the staging
+        tables); Contention when it lost a race."""
         try:
             with self._pool.connection() as db:
+                if staging and db not in self._staging:
+                    # Made outside any transaction, so that a rollback cannot take them away:
+                    # each batch making them cost two statements of its own.
+                    db.autocommit = True
+                    db.execute(_STAGING)
+                    self._staging.add(db)
                 db.autocommit = False
                 with db.transaction():
                     yield db
@@ -346,7 +363,7 @@ class PostgresEngine(SqlEngine):
     def transaction(self) -> Iterator[_Tx]:
         """A write transaction for the record workflow (see WriteTx)."""
         try:
-            with self._writing() as db:
+            with self._writing(staging=True) as db:
                 yield _Tx(db)
         except (psycopg.DataError, UnicodeEncodeError) as exc:
             raise Refused(str(exc).strip().split("\n")[0]) from exc
@@ -697,18 +714,21 @@ class _Tx:
         rows stay locked until the commit (taken in name order): numbers are handed out in
         commit order. The commit notifies the waiting feed readers of every process."""
         names = sorted(counts)
-        self.db.execute(
-            "SELECT name FROM orgs WHERE name = ANY(%b) ORDER BY name FOR UPDATE", (names,)
-        )
-        rows = self.db.execute(
-            "UPDATE orgs o SET change_seq = o.change_seq + k.n "
-            "FROM unnest(%b::text[], %b::bigint[]) AS k(name, n) WHERE o.name = k.name "
-            "RETURNING o.name, o.change_seq",
-            (names, [counts[name] for name in names]),
-        ).fetchall()
-        # Delivered at the commit, once per organisation.
-        self.db.execute("SELECT pg_notify(%s, k) FROM unnest(%b::text[]) AS k", (CHANNEL, names))
-        return {name: int(last) - counts[name] + 1 for name, last in rows}
+        with self.db.pipeline():  # the three statements in one round trip
+            self.db.execute(
+                "SELECT name FROM orgs WHERE name = ANY(%b) ORDER BY name FOR UPDATE", (names,)
+            )
+            taken = self.db.execute(
+                "UPDATE orgs o SET change_seq = o.change_seq + k.n "
+                "FROM unnest(%b::text[], %b::bigint[]) AS k(name, n) WHERE o.name = k.name "
+                "RETURNING o.name, o.change_seq",
+                (names, [counts[name] for name in names]),
+            )
+            # Delivered at the commit, once per organisation.
+            self.db.execute(
+                "SELECT pg_notify(%s, k) FROM unnest(%b::text[]) AS k", (CHANNEL, names)
+            )
+        return {name: int(last) - counts[name] + 1 for name, last in taken.fetchall()}
 
     def write(
         self,
@@ -751,6 +771,8 @@ class _Tx:
             # The k-th new version of an organisation, staged as -k, gets its number here.
             names = list(first)
             numbers = (names, [first[name] for name in names])
+        # What is left goes in one round trip: no statement waits for another's answer.
+        with self.db.pipeline(), self.db.cursor() as cursor:
             if records:
                 cursor.execute(
                     "INSERT INTO records (org, day, start_ms, call, start, change_seq, json, "
@@ -801,14 +823,9 @@ class _Tx:
         COPY: each value is dumped in C, where arrays for `unnest` were built value by value in
         Python (10% of an import's time)."""
         staged = f"staged_{table}"
-        if staged in self._staged:
+        if staged in self._staged:  # used before in this transaction
             cursor.execute(f"TRUNCATE {staged}")
-        else:
-            cursor.execute(
-                f"CREATE TEMP TABLE IF NOT EXISTS {staged} (LIKE {table} INCLUDING DEFAULTS) "
-                "ON COMMIT DELETE ROWS"
-            )
-            self._staged.add(staged)
+        self._staged.add(staged)
         with cursor.copy(f"COPY {staged} ({columns}) FROM STDIN (FORMAT BINARY)") as copy:
             copy.set_types(types)
             for row in rows:
