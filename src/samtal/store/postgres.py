@@ -330,8 +330,8 @@ class PostgresEngine(SqlEngine):
         try:
             with self._pool.connection() as db:
                 if staging and db not in self._staging:
-                    # Made outside any transaction, so that a rollback cannot take them away:
-                    # each batch making them cost two statements of its own.
+                    # Made outside any transaction, so that a rollback cannot take them away.
+                    # (Made by each batch, they cost it two statements.)
                     db.autocommit = True
                     db.execute(_STAGING)
                     self._staging.add(db)
