@@ -68,7 +68,8 @@ def under_way(path: Path, lines: int, batch: int) -> float:
 
 def worker(url: str, path: Path, lines: int, batch: int) -> None:
     """Store the stream's first `lines` lines in batches of `batch` (this process's samtal);
-    print the seconds the store took, as JSON."""
+    print the seconds the store took, and the median and 99th percentile of a batch's, as
+    JSON."""
     from samtal.events import decode_batch
     from samtal.ingest import ingest
     from samtal.store import open_store
@@ -81,14 +82,25 @@ def worker(url: str, path: Path, lines: int, batch: int) -> None:
     now = int(time.time() * 1e6)
     store = open_store(url)
     try:
-        began = time.perf_counter()
         accepted = 0
+        each: list[float] = []
         for decoded in batches:
+            began = time.perf_counter()
             accepted += ingest(store, decoded, now=now).accepted
-        seconds = time.perf_counter() - began
+            each.append(time.perf_counter() - began)
     finally:
         store.close()
-    print(json.dumps({"seconds": seconds, "accepted": accepted, "batches": len(batches)}))
+    each.sort()
+    print(
+        json.dumps(
+            {
+                "seconds": sum(each),
+                "accepted": accepted,
+                "p50": each[len(each) // 2],
+                "p99": each[min(len(each) - 1, len(each) * 99 // 100)],
+            }
+        )
+    )
 
 
 def run(engine: str, path: Path, args: argparse.Namespace, source: Path | None) -> dict[str, float]:
@@ -144,16 +156,19 @@ def main() -> None:
     if args.against:
         sources[f"against {args.against}"] = args.against
     for engine in ENGINES if args.only is None else (args.only,):
-        seconds: dict[str, list[float]] = {name: [] for name in sources}
+        runs: dict[str, list[dict[str, float]]] = {name: [] for name in sources}
         for _ in range(args.repeat):
             for name, source in sources.items():  # alternating, so that noise falls on both
-                seconds[name].append(run(engine, path, args, source)["seconds"])
+                runs[name].append(run(engine, path, args, source))
         rows: list[tuple[str, float, str]] = []
-        medians = {name: statistics.median(times) for name, times in seconds.items()}
+        medians = {name: statistics.median(r["seconds"] for r in got) for name, got in runs.items()}
         for name, median in medians.items():
             rows.append((f"{name}", args.lines / median, "lines/s"))
             rows.append((f"{name}, a batch", median * 1000 / -(-args.lines // args.batch), "ms"))
-            print(f"  {engine} {name}: " + ", ".join(f"{s:.2f} s" for s in seconds[name]))
+            for at in ("p50", "p99"):
+                figure = statistics.median(r[at] for r in runs[name]) * 1000
+                rows.append((f"{name}, a batch, {at}", figure, "ms"))
+            print(f"  {engine} {name}: " + ", ".join(f"{r['seconds']:.2f} s" for r in runs[name]))
         if args.against:
             mine, other = medians.values()
             rows.append(("time against the other checkout", mine / other, "x"))
