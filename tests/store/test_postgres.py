@@ -20,7 +20,7 @@ from samtal.store import Store, open_store
 from samtal.store import _sql as shared_sql
 from samtal.store import postgres as engine_module
 from samtal.store.postgres import MIGRATIONS, PostgresEngine
-from tests.helpers import PRODUCT, T0
+from tests.helpers import PRODUCT, T0, events_of, period
 from tests.helpers.databases import assert_upgraded_for_privacy, postgres_database
 
 # PostgreSQL's own: every test makes a database on the server (as the PostgreSQL runs of the
@@ -348,3 +348,20 @@ def _nodes(plan: dict) -> list[dict]:  # type: ignore[type-arg]
     for child in plan.get("Plans", []):
         found += _nodes(child)
     return found
+
+
+def test_a_rolled_back_first_write_leaves_the_connection_its_staging_tables(url: str) -> None:
+    """Each connection's staging tables are made once, outside any transaction: the first write
+    transaction on a connection rolling back must not take them with it, or every later batch
+    on that connection would fail for want of them."""
+    engine = PostgresEngine(url, max_size=2)  # one writer: every transaction on one connection
+    with pytest.raises(RuntimeError), engine.transaction():
+        raise RuntimeError("rolled back")
+    store = Store(engine)
+    try:
+        store.add_org("acme", "Europe/Stockholm", now=T0)
+        events = events_of(PRODUCT)
+        assert store.ingest(events, now=T0).accepted == len(events)
+        assert period(store, "acme") == PRODUCT["expected"]
+    finally:
+        store.close()
