@@ -240,6 +240,13 @@ def test_orgs_added_from_a_file(tmp_path: Path) -> None:
         "line 3: unknown time zone 'Mars/Olympus': use an IANA name such as 'Europe/Stockholm'",
     ]
     assert "fine-1" not in samtal("org", "list", "--db", db, cwd=tmp_path).stdout
+    # A spreadsheet's export: a byte order mark first, and CRLF line ends.
+    (tmp_path / "export.csv").write_bytes(b"\xef\xbb\xbfkund-bom,UTC\r\nkund-crlf\r\n")
+    exported = samtal("org", "add", "--from", "export.csv", "--db", db, cwd=tmp_path)
+    assert exported.returncode == 0, exported.stderr
+    assert exported.stdout.strip() == "added 2 organisations; 0 existed already"
+    listed = samtal("org", "list", "--db", db, cwd=tmp_path).stdout
+    assert "kund-bom\tUTC" in listed and "kund-crlf\tEurope/Stockholm" in listed
 
 
 def test_an_organisation_keeps_less_than_the_installation(tmp_path: Path) -> None:

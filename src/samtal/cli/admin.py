@@ -38,7 +38,9 @@ def org() -> None:
 @click.option(
     "--from",
     "from_file",
-    type=click.File("r", encoding="utf-8"),
+    # `utf-8-sig`: a byte order mark that opens the file (a spreadsheet's export) is not part
+    # of the first name.
+    type=click.File("r", encoding="utf-8-sig"),
     help="Add the organisations of a file (`-`: stdin), one a line: `name` or `name,zone` "
     "(--tz for the lines without a zone). One transaction; names that exist are left as "
     "they are; an invalid line refuses the whole file.",
@@ -64,7 +66,7 @@ def _add_orgs(source: TextIO, default_tz: str, db_url: str | None) -> None:
     """`org add --from`: read and check every line first; refuse the whole file on any bad
     one, listing them by number; else add them all in one transaction."""
     from samtal.errors import UnknownZone
-    from samtal.store._base import check_org_name
+    from samtal.store import check_org_name
     from samtal.times import zone
 
     rows: list[tuple[str, str]] = []

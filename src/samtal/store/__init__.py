@@ -624,5 +624,6 @@ __all__ = [
     "Store",
     "Token",
     "Webhook",
+    "check_org_name",
     "open_store",
 ]
