@@ -18,7 +18,7 @@ from samtal.events import Event, decode_batch
 from samtal.filters import parse_filters
 from samtal.simulate import TrafficSettings, event_lines
 from samtal.store import AsyncStore, IngestSummary, Store
-from samtal.store.sqlite import MIGRATIONS, PAGE_SIZE, SqliteEngine
+from samtal.store.sqlite import MIGRATIONS, PAGE_SIZE, WAL_CHECKPOINT_BYTES, SqliteEngine
 from samtal.times import parse_instant
 from tests.helpers import PRODUCT, T0, events_of, period
 from tests.helpers.databases import assert_upgraded_for_privacy
@@ -178,8 +178,9 @@ def test_a_new_database_has_big_pages_and_one_made_before_keeps_its_own(tmp_path
     for path, size in ((tmp_path / "new.db", PAGE_SIZE), (made_before, 4096)):
         engine = SqliteEngine(f"sqlite:///{path}")
         assert engine.schema_version == len(MIGRATIONS)
-        with engine._writing() as writer:  # the WAL is checkpointed at 4 MiB either way
-            assert writer.execute("PRAGMA wal_autocheckpoint").fetchone()[0] * size == 4 << 20
+        with engine._writing() as writer:  # the WAL is checkpointed at the same size either way
+            pages = writer.execute("PRAGMA wal_autocheckpoint").fetchone()[0]
+            assert pages * size == WAL_CHECKPOINT_BYTES
         engine.close()
         db = sqlite3.connect(path)
         assert db.execute("PRAGMA page_size").fetchone() == (size,)
