@@ -68,9 +68,10 @@ class Sqlite:
         self.monitor: sqlite3.Connection | None = None
 
     def before(self) -> None:
-        """An empty WAL: every frame in it after the batch is the batch's commit. (SQLite's own
-        checkpoint at the end of that commit copies the frames into the database and leaves
-        them in the file until the next transaction starts it again.)"""
+        """An empty WAL: every frame in it after the batch is the batch's commit. (Should that
+        commit take the WAL past samtal's checkpoint size, SQLite's own checkpoint copies the
+        frames into the database and leaves them in the file until the next transaction starts
+        it again.)"""
         if self.monitor is None:
             self.monitor = sqlite3.connect(self.path, isolation_level=None)
         self.monitor.execute("PRAGMA wal_checkpoint(TRUNCATE)")
