@@ -228,6 +228,20 @@ def workers(args: list[str], url: str, count: int, cwd: Path) -> Iterator[list[s
     assert [process.returncode for process in processes] == [0] * count, logs
 
 
+def children(pid: int) -> list[int]:
+    """The processes that process `pid` started (Linux's /proc)."""
+    return [int(child) for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+
+
+def alive(pid: int) -> bool:
+    """Whether process `pid` still runs (a zombie, which only waits to be reaped, does not)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except FileNotFoundError:
+        return False
+    return "\nState:\tZ" not in status
+
+
 def keys(lines: list[bytes]) -> set[tuple[str, str]]:
     """The distinct (org, id) of event lines."""
     return {(event["org"], event["id"]) for event in map(json.loads, lines)}
@@ -416,8 +430,12 @@ def test_a_consumer_killed_mid_batch_loses_nothing(
     assert "failed 0" in samtal("publish", str(path), *jet.args(), cwd=tmp_path, env={}).stdout
     first = consumer(jet, tmp_path, store_url, "--batch", "20", "--ack-wait", "2")
     wait_until(lambda: stored_events(store_url) > 500, 60)
+    storing = children(first.pid)  # its processes that store the batches
+    assert storing
     first.kill()  # SIGKILL, mid-stream: batches fetched and not acknowledged come back
     first.communicate(timeout=30)
+    # Its storing processes leave too, rather than wait for work forever on their connections.
+    wait_until(lambda: not any(map(alive, storing)), 20)
     assert stored_events(store_url) < len(keys(lines))  # it died mid-stream
     second = consumer(jet, tmp_path, store_url, "--batch", "20", "--ack-wait", "2")
     try:

@@ -180,15 +180,17 @@ def consume(
 
     config = settings(database_url=db_url, nats_url=nats_url)
     configure_logging(config.log_format)
+    # Opened here to fail at once on a database that cannot work, and to bring its schema up
+    # to date; the batches are stored by processes of the consumer's own, each with its store.
     store = open_db(config.database_url)
+    writers = store.writers
+    store.close()
     if metrics_port is not None:
         from prometheus_client import start_http_server
 
         start_http_server(metrics_port)
 
     async def run() -> None:
-        from samtal.store import AsyncStore
-
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
@@ -201,18 +203,15 @@ def consume(
             ack_wait=ack_wait,
             batch=batch,
         )
-        handle = AsyncStore(store)
-        try:
-            done = await consume_events(
-                handle,
-                url=config.nats_url,
-                now=system_clock,
-                stop=stop,
-                names=names,
-                settings=config,
-            )
-        finally:
-            handle.close(wait=False)  # a write still hanging is not waited for
+        done = await consume_events(
+            config.database_url,
+            writers=writers,
+            url=config.nats_url,
+            now=system_clock,
+            stop=stop,
+            names=names,
+            settings=config,
+        )
         logging.getLogger("samtal.consume").info(
             "stopped: %d batches, %d accepted, %d duplicates, %d rejected",
             done.batches,
@@ -221,7 +220,4 @@ def consume(
             done.rejected,
         )
 
-    try:
-        asyncio.run(run())
-    finally:
-        store.close()
+    asyncio.run(run())

@@ -124,30 +124,60 @@ def _sort_out(decoded: Decoded, known: Mapping[str, Org], bounds: Bounds | None)
     return out
 
 
-def _tally(report: Report, batch: _Sorted, summary: IngestSummary | None, path: str) -> Report:
-    """Add what a batch did to `report` (and to the metrics)."""
-    rejected = batch.rejected
+@dataclass
+class Stored:
+    """What storing a batch did, not yet told to the metrics: `counted` tells them and adds it
+    to a report. Apart so that a process of its own can store (`samtal.ingest.apart`) while
+    the metrics that are served count."""
+
+    report: Report
+    summary: IngestSummary | None
+
+
+def store_decoded(store: Store, decoded: Decoded, *, now: int, bounds: Bounds | None) -> Stored:
+    """`ingest` without the metrics: what storing the batch did, for `counted`."""
+    known = store.orgs_named(sorted({event.org for event in decoded.events}))
+    batch = _sort_out(decoded, known, bounds)
+    summary = store.ingest(batch.events, now=now) if batch.events else None
+    return Stored(_outcome(batch, summary), summary)
+
+
+def counted(stored: Stored, path: str, report: Report | None = None) -> Report:
+    """Tell the metrics what a batch did (`path` names the way it came: http, nats, import),
+    and add it to `report` (None: a new one)."""
+    if stored.summary is not None:
+        _count(stored.summary, path)
+    metrics.EVENTS.labels(path, "rejected").inc(len(stored.report.rejected))
+    if report is None:
+        return stored.report
+    report.accepted += stored.report.accepted
+    report.duplicates += stored.report.duplicates
+    report.rejected.extend(stored.report.rejected)
+    return report
+
+
+def _outcome(batch: _Sorted, summary: IngestSummary | None) -> Report:
+    """What a batch did, as a report: the lines of calls the database refused join its
+    rejections, all in line order."""
+    out = Report(rejected=batch.rejected)
     if summary is not None:
-        report.accepted += summary.accepted
-        report.duplicates += summary.duplicates
-        _count(summary, path)
+        out.accepted = summary.accepted
+        out.duplicates = summary.duplicates
         if summary.refused:
             # The calls the database would not store: each of their lines, with the reason.
             why = {key: reason for key, reason in summary.refused}
             for event, line in zip(batch.events, batch.lines, strict=True):
                 reason = why.get((event.org, event.call))
                 if reason is not None:
-                    rejected.append(
+                    out.rejected.append(
                         Rejection(
                             line,
                             event.id,
                             f"the database refused this call: {shorten(reason, 200)}",
                         )
                     )
-    rejected.sort(key=lambda r: r.line)
-    metrics.EVENTS.labels(path, "rejected").inc(len(rejected))
-    report.rejected.extend(rejected)
-    return report
+    out.rejected.sort(key=lambda r: r.line)
+    return out
 
 
 def ingest(
@@ -162,10 +192,7 @@ def ingest(
     """Store the decoded events of known organisations within `bounds` (None: any time);
     reject the others' lines. `path` names the way they came (http, nats, import) in the
     metrics."""
-    known = store.orgs_named(sorted({event.org for event in decoded.events}))
-    batch = _sort_out(decoded, known, bounds)
-    summary = store.ingest(batch.events, now=now) if batch.events else None
-    return _tally(report if report is not None else Report(), batch, summary, path)
+    return counted(store_decoded(store, decoded, now=now, bounds=bounds), path, report)
 
 
 async def ingest_async(
@@ -181,7 +208,7 @@ async def ingest_async(
     known = await store.orgs_named(sorted({event.org for event in decoded.events}))
     batch = _sort_out(decoded, known, bounds)
     summary = await store.ingest(batch.events, now=now) if batch.events else None
-    return _tally(report if report is not None else Report(), batch, summary, path)
+    return counted(Stored(_outcome(batch, summary), summary), path, report)
 
 
 def _count(summary: IngestSummary, path: str) -> None:

@@ -31,10 +31,10 @@ from nats.js.client import JetStreamContext
 from nats.js.errors import NotFoundError
 
 from samtal import metrics
-from samtal.events import Decoded, Event, Rejection, decode_batch, decode_one
-from samtal.ingest import Bounds, Report, ingest_async
+from samtal.events import Event, Rejection, decode_one
+from samtal.ingest import Bounds, Report
+from samtal.ingest.apart import Apart
 from samtal.settings import Settings
-from samtal.store import AsyncStore
 from samtal.streams import StreamNames
 from samtal.types import ORG_NAME
 
@@ -206,8 +206,9 @@ class Consumed:
 
 
 async def consume(
-    store: AsyncStore,
+    database: str,
     *,
+    writers: int,
     url: str,
     now: Callable[[], int],
     stop: asyncio.Event,
@@ -215,14 +216,16 @@ async def consume(
     settings: Settings | None = None,
     log_every: float = 5.0,
 ) -> Consumed:
-    """Consume until `stop` is set: fetch, ingest in one transaction, then acknowledge.
+    """Consume until `stop` is set into the store at URL `database`, which takes `writers`
+    at once: fetch, ingest in one transaction, then acknowledge. The batches are decoded and
+    stored in processes of their own (`Apart`), beside the event loop that speaks to NATS.
 
-    A message that can never be stored (invalid, of an unknown organisation, or refused by the
-    database) is acknowledged and dead-lettered with its reason: it never holds up the others.
-    While the database is away, the batch is kept (not acknowledged) and tried again with
-    backoff. Several batches are stored at once where the store takes several writers. When
-    `stop` is set, the batches under way are given STOP_GRACE seconds to be stored and
-    acknowledged; whatever is not is left to another worker.
+        A message that can never be stored (invalid, of an unknown organisation, or refused by the
+        database) is acknowledged and dead-lettered with its reason: it never holds up the others.
+        While the database is away, the batch is kept (not acknowledged) and tried again with
+        backoff. Several batches are stored at once where the store takes several writers. When
+        `stop` is set, the batches under way are given STOP_GRACE seconds to be stored and
+        acknowledged; whatever is not is left to another worker.
     """
     done = Consumed()
     nc = await nats.connect(
@@ -239,8 +242,11 @@ async def consume(
         # Batches stored at once: as many as the store has writers (several on PostgreSQL, so
         # that Python's work on one overlaps the database's on another), within what the
         # consumer may hold unacknowledged besides the batch fetched ahead.
-        at_once = max(1, min(store.writers, max_ack_pending(names.batch) // names.batch - 1))
+        at_once = max(1, min(writers, max_ack_pending(names.batch) // names.batch - 1))
         storing: set[asyncio.Task[None]] = set()
+        apart = Apart(
+            database, at_once, log_format=None if settings is None else settings.log_format
+        )
 
         async def fetch() -> list[Msg]:
             try:
@@ -253,8 +259,7 @@ async def consume(
         async def store_and_ack(messages: list[Msg]) -> None:
             nonlocal last_log, last_count
             lines = _Lines(messages)
-            decoded = await asyncio.to_thread(decode_batch, lines.lines)
-            report = await _store_until_stopped(store, decoded, now, settings, messages, stop)
+            report = await _store_until_stopped(apart, lines.lines, now, settings, messages, stop)
             if report is None:  # stopping, the batch not stored: another worker will
                 for message in messages:
                     await message.nak()
@@ -308,7 +313,10 @@ async def consume(
                     await settle(at_once - 1)
         finally:
             ahead.cancel()
-            await settle(0)  # each batch under way is stored, or handed back, within STOP_GRACE
+            try:
+                await settle(0)  # each batch under way is stored, or handed back, in STOP_GRACE
+            finally:
+                apart.close()
     finally:
         if nc.is_connected:
             try:
@@ -481,8 +489,8 @@ async def _pending(sub: Puller) -> str:
 
 
 async def _store_until_stopped(
-    store: AsyncStore,
-    decoded: Decoded,
+    apart: Apart,
+    lines: list[bytes],
     now: Callable[[], int],
     settings: Settings | None,
     messages: list[Msg],
@@ -495,9 +503,7 @@ async def _store_until_stopped(
     while not stop.is_set():
         at = now()
         bounds = None if settings is None else Bounds.of(settings, at)
-        storing = asyncio.ensure_future(
-            ingest_async(store, decoded, now=at, bounds=bounds, path="nats")
-        )
+        storing = asyncio.ensure_future(apart.ingest(lines, now=at, bounds=bounds, path="nats"))
         stopping = asyncio.ensure_future(stop.wait())
         await asyncio.wait({storing, stopping}, return_when=asyncio.FIRST_COMPLETED)
         stopping.cancel()
