@@ -15,6 +15,7 @@ import asyncio
 import logging
 import multiprocessing
 import os
+import signal
 import threading
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -73,7 +74,8 @@ class Apart:
 
     def close(self) -> None:
         """Stop the processes, a batch under way included (it is stored again from its
-        messages, which were not acknowledged)."""
+        messages, which were not acknowledged). Every process this one started through
+        `multiprocessing` is stopped: an `Apart` is for a process of its own (a worker)."""
         self._pool.shutdown(wait=False, cancel_futures=True)
         for child in multiprocessing.active_children():
             child.terminate()
@@ -82,6 +84,9 @@ class Apart:
 def _open(url: str, log_format: str | None) -> None:
     """In a new process of an `Apart`: open its store, and leave when the parent does."""
     global _store
+    # Ctrl-C reaches the terminal's whole process group: the parent decides when its batches
+    # stop (it gives a batch under way a few seconds, then `close`s).
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     if log_format is not None:
         configure(log_format)
     _store = open_store(url, reads=False)
