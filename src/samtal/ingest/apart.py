@@ -49,12 +49,18 @@ class Apart:
 
     def _started(self) -> ProcessPoolExecutor:
         # `spawn`: a fork would copy this process's threads' locks in whatever state they are.
-        return ProcessPoolExecutor(
+        pool = ProcessPoolExecutor(
             self.processes,
             mp_context=multiprocessing.get_context("spawn"),
             initializer=_open,
             initargs=(self.url, self.log_format),
         )
+        # The pool starts a process when a task finds none idle: one task each starts them
+        # all now (a process takes about a second to start and open its store), rather than
+        # one by one under the first batches.
+        for _ in range(self.processes):
+            pool.submit(_ready)
+        return pool
 
     async def ingest(
         self, lines: list[bytes], *, now: int, bounds: Bounds | None, path: str
@@ -101,6 +107,10 @@ def _orphaned(sentinel: int) -> None:
     # acknowledged, and comes again).
     wait([sentinel])
     os._exit(1)
+
+
+def _ready() -> None:
+    """Nothing: a task that makes the pool start a process (see `Apart._started`)."""
 
 
 def _stored(lines: list[bytes], now: int, bounds: Bounds | None) -> Stored:
