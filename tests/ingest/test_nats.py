@@ -233,6 +233,14 @@ def children(pid: int) -> list[int]:
     return [int(child) for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
 
 
+def cmdline(pid: int) -> bytes:
+    """The command line of process `pid` (empty once it is gone)."""
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except FileNotFoundError:
+        return b""
+
+
 def alive(pid: int) -> bool:
     """Whether process `pid` still runs (a zombie, which only waits to be reaped, does not)."""
     try:
@@ -444,6 +452,29 @@ def test_a_consumer_killed_mid_batch_loses_nothing(
         second.send_signal(signal.SIGTERM)
         second.communicate(timeout=30)
     assert second.returncode == 0
+    assert stored_events(store_url) == len(keys(lines))
+
+
+def test_a_storing_process_killed_mid_batch_loses_nothing(
+    jet: Jet, store_url: str, tmp_path: Path
+) -> None:
+    provisioned(store_url)
+    path, lines = traffic(tmp_path, calls=800)
+    assert "failed 0" in samtal("publish", str(path), *jet.args(), cwd=tmp_path, env={}).stdout
+    worker = consumer(jet, tmp_path, store_url, "--batch", "20", "--ack-wait", "2")
+    try:
+        wait_until(lambda: stored_events(store_url) > 500, 60)
+        storing = [pid for pid in children(worker.pid) if b"spawn_main" in cmdline(pid)]
+        assert storing
+        for pid in storing:  # SIGKILL, mid-stream: the worker starts them again
+            os.kill(pid, signal.SIGKILL)
+        assert stored_events(store_url) < len(keys(lines))
+        wait_until(lambda: all_stored(store_url, lines), 120)
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        log = worker.communicate(timeout=30)[1]
+    assert worker.returncode == 0, log
+    assert "a storing process died" in log
     assert stored_events(store_url) == len(keys(lines))
 
 

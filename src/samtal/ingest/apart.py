@@ -12,7 +12,6 @@ served) then count.
 from __future__ import annotations
 
 import asyncio
-import logging
 import multiprocessing
 import os
 import signal
@@ -25,8 +24,6 @@ from samtal.events import decode_batch
 from samtal.ingest import Bounds, Report, Stored, counted, store_decoded
 from samtal.logs import configure
 from samtal.store import Store, open_store
-
-log = logging.getLogger(__name__)
 
 #: The store of this process, when it is one of an `Apart`'s (see `_open`).
 _store: Store | None = None
@@ -45,6 +42,7 @@ class Apart:
         self.url = url
         self.processes = processes
         self.log_format = log_format
+        self._closed = False
         self._pool = self._started()
 
     def _started(self) -> ProcessPoolExecutor:
@@ -72,9 +70,10 @@ class Apart:
             stored = await asyncio.wrap_future(self._pool.submit(_stored, lines, now, bounds))
         except BrokenProcessPool as exc:
             # A process died (killed, or its store would not open): the next batch gets new
-            # ones.
-            self._pool.shutdown(wait=False, cancel_futures=True)
-            self._pool = self._started()
+            # ones, unless the processes were stopped on purpose.
+            if not self._closed:
+                self._pool.shutdown(wait=False, cancel_futures=True)
+                self._pool = self._started()
             raise Failed(f"a storing process died ({exc})") from None
         return counted(stored, path)
 
@@ -82,6 +81,7 @@ class Apart:
         """Stop the processes, a batch under way included (it is stored again from its
         messages, which were not acknowledged). Every process this one started through
         `multiprocessing` is stopped: an `Apart` is for a process of its own (a worker)."""
+        self._closed = True
         self._pool.shutdown(wait=False, cancel_futures=True)
         for child in multiprocessing.active_children():
             child.terminate()

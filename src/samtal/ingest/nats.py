@@ -220,12 +220,12 @@ async def consume(
     at once: fetch, ingest in one transaction, then acknowledge. The batches are decoded and
     stored in processes of their own (`Apart`), beside the event loop that speaks to NATS.
 
-        A message that can never be stored (invalid, of an unknown organisation, or refused by the
-        database) is acknowledged and dead-lettered with its reason: it never holds up the others.
-        While the database is away, the batch is kept (not acknowledged) and tried again with
-        backoff. Several batches are stored at once where the store takes several writers. When
-        `stop` is set, the batches under way are given STOP_GRACE seconds to be stored and
-        acknowledged; whatever is not is left to another worker.
+    A message that can never be stored (invalid, of an unknown organisation, or refused by the
+    database) is acknowledged and dead-lettered with its reason: it never holds up the others.
+    While the database is away, the batch is kept (not acknowledged) and tried again with
+    backoff. Several batches are stored at once where the store takes several writers. When
+    `stop` is set, the batches under way are given STOP_GRACE seconds to be stored and
+    acknowledged; whatever is not is left to another worker.
     """
     done = Consumed()
     nc = await nats.connect(
