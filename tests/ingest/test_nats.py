@@ -430,14 +430,23 @@ def test_packed_messages_give_exact_records_and_a_bad_line_is_dead_lettered_alon
     assert stored_events(store_url) == len(keys(everything))
 
 
-def test_a_consumer_killed_mid_batch_loses_nothing(
+def mid_stream(
     jet: Jet, store_url: str, tmp_path: Path
-) -> None:
+) -> tuple[list[bytes], subprocess.Popen[str]]:
+    """A day's traffic published, and a consumer of small batches that has stored part of it:
+    the lines, and the consumer."""
     provisioned(store_url)
     path, lines = traffic(tmp_path, calls=800)
     assert "failed 0" in samtal("publish", str(path), *jet.args(), cwd=tmp_path, env={}).stdout
-    first = consumer(jet, tmp_path, store_url, "--batch", "20", "--ack-wait", "2")
+    worker = consumer(jet, tmp_path, store_url, "--batch", "20", "--ack-wait", "2")
     wait_until(lambda: stored_events(store_url) > 500, 60)
+    return lines, worker
+
+
+def test_a_consumer_killed_mid_batch_loses_nothing(
+    jet: Jet, store_url: str, tmp_path: Path
+) -> None:
+    lines, first = mid_stream(jet, store_url, tmp_path)
     storing = children(first.pid)  # its processes that store the batches
     assert storing
     first.kill()  # SIGKILL, mid-stream: batches fetched and not acknowledged come back
@@ -458,12 +467,8 @@ def test_a_consumer_killed_mid_batch_loses_nothing(
 def test_a_storing_process_killed_mid_batch_loses_nothing(
     jet: Jet, store_url: str, tmp_path: Path
 ) -> None:
-    provisioned(store_url)
-    path, lines = traffic(tmp_path, calls=800)
-    assert "failed 0" in samtal("publish", str(path), *jet.args(), cwd=tmp_path, env={}).stdout
-    worker = consumer(jet, tmp_path, store_url, "--batch", "20", "--ack-wait", "2")
+    lines, worker = mid_stream(jet, store_url, tmp_path)
     try:
-        wait_until(lambda: stored_events(store_url) > 500, 60)
         storing = [pid for pid in children(worker.pid) if b"spawn_main" in cmdline(pid)]
         assert storing
         for pid in storing:  # SIGKILL, mid-stream: the worker starts them again
