@@ -4,7 +4,12 @@ simulated events, next to a bare `executemany` of the same lines into one SQLite
 Target (issue 3): `samtal import` >= 0.25x the bare insert. Issue 17: >= 0.5x of a decode of
 each line and a keyed insert of (org, id, call, line), in the same run.
 
-    python bench/ingest.py [--repeat N]
+`--ceiling`: also the store's part of the import alone (`_alone.py`: the batches decoded
+beforehand, then stored one after another in a process where nothing else runs), one run, and
+its ratio to the keyed floor: the most the import can reach against that floor with what it
+stores today.
+
+    python bench/ingest.py [--repeat N] [--ceiling]
 """
 
 from __future__ import annotations
@@ -95,6 +100,18 @@ def timed_import(path: Path, folder: Path, name: str) -> float:
     return time.perf_counter() - began
 
 
+def store_alone(path: Path, folder: Path) -> float:
+    """Seconds the store's part of the import takes alone (`_alone.py`)."""
+    done = subprocess.run(
+        [sys.executable, str(Path(__file__).parent / "_alone.py"), fresh_db(folder, "alone.db"),
+         str(path)],
+        check=True,
+        capture_output=True,
+        text=True,
+    )  # fmt: skip
+    return float(done.stdout)
+
+
 def timed_post(lines: list[bytes], folder: Path) -> float:
     db = fresh_db(folder, "post.db")
     token = samtal("token", "create", "--ingest", db=db).splitlines()[-1]
@@ -114,6 +131,7 @@ def timed_post(lines: list[bytes], folder: Path) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--ceiling", action="store_true", help="the store's part alone too")
     args = parser.parse_args()
     path = simulated(
         "ingest-1.5m.ndjson",
@@ -146,8 +164,18 @@ def main() -> None:
         ]
         pairs = [(b, i) for b, i, _ in runs]
         post_s = timed_post(lines, folder)
+        alone_s = store_alone(path, folder) if args.ceiling else None
     bare_s = statistics.median(b for b, _ in pairs)
     import_s = statistics.median(i for _, i in pairs)
+    keyed_s = statistics.median(k for _, _, k in runs)
+    ceiling = (
+        []
+        if alone_s is None
+        else [
+            ("the store's part alone (_alone.py, one run)", events / alone_s, "events/s"),
+            ("ratio store alone / keyed (the import's ceiling)", keyed_s / alone_s, "x"),
+        ]
+    )
     report(
         f"ingest: {events:,} events, {ORGS} organisations, median of {args.repeat}",
         [
@@ -158,11 +186,7 @@ def main() -> None:
                 statistics.median(b / i for b, i in pairs),
                 "x",
             ),
-            (
-                "decode + keyed executemany (issue 17's floor)",
-                events / statistics.median(k for _, _, k in runs),
-                "events/s",
-            ),
+            ("decode + keyed executemany (issue 17's floor)", events / keyed_s, "events/s"),
             (
                 "ratio import / keyed (target >= 0.5)",
                 statistics.median(k / i for _, i, k in runs),
@@ -170,6 +194,7 @@ def main() -> None:
             ),
             ("POST /events, batches of 1,000 (one run)", events / post_s, "events/s"),
             ("ratio POST / bare", bare_s / post_s, "x"),
+            *ceiling,
         ],
     )
 
