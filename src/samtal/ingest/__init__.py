@@ -150,9 +150,7 @@ def counted(stored: Stored, path: str, report: Report | None = None) -> Report:
     metrics.EVENTS.labels(path, "rejected").inc(len(stored.report.rejected))
     if report is None:
         return stored.report
-    report.accepted += stored.report.accepted
-    report.duplicates += stored.report.duplicates
-    report.rejected.extend(stored.report.rejected)
+    _add(report, stored.report)
     return report
 
 
@@ -347,9 +345,14 @@ def _packed(lines: list[bytes], first: int) -> bytes:
 def _merged(into: Report, parts: list[Report]) -> Report:
     """The reports of batches as one: counts added, rejections in line order."""
     for part in parts:
-        into.accepted += part.accepted
-        into.duplicates += part.duplicates
-        into.rejected.extend(part.rejected)
+        _add(into, part)
     parts.clear()
     into.rejected.sort(key=lambda r: r.line)
     return into
+
+
+def _add(into: Report, part: Report) -> None:
+    """Add a batch's counts and rejections to `into`."""
+    into.accepted += part.accepted
+    into.duplicates += part.duplicates
+    into.rejected.extend(part.rejected)
