@@ -3,6 +3,8 @@
 /events and through JetStream, on SQLite and on PostgreSQL, in one run.
 
 Target: the mixed batch costs at most 1.5x per event of the single one, on both engines.
+The installation keeps 92 days, as by default, and the calls lie within them: every batch is
+checked against each of its organisations' retention, as an operator's are.
 POSTed batches alternate between the two kinds (so the machine's noise hits both alike), medians
 of --rounds; through JetStream, each kind's --rounds batches after its first, over the time
 they took. Uses the PostgreSQL of bench/postgres.py and the NATS of bench/jetstream.py.
@@ -42,6 +44,13 @@ from postgres import database
 
 NATS_URL = os.environ.get("SAMTAL_BENCH_NATS_URL", "nats://127.0.0.1:4222")
 ORGS = 1000
+#: The installation's retention in days, as by default: every event is checked against its
+#: organisation's window, as in production (the other benchmarks keep everything).
+RETENTION = "92"
+#: The batches' calls are placed from this second on (UTC midnight 60 days ago), a round an
+#: hour, within the retention however many rounds run (the JetStream ones start 1,000 rounds
+#: on: at most 1,400 rounds fit before now).
+BASE = (int(time.time()) // 86_400 - 60) * 86_400
 
 
 def batch(kind: str, round_: int, calls: int) -> list[bytes]:
@@ -51,7 +60,7 @@ def batch(kind: str, round_: int, calls: int) -> list[bytes]:
     for n in range(calls):
         org = "org-0" if kind == "single" else f"org-{n % ORGS}"
         call = f"{kind}-{round_}-{n}"
-        second = 1_483_520_400 + round_ * 3600 + n
+        second = BASE + round_ * 3600 + n
         at = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
         common = f'"org":"{org}","call":"{call}"'
         lines += [
@@ -80,7 +89,10 @@ def posted(db: str, rounds: int, calls: int, clients: int = 1) -> dict[str, list
     token = samtal("token", "create", "--ingest", db=db).splitlines()[-1]
     seconds: dict[str, list[float]] = {"single": [], "mixed": []}
     headers = {"Authorization": f"Bearer {token}"}
-    with ServerProcess(db) as server, ThreadPoolExecutor(clients) as posters:
+    with (
+        ServerProcess(db, SAMTAL_RETENTION_DAYS=RETENTION) as server,
+        ThreadPoolExecutor(clients) as posters,
+    ):
         sessions = [
             httpx.Client(base_url=server.url, headers=headers, timeout=300) for _ in range(clients)
         ]
@@ -137,7 +149,7 @@ def consumed(db: str, rounds: int, calls: int) -> dict[str, list[float]]:
         before = stored()
         worker = subprocess.Popen(
             [sys.executable, "-m", "samtal", "consume", *args, "--batch", str(3 * calls)],
-            env={**os.environ, "SAMTAL_DATABASE_URL": db, "SAMTAL_RETENTION_DAYS": "0"},
+            env={**os.environ, "SAMTAL_DATABASE_URL": db, "SAMTAL_RETENTION_DAYS": RETENTION},
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
