@@ -4,12 +4,16 @@ simulated events, next to a bare `executemany` of the same lines into one SQLite
 Target (issue 3): `samtal import` >= 0.25x the bare insert. Issue 17: >= 0.5x of a decode of
 each line and a keyed insert of (org, id, call, line), in the same run.
 
+`--shaped`: also a floor with samtal's shape (`shaped_insert`: its tables, keys and indexes,
+rows made with no logic), one run, and the import's ratio to it: what the record workflow
+costs beyond what samtal stores.
+
 `--ceiling`: also the store's part of the import alone (`_alone.py`: the batches decoded
 beforehand, then stored one after another in a process where nothing else runs), one run, and
 its ratio to the keyed floor: the most the import can reach against that floor with what it
 stores today.
 
-    python bench/ingest.py [--repeat N] [--ceiling]
+    python bench/ingest.py [--repeat N] [--ceiling] [--shaped]
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ import orjson
 from _common import report, simulated
 from _server import ServerProcess, samtal
 from samtal.store.sqlite import PAGE_SIZE, WAL_CHECKPOINT_BYTES
+from samtal.times import parse_instant
 
 ORGS = 4
 BATCH = 20_000  # lines per transaction, as `samtal import` does
@@ -82,6 +87,77 @@ def keyed_insert(lines: list[bytes], path: Path) -> float:
     return elapsed
 
 
+#: The bytes of a record's JSON and CSV row: the averages of this file's records as samtal
+#: stores them. The shaped floor stores blobs of these sizes.
+JSON_BYTES, CSV_BYTES = 225, 129
+
+
+def shaped_insert(lines: list[bytes], folder: Path) -> float:
+    """A floor with samtal's shape: samtal's own schema (its tables, keys and indexes, made
+    by `samtal org add`), each line decoded (orjson, and its `at` by samtal's parser), its
+    event's row in `events`, and for each call of a batch a row in `calls` and one in
+    `records` with blobs of a record's usual size. The rows are made with no logic (no record
+    worked out, no look-up of what is stored), in statements of the sizes samtal uses: what
+    samtal's stored shape costs SQLite by itself, without the record workflow."""
+    fresh_db(folder, "shaped.db")
+    db = connect(folder / "shaped.db")
+    db.execute("PRAGMA cache_size = -65536")  # the writer's, as samtal sets it
+    events_sql = "INSERT OR IGNORE INTO events VALUES " + ", ".join(["(" + "?, " * 11 + "?)"] * 100)
+    calls_sql = (
+        "INSERT OR REPLACE INTO calls (org, call, age, record_ms, open, last_seen, version, seq, "
+        "changed, started, ended, settled) VALUES " + ", ".join(["(" + "?, " * 11 + "?)"] * 100)
+    )
+    records_sql = (
+        "INSERT OR REPLACE INTO records (org, start_ms, call, start, change_seq, json, version, "
+        "csv, outcome, caller_no, receiving_no, callee_no, duration, answered_after) "
+        "VALUES (" + "?, " * 13 + "?)"
+    )
+    json_blob, csv_blob = b"j" * JSON_BYTES, b"c" * CSV_BYTES
+    seq = 0
+    began = time.perf_counter()
+    for start in range(0, len(lines), BATCH):
+        rows: list[object] = []
+        calls: dict[tuple[str, str], list[object]] = {}
+        for line in lines[start : start + BATCH]:
+            e = orjson.loads(line)
+            instant = parse_instant(e["at"])
+            key = (e["org"], e["call"])
+            rows += (e["org"], e["id"], e["call"], instant, e.get("seq"), e["type"],
+                     e.get("party"), e.get("number"), e.get("kind"), e.get("dialed"),
+                     e.get("target"), e["at"])  # fmt: skip
+            if key not in calls:
+                calls[key] = [instant, instant, e.get("number"), e.get("dialed")]
+            else:
+                calls[key][1] = instant
+        call_rows: list[object] = []
+        record_rows = []
+        for (org, call), (first, last, number, dialed) in calls.items():
+            seq += 1
+            call_rows += (org, call, first, first // 1000, 0, last, 1, seq, last, 1, 1, 0)
+            record_rows.append(
+                (org, first // 1000, call, first, seq, json_blob, 1, csv_blob, "answered",
+                 number, dialed, number, last - first, None)
+            )  # fmt: skip
+        db.execute("BEGIN IMMEDIATE")
+        _insert(db, events_sql, rows, 12)
+        _insert(db, calls_sql, call_rows, 12)
+        db.executemany(records_sql, record_rows)
+        db.execute("COMMIT")
+    elapsed = time.perf_counter() - began
+    db.close()
+    return elapsed
+
+
+def _insert(db: sqlite3.Connection, sql: str, values: list[object], width: int) -> None:
+    """`values` (rows of `width` flattened) by `sql`'s hundred rows a statement, the rest one
+    row at a time."""
+    whole = len(values) - len(values) % (100 * width)
+    for at in range(0, whole, 100 * width):
+        db.execute(sql, values[at : at + 100 * width])
+    one = sql[: sql.index("VALUES")] + "VALUES (" + "?, " * (width - 1) + "?)"
+    db.executemany(one, [values[at : at + width] for at in range(whole, len(values), width)])
+
+
 def fresh_db(folder: Path, name: str) -> str:
     db = f"sqlite:///{folder / name}"
     for n in range(1, ORGS + 1):
@@ -132,6 +208,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--ceiling", action="store_true", help="the store's part alone too")
+    parser.add_argument(
+        "--shaped", action="store_true", help="a floor with samtal's tables and indexes too"
+    )
     args = parser.parse_args()
     path = simulated(
         "ingest-1.5m.ndjson",
@@ -165,6 +244,7 @@ def main() -> None:
         pairs = [(b, i) for b, i, _ in runs]
         post_s = timed_post(lines, folder)
         alone_s = store_alone(path, folder) if args.ceiling else None
+        shaped_s = shaped_insert(lines, folder) if args.shaped else None
     bare_s = statistics.median(b for b, _ in pairs)
     import_s = statistics.median(i for _, i in pairs)
     keyed_s = statistics.median(k for _, _, k in runs)
@@ -174,6 +254,15 @@ def main() -> None:
         else [
             ("the store's part alone (_alone.py, one run)", events / alone_s, "events/s"),
             ("ratio store alone / keyed (the import's ceiling)", keyed_s / alone_s, "x"),
+        ]
+    )
+    shaped = (
+        []
+        if shaped_s is None
+        else [
+            ("samtal's tables, rows with no logic (one run)", events / shaped_s, "events/s"),
+            ("ratio shaped / keyed", keyed_s / shaped_s, "x"),
+            ("ratio import / shaped", shaped_s / import_s, "x"),
         ]
     )
     report(
@@ -195,6 +284,7 @@ def main() -> None:
             ("POST /events, batches of 1,000 (one run)", events / post_s, "events/s"),
             ("ratio POST / bare", bare_s / post_s, "x"),
             *ceiling,
+            *shaped,
         ],
     )
 
