@@ -11,7 +11,10 @@ Each run makes its databases afresh on the server at SAMTAL_BENCH_POSTGRES_URL (
 postgresql://postgres@127.0.0.1:5432/test) and drops them after.
 
     python bench/postgres.py [--repeat N] [--rate R] [--seconds S] [--against DIR]
-                             [--only ingest|import]
+                             [--only ingest|import] [--shaped]
+
+`--shaped`: also a floor with samtal's shape (`shaped_copy`: its schema filled with rows made
+with no logic), one run, and the import's ratio to it.
 """
 
 from __future__ import annotations
@@ -25,7 +28,9 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import date
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
@@ -37,6 +42,11 @@ from _server import ServerProcess, samtal, source_env
 from latency import DAY as LATENCY_DAY
 from latency import open_loop
 from query import COLUMNS, FROM, TO, served
+from samtal.store import open_store
+from samtal.times import parse_instant
+
+#: Days since 1970-01-01 of a date: its ordinal less this.
+EPOCH = date(1970, 1, 1).toordinal()
 
 ADMIN = os.environ.get("SAMTAL_BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 
@@ -189,6 +199,80 @@ def keyed_copy(db: str, events: Path) -> float:
     return elapsed
 
 
+#: samtal's columns and their types for a binary COPY, as its schema has them (see
+#: `shaped_copy`).
+EVENT_COLUMNS = "org, day, id, call, instant, seq, type, party, number, kind, dialed, target, at"
+EVENT_TYPES = ["text", "int4", "text", "text", "int8", "int8", *["text"] * 7]
+CALL_COLUMNS = (
+    "org, call, day, age, record_ms, open, last_seen, version, seq, changed, started, ended"
+)
+CALL_TYPES = ["text", "text", "int4", "int8", "int8", "bool", "int8", "int4", "int8", "int8",
+              "bool", "bool"]  # fmt: skip
+RECORD_COLUMNS = (
+    "org, day, start_ms, call, start, change_seq, json, version, csv, outcome, caller_no, "
+    "receiving_no, callee_no, duration, answered_after"
+)
+RECORD_TYPES = ["text", "int4", "int8", "text", "int8", "int8", "bytea", "int4", "bytea",
+                *["text"] * 4, "int8", "int8"]  # fmt: skip
+#: A record's JSON and CSV row, in bytes: the averages of samtal's (as in ingest.py).
+JSON_BYTES, CSV_BYTES = 225, 129
+US_PER_DAY = 86_400_000_000
+
+
+def shaped_copy(events: Path) -> float:
+    """A floor with samtal's shape: samtal's own schema (its tables, partitions, keys and
+    indexes, made by samtal) in a database of its own, each line decoded (orjson, and its `at`
+    by samtal's parser), and one transaction of three binary COPYs: every event's row, then
+    each call's row and its record's, with blobs of a record's usual size. The rows are made
+    with no logic (no record worked out, nothing read back): what samtal's stored shape costs
+    PostgreSQL by itself. One connection, as the keyed floor."""
+    lines = events.read_bytes().splitlines()
+    json_blob, csv_blob = b"j" * JSON_BYTES, b"c" * CSV_BYTES
+    with database("samtal_bench_shaped") as db:
+        samtal("org", "add", "org-1", db=db)
+        store = open_store(db)
+        first, last = (date.fromisoformat(d).toordinal() - EPOCH for d in (FROM, TO))
+        store.engine.prepare_days(set(range(first - 1, last + 2)), today=int(time.time()) // 86_400)
+        store.close()
+        began = time.perf_counter()
+        with psycopg.connect(db) as conn, conn.cursor() as cursor:
+            calls: dict[tuple[str, str], list[Any]] = {}
+            with cursor.copy(f"COPY events ({EVENT_COLUMNS}) FROM STDIN (FORMAT BINARY)") as copy:
+                copy.set_types(EVENT_TYPES)
+                for line in lines:
+                    e = orjson.loads(line)
+                    instant = parse_instant(e["at"])
+                    key = (e["org"], e["call"])
+                    call = calls.get(key)
+                    if call is None:
+                        call = calls[key] = [instant // US_PER_DAY, instant, instant,
+                                             e.get("number"), e.get("dialed")]  # fmt: skip
+                    else:
+                        call[2] = instant
+                    copy.write_row(
+                        (e["org"], call[0], e["id"], e["call"], instant, e.get("seq"), e["type"],
+                         e.get("party"), e.get("number"), e.get("kind"), e.get("dialed"),
+                         e.get("target"), e["at"])
+                    )  # fmt: skip
+            with cursor.copy(f"COPY calls ({CALL_COLUMNS}) FROM STDIN (FORMAT BINARY)") as copy:
+                copy.set_types(CALL_TYPES)
+                for seq, ((org, name), (day, start, end, _, _)) in enumerate(calls.items(), 1):
+                    copy.write_row(
+                        (org, name, day, start, start // 1000, False, end, 1, seq, end, True, True)
+                    )
+            with cursor.copy(f"COPY records ({RECORD_COLUMNS}) FROM STDIN (FORMAT BINARY)") as copy:
+                copy.set_types(RECORD_TYPES)
+                for seq, ((org, name), (day, start, end, number, dialed)) in enumerate(
+                    calls.items(), 1
+                ):
+                    copy.write_row(
+                        (org, day, start // 1000, name, start, seq, json_blob, 1, csv_blob,
+                         "answered", number, dialed, number, end - start, None)
+                    )  # fmt: skip
+            conn.commit()
+        return time.perf_counter() - began
+
+
 def build_bare_records(db: str) -> None:
     """The seven columns of org-1's records in a plain indexed table, for the bare scan."""
     fields = ", ".join(f"convert_from(json, 'UTF8')::jsonb ->> '{c}' AS \"{c}\"" for c in COLUMNS)
@@ -222,6 +306,20 @@ async def latency(url: str, token: str, rate: float, seconds: float) -> list[flo
         return sorted(await open_loop(c, rate, seconds))
 
 
+def shaped(
+    wanted: bool, events: Path, lines: int, keyed_seconds: float, import_seconds: float
+) -> list[tuple[str, float, str]]:
+    """The rows of `--shaped`: the floor with samtal's shape (one run), and the ratios."""
+    if not wanted:
+        return []
+    seconds = shaped_copy(events)
+    return [
+        ("samtal's tables, rows with no logic (one run)", lines / seconds, "lines/s"),
+        ("ratio shaped / keyed", keyed_seconds / seconds, "x"),
+        ("ratio import / shaped", seconds / import_seconds, "x"),
+    ]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=3)
@@ -232,6 +330,9 @@ def main() -> None:
         "--only",
         choices=["ingest", "import"],
         help="run only this part (ingest: against another checkout; import: against the floors)",
+    )
+    parser.add_argument(
+        "--shaped", action="store_true", help="a floor with samtal's tables and indexes too"
     )
     args = parser.parse_args()
     two_months = simulated(
@@ -257,6 +358,7 @@ def main() -> None:
                 ("ratio import / COPY (target >= 0.25)", copy_seconds / import_seconds, "x"),
                 ("decode + keyed binary COPY (issue 17's floor)", lines / keyed_seconds, "lines/s"),
                 ("ratio import / keyed (target >= 0.5)", keyed_seconds / import_seconds, "x"),
+                *shaped(args.shaped, two_months, lines, keyed_seconds, import_seconds),
             ],
         )
         if args.only == "import":
