@@ -39,6 +39,7 @@ import psycopg
 
 from _common import report, simulated
 from _server import ServerProcess, samtal, source_env
+from ingest import CSV_BYTES, JSON_BYTES
 from latency import DAY as LATENCY_DAY
 from latency import open_loop
 from query import COLUMNS, FROM, TO, served
@@ -214,8 +215,6 @@ RECORD_COLUMNS = (
 )
 RECORD_TYPES = ["text", "int4", "int8", "text", "int8", "int8", "bytea", "int4", "bytea",
                 *["text"] * 4, "int8", "int8"]  # fmt: skip
-#: A record's JSON and CSV row, in bytes: the averages of samtal's (as in ingest.py).
-JSON_BYTES, CSV_BYTES = 225, 129
 US_PER_DAY = 86_400_000_000
 
 

@@ -48,8 +48,8 @@ ORGS = 1000
 #: organisation's window, as in production (the other benchmarks keep everything).
 RETENTION = "92"
 #: The batches' calls are placed from this second on (UTC midnight 60 days ago), a round an
-#: hour, within the retention however many rounds run (the JetStream ones start 1,000 rounds
-#: on: at most 1,400 rounds fit before now).
+#: hour, inside the retention. The JetStream ones start 1,000 rounds (hours) on, so up to 440
+#: rounds lie before now (POST's up to 1,440).
 BASE = (int(time.time()) // 86_400 - 60) * 86_400
 
 
