@@ -93,15 +93,19 @@ def keyed_insert(lines: list[bytes], path: Path) -> float:
 JSON_BYTES, CSV_BYTES = 225, 129
 
 
-def shaped_insert(lines: list[bytes], folder: Path) -> float:
+def shaped_insert(lines: list[bytes], folder: Path, drop: tuple[str, ...] = ()) -> float:
     """A floor with samtal's shape: samtal's own schema (its tables, keys and indexes, made
     by `samtal org add`), each line decoded (orjson, and its `at` by samtal's parser), its
     event's row in `events`, and for each call of a batch a row in `calls` and one in
-    `records` with blobs of a record's usual size. The rows are made with no logic (no record
+    `records` with blobs of a record's usual size (its numbers: the first event's, the number
+    dialed, and who answered first). The rows are made with no logic (no record
     worked out, no look-up of what is stored), in statements of the sizes samtal uses: what
-    samtal's stored shape costs SQLite by itself, without the record workflow."""
+    samtal's stored shape costs SQLite by itself, without the record workflow. `drop`: indexes
+    dropped first (`shape.py`)."""
     fresh_db(folder, "shaped.db")
     db = connect(folder / "shaped.db")
+    for index in drop:
+        db.execute(f"DROP INDEX {index}")
     db.execute("PRAGMA cache_size = -65536")  # the writer's, as samtal sets it
     events_sql = "INSERT OR IGNORE INTO events VALUES " + ", ".join(["(" + "?, " * 11 + "?)"] * 100)
     calls_sql = (
@@ -126,18 +130,21 @@ def shaped_insert(lines: list[bytes], folder: Path) -> float:
             rows += (e["org"], e["id"], e["call"], instant, e.get("seq"), e["type"],
                      e.get("party"), e.get("number"), e.get("kind"), e.get("dialed"),
                      e.get("target"), e["at"])  # fmt: skip
-            if key not in calls:
-                calls[key] = [instant, instant, e.get("number"), e.get("dialed")]
+            call = calls.get(key)
+            if call is None:
+                call = calls[key] = [instant, instant, e.get("number"), e.get("dialed"), None]
             else:
-                calls[key][1] = instant
+                call[1] = instant
+            if e["type"] == "answered" and call[4] is None:
+                call[4] = e.get("number")  # the callee: who answered first
         call_rows: list[object] = []
         record_rows = []
-        for (org, call), (first, last, number, dialed) in calls.items():
+        for (org, call), (first, last, number, dialed, callee) in calls.items():
             seq += 1
             call_rows += (org, call, first, first // 1000, 0, last, 1, seq, last, 1, 1, 0)
             record_rows.append(
                 (org, first // 1000, call, first, seq, json_blob, 1, csv_blob, "answered",
-                 number, dialed, number, last - first, None)
+                 number, dialed, callee, last - first, None)
             )  # fmt: skip
         db.execute("BEGIN IMMEDIATE")
         _insert(db, events_sql, rows, 12)

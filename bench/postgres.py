@@ -218,13 +218,15 @@ RECORD_TYPES = ["text", "int4", "int8", "text", "int8", "int8", "bytea", "int4",
 US_PER_DAY = 86_400_000_000
 
 
-def shaped_copy(events: Path) -> float:
+def shaped_copy(events: Path, drop: tuple[str, ...] = ()) -> float:
     """A floor with samtal's shape: samtal's own schema (its tables, partitions, keys and
     indexes, made by samtal) in a database of its own, each line decoded (orjson, and its `at`
     by samtal's parser), and one transaction of three binary COPYs: every event's row, then
-    each call's row and its record's, with blobs of a record's usual size. The rows are made
+    each call's row and its record's, with blobs of a record's usual size (its numbers: the
+    first event's, the number dialed, and who answered first). The rows are made
     with no logic (no record worked out, nothing read back): what samtal's stored shape costs
-    PostgreSQL by itself. One connection, as the keyed floor."""
+    PostgreSQL by itself. One connection, as the keyed floor. `drop`: indexes dropped first
+    (`shape.py`)."""
     lines = events.read_bytes().splitlines()
     json_blob, csv_blob = b"j" * JSON_BYTES, b"c" * CSV_BYTES
     with database("samtal_bench_shaped") as db:
@@ -233,6 +235,9 @@ def shaped_copy(events: Path) -> float:
         first, last = (date.fromisoformat(d).toordinal() - EPOCH for d in (FROM, TO))
         store.engine.prepare_days(set(range(first - 1, last + 2)), today=int(time.time()) // 86_400)
         store.close()
+        with psycopg.connect(db, autocommit=True) as conn:
+            for index in drop:
+                conn.execute(f"DROP INDEX {index}")
         began = time.perf_counter()
         with psycopg.connect(db) as conn, conn.cursor() as cursor:
             calls: dict[tuple[str, str], list[Any]] = {}
@@ -245,9 +250,11 @@ def shaped_copy(events: Path) -> float:
                     call = calls.get(key)
                     if call is None:
                         call = calls[key] = [instant // US_PER_DAY, instant, instant,
-                                             e.get("number"), e.get("dialed")]  # fmt: skip
+                                             e.get("number"), e.get("dialed"), None]  # fmt: skip
                     else:
                         call[2] = instant
+                    if e["type"] == "answered" and call[5] is None:
+                        call[5] = e.get("number")  # the callee: who answered first
                     copy.write_row(
                         (e["org"], call[0], e["id"], e["call"], instant, e.get("seq"), e["type"],
                          e.get("party"), e.get("number"), e.get("kind"), e.get("dialed"),
@@ -255,18 +262,18 @@ def shaped_copy(events: Path) -> float:
                     )  # fmt: skip
             with cursor.copy(f"COPY calls ({CALL_COLUMNS}) FROM STDIN (FORMAT BINARY)") as copy:
                 copy.set_types(CALL_TYPES)
-                for seq, ((org, name), (day, start, end, _, _)) in enumerate(calls.items(), 1):
+                for seq, ((org, name), (day, start, end, *_)) in enumerate(calls.items(), 1):
                     copy.write_row(
                         (org, name, day, start, start // 1000, False, end, 1, seq, end, True, True)
                     )
             with cursor.copy(f"COPY records ({RECORD_COLUMNS}) FROM STDIN (FORMAT BINARY)") as copy:
                 copy.set_types(RECORD_TYPES)
-                for seq, ((org, name), (day, start, end, number, dialed)) in enumerate(
+                for seq, ((org, name), (day, start, end, number, dialed, callee)) in enumerate(
                     calls.items(), 1
                 ):
                     copy.write_row(
                         (org, day, start // 1000, name, start, seq, json_blob, 1, csv_blob,
-                         "answered", number, dialed, number, end - start, None)
+                         "answered", number, dialed, callee, end - start, None)
                     )  # fmt: skip
             conn.commit()
         return time.perf_counter() - began
