@@ -555,20 +555,26 @@ def test_the_database_connection_cut_mid_batch(jet: Jet, tmp_path: Path) -> None
             wait_until(lambda: stored_events(url) > 300, 60)
             import psycopg
 
-            with psycopg.connect(url, autocommit=True) as admin:
-                # Cut a connection of the worker's while it is inside a transaction: mid-batch.
+            with psycopg.connect(url, autocommit=True) as admin, psycopg.connect(url) as holder:
+                # Cut a connection of the worker's inside a batch's transaction. A batch that
+                # has written its events takes its organisations' change numbers (their rows
+                # in `orgs`, locked): holding those rows keeps it waiting there, mid-batch, to
+                # be cut. (Cutting whichever transaction was seen under way missed now and
+                # then on a busy machine: it had committed before the signal came, and the
+                # pool quietly replaced the idle connection.)
+                holder.execute("SELECT name FROM orgs FOR UPDATE")
+
                 def cut() -> bool:
                     row = admin.execute(
-                        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
-                        "WHERE datname = current_database() AND pid <> pg_backend_pid() "
-                        "AND backend_xid IS NOT NULL "  # a write transaction under way,
-                        # and a batch's (not one that makes a day's partitions, say)
-                        "AND query ~* "
-                        "'(staged|copy events|into (events|calls|records)|update calls)'"
+                        "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid)) "
+                        "FROM pg_stat_activity WHERE datname = current_database() "
+                        "AND pid <> %s AND backend_xid IS NOT NULL AND wait_event_type = 'Lock'",
+                        (holder.info.backend_pid,),
                     ).fetchone()
                     return row is not None and row[0] >= 1
 
                 wait_until(cut, 30)
+                holder.rollback()
             wait_until(lambda: all_stored(url, lines), 120)
         finally:
             worker.send_signal(signal.SIGTERM)
