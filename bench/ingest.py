@@ -212,6 +212,15 @@ def timed_post(lines: list[bytes], folder: Path) -> float:
         return time.perf_counter() - began
 
 
+def import_events() -> Path:
+    """The simulated events the import benchmarks load, made once (bench/out/)."""
+    return simulated(
+        "ingest-1.5m.ndjson",
+        *("--orgs", str(ORGS), "--days", "5", "--seed", "2", "--start", "2017-01-09"),
+        *("--calls-per-day", "10000", "--duplicates", "0.01", "--disorder", "0.01"),
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=3)
@@ -220,23 +229,7 @@ def main() -> None:
         "--shaped", action="store_true", help="a floor with samtal's tables and indexes too"
     )
     args = parser.parse_args()
-    path = simulated(
-        "ingest-1.5m.ndjson",
-        "--orgs",
-        str(ORGS),
-        "--days",
-        "5",
-        "--seed",
-        "2",
-        "--start",
-        "2017-01-09",
-        "--calls-per-day",
-        "10000",
-        "--duplicates",
-        "0.01",
-        "--disorder",
-        "0.01",
-    )
+    path = import_events()
     lines = path.read_bytes().splitlines(keepends=True)
     events = len(lines)
     with tempfile.TemporaryDirectory() as tmp:

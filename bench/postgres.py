@@ -42,7 +42,7 @@ from _server import ServerProcess, samtal, source_env
 from ingest import CSV_BYTES, JSON_BYTES
 from latency import DAY as LATENCY_DAY
 from latency import open_loop
-from query import COLUMNS, FROM, TO, served
+from query import COLUMNS, FROM, TO, served, two_months
 from samtal.store import open_store
 from samtal.times import parse_instant
 
@@ -341,21 +341,19 @@ def main() -> None:
         "--shaped", action="store_true", help="a floor with samtal's tables and indexes too"
     )
     args = parser.parse_args()
-    two_months = simulated(
-        "query-60d.ndjson",
-        *("--orgs", "1", "--days", "60", "--seed", "3", "--start", FROM),
-        *("--calls-per-day", "6000"),
-    )
+    two_months_events = two_months()
     if args.only != "import":
-        compare_ingest(args, two_months)
+        compare_ingest(args, two_months_events)
     if args.only == "ingest":
         return
     with database("samtal_bench") as db:
-        import_seconds = imported(db, two_months)
-        copies = [bare_copy(db, two_months) for _ in range(args.repeat)]
+        import_seconds = imported(db, two_months_events)
+        copies = [bare_copy(db, two_months_events) for _ in range(args.repeat)]
         lines = copies[0][1]
         copy_seconds = statistics.median(c[0] for c in copies)
-        keyed_seconds = statistics.median(keyed_copy(db, two_months) for _ in range(args.repeat))
+        keyed_seconds = statistics.median(
+            keyed_copy(db, two_months_events) for _ in range(args.repeat)
+        )
         report(
             f"postgres import: {lines:,} lines (two months of org-1)",
             [
@@ -364,7 +362,7 @@ def main() -> None:
                 ("ratio import / COPY (target >= 0.25)", copy_seconds / import_seconds, "x"),
                 ("decode + keyed binary COPY (issue 17's floor)", lines / keyed_seconds, "lines/s"),
                 ("ratio import / keyed (target >= 0.5)", keyed_seconds / import_seconds, "x"),
-                *shaped(args.shaped, two_months, lines, keyed_seconds, import_seconds),
+                *shaped(args.shaped, two_months_events, lines, keyed_seconds, import_seconds),
             ],
         )
         if args.only == "import":

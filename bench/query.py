@@ -29,6 +29,15 @@ FROM, TO = "2017-01-02", "2017-03-02"
 COLUMNS = ("callerNo", "start", "receivingNo", "received", "calleeNo", "calleeAnswered", "stop")
 
 
+def two_months() -> Path:
+    """The simulated events of org-1's two months from FROM, made once (bench/out/)."""
+    return simulated(
+        "query-60d.ndjson",
+        *("--orgs", "1", "--days", "60", "--seed", "3", "--start", FROM),
+        *("--calls-per-day", "6000"),
+    )
+
+
 def build() -> tuple[str, Path]:
     """The samtal database of two months of org-1 and the bare table beside it, made once."""
     db_path = OUT / "query.db"
@@ -37,19 +46,7 @@ def build() -> tuple[str, Path]:
     if not bare_path.exists():
         for stale in OUT.glob("query*.db*"):
             stale.unlink()
-        events = simulated(
-            "query-60d.ndjson",
-            "--orgs",
-            "1",
-            "--days",
-            "60",
-            "--seed",
-            "3",
-            "--start",
-            FROM,
-            "--calls-per-day",
-            "6000",
-        )
+        events = two_months()
         samtal("org", "add", "org-1", db=db)
         subprocess.run(
             [sys.executable, "-m", "samtal", "import", str(events), "--db", db],

@@ -27,11 +27,11 @@ from pathlib import Path
 
 import psycopg
 
-from _common import report, simulated
+from _common import report
 from _server import samtal
-from ingest import fresh_db, keyed_insert, shaped_insert
+from ingest import fresh_db, import_events, keyed_insert, shaped_insert
 from postgres import database, keyed_copy, shaped_copy
-from query import FROM
+from query import two_months
 
 #: The tables whose indexes ingest writes.
 TABLES = ("events", "calls", "records")
@@ -113,11 +113,7 @@ def price_list(title: str, events: int, times: dict[str, list[float]]) -> None:
 
 
 def price_sqlite(count: int) -> None:
-    path = simulated(
-        "ingest-1.5m.ndjson",
-        *("--orgs", "4", "--days", "5", "--seed", "2", "--start", "2017-01-09"),
-        *("--calls-per-day", "10000", "--duplicates", "0.01", "--disorder", "0.01"),
-    )
+    path = import_events()
     lines = path.read_bytes().splitlines(keepends=True)
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
@@ -145,11 +141,7 @@ def price_sqlite(count: int) -> None:
 
 
 def price_postgres(count: int) -> None:
-    path = simulated(
-        "query-60d.ndjson",
-        *("--orgs", "1", "--days", "60", "--seed", "3", "--start", FROM),
-        *("--calls-per-day", "6000"),
-    )
+    path = two_months()
     events = path.read_bytes().count(b"\n")
     indexes = postgres_indexes()
     with database("samtal_bench_shape_keyed") as db:
