@@ -222,11 +222,16 @@ def test_orgs_added_from_a_file(tmp_path: Path) -> None:
     assert (zones["kund-0"], zones["kund-1"]) == ("UTC", "Europe/Stockholm")
     # Again, with one new: the others exist already and are left as they are.
     again = samtal(
-        "org", "add", "--from", "-", "--db", db, cwd=tmp_path, stdin=b"kund-1,UTC\nkund-new\n"
-    )
+        "org", "add", "--from", "-", "--db", db, cwd=tmp_path,
+        stdin=b"kund-1000,UTC\nkund-new\nkund-1\n",
+    )  # fmt: skip
     assert again.returncode == 0
-    assert "kund-1 exists already: left as it is" in again.stderr
-    assert again.stdout.strip() == "added 1 organisation; 1 existed already"
+    # In the file's order, with their lines.
+    assert again.stderr.splitlines() == [
+        "line 1: kund-1000 exists already: left as it is",
+        "line 3: kund-1 exists already: left as it is",
+    ]
+    assert again.stdout.strip() == "added 1 organisation; 2 existed already"
     assert "kund-1\tEurope/Stockholm" in samtal("org", "list", "--db", db, cwd=tmp_path).stdout
     # Any invalid line refuses the whole file, with the line numbers.
     bad = samtal(
@@ -240,6 +245,14 @@ def test_orgs_added_from_a_file(tmp_path: Path) -> None:
         "line 3: unknown time zone 'Mars/Olympus': use an IANA name such as 'Europe/Stockholm'",
     ]
     assert "fine-1" not in samtal("org", "list", "--db", db, cwd=tmp_path).stdout
+    # A name given twice is a bad line too: both its lines are named.
+    twice = samtal(
+        "org", "add", "--from", "-", "--db", db, cwd=tmp_path,
+        stdin=b"fine-1\nfine-2\nfine-1,UTC\n",
+    )  # fmt: skip
+    assert twice.returncode == 1
+    assert twice.stderr.splitlines()[0] == "line 3: 'fine-1' is on line 1 already"
+    assert "fine-2" not in samtal("org", "list", "--db", db, cwd=tmp_path).stdout
     # A spreadsheet's export: a byte order mark first, and CRLF line ends.
     (tmp_path / "export.csv").write_bytes(b"\xef\xbb\xbfkund-bom,UTC\r\nkund-crlf\r\n")
     exported = samtal("org", "add", "--from", "export.csv", "--db", db, cwd=tmp_path)

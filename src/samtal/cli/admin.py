@@ -70,6 +70,7 @@ def _add_orgs(source: TextIO, default_tz: str, db_url: str | None) -> None:
     from samtal.times import zone
 
     rows: list[tuple[str, str]] = []
+    line_of: dict[str, int] = {}  # each name's line, in the file's order
     bad: list[str] = []
     for number, line in enumerate(source, 1):
         text = line.strip()
@@ -83,6 +84,10 @@ def _add_orgs(source: TextIO, default_tz: str, db_url: str | None) -> None:
         except (SamtalError, UnknownZone) as exc:
             bad.append(f"line {number}: {exc}")
             continue
+        if name in line_of:
+            bad.append(f"line {number}: {name!r} is on line {line_of[name]} already")
+            continue
+        line_of[name] = number
         rows.append((name, tz))
     if bad:
         for message in bad[:MAX_SHOWN]:
@@ -90,17 +95,13 @@ def _add_orgs(source: TextIO, default_tz: str, db_url: str | None) -> None:
         if len(bad) > MAX_SHOWN:
             click.echo(f"... and {len(bad) - MAX_SHOWN:,} more invalid lines", err=True)
         fail(SamtalError(f"{len(bad):,} invalid line(s): nothing was added"))
-    names = [name for name, _ in rows]
-    if len(set(names)) < len(names):
-        twice = sorted(n for n, count in Counter(names).items() if count > 1)
-        fail(SamtalError(f"names given twice: {', '.join(twice[:10])}: nothing was added"))
     try:
-        made = open_db(db_url).add_orgs(rows, now=system_clock())
+        made = set(open_db(db_url).add_orgs(rows, now=system_clock()))
     except SamtalError as exc:
         fail(exc)
-    existing = sorted(set(names) - set(made))
+    existing = [name for name in line_of if name not in made]
     for name in existing[:MAX_SHOWN]:
-        click.echo(f"{name} exists already: left as it is", err=True)
+        click.echo(f"line {line_of[name]}: {name} exists already: left as it is", err=True)
     if len(existing) > MAX_SHOWN:
         click.echo(f"... and {len(existing) - MAX_SHOWN:,} more that exist already", err=True)
     plural = "" if len(made) == 1 else "s"
