@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import ast
 import re
+import threading
+import time
 from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
@@ -365,3 +367,57 @@ def test_a_rolled_back_first_write_leaves_the_connection_its_staging_tables(url:
         assert period(store, "acme") == PRODUCT["expected"]
     finally:
         store.close()
+
+
+def test_two_writers_of_a_new_call_held_at_once_give_its_whole_record(url: str) -> None:
+    """Two writers of parts of the same calls, none stored yet, at the same moment: the second
+    waits for the first (each call's lock, taken before anything is read), then reads what the
+    first stored, and the records are those of all the events. Made certain, not left to
+    timing: another connection holds the organisation's row, so the first writer stops at its
+    change numbers with its calls locked, and the second comes while it waits. (Without the
+    locks both find the calls new, and the one that commits last leaves records of its own
+    half.)"""
+    stores = [open_store(url) for _ in range(2)]
+    stores[0].add_org("acme", "Europe/Stockholm", now=T0)
+    events = events_of(PRODUCT)
+    halves = [events[::2], events[1::2]]
+    done: list[object] = []
+
+    def write(n: int) -> None:
+        try:
+            done.append(stores[n].ingest(halves[n], now=T0))
+        except Exception as exc:  # reported below, in the test's thread
+            done.append(exc)
+
+    def waiting(admin: psycopg.Connection, holder: psycopg.Connection) -> int:
+        row = admin.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+            "AND pid <> %s AND wait_event_type = 'Lock'",
+            (holder.info.backend_pid,),
+        ).fetchone()
+        assert row is not None
+        return int(row[0])
+
+    def until(held: int, admin: psycopg.Connection, holder: psycopg.Connection) -> None:
+        for _ in range(300):
+            if waiting(admin, holder) >= held:
+                return
+            time.sleep(0.02)
+        pytest.fail(f"{held} writer(s) never came to wait")
+
+    try:
+        with psycopg.connect(url, autocommit=True) as admin, psycopg.connect(url) as holder:
+            holder.execute("SELECT name FROM orgs WHERE name = 'acme' FOR UPDATE")
+            writers = [threading.Thread(target=write, args=(n,)) for n in range(2)]
+            writers[0].start()
+            until(1, admin, holder)  # the first, its calls locked, waits for the numbers
+            writers[1].start()
+            until(2, admin, holder)  # the second waits too
+            holder.rollback()
+            for writer in writers:
+                writer.join(30)
+        assert [type(summary).__name__ for summary in done] == ["IngestSummary"] * 2, done
+        assert period(stores[0], "acme") == PRODUCT["expected"]
+    finally:
+        for store in stores:
+            store.close()
