@@ -212,15 +212,6 @@ MIGRATIONS: tuple[str, ...] = (
     """
     ALTER TABLE webhooks ADD COLUMN pseudonymize boolean NOT NULL DEFAULT false;
     """,
-    # 11: the locks of calls (`_Tx.lock_calls`). A row lives only inside the transaction that
-    # made it, which deletes it at once; unlogged, it is not written to the WAL.
-    """
-    CREATE UNLOGGED TABLE call_locks (
-        org text COLLATE "C" NOT NULL,
-        call text COLLATE "C" NOT NULL,
-        PRIMARY KEY (org, call)
-    );
-    """,
 )
 #: The channel a commit that gave out change numbers notifies, with its organisation.
 CHANNEL = "samtal_changes"
@@ -565,46 +556,37 @@ class _Tx:
         self._staged: set[str] = set()
 
     def lock_calls(self, keys: Sequence[CallKey]) -> dict[CallKey, KnownCall]:
-        """Lock each call, in key order (two writers never wait for each other in a cycle); the
-        calls seen before, with what is known of their record.
+        """Lock each call's row (making a placeholder for a call not seen before, which the
+        transaction fills in or rolls back), in key order: two writers never wait for each
+        other in a cycle. The calls seen before, with what is known of their record.
 
-        A call is locked by a row of `call_locks` that this transaction makes and deletes at
-        once: until it ends, a writer that makes the same row waits for it (PostgreSQL waits
-        on a row of a transaction in progress, deleted or not, before it can tell a duplicate
-        key), then goes on, the row gone, and finds the call as this one committed it. The
-        rows of the calls seen before are locked too (FOR UPDATE), so that the other
-        statements that change them (settling, purges) wait as well. So a call not seen before
-        gets its row in `calls` once, in full, at the end: its lock is no placeholder there
-        that the end writes again (each new call's row and index entries written twice, and
-        its old version left for vacuum; `samtal import` took 1.05x the time with them). The
-        three statements go in one round trip."""
+        A placeholder is not `open`: that index has no entry of it to write and then delete
+        (nobody else sees it before the transaction gives it its values)."""
         keys = sorted(keys)
-        if not keys:
+        orgs, calls = _columns(keys) if keys else ([], [])
+        made = set(
+            self.db.execute(
+                "INSERT INTO calls (org, call, day, age, record_ms, open, last_seen) "
+                "SELECT k.org, k.call, 0, 0, NULL, false, 0 "
+                "FROM unnest(%b::text[], %b::text[]) AS k(org, call) ORDER BY k.org, k.call "
+                "ON CONFLICT DO NOTHING RETURNING org, call",
+                (orgs, calls),
+            ).fetchall()
+        )
+        # The rows of the calls seen before (the placeholders just made are this transaction's
+        # own), each key looked up on its own (LATERAL: an index probe per key, in the keys'
+        # order), never a join the planner may make by reading all of an organisation's calls.
+        seen = [key for key in keys if key not in made]
+        if not seen:
             return {}
-        columns = _columns(keys)
-        with self.db.pipeline():
-            self.db.execute(
-                "INSERT INTO call_locks (org, call) SELECT k.org, k.call "
-                "FROM unnest(%b::text[], %b::text[]) AS k(org, call) ORDER BY k.org, k.call",
-                columns,
-            )
-            self.db.execute(
-                "DELETE FROM call_locks c USING unnest(%b::text[], %b::text[]) AS k(org, call) "
-                "WHERE c.org = k.org AND c.call = k.call",
-                columns,
-            )
-            # Each key looked up on its own (LATERAL: an index probe per key, in the keys'
-            # order), never a join the planner may make by reading all of an organisation's
-            # calls.
-            found = self.db.execute(
-                "SELECT c.org, c.call, c.day, c.record_ms, c.version, c.seq, c.changed, "
-                "c.settled, c.erased FROM unnest(%b::text[], %b::text[]) AS k(org, call) "
-                "CROSS JOIN LATERAL "
-                "(SELECT * FROM calls c WHERE c.org = k.org AND c.call = k.call FOR UPDATE) c",
-                columns,
-            )
+        rows = self.db.execute(
+            "SELECT c.org, c.call, c.day, c.record_ms, c.version, c.seq, c.changed, c.settled, "
+            "c.erased FROM unnest(%b::text[], %b::text[]) AS k(org, call) CROSS JOIN LATERAL "
+            "(SELECT * FROM calls c WHERE c.org = k.org AND c.call = k.call FOR UPDATE) c",
+            _columns(seen),
+        ).fetchall()
         known: dict[CallKey, KnownCall] = {}
-        for org, call, day, *rest in found.fetchall():
+        for org, call, day, *rest in rows:
             self._days[org, call] = day
             known[org, call] = KnownCall(*rest)
         return known
@@ -760,8 +742,7 @@ class _Tx:
         numbered: Mapping[str, int] | None = None,
     ) -> None:
         """Move the rows of calls whose day changed, delete `gone` records, upsert `records`
-        and `calls`. The calls in `forget` have no row to delete: their locks are not in
-        `calls` (see `lock_calls`). Many rows are staged (binary COPY)
+        and `calls`, delete the placeholders in `forget`. Many rows are staged (binary COPY)
         before the new versions' numbers are reserved (see WriteTx): from then on to the
         commit, which other writers of the organisations wait for, only two statements run,
         in the server. Holding the reservation while the client staged the rows (its Python
@@ -835,6 +816,8 @@ class _Tx:
                     "started = excluded.started, ended = excluded.ended, settled = false",
                     (*arrays, *numbers),
                 )
+            if forget:
+                cursor.executemany("DELETE FROM calls WHERE org = %s AND call = %s", forget)
 
     def _rows_from(
         self,
