@@ -19,12 +19,14 @@ stores today.
 from __future__ import annotations
 
 import argparse
+import re
 import sqlite3
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -93,7 +95,16 @@ def keyed_insert(lines: list[bytes], path: Path) -> float:
 JSON_BYTES, CSV_BYTES = 225, 129
 
 
-def shaped_insert(lines: list[bytes], folder: Path, drop: tuple[str, ...] = ()) -> float:
+def org_numbers() -> Callable[[str], int]:
+    """Each organisation's name to a number of its own (1, 2, ... in the order they come), for
+    a floor whose keys number them (`keys.py`)."""
+    numbers: dict[str, int] = {}
+    return lambda name: numbers.setdefault(name, len(numbers) + 1)
+
+
+def shaped_insert(
+    lines: list[bytes], folder: Path, drop: tuple[str, ...] = (), *, numbered: bool = False
+) -> float:
     """A floor with samtal's shape: samtal's own schema (its tables, keys and indexes, made
     by `samtal org add`), each line decoded (orjson, and its `at` by samtal's parser), its
     event's row in `events`, and for each call of a batch a row in `calls` and one in
@@ -101,11 +112,24 @@ def shaped_insert(lines: list[bytes], folder: Path, drop: tuple[str, ...] = ()) 
     dialed, and who answered first). The rows are made with no logic (no record
     worked out, no look-up of what is stored), in statements of the sizes samtal uses: what
     samtal's stored shape costs SQLite by itself, without the record workflow. `drop`: indexes
-    dropped first (`shape.py`)."""
+    dropped first (`shape.py`); `numbered`: each table's `org` a number, not the name (the
+    tables made again, empty, as samtal makes them but for that column's type; `keys.py`)."""
     fresh_db(folder, "shaped.db")
     db = connect(folder / "shaped.db")
     for index in drop:
         db.execute(f"DROP INDEX {index}")
+    if numbered:
+        tables = ("events", "calls", "records")
+        made = db.execute(
+            "SELECT type, name, sql FROM sqlite_master WHERE tbl_name IN (?, ?, ?) "
+            "AND sql IS NOT NULL ORDER BY type DESC",  # the tables, then their indexes
+            tables,
+        ).fetchall()
+        for table in tables:
+            db.execute(f"DROP TABLE {table}")
+        for _, _, sql in made:
+            db.execute(re.sub(r"\borg TEXT\b", "org INTEGER", sql))
+    org_of = org_numbers() if numbered else None
     db.execute("PRAGMA cache_size = -65536")  # the writer's, as samtal sets it
     events_sql = "INSERT OR IGNORE INTO events VALUES " + ", ".join(["(" + "?, " * 11 + "?)"] * 100)
     calls_sql = (
@@ -125,6 +149,8 @@ def shaped_insert(lines: list[bytes], folder: Path, drop: tuple[str, ...] = ()) 
         calls: dict[tuple[str, str], list[object]] = {}
         for line in lines[start : start + BATCH]:
             e = orjson.loads(line)
+            if org_of is not None:
+                e["org"] = org_of(e["org"])
             instant = parse_instant(e["at"])
             key = (e["org"], e["call"])
             rows += (e["org"], e["id"], e["call"], instant, e.get("seq"), e["type"],

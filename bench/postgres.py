@@ -39,7 +39,7 @@ import psycopg
 
 from _common import report, simulated
 from _server import ServerProcess, samtal, source_env
-from ingest import CSV_BYTES, JSON_BYTES
+from ingest import CSV_BYTES, JSON_BYTES, org_numbers
 from latency import DAY as LATENCY_DAY
 from latency import open_loop
 from query import COLUMNS, FROM, TO, served, two_months
@@ -218,7 +218,7 @@ RECORD_TYPES = ["text", "int4", "int8", "text", "int8", "int8", "bytea", "int4",
 US_PER_DAY = 86_400_000_000
 
 
-def shaped_copy(events: Path, drop: tuple[str, ...] = ()) -> float:
+def shaped_copy(events: Path, drop: tuple[str, ...] = (), *, numbered: bool = False) -> float:
     """A floor with samtal's shape: samtal's own schema (its tables, partitions, keys and
     indexes, made by samtal) in a database of its own, each line decoded (orjson, and its `at`
     by samtal's parser), and one transaction of three binary COPYs: every event's row, then
@@ -226,7 +226,7 @@ def shaped_copy(events: Path, drop: tuple[str, ...] = ()) -> float:
     first event's, the number dialed, and who answered first). The rows are made
     with no logic (no record worked out, nothing read back): what samtal's stored shape costs
     PostgreSQL by itself. One connection, as the keyed floor. `drop`: indexes dropped first
-    (`shape.py`)."""
+    (`shape.py`); `numbered`: each table's `org` a number, not the name (`keys.py`)."""
     lines = events.read_bytes().splitlines()
     json_blob, csv_blob = b"j" * JSON_BYTES, b"c" * CSV_BYTES
     with database("samtal_bench_shaped") as db:
@@ -238,13 +238,19 @@ def shaped_copy(events: Path, drop: tuple[str, ...] = ()) -> float:
         with psycopg.connect(db, autocommit=True) as conn:
             for index in drop:
                 conn.execute(f"DROP INDEX {index}")
+            for table in ("events", "calls", "records") if numbered else ():
+                conn.execute(f"ALTER TABLE {table} ALTER COLUMN org TYPE integer USING 0")
+        org_type = "int4" if numbered else "text"
+        org_of = org_numbers() if numbered else None
         began = time.perf_counter()
         with psycopg.connect(db) as conn, conn.cursor() as cursor:
             calls: dict[tuple[str, str], list[Any]] = {}
             with cursor.copy(f"COPY events ({EVENT_COLUMNS}) FROM STDIN (FORMAT BINARY)") as copy:
-                copy.set_types(EVENT_TYPES)
+                copy.set_types((org_type, *EVENT_TYPES[1:]))
                 for line in lines:
                     e = orjson.loads(line)
+                    if org_of is not None:
+                        e["org"] = org_of(e["org"])
                     instant = parse_instant(e["at"])
                     key = (e["org"], e["call"])
                     call = calls.get(key)
@@ -261,13 +267,13 @@ def shaped_copy(events: Path, drop: tuple[str, ...] = ()) -> float:
                          e.get("target"), e["at"])
                     )  # fmt: skip
             with cursor.copy(f"COPY calls ({CALL_COLUMNS}) FROM STDIN (FORMAT BINARY)") as copy:
-                copy.set_types(CALL_TYPES)
+                copy.set_types((org_type, *CALL_TYPES[1:]))
                 for seq, ((org, name), (day, start, end, *_)) in enumerate(calls.items(), 1):
                     copy.write_row(
                         (org, name, day, start, start // 1000, False, end, 1, seq, end, True, True)
                     )
             with cursor.copy(f"COPY records ({RECORD_COLUMNS}) FROM STDIN (FORMAT BINARY)") as copy:
-                copy.set_types(RECORD_TYPES)
+                copy.set_types((org_type, *RECORD_TYPES[1:]))
                 for seq, ((org, name), (day, start, end, number, dialed, callee)) in enumerate(
                     calls.items(), 1
                 ):
