@@ -97,7 +97,7 @@ JSON_BYTES, CSV_BYTES = 225, 129
 
 def org_numbers() -> Callable[[str], int]:
     """Each organisation's name to a number of its own (1, 2, ... in the order they come), for
-    a floor whose keys number them (`keys.py`)."""
+    a floor whose keys number them (`shape.py`)."""
     numbers: dict[str, int] = {}
     return lambda name: numbers.setdefault(name, len(numbers) + 1)
 
@@ -113,7 +113,7 @@ def shaped_insert(
     worked out, no look-up of what is stored), in statements of the sizes samtal uses: what
     samtal's stored shape costs SQLite by itself, without the record workflow. `drop`: indexes
     dropped first (`shape.py`); `numbered`: each table's `org` a number, not the name (the
-    tables made again, empty, as samtal makes them but for that column's type; `keys.py`)."""
+    tables made again, empty, as samtal makes them but for that column's type; `shape.py`)."""
     fresh_db(folder, "shaped.db")
     db = connect(folder / "shaped.db")
     for index in drop:

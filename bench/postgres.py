@@ -226,7 +226,7 @@ def shaped_copy(events: Path, drop: tuple[str, ...] = (), *, numbered: bool = Fa
     first event's, the number dialed, and who answered first). The rows are made
     with no logic (no record worked out, nothing read back): what samtal's stored shape costs
     PostgreSQL by itself. One connection, as the keyed floor. `drop`: indexes dropped first
-    (`shape.py`); `numbered`: each table's `org` a number, not the name (`keys.py`)."""
+    (`shape.py`); `numbered`: each table's `org` a number, not the name (`shape.py`)."""
     lines = events.read_bytes().splitlines()
     json_blob, csv_blob = b"j" * JSON_BYTES, b"c" * CSV_BYTES
     with database("samtal_bench_shaped") as db:

@@ -1,9 +1,14 @@
-"""What samtal's indexes cost ingest: the floors with samtal's stored shape (`ingest.py
---shaped` on SQLite, `postgres.py --shaped` on PostgreSQL: samtal's schema, rows made with no
-logic) run whole, then without each table's secondary indexes in turn, without the two that
-find a number's calls (callerNo, calleeNo), and without all of them, next to the keyed floor
-(decode each line and store it keyed by (org, id)). Each round takes every variant once,
-starting one further along each round; the figures are medians over the rounds.
+"""What samtal's indexes, and the names that lead its keys, cost ingest: the floors with
+samtal's stored shape (`ingest.py --shaped` on SQLite, `postgres.py --shaped` on PostgreSQL:
+samtal's schema, rows made with no logic) run whole, then without each table's secondary
+indexes in turn, without the two that find a number's calls (callerNo, calleeNo), and
+without all of them, next to the keyed floor (decode each line and store it keyed by (org,
+id)); and whole with `org` a number in each of the three tables instead of the
+organisation's name (the same number in every row of an organisation, as the name is): every
+key of call data leads with the name, as text, which a B-tree compares as text, and which on
+PostgreSQL leaves the columns after it at no fixed place in an index entry. Each round takes
+every variant once, starting one further along each round; the figures are medians over the
+rounds.
 
 For each variant: its events/s, what it saves as a share of the whole shape's time (the median
 of the rounds' shares), and its ratio to the keyed floor. The tables' primary keys stay; on
@@ -13,7 +18,7 @@ on this shared machine one variant's time swung by a third between rounds (in wa
 in CPU time alike), more than most single indexes cost. What each index serves is in
 bench/README.md ("Seventeenth session").
 
-    python bench/shape.py [--rounds N] [--only sqlite|postgres]
+    python bench/shape.py [--rounds N] [--only sqlite|postgres] [--org-only]
 """
 
 from __future__ import annotations
@@ -35,6 +40,8 @@ from query import two_months
 
 #: The tables whose indexes ingest writes.
 TABLES = ("events", "calls", "records")
+#: The variant with each table's `org` a number of the organisation's, not its name.
+NUMBERED = "with org a number, not the name"
 
 
 def sqlite_indexes(folder: Path) -> list[tuple[str, str]]:
@@ -77,7 +84,7 @@ def groups(indexes: list[tuple[str, str]]) -> dict[str, tuple[str, ...]]:
     numbers = tuple(name for _, name in indexes if "caller" in name or "callee" in name)
     found[f"a number's calls: {', '.join(numbers)}"] = numbers
     found["every secondary index"] = tuple(name for _, name in indexes)
-    return found
+    return {f"without {label}": names for label, names in found.items()}
 
 
 def rounds(variants: dict[str, Callable[[], float]], count: int) -> dict[str, list[float]]:
@@ -105,23 +112,23 @@ def price_list(title: str, events: int, times: dict[str, list[float]]) -> None:
         median = statistics.median(seconds)
         saved = statistics.median(1 - s / w for s, w in zip(seconds, whole, strict=True))
         rows += [
-            (f"without {name}", events / median, "events/s"),
+            (name, events / median, "events/s"),
             ("  saves, of the whole shape's time", saved * 100, "%"),
             ("  ratio to the keyed floor", keyed / median, "x"),
         ]
     report(title, rows)
 
 
-def price_sqlite(count: int) -> None:
+def price_sqlite(count: int, *, org_only: bool) -> None:
     path = import_events()
     lines = path.read_bytes().splitlines(keepends=True)
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         indexes = sqlite_indexes(folder)
 
-        def shaped(drop: tuple[str, ...]) -> Callable[[], float]:
+        def shaped(drop: tuple[str, ...], *, numbered: bool = False) -> Callable[[], float]:
             def run() -> float:
-                seconds = shaped_insert(lines, folder, drop)
+                seconds = shaped_insert(lines, folder, drop, numbered=numbered)
                 for file in folder.glob("shaped.db*"):
                     file.unlink()
                 return seconds
@@ -134,13 +141,14 @@ def price_sqlite(count: int) -> None:
                 file.unlink()
             return seconds
 
-        variants = {"keyed": keyed, "whole": shaped(())}
-        variants |= {label: shaped(drop) for label, drop in groups(indexes).items()}
+        variants = {"keyed": keyed, "whole": shaped(()), NUMBERED: shaped((), numbered=True)}
+        if not org_only:
+            variants |= {label: shaped(drop) for label, drop in groups(indexes).items()}
         times = rounds(variants, count)
     price_list(f"SQLite, {len(lines):,} events, medians of {count} rounds", len(lines), times)
 
 
-def price_postgres(count: int) -> None:
+def price_postgres(count: int, *, org_only: bool) -> None:
     path = two_months()
     events = path.read_bytes().count(b"\n")
     indexes = postgres_indexes()
@@ -149,11 +157,12 @@ def price_postgres(count: int) -> None:
         def keyed() -> float:
             return keyed_copy(db, path)
 
-        def shaped(drop: tuple[str, ...]) -> Callable[[], float]:
-            return lambda: shaped_copy(path, drop)
+        def shaped(drop: tuple[str, ...], *, numbered: bool = False) -> Callable[[], float]:
+            return lambda: shaped_copy(path, drop, numbered=numbered)
 
-        variants = {"keyed": keyed, "whole": shaped(())}
-        variants |= {label: shaped(drop) for label, drop in groups(indexes).items()}
+        variants = {"keyed": keyed, "whole": shaped(()), NUMBERED: shaped((), numbered=True)}
+        if not org_only:
+            variants |= {label: shaped(drop) for label, drop in groups(indexes).items()}
         times = rounds(variants, count)
     price_list(f"PostgreSQL, {events:,} events, medians of {count} rounds", events, times)
 
@@ -162,11 +171,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--only", choices=["sqlite", "postgres"])
+    parser.add_argument(
+        "--org-only",
+        action="store_true",
+        help="the keyed floor, the whole shape and the shape with numbered organisations alone",
+    )
     args = parser.parse_args()
     if args.only != "postgres":
-        price_sqlite(args.rounds)
+        price_sqlite(args.rounds, org_only=args.org_only)
     if args.only != "sqlite":
-        price_postgres(args.rounds)
+        price_postgres(args.rounds, org_only=args.org_only)
 
 
 if __name__ == "__main__":
