@@ -121,13 +121,13 @@ def shaped_insert(
     if numbered:
         tables = ("events", "calls", "records")
         made = db.execute(
-            "SELECT type, name, sql FROM sqlite_master WHERE tbl_name IN (?, ?, ?) "
-            "AND sql IS NOT NULL ORDER BY type DESC",  # the tables, then their indexes
+            "SELECT sql FROM sqlite_master WHERE tbl_name IN (?, ?, ?) AND sql IS NOT NULL "
+            "ORDER BY type DESC",  # the tables, then their indexes
             tables,
         ).fetchall()
         for table in tables:
             db.execute(f"DROP TABLE {table}")
-        for _, _, sql in made:
+        for (sql,) in made:
             db.execute(re.sub(r"\borg TEXT\b", "org INTEGER", sql))
     org_of = org_numbers() if numbered else None
     db.execute("PRAGMA cache_size = -65536")  # the writer's, as samtal sets it

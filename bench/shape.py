@@ -87,6 +87,21 @@ def groups(indexes: list[tuple[str, str]]) -> dict[str, tuple[str, ...]]:
     return {f"without {label}": names for label, names in found.items()}
 
 
+def variants_of(
+    keyed: Callable[[], float],
+    shaped: Callable[..., Callable[[], float]],
+    indexes: Callable[[], list[tuple[str, str]]],
+    *,
+    org_only: bool,
+) -> dict[str, Callable[[], float]]:
+    """The variants to run: the keyed floor, the whole shape, the shape with numbered
+    organisations, and (unless `org_only`) the shape without each group of `indexes()`."""
+    found = {"keyed": keyed, "whole": shaped(()), NUMBERED: shaped((), numbered=True)}
+    if not org_only:
+        found |= {label: shaped(drop) for label, drop in groups(indexes()).items()}
+    return found
+
+
 def rounds(variants: dict[str, Callable[[], float]], count: int) -> dict[str, list[float]]:
     """Each variant's seconds in each of `count` rounds, each round starting one further along."""
     names = list(variants)
@@ -124,7 +139,6 @@ def price_sqlite(count: int, *, org_only: bool) -> None:
     lines = path.read_bytes().splitlines(keepends=True)
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        indexes = sqlite_indexes(folder)
 
         def shaped(drop: tuple[str, ...], *, numbered: bool = False) -> Callable[[], float]:
             def run() -> float:
@@ -141,9 +155,7 @@ def price_sqlite(count: int, *, org_only: bool) -> None:
                 file.unlink()
             return seconds
 
-        variants = {"keyed": keyed, "whole": shaped(()), NUMBERED: shaped((), numbered=True)}
-        if not org_only:
-            variants |= {label: shaped(drop) for label, drop in groups(indexes).items()}
+        variants = variants_of(keyed, shaped, lambda: sqlite_indexes(folder), org_only=org_only)
         times = rounds(variants, count)
     price_list(f"SQLite, {len(lines):,} events, medians of {count} rounds", len(lines), times)
 
@@ -151,7 +163,6 @@ def price_sqlite(count: int, *, org_only: bool) -> None:
 def price_postgres(count: int, *, org_only: bool) -> None:
     path = two_months()
     events = path.read_bytes().count(b"\n")
-    indexes = postgres_indexes()
     with database("samtal_bench_shape_keyed") as db:
 
         def keyed() -> float:
@@ -160,9 +171,7 @@ def price_postgres(count: int, *, org_only: bool) -> None:
         def shaped(drop: tuple[str, ...], *, numbered: bool = False) -> Callable[[], float]:
             return lambda: shaped_copy(path, drop, numbered=numbered)
 
-        variants = {"keyed": keyed, "whole": shaped(()), NUMBERED: shaped((), numbered=True)}
-        if not org_only:
-            variants |= {label: shaped(drop) for label, drop in groups(indexes).items()}
+        variants = variants_of(keyed, shaped, postgres_indexes, org_only=org_only)
         times = rounds(variants, count)
     price_list(f"PostgreSQL, {events:,} events, medians of {count} rounds", events, times)
 
