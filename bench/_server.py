@@ -48,7 +48,7 @@ def source_env(source: Path | None) -> dict[str, str]:
     built = sorted(here.glob("_speedups.*.so")) if here is not None else []
     source_c = there / "_speedups.c"  # a checkout from before the extension has none
     if built and source_c.exists() and not any(there.glob("_speedups.*.so")):
-        if source_c.read_bytes() != (here / "_speedups.c").read_bytes():
+        if source_c.read_bytes() != (built[0].parent / "_speedups.c").read_bytes():
             raise SystemExit(
                 f"{source} has no built C extension (samtal/_speedups), and its _speedups.c "
                 "is not this checkout's: build it there, e.g. `pip wheel --no-deps -w "
