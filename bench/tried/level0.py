@@ -31,6 +31,7 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -77,17 +78,21 @@ def history(path: Path, clock: Clock, rounds: int) -> None:
         store.close()
 
 
+def runs(first: int, every: int, cycles: int) -> Iterator[tuple[str, range]]:
+    """The measured batches: `cycles` times, `every` rounds of each kind in turn."""
+    for cycle in range(cycles):
+        for n, kind in enumerate(KINDS):
+            start = first + (cycle * len(KINDS) + n) * every
+            yield kind, range(start, start + every)
+
+
 def today(path: Path, clock: Clock, rounds: int, every: int, cycles: int) -> dict[str, float]:
     """Seconds a batch of each kind, stored straight into the big database (medians)."""
     store = open_store(f"sqlite:///{path}")
     seconds: dict[str, list[float]] = {kind: [] for kind in KINDS}
     try:
-        round_ = rounds
-        for _ in range(cycles):
-            for kind in KINDS:
-                for _ in range(every):
-                    seconds[kind].append(stored(store, clock, kind, round_))
-                    round_ += 1
+        for kind, rounds_ in runs(rounds, every, cycles):
+            seconds[kind] += [stored(store, clock, kind, round_) for round_ in rounds_]
     finally:
         store.close()
     return {kind: statistics.median(s) for kind, s in seconds.items()}
@@ -107,19 +112,15 @@ def level0(
     copy: dict[str, list[float]] = {kind: [] for kind in KINDS}
     try:
         store.add_orgs(ORG_ROWS, now=clock.now)
-        round_ = rounds
-        for _ in range(cycles):
-            for kind in KINDS:
-                for _ in range(every):
-                    own[kind].append(stored(store, clock, kind, round_))
-                    round_ += 1
-                began = time.perf_counter()
-                big.execute("BEGIN IMMEDIATE")
-                for table in TABLES:
-                    big.execute(f"INSERT INTO main.{table} SELECT * FROM level0.{table}")
-                    big.execute(f"DELETE FROM level0.{table}")
-                big.execute("COMMIT")
-                copy[kind].append((time.perf_counter() - began) / every)
+        for kind, rounds_ in runs(rounds, every, cycles):
+            own[kind] += [stored(store, clock, kind, round_) for round_ in rounds_]
+            began = time.perf_counter()
+            big.execute("BEGIN IMMEDIATE")
+            for table in TABLES:
+                big.execute(f"INSERT INTO main.{table} SELECT * FROM level0.{table}")
+                big.execute(f"DELETE FROM level0.{table}")
+            big.execute("COMMIT")
+            copy[kind].append((time.perf_counter() - began) / every)
     finally:
         big.close()
         store.close()
