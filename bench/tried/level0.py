@@ -40,6 +40,7 @@ from _common import report
 from pages import KINDS, START
 from samtal.events import decode_batch
 from samtal.store import Store, open_store
+from samtal.store.sqlite import PAGE_SIZE, WAL_CHECKPOINT_BYTES
 from tenants import ORGS, batch
 
 TABLES = ("events", "calls", "records")
@@ -105,8 +106,12 @@ def level0(
     batch (median over the cycles)."""
     store = open_store(f"sqlite:///{small}")
     big = sqlite3.connect(path, isolation_level=None)
+    # As the store's writer does (store/sqlite.py): the copy gets no smaller cache, and no
+    # more checkpoints, than a write of today's.
     big.execute("PRAGMA synchronous = FULL")
     big.execute("PRAGMA busy_timeout = 10000")
+    big.execute("PRAGMA cache_size = -65536")
+    big.execute(f"PRAGMA wal_autocheckpoint = {WAL_CHECKPOINT_BYTES // PAGE_SIZE}")
     big.execute("ATTACH ? AS level0", (str(small),))
     own: dict[str, list[float]] = {kind: [] for kind in KINDS}
     copy: dict[str, list[float]] = {kind: [] for kind in KINDS}
