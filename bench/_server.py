@@ -48,15 +48,25 @@ def source_env(source: Path | None) -> dict[str, str]:
     built = sorted(here.glob("_speedups.*.so")) if here is not None else []
     source_c = there / "_speedups.c"  # a checkout from before the extension has none
     if built and source_c.exists() and not any(there.glob("_speedups.*.so")):
-        if source_c.read_bytes() != (built[0].parent / "_speedups.c").read_bytes():
+        if _c_sources(there) != _c_sources(built[0].parent):
             raise SystemExit(
-                f"{source} has no built C extension (samtal/_speedups), and its _speedups.c "
-                "is not this checkout's: build it there, e.g. `pip wheel --no-deps -w "
+                f"{source} has no built C extension (samtal/_speedups), and its C sources "
+                "are not this checkout's: build it there, e.g. `pip wheel --no-deps -w "
                 f"/tmp/wheel {source}`, and unzip the wheel's samtal/_speedups*.so into {there}"
             )
         shutil.copy2(built[0], there / built[0].name)
         print(f"copied this checkout's C extension into {there}", file=sys.stderr)
     return {"PYTHONPATH": str(there.parent)}
+
+
+def _c_sources(folder: Path) -> dict[str, bytes]:
+    """The C extension's sources in `folder` (one file before its events' part was split
+    out), by name."""
+    return {
+        path.name: path.read_bytes()
+        for pattern in ("_speedups*.c", "_speedups*.h")
+        for path in folder.glob(pattern)
+    }
 
 
 class ServerProcess:

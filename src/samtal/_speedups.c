@@ -1,4 +1,4 @@
-/* samtal's speedups: three things Python does for every event or record, done in C where a
+/* samtal's speedups: things Python does for every event or record, done in C where a
  * compiler is at hand (setuptools' optional extension). Each Python version stays the
  * definition and a property test holds the C to it; without the extension samtal runs the
  * same in Python alone. After editing this file, `pip install -e .` builds it again.
@@ -20,9 +20,13 @@
  * common: the values two arrays of hashes share (samtal.offline, which finds the calls at
  * the seams of a file's shares with it): 0.03 s for two arrays of half a million, where
  * Python's sets took 0.2 s of a core the shares needed.
+ *
+ * decode_lines, calls_of, id_hashes: a batch's lines decoded, and a file's events grouped by
+ * call and hashed, in _speedups_events.c.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include "_speedups.h"
 
 /* The value of two ASCII digits at s, or -1. */
 static int
@@ -52,28 +56,29 @@ days_from_civil(long y, long m, long d)
     return (long long)era * 146097 + doe - 719468;
 }
 
-static PyObject *
-parse(PyObject *module, PyObject *text)
+/* The instant of `text` into `*instant`: 1, or 0 when the text is not of the form, or -1 (an
+ * error set) when it is not a str. */
+int
+samtal_instant_of(PyObject *text, long long *instant)
 {
     static const int month_days[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
-    (void)module;
 
     if (!PyUnicode_Check(text)) {
         PyErr_Format(PyExc_TypeError, "an instant is read from a str, not %.100s",
                      Py_TYPE(text)->tp_name);
-        return NULL;
+        return -1;
     }
 #if PY_VERSION_HEX < 0x030C0000
     if (PyUnicode_READY(text) < 0) /* a str made by the legacy API, before 3.12 */
-        return NULL;
+        return -1;
 #endif
     /* Every character of the form is ASCII: a text holding one above U+00FF is not of it. */
     if (PyUnicode_KIND(text) != PyUnicode_1BYTE_KIND)
-        Py_RETURN_NONE;
+        return 0;
     const Py_ssize_t n = PyUnicode_GET_LENGTH(text);
     const Py_UCS1 *s = PyUnicode_1BYTE_DATA(text);
     if (n < 20) /* YYYY-MM-DDTHH:MM:SSZ */
-        Py_RETURN_NONE;
+        return 0;
 
     const int century = two_digits(s), years = two_digits(s + 2);
     const int month = two_digits(s + 5), day = two_digits(s + 8);
@@ -82,13 +87,13 @@ parse(PyObject *module, PyObject *text)
     if (century < 0 || years < 0 || month < 0 || day < 0 || hour < 0 || minute < 0
         || second < 0 || s[4] != '-' || s[7] != '-' || (s[10] != 'T' && s[10] != 't')
         || s[13] != ':' || s[16] != ':')
-        Py_RETURN_NONE;
+        return 0;
     const long year = century * 100L + years;
     if (year < 1 || month < 1 || month > 12 || day < 1 || hour > 23 || minute > 59
         || second > 59)
-        Py_RETURN_NONE;
+        return 0;
     if (day > month_days[month - 1] + (month == 2 && is_leap(year)))
-        Py_RETURN_NONE;
+        return 0;
 
     Py_ssize_t at = 19;
     long long fraction = 0; /* microseconds */
@@ -100,7 +105,7 @@ parse(PyObject *module, PyObject *text)
             digits++;
         }
         if (digits < 1 || digits > 9)
-            Py_RETURN_NONE;
+            return 0;
         for (Py_ssize_t k = digits; k < 6; k++)
             fraction *= 10;
         at += 1 + digits;
@@ -113,18 +118,32 @@ parse(PyObject *module, PyObject *text)
     else if (at + 6 == n && (s[at] == '+' || s[at] == '-') && s[at + 3] == ':') {
         const int hours = two_digits(s + at + 1), minutes = two_digits(s + at + 4);
         if (hours < 0 || minutes < 0 || hours > 23 || minutes > 59)
-            Py_RETURN_NONE;
+            return 0;
         offset = (hours * 60LL + minutes) * 60 * 1000000;
         if (s[at] == '-')
             offset = -offset;
     }
     else {
-        Py_RETURN_NONE;
+        return 0;
     }
 
     const long long days = days_from_civil(year, month, day);
     const long long seconds = ((days * 24 + hour) * 60 + minute) * 60 + second;
-    return PyLong_FromLongLong(seconds * 1000000 + fraction - offset);
+    *instant = seconds * 1000000 + fraction - offset;
+    return 1;
+}
+
+static PyObject *
+parse(PyObject *module, PyObject *text)
+{
+    (void)module;
+    long long instant;
+    const int found = samtal_instant_of(text, &instant);
+    if (found < 0)
+        return NULL;
+    if (found == 0)
+        Py_RETURN_NONE;
+    return PyLong_FromLongLong(instant);
 }
 
 /* ---- Rendering: a record's JSON ------------------------------------------------------ */
@@ -470,6 +489,19 @@ static PyMethodDef methods[] = {
      "common(seen, mine) -> list[int]\n--\n\n"
      "The values of `mine` that `seen` holds too, in the order of `mine` (repeated as often\n"
      "as they are there): both arrays of 64-bit integers, array('q')."},
+    {"calls_of", samtal_calls_of, METH_O,
+     "calls_of(events) -> dict[str, dict[str, list[Event]]]\n--\n\n"
+     "Each organisation's calls, each with its events in the order given, a repeated\n"
+     "(org, id) left out: samtal.aggregate.calls_of."},
+    {"id_hashes", samtal_id_hashes, METH_O,
+     "id_hashes(events) -> bytes\n--\n\n"
+     "hash((event.org, event.id)) of each event, as 64-bit integers in native order (what\n"
+     "array('q').frombytes reads)."},
+    {"decode_lines", (PyCFunction)(void (*)(void))samtal_decode_lines, METH_FASTCALL,
+     "decode_lines(lines, first_line, opens, context, events, positions, rejections)\n--\n\n"
+     "samtal.events.decode_batch's loop: each line's event (and its position) or rejection\n"
+     "appended to the lists given. `context`: (decode, complete, fully, Event, rules,\n"
+     "min_instant, max_instant, declined), as samtal.events makes it."},
     {NULL, NULL, 0, NULL},
 };
 
@@ -477,7 +509,8 @@ static struct PyModuleDef module = {
     PyModuleDef_HEAD_INIT,
     .m_name = "samtal._speedups",
     .m_doc = "samtal's speedups in C: parse_instant (samtal.times), record_json and "
-             "record_csv (samtal.records.Record) and common (samtal.offline).",
+             "record_csv (samtal.records.Record), common and id_hashes (samtal.offline), "
+             "calls_of (samtal.aggregate) and decode_lines (samtal.events).",
     .m_size = 0,
     .m_methods = methods,
 };

@@ -180,6 +180,31 @@ def _common_in_c() -> Callable[[array[int], array[int]], list[int]] | None:
 _common = _common_in_c() or _common_python
 
 
+def _id_hashes_python(events: list[Event]) -> array[int]:
+    """`hash((event.org, event.id))` of each event: the definition of `id_hashes` in
+    _speedups.c."""
+    return array("q", map(hash, map(_ORG_AND_ID, events)))
+
+
+def _id_hashes_in_c() -> Callable[[list[Event]], array[int]] | None:
+    """The same in C: 0.03 s for half a million events, where Python took 0.11-0.13 s of a
+    share's time. None where the build had no C compiler."""
+    try:
+        from samtal._speedups import id_hashes
+    except ImportError:
+        return None
+
+    def hashes(events: list[Event]) -> array[int]:
+        made = array("q")
+        made.frombytes(id_hashes(events))
+        return made
+
+    return hashes
+
+
+_id_hashes = _id_hashes_in_c() or _id_hashes_python
+
+
 def _received(link: Connection) -> Any:
     """What a share sent; what went wrong there, raised here."""
     try:
@@ -202,7 +227,7 @@ def _share(link: Connection, start: int, stop: int) -> None:
         calls = calls_of(events)
         # Hashed in file order, the order they lie in memory: in the order of their calls,
         # each event is a cache miss, which costs more than the hashing.
-        ids = array("q", map(hash, map(_ORG_AND_ID, events)))
+        ids = _id_hashes(events)
         held = [(org, call) for org, of_org in calls.items() for call in of_org]
         held_hashes = array("q", map(hash, held))
         link.send((held_hashes, ids))

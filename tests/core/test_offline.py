@@ -15,8 +15,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from samtal.aggregate import aggregate
-from samtal.events import decode_batch
-from samtal.offline import aggregate_file
+from samtal.events import Event, decode_batch
+from samtal.offline import _id_hashes_in_c, _id_hashes_python, aggregate_file
 from samtal.records import dumps
 from samtal.simulate import TrafficSettings, event_lines
 from samtal.times import zone
@@ -211,6 +211,16 @@ def test_the_hashes_two_shares_hold_are_found_in_c_as_with_sets(
     common = pytest.importorskip("samtal._speedups").common
     earlier = set(seen)
     assert common(array("q", seen), array("q", mine)) == [h for h in mine if h in earlier]
+
+
+@given(st.lists(st.tuples(st.text(max_size=5), st.text(max_size=5)), max_size=20))
+def test_each_events_id_is_hashed_in_c_as_python_hashes_it(keys: list[tuple[str, str]]) -> None:
+    # A share hands over a hash of each event's (org, id), made in C where it was built.
+    in_c = _id_hashes_in_c()
+    if in_c is None:
+        pytest.skip("samtal._speedups was not built here (no C compiler?): Python hashes")
+    events = [Event(org, event_id, "c", "", "ended") for org, event_id in keys]
+    assert in_c(events) == _id_hashes_python(events) == array("q", map(hash, keys))
 
 
 def test_the_command_reads_stdin_from_where_it_stands(tmp_path: Path) -> None:
