@@ -130,14 +130,20 @@ samtal_calls_of(PyObject *module, PyObject *events)
     return orgs;
 }
 
-/* CPython's hash of a tuple (Objects/tupleobject.c, since 3.8), for two items already hashed. */
+/* hash((org, id)): CPython's hash of a tuple (Objects/tupleobject.c, since 3.8) worked out
+ * from the two items' hashes, without making the tuple; -1 with an error set. Where hashes
+ * are 32 bits the tuple's hash has other constants: there the tuple is made. */
 static Py_hash_t
-pair_hash(Py_uhash_t first, Py_uhash_t second)
+pair_hash(PyObject *org, PyObject *id)
 {
+#if SIZEOF_PY_UHASH_T > 4
     const Py_uhash_t prime1 = 11400714785074694791ULL, prime2 = 14029467366897019727ULL,
                      prime5 = 2870177450012600261ULL;
+    const Py_hash_t first = PyObject_Hash(org), second = first == -1 ? -1 : PyObject_Hash(id);
+    if (second == -1)
+        return -1;
     Py_uhash_t acc = prime5;
-    const Py_uhash_t lanes[2] = {first, second};
+    const Py_uhash_t lanes[2] = {(Py_uhash_t)first, (Py_uhash_t)second};
     for (int k = 0; k < 2; k++) {
         acc += lanes[k] * prime2;
         acc = (acc << 31) | (acc >> 33);
@@ -145,6 +151,12 @@ pair_hash(Py_uhash_t first, Py_uhash_t second)
     }
     acc += 2 ^ (prime5 ^ 3527539UL);
     return acc == (Py_uhash_t)-1 ? 1546275796 : (Py_hash_t)acc;
+#else
+    PyObject *pair = PyTuple_Pack(2, org, id);
+    const Py_hash_t hash = pair == NULL ? -1 : PyObject_Hash(pair);
+    Py_XDECREF(pair);
+    return hash;
+#endif
 }
 
 PyObject *
@@ -167,16 +179,15 @@ samtal_id_hashes(PyObject *module, PyObject *events)
     for (Py_ssize_t k = 0; k < n; k++) {
         PyObject *org = PyObject_GetAttr(items[k], name_org);
         PyObject *id = org ? PyObject_GetAttr(items[k], name_id) : NULL;
-        const Py_hash_t first = org ? PyObject_Hash(org) : -1;
-        const Py_hash_t second = id ? PyObject_Hash(id) : -1;
+        const Py_hash_t hash = id ? pair_hash(org, id) : -1;
         Py_XDECREF(org);
         Py_XDECREF(id);
-        if (first == -1 || second == -1) {
+        if (hash == -1) { /* a pair's hash is never -1: an error */
             Py_DECREF(made);
             Py_DECREF(sequence);
             return NULL;
         }
-        out[k] = pair_hash((Py_uhash_t)first, (Py_uhash_t)second);
+        out[k] = hash;
     }
     Py_DECREF(sequence);
     return made;
@@ -196,6 +207,7 @@ slots_ready(PyObject *event_class)
 {
     if (event_class == slots_of)
         return 0;
+    Py_ssize_t offsets[F_COUNT];
     static const char *names[F_COUNT] = {"type",   "party",  "number", "kind",
                                          "dialed", "target", "at",     "instant"};
     for (int k = 0; k < F_COUNT; k++) {
@@ -209,8 +221,9 @@ slots_ready(PyObject *event_class)
                          names[k]);
             return -1;
         }
-        slot_offsets[k] = ((PyMemberDescrObject *)field)->d_member->offset;
+        offsets[k] = ((PyMemberDescrObject *)field)->d_member->offset;
     }
+    memcpy(slot_offsets, offsets, sizeof offsets); /* all or none: another class's stay */
     Py_INCREF(event_class);
     Py_XSETREF(slots_of, event_class);
     return 0;
@@ -400,7 +413,9 @@ samtal_decode_lines(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         }
         else {
             const int plain = memchr(text, '\\', n) == NULL && memchr(text, 0x7f, n) == NULL;
-            kept = plain ? quick_complete(event, rules, min_instant, max_instant) : 0;
+            kept = plain && Py_TYPE(event) == (PyTypeObject *)event_type
+                       ? quick_complete(event, rules, min_instant, max_instant)
+                       : 0;
             if (kept == 0) { /* Python's `_complete` decides */
                 PyObject *answer = PyObject_CallFunctionObjArgs(complete, event,
                                                                 plain ? Py_True : Py_False, NULL);

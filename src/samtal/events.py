@@ -457,6 +457,12 @@ def _decode_into_c() -> Callable[[Iterable[bytes], int, bool, Decoded], None] | 
     def decode_into(lines: Iterable[bytes], first_line: int, first: bool, out: Decoded) -> None:
         decode_lines(lines, first_line, first, context, out.events, out.lines, out.rejections)
 
+    # It reads an event's fields from msgspec's slots: with a msgspec that keeps them
+    # otherwise, it refuses (TypeError), and Python decodes.
+    try:
+        decode_into([], 1, True, Decoded([], [], []))
+    except TypeError:
+        return None
     return decode_into
 
 
