@@ -163,7 +163,7 @@ def aggregate(events: Iterable[Event]) -> list[Record]:
 def _calls_of_python(events: Iterable[Event]) -> dict[str, dict[str, list[Event]]]:
     """Each organisation's calls, each with its events in the order given; an event whose
     (org, id) was already seen is a duplicate and left out (the first one counts). The
-    definition of `calls_of` in _speedups.c."""
+    definition of `calls_of` in _speedups_events.c."""
     # Per organisation: the ids seen and each call's events. Keyed by plain strings, whose
     # hashes Python caches, rather than by (org, id) tuples built for every event.
     orgs: dict[str, dict[str, list[Event]]] = {}
@@ -191,8 +191,9 @@ def _calls_of_python(events: Iterable[Event]) -> dict[str, dict[str, list[Event]
 
 
 def _calls_of_in_c() -> Callable[[Iterable[Event]], dict[str, dict[str, list[Event]]]] | None:
-    """The same in C (_speedups.c): 0.75x of Python's time, the rest the look-ups in tables
-    of half a million ids, which miss the cache. None where the build had no C compiler."""
+    """The same in C (_speedups_events.c): 0.75x of Python's time, the rest the look-ups in
+    tables of half a million ids, which miss the cache. None where the build had no C
+    compiler."""
     try:
         from samtal._speedups import calls_of as in_c
     except ImportError:

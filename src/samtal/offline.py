@@ -182,7 +182,7 @@ _common = _common_in_c() or _common_python
 
 def _id_hashes_python(events: list[Event]) -> array[int]:
     """`hash((event.org, event.id))` of each event: the definition of `id_hashes` in
-    _speedups.c."""
+    _speedups_events.c."""
     return array("q", map(hash, map(_ORG_AND_ID, events)))
 
 
