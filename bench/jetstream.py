@@ -48,8 +48,9 @@ def stored(db: str) -> int:
 def consumed(db: str, args: list[str], workers: int, expected: int) -> float:
     """Seconds for `workers` consumers to store every event of the stream into `db`: until they
     have acknowledged its every message (each once its batch is committed), asked of NATS every
-    20 ms. (Counting the events in the database every 100 ms took a backend about 18 ms a count by
-    the end, a share of the two cores the consumers share.) Then the events stored are checked."""
+    20 ms. (Counting the events in the database every 100 ms took a backend about 18 ms a count
+    by the end, a share of the two cores the consumers share.) Then the events stored are
+    checked."""
     for org in ("org-1", "org-2"):
         samtal("org", "add", org, db=db)
     stream, durable = _option(args, "--stream"), _option(args, "--durable")

@@ -30,12 +30,13 @@ import time
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from functools import partial
 from pathlib import Path
 
 import httpx
 import nats
+import psycopg
 from nats.js.errors import NotFoundError
 
 from _common import report
@@ -135,6 +136,7 @@ def consumed(db: str, rounds: int, calls: int) -> dict[str, list[float]]:
             check=True,
             stdout=subprocess.DEVNULL,
         )
+        before = _events(db)
         worker = subprocess.Popen(
             [sys.executable, "-m", "samtal", "consume", *args, "--batch", str(3 * calls)],
             env={**os.environ, "SAMTAL_DATABASE_URL": db, "SAMTAL_RETENTION_DAYS": RETENTION},
@@ -148,6 +150,7 @@ def consumed(db: str, rounds: int, calls: int) -> dict[str, list[float]]:
             worker.wait(60)
             path.unlink()
             asyncio.run(_remove(stream))
+        assert _events(db) == before + len(lines), "the worker did not store every event"
         # The worker stores several batches at once, so the gaps between commits are not
         # what a batch costs (two batches committing together leave a gap near zero, and the
         # median of a few gaps followed how they bunched): the events stored after the first
@@ -155,6 +158,19 @@ def consumed(db: str, rounds: int, calls: int) -> dict[str, list[float]]:
         (first, at_first), (last, at_last) = commits[0], commits[-1]
         seconds[kind] = [(last - first) / (at_last - at_first) * 3 * calls]
     return seconds
+
+
+def _events(db: str) -> int:
+    """The events the database holds (counted once before and once after a run)."""
+    if db.startswith("sqlite:"):
+        import sqlite3
+
+        with closing(sqlite3.connect(db.removeprefix("sqlite:///"))) as conn:
+            return int(conn.execute("SELECT count(*) FROM events").fetchone()[0])
+    with psycopg.connect(db) as pg:
+        row = pg.execute("SELECT count(*) FROM events").fetchone()
+        assert row is not None
+        return int(row[0])
 
 
 async def _acknowledged(stream: str, total: int) -> list[tuple[float, int]]:
