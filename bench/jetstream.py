@@ -16,11 +16,13 @@ import asyncio
 import json
 import os
 import signal
+import sqlite3
 import statistics
 import subprocess
 import sys
 import time
 import uuid
+from contextlib import closing
 from pathlib import Path
 
 import nats
@@ -40,6 +42,10 @@ def distinct_events(path: Path) -> int:
 
 
 def stored(db: str) -> int:
+    """The events the database at `db` holds (SQLite or PostgreSQL), counted once."""
+    if db.startswith("sqlite:"):
+        with closing(sqlite3.connect(db.removeprefix("sqlite:///"))) as conn:
+            return int(conn.execute("SELECT count(*) FROM events").fetchone()[0])
     with psycopg.connect(db) as conn:
         row = conn.execute("SELECT count(*) FROM events").fetchone()
         return int(row[0]) if row else 0
@@ -64,8 +70,7 @@ def consumed(db: str, args: list[str], workers: int, expected: int) -> float:
         for _ in range(workers)
     ]
     try:
-        asyncio.run(_acknowledged(stream, durable))
-        seconds = time.perf_counter() - began
+        seconds = asyncio.run(acknowledged(stream, durable, every=0.02))[-1][0] - began
     finally:
         for process in processes:
             process.send_signal(signal.SIGTERM)
@@ -78,22 +83,31 @@ def _option(args: list[str], name: str) -> str:
     return args[args.index(name) + 1]
 
 
-async def _acknowledged(stream: str, durable: str) -> None:
-    """Until the consumer `durable` of `stream` has acknowledged every message in it."""
+async def acknowledged(stream: str, durable: str, *, every: float) -> list[tuple[float, int]]:
+    """When the consumer `durable` of `stream` had acknowledged more messages (each once its
+    batch is committed), and how many, asked of NATS every `every` seconds until it has
+    acknowledged every message in the stream. NATS answers from memory: counting the events
+    in the database as often kept a backend counting on one of the two cores the consumers
+    share (bench/README.md, twenty-second session)."""
     connection = await nats.connect(NATS_URL)
     js = connection.jetstream()
+    commits: list[tuple[float, int]] = []
+    seen = 0
     try:
         last = (await js.stream_info(stream)).state.last_seq
-        while True:
+        while seen < last:
             try:
                 info = await js.consumer_info(stream, durable)
             except NotFoundError:  # no worker has made it yet
                 info = None
-            if info is not None and info.ack_floor and info.ack_floor.stream_seq >= last:
-                return
-            await asyncio.sleep(0.02)
+            acked = info.ack_floor.stream_seq if info is not None and info.ack_floor else 0
+            if acked > seen:
+                commits.append((time.perf_counter(), acked))
+                seen = acked
+            await asyncio.sleep(every)
     finally:
         await connection.close()
+    return commits
 
 
 async def remove(stream: str) -> None:

@@ -30,21 +30,18 @@ import time
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import closing, contextmanager
+from contextlib import contextmanager
 from functools import partial
 from pathlib import Path
 
 import httpx
-import nats
-import psycopg
-from nats.js.errors import NotFoundError
 
 from _common import report
 from _server import ServerProcess, samtal
+from jetstream import NATS_URL, acknowledged, remove, stored
 from postgres import database
 from samtal.streams import StreamNames
 
-NATS_URL = os.environ.get("SAMTAL_BENCH_NATS_URL", "nats://127.0.0.1:4222")
 ORGS = 1000
 #: The installation's retention in days, as by default: every event is checked against its
 #: organisation's window, as in production (the other benchmarks keep everything).
@@ -136,7 +133,7 @@ def consumed(db: str, rounds: int, calls: int) -> dict[str, list[float]]:
             check=True,
             stdout=subprocess.DEVNULL,
         )
-        before = _events(db)
+        before = stored(db)
         worker = subprocess.Popen(
             [sys.executable, "-m", "samtal", "consume", *args, "--batch", str(3 * calls)],
             env={**os.environ, "SAMTAL_DATABASE_URL": db, "SAMTAL_RETENTION_DAYS": RETENTION},
@@ -144,13 +141,13 @@ def consumed(db: str, rounds: int, calls: int) -> dict[str, list[float]]:
             stderr=subprocess.DEVNULL,
         )
         try:
-            commits = asyncio.run(_acknowledged(stream, len(lines)))
+            commits = asyncio.run(acknowledged(stream, StreamNames.durable, every=0.002))
         finally:
             worker.send_signal(signal.SIGTERM)
             worker.wait(60)
             path.unlink()
-            asyncio.run(_remove(stream))
-        assert _events(db) == before + len(lines), "the worker did not store every event"
+            asyncio.run(remove(stream))
+        assert stored(db) == before + len(lines), "the worker did not store every event"
         # The worker stores several batches at once, so the gaps between commits are not
         # what a batch costs (two batches committing together leave a gap near zero, and the
         # median of a few gaps followed how they bunched): the events stored after the first
@@ -158,51 +155,6 @@ def consumed(db: str, rounds: int, calls: int) -> dict[str, list[float]]:
         (first, at_first), (last, at_last) = commits[0], commits[-1]
         seconds[kind] = [(last - first) / (at_last - at_first) * 3 * calls]
     return seconds
-
-
-def _events(db: str) -> int:
-    """The events the database holds (counted once before and once after a run)."""
-    if db.startswith("sqlite:"):
-        import sqlite3
-
-        with closing(sqlite3.connect(db.removeprefix("sqlite:///"))) as conn:
-            return int(conn.execute("SELECT count(*) FROM events").fetchone()[0])
-    with psycopg.connect(db) as pg:
-        row = pg.execute("SELECT count(*) FROM events").fetchone()
-        assert row is not None
-        return int(row[0])
-
-
-async def _acknowledged(stream: str, total: int) -> list[tuple[float, int]]:
-    """When the worker's acknowledged messages (each an event, acknowledged once its batch is
-    committed) grew, and to what, until all `total` are. Asked of NATS, which answers from
-    memory. Counting the events in the database instead, every 2 ms, kept a backend counting
-    nearly all the time (15 ms a count on PostgreSQL by the mixed kind's run, which comes
-    second), on one of the machine's two cores: the ratio spread from 1.09x to 1.70x."""
-    connection = await nats.connect(NATS_URL)
-    js = connection.jetstream()
-    commits: list[tuple[float, int]] = []
-    seen = 0
-    try:
-        while seen < total:
-            try:
-                info = await js.consumer_info(stream, StreamNames.durable)
-            except NotFoundError:  # the worker has not made it yet
-                info = None
-            acked = info.ack_floor.stream_seq if info is not None and info.ack_floor else 0
-            if acked > seen:
-                commits.append((time.perf_counter(), acked))
-                seen = acked
-            await asyncio.sleep(0.002)
-    finally:
-        await connection.close()
-    return commits
-
-
-async def _remove(stream: str) -> None:
-    connection = await nats.connect(NATS_URL)
-    await connection.jetstream().delete_stream(stream)
-    await connection.close()
 
 
 @contextmanager
