@@ -180,6 +180,42 @@ def test_feed_parameters_are_said_in_our_words(
         assert_problem(client.get(f"/cdr/changes?{query}"), 400, said)
 
 
+@pytest.mark.parametrize(
+    ("path", "query", "said"),
+    [
+        ("/cdr/historik", "from=2017-01-04&from=2017-01-01", "`from` is given 2 times"),
+        ("/cdr/historik", "from=2017-01-04&to=2017-01-05&to=2017-01-06&to=x", "`to` is given 3"),
+        ("/cdr/historik", "from=2017-01-04&format=csv&format=json", "`format` is given 2 times"),
+        ("/cdr/stats", "from=2017-01-04&interval=day&interval=hour", "`interval` is given 2"),
+        ("/cdr/changes", "after=5&after=0", "`after` is given 2 times: give it once"),
+    ],
+)
+def test_a_parameter_given_twice_is_refused(
+    product: tuple[Service, str], path: str, query: str, said: str
+) -> None:
+    """Two `from`s have no one meaning: the answer would be to a question the client may not
+    have asked."""
+    service, token = product
+    with service.server.client(token) as client:
+        assert_problem(client.get(f"{path}?{query}"), 400, said)
+
+
+def test_a_filter_given_twice_holds_for_either_value(product: tuple[Service, str]) -> None:
+    service, token = product
+    with service.server.client(token) as client:
+        answers = [
+            client.get(f"/cdr/historik?from=2017-01-04&{outcomes}")
+            for outcomes in (
+                "outcome=answered",
+                "outcome=abandoned",
+                "outcome=answered&outcome=abandoned",
+            )
+        ]
+    assert [answer.status_code for answer in answers] == [200] * 3
+    counts = [len(answer.json()) for answer in answers]
+    assert counts[0] > 0 and counts[1] > 0 and counts[2] == counts[0] + counts[1], counts
+
+
 def test_the_documentation_lists_what_is_sent(service: Service) -> None:
     with httpx.Client(base_url=service.server.url) as client:
         document = client.get("/openapi.json").json()

@@ -52,19 +52,27 @@ def responses(*statuses: int) -> dict[int | str, dict[str, object]]:
     }
 
 
-def only_params(*names: str) -> Callable[[Request], None]:
+def only_params(*names: str, repeatable: tuple[str, ...] = ()) -> Callable[[Request], None]:
     """A dependency that makes a query parameter the endpoint does not know a 400 naming it,
     rather than ignored: `?form=2017-01-04` or `?limt=10` is a typo the client wants to hear
-    about."""
+    about. So is one of `names` given twice, unless it is `repeatable` (a filter, whose values
+    hold together): `?from=...&from=...` has no one meaning, and taking either value would
+    answer a question the client may not have asked."""
     known = set(names)
+    once = known - set(repeatable)
 
     def check(request: Request) -> None:
-        unknown = sorted(set(request.query_params) - known)
+        params = request.query_params
+        unknown = sorted(set(params) - known)
         if unknown:
             listed = ", ".join(f"`{named(name)}`" for name in unknown[:5])
             allowed = ", ".join(f"`{name}`" for name in names) or "none"
             what = "parameter" if len(unknown) == 1 else "parameters"
             raise UsageError(f"unknown query {what} {listed}: this endpoint takes {allowed}")
+        for name in sorted(once & set(params)):
+            given = len(params.getlist(name))
+            if given > 1:
+                raise UsageError(f"`{name}` is given {given} times: give it once")
 
     return check
 

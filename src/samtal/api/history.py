@@ -21,7 +21,11 @@ from samtal.period import FORMS, PATTERN, parse_period
 from samtal.records import DETAILED_FIELDS, FIELDS
 from samtal.times import US_PER_SECOND, render, zone
 
-router = APIRouter(dependencies=[Depends(only_params("from", "to", "view", "format", *FILTERS))])
+router = APIRouter(
+    dependencies=[
+        Depends(only_params("from", "to", "view", "format", *FILTERS, repeatable=FILTERS))
+    ]
+)
 
 
 @router.get(

@@ -30,7 +30,11 @@ from samtal.store import Store
 from samtal.times import US_PER_SECOND, render, zone
 
 CHOICES = ("sl", "slBase", "shortAbandon", "days", "hours", "interval")
-router = APIRouter(dependencies=[Depends(only_params("from", "to", "format", *CHOICES, *FILTERS))])
+router = APIRouter(
+    dependencies=[
+        Depends(only_params("from", "to", "format", *CHOICES, *FILTERS, repeatable=FILTERS))
+    ]
+)
 _SECONDS = r"^[0-9]{1,9}(\.[0-9]{1,6})?$"
 
 
