@@ -331,6 +331,8 @@ def test_erasure_by_number_over_http(service: Service) -> None:
             (b'{"number": "1", "from": "someday"}', 400),
             (b'{"calls": []}', 400), (b'{"number": "not a number"}', 400),
             (b'{"calls": ["' + b"x" * 70_000 + b'"]}', 413),
+            # One member twice: which was meant? Either reading erases the wrong calls.
+            (b'{"number": "1", "number": "' + number.encode() + b'"}', 400),
         ]:  # fmt: skip
             refused = erasing.post(
                 "/cdr/erasures", content=body, headers={"Content-Type": "application/json"}

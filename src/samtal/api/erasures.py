@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Annotated, Any
 
 import orjson
@@ -154,6 +155,16 @@ def _shown(erasure: Erasure, tz: str) -> dict[str, Any]:
     }
 
 
+def _once(members: list[tuple[str, Any]]) -> dict[str, Any]:
+    """An object of the body whose members each come once; BadBody naming one that does not.
+    (orjson, like most parsers, would keep the last of two: an erasure of the wrong calls.)"""
+    names = [name for name, _ in members]
+    if len(set(names)) < len(names):
+        twice = next(name for n, name in enumerate(names) if name in names[:n])
+        raise BadBody(f"member {shorten(twice)} is given more than once: give it once")
+    return dict(members)
+
+
 def _asked(body: bytes) -> dict[str, Any]:
     """The erasure a body asks for, checked: `calls`, or `number` with optional `from`/`to`;
     BadBody naming what is wrong."""
@@ -165,6 +176,7 @@ def _asked(body: bytes) -> dict[str, Any]:
         raise BadBody(f"the body is not JSON: {exc}") from None
     if not isinstance(asked, dict):
         raise BadBody('the body is not a JSON object: send {"calls": [...]} or {"number": "..."}')
+    json.loads(body, object_pairs_hook=_once)  # a member twice: which one was meant?
     unknown = sorted(set(asked) - {"calls", "number", "from", "to"})
     if unknown:
         raise BadBody(
