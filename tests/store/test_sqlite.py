@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-import subprocess
-import sys
 import threading
 from datetime import date
 from pathlib import Path
@@ -115,27 +113,47 @@ def test_opening_a_store_does_not_wait_for_another_process_writing(tmp_path: Pat
     assert not waited, "opening the store waited for the write lock"
 
 
-_BOUND = """
-import sqlite3{extra}
-db = sqlite3.connect(":memory:")
-db.execute("CREATE TABLE t (a, b, c, d)")
-db.execute("INSERT INTO t VALUES (?, ?, ?, ?)", (None, True, False, 7))
-print(db.execute("SELECT quote(a), quote(b), quote(c), quote(d), typeof(b) FROM t").fetchone())
-print(sqlite3.adapters.get((type(None), sqlite3.PrepareProtocol)) is not None)
-"""
-
-
-def test_the_quicker_adapters_bind_what_sqlite3_binds() -> None:
-    # samtal registers adapters for None and bool (speed: no AttributeErrors per parameter);
-    # what they bind must be what sqlite3 binds without them, for anyone else in the process.
-    def bound(extra: str) -> list[str]:
-        script = _BOUND.format(extra=extra)
-        done = subprocess.run([sys.executable, "-c", script], capture_output=True, check=True)
-        return done.stdout.decode().splitlines()
-
-    plain, ours = bound(""), bound("\nimport samtal.store.sqlite")
-    assert plain[1] == "False" and ours[1] == "True"  # the adapters are there only with samtal
-    assert ours[0] == plain[0] == "('NULL', '1', '0', '7', 'integer')"
+def test_what_ingest_binds_in_place_of_none_is_stored_as_null(tmp_path: Path) -> None:
+    # The rows of ingest's inserts carry 0 or '' for None, made NULL again by the statement
+    # (speed: sqlite3 binds None, bools and bytes slowly); what is stored must be what a None
+    # binds. An unanswered call has no callee and no answer time; most events no number,
+    # kind, dialed or target; and a number "0" stays text.
+    lines = [
+        {
+            "id": "e1",
+            "call": "c1",
+            "type": "started",
+            "party": "caller",
+            "number": "0",
+            "dialed": "0",
+            "at": "2017-03-01T08:00:00Z",
+        },
+        {"id": "e2", "call": "c1", "type": "ended", "at": "2017-03-01T08:00:10Z"},
+    ]
+    events = decode_batch([orjson.dumps({**line, "org": "acme"}) for line in lines]).events
+    url = f"sqlite:///{tmp_path / 'n.db'}"
+    store = Store(SqliteEngine(url))
+    store.add_org("acme", "Europe/Stockholm", now=T0)
+    store.ingest(events, now=T0)
+    store.close()
+    db = sqlite3.connect(tmp_path / "n.db")
+    stored = db.execute(
+        "SELECT id, quote(seq), quote(party), quote(number), quote(kind), quote(dialed), "
+        "quote(target) FROM events ORDER BY id"
+    ).fetchall()
+    assert stored == [
+        ("e1", "NULL", "'caller'", "'0'", "NULL", "'0'", "NULL"),
+        ("e2", "NULL", "NULL", "NULL", "NULL", "NULL", "NULL"),
+    ]
+    assert db.execute(
+        "SELECT typeof(json), typeof(csv), quote(caller_no), quote(receiving_no), "
+        "quote(callee_no), quote(answered_after) FROM records"
+    ).fetchall() == [("blob", "blob", "'0'", "NULL", "NULL", "NULL")]
+    assert db.execute(
+        "SELECT quote(record_ms) IS NOT 'NULL', quote(open), quote(started), quote(ended) "
+        "FROM calls"
+    ).fetchall() == [(1, "0", "1", "1")]
+    db.close()
 
 
 def test_a_library_that_takes_few_parameters_a_statement_stores_the_same(tmp_path: Path) -> None:
