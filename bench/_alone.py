@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 from samtal.events import decode_batch
-from samtal.ingest import IMPORT_BATCH, store_decoded
+from samtal.ingest import IMPORT_BATCH_ONE_WRITER, store_decoded
 from samtal.store import open_store
 
 
@@ -27,8 +27,8 @@ def main() -> None:
     url, path = sys.argv[1], Path(sys.argv[2])
     lines = path.read_bytes().splitlines(keepends=True)
     batches = [
-        decode_batch(lines[at : at + IMPORT_BATCH], first_line=at + 1)
-        for at in range(0, len(lines), IMPORT_BATCH)
+        decode_batch(lines[at : at + IMPORT_BATCH_ONE_WRITER], first_line=at + 1)
+        for at in range(0, len(lines), IMPORT_BATCH_ONE_WRITER)
     ]
     del lines
     # The decoded batches live to the end: out of the collector's way, as the import's are

@@ -34,11 +34,12 @@ import orjson
 
 from _common import report, simulated
 from _server import ServerProcess, samtal
+from samtal.ingest import IMPORT_BATCH_ONE_WRITER
 from samtal.store.sqlite import PAGE_SIZE, WAL_CHECKPOINT_BYTES
 from samtal.times import parse_instant
 
 ORGS = 4
-BATCH = 20_000  # lines per transaction, as `samtal import` does
+BATCH = IMPORT_BATCH_ONE_WRITER  # lines per transaction, as `samtal import` into SQLite does
 
 
 def connect(path: Path) -> sqlite3.Connection:
@@ -295,7 +296,7 @@ def main() -> None:
     report(
         f"ingest: {events:,} events, {ORGS} organisations, median of {args.repeat}",
         [
-            ("bare executemany of the lines (20k per commit)", events / bare_s, "events/s"),
+            (f"bare executemany of the lines ({BATCH:,} a commit)", events / bare_s, "events/s"),
             ("samtal import (whole command)", events / import_s, "events/s"),
             (
                 "ratio import / bare (target >= 0.25)",
