@@ -1,11 +1,14 @@
-"""Faults on real processes: every server process killed with SIGKILL mid-stream, several
-workers on one port, the background duties led by one of them. On both engines."""
+"""Faults on real processes: every server process killed with SIGKILL mid-stream, an import
+killed so too, several workers on one port, the background duties led by one of them. On both
+engines."""
 
 from __future__ import annotations
 
 import json
 import os
 import signal
+import subprocess
+import sys
 import threading
 import time
 from datetime import date
@@ -20,7 +23,7 @@ from samtal.events import decode_batch
 from samtal.simulate import TrafficSettings, event_lines
 from samtal.store import open_store
 from samtal.times import zone
-from tests.helpers import T0, VECTORS
+from tests.helpers import T0, VECTORS, samtal
 from tests.helpers.databases import stored_events
 from tests.helpers.servers import metric, metric_values, serving
 
@@ -82,6 +85,41 @@ def test_every_server_process_killed_mid_stream(store_url: str, tmp_path: Path) 
 
     events = decode_batch(lines).events
     assert stored_events(store_url) == len({e.id for e in events})  # nothing lost or doubled
+    expected = [orjson.dumps(r.render(zone("Europe/Stockholm"))) for r in aggregate(events)]
+    store = open_store(store_url)
+    assert [r for page in store.records(org="org-1", start=0, end=2**62) for r in page] == expected
+    store.close()
+
+
+def test_an_import_killed_mid_stream_and_run_again(store_url: str, tmp_path: Path) -> None:
+    """`samtal import` killed with SIGKILL (with its decoding process) once some of its
+    transactions are committed and before the last, then run again over the same file: every
+    event is stored once, and the records are exactly those of the events (events.md: ingest is
+    at-least-once and idempotent). The file is three batches or more on either engine."""
+    settings = TrafficSettings(orgs=1, days=2, seed=9, start=date(2017, 3, 6), calls_per_day=8500)
+    lines = [line.rstrip(b"\n") for line in event_lines(settings)]
+    assert len(lines) > 2 * 50_000  # IMPORT_BATCH_ONE_WRITER: SQLite's batches
+    source = tmp_path / "events.ndjson"
+    source.write_bytes(b"\n".join(lines) + b"\n")
+    events = decode_batch(lines).events
+    unique = len({e.id for e in events})
+    assert samtal("org", "add", "org-1", "--db", store_url, cwd=tmp_path).returncode == 0
+    command = [sys.executable, "-m", "samtal", "import", str(source), "--db", store_url]
+    importer = subprocess.Popen(
+        command, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )  # fmt: skip
+    deadline = time.monotonic() + 120
+    while stored_events(store_url) == 0:
+        assert importer.poll() is None, "the import ended before its first commit was seen"
+        assert time.monotonic() < deadline, "no batch was committed"
+        time.sleep(0.02)
+    os.killpg(importer.pid, signal.SIGKILL)  # the import and its decoding process
+    importer.wait(30)
+    assert 0 < stored_events(store_url) < unique, "the kill fell before or after the import"
+    again = samtal("import", str(source), "--db", store_url, cwd=tmp_path)
+    assert again.returncode == 0, again.stderr
+    assert stored_events(store_url) == unique  # nothing lost, nothing doubled
     expected = [orjson.dumps(r.render(zone("Europe/Stockholm"))) for r in aggregate(events)]
     store = open_store(store_url)
     assert [r for page in store.records(org="org-1", start=0, end=2**62) for r in page] == expected
