@@ -1,15 +1,15 @@
 """Ingest of a live stream: what a switch sends as its calls go on, cut into small batches, so
 that most events belong to calls already under way (first seen in an earlier batch).
 
-The other ingest benchmarks load whole calls: an import's batches of 20,000 lines, tenants.py's
-batches of complete calls. A switch posting every second or two sends a call's `started`, its
-`answered` and its `ended` in different batches, minutes apart; the store reads back each
-call's stored events and writes its row again. This measures that path: a simulated day of
-`--orgs` organisations (100,000 calls in all) in time order, its first `--lines` lines in
-batches of `--batch`, stored one batch after another in process (`samtal.ingest.ingest`: no
-HTTP, decoded beforehand), on SQLite and on PostgreSQL (the server of postgres.py). Lines/s
-and ms a batch, medians of `--repeat`. With `--against DIR` (another checkout), the two
-alternate, run by run.
+The other ingest benchmarks load whole calls: an import's batches of 20,000 lines (50,000 into
+SQLite), tenants.py's batches of complete calls. A switch posting every second or two sends a
+call's `started`, its `answered` and its `ended` in different batches, minutes apart; the store
+reads back each call's stored events and writes its row again. This measures that path: a
+simulated day of `--orgs` organisations (100,000 calls in all) in time order, its first
+`--lines` lines in batches of `--batch`, stored one batch after another in process
+(`samtal.ingest.ingest`: no HTTP, decoded beforehand), on SQLite and on PostgreSQL (the server
+of postgres.py). Lines/s and ms a batch, medians of `--repeat`. With `--against DIR` (another
+checkout), the two alternate, run by run.
 
     python bench/live.py [--orgs N] [--batch N] [--lines N] [--repeat N] [--against DIR]
                          [--only ENGINE]
