@@ -556,7 +556,7 @@ _EVENT_VALUES = (
     f"(?, ?, ?, ?, {_INT_OR_NULL}, ?, {_TEXT_OR_NULL}, {_TEXT_OR_NULL}, {_TEXT_OR_NULL}, "
     f"{_TEXT_OR_NULL}, {_TEXT_OR_NULL}, ?)"
 )
-_EVENT_WIDTH = 12
+_EVENT_WIDTH = _EVENT_VALUES.count("?")
 
 
 def _event_row(e: Event) -> tuple[object, ...]:
