@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import gc
 import sys
-from collections import Counter
 from typing import TYPE_CHECKING, BinaryIO, TextIO
 
 import click
@@ -14,7 +13,7 @@ from samtal.clock import system_clock
 from samtal.errors import SamtalError, UsageError, shorten
 
 if TYPE_CHECKING:
-    from samtal.ingest import Report
+    from samtal.ingest import ImportReport
     from samtal.settings import Settings
     from samtal.store import Org, Store, Token
 
@@ -60,6 +59,11 @@ def org_add(name: str | None, tz: str, from_file: TextIO | None, db_url: str | N
     except SamtalError as exc:
         fail(exc)
     click.echo(f"added organisation {added.name} ({added.tz})")
+
+
+#: The lines `org add --from` prints of those it refuses, and of the names that exist; its
+#: summary counts them all.
+MAX_SHOWN = 100
 
 
 def _add_orgs(source: TextIO, default_tz: str, db_url: str | None) -> None:
@@ -365,10 +369,6 @@ def webhook_replay(hook_id: str, after: int, db_url: str | None) -> None:
     click.echo(f"webhook {found.id} delivers every version after seq {after} again")
 
 
-#: Invalid lines printed by `samtal import`; the summary counts them all.
-MAX_SHOWN = 100
-
-
 @click.command("import")
 @click.argument("file", type=click.File("rb"))
 @db_option
@@ -387,27 +387,30 @@ def import_(file: BinaryIO, db_url: str | None) -> None:
     else:
         report = import_lines(store, file, now=system_clock, settings=config)
     # Lines of unknown organisations are summed up per organisation, with what to do.
-    unknown = Counter(r.unknown_org for r in report.rejected if r.unknown_org is not None)
-    invalid = [r for r in report.rejected if r.unknown_org is None]
-    for rejection in invalid[:MAX_SHOWN]:
+    for rejection in report.shown:
         click.echo(str(rejection), err=True)
-    if len(invalid) > MAX_SHOWN:
-        click.echo(f"... and {len(invalid) - MAX_SHOWN:,} more invalid lines", err=True)
-    for name, count in sorted(unknown.items()):
+    if report.invalid > len(report.shown):
+        click.echo(f"... and {report.invalid - len(report.shown):,} more invalid lines", err=True)
+    for name, count in sorted(report.unknown.items()):
         click.echo(
             f"{count:,} line(s) of the unknown organisation {shorten(name)}: add it with "
             f"`samtal org add {name}` and import again (what is stored already counts as "
             "duplicates)",
             err=True,
         )
+    if report.unknown_unnamed:
+        click.echo(
+            f"{report.unknown_unnamed:,} more line(s) of further unknown organisations",
+            err=True,
+        )
     click.echo(
         f"accepted {report.accepted:,}, duplicates {report.duplicates:,}, "
-        f"rejected {len(report.rejected):,}"
+        f"rejected {report.rejected:,}"
     )
     sys.exit(1 if report.rejected else 0)
 
 
-def _import_with_progress(store: Store, file: BinaryIO, config: Settings) -> Report:
+def _import_with_progress(store: Store, file: BinaryIO, config: Settings) -> ImportReport:
     from samtal.ingest import import_lines
 
     with file_progress(file, "importing", "lines") as advance:
