@@ -26,6 +26,7 @@ import pytest
 
 from samtal.aggregate import aggregate
 from samtal.events import decode_batch
+from samtal.ingest.nats import PUBLISH_REJECTIONS_SHOWN
 from samtal.simulate import TrafficSettings, event_lines
 from samtal.store import open_store
 from samtal.times import zone
@@ -274,6 +275,24 @@ def test_publish_reports_bad_lines_and_drops_republished_events(jet: Jet, tmp_pa
     )
     again = samtal("publish", str(path), *jet.args(), cwd=tmp_path, env={})
     assert f"published 0, duplicates {len(lines) + 1:,}, rejected 1, failed 0" in again.stdout
+
+
+def test_publish_sums_up_many_bad_lines(jet: Jet, tmp_path: Path) -> None:
+    """A file of many bad lines is summed up: the first shown by number, every one counted
+    (a publish keeps only those it shows, so memory does not grow with the file)."""
+    path = tmp_path / "bad.ndjson"
+    good = traffic(tmp_path, calls=5)[1][:3]
+    path.write_bytes(b"".join(good) + b"{\n" * (PUBLISH_REJECTIONS_SHOWN + 50))
+    done = samtal("publish", str(path), *jet.args(), cwd=tmp_path, env={})
+    assert done.returncode == 1
+    shown = [line for line in done.stderr.splitlines() if line.startswith("line ")]
+    assert [line.split(":")[0] for line in shown] == [
+        f"line {n}" for n in range(len(good) + 1, len(good) + 1 + PUBLISH_REJECTIONS_SHOWN)
+    ]
+    assert "... and 50 more invalid lines" in done.stderr
+    assert f"published {len(good)}, duplicates 0, rejected {PUBLISH_REJECTIONS_SHOWN + 50}," in (
+        done.stdout
+    )
 
 
 def test_a_part_batch_is_taken_at_once_and_an_empty_stream_waited_on(jet: Jet) -> None:

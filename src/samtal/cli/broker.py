@@ -104,11 +104,13 @@ def publish(
         )
 
     report = _with_progress(file, run) if sys.stderr.isatty() else run(None)
-    for rejection in report.rejected[:100]:
+    for rejection in report.shown:
         click.echo(str(rejection), err=True)
+    if report.rejected > len(report.shown):
+        click.echo(f"... and {report.rejected - len(report.shown):,} more invalid lines", err=True)
     click.echo(
         f"published {report.published:,}, duplicates {report.duplicates:,}, "
-        f"rejected {len(report.rejected):,}, failed {report.failed:,}"
+        f"rejected {report.rejected:,}, failed {report.failed:,}"
     )
     sys.exit(1 if report.rejected or report.failed else 0)
 

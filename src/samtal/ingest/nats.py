@@ -81,15 +81,28 @@ def servers(url: str) -> list[str]:
     return [part.strip() for part in url.split(",") if part.strip()]
 
 
+#: Rejected lines a publish keeps with their reasons, the first; the rest it counts.
+PUBLISH_REJECTIONS_SHOWN = 100
+
+
 @dataclass
 class Published:
     """What a publish did: published (new to the stream), duplicates (dropped by the stream's
-    duplicate window), the lines rejected before publishing, and publishes that failed."""
+    duplicate window), the lines rejected before publishing (the first of them in `shown`, so
+    that a file of many bad lines is summed up in memory that does not grow with it), and
+    publishes that failed."""
 
     published: int = 0
     duplicates: int = 0
-    rejected: list[Rejection] = field(default_factory=list)
+    rejected: int = 0
+    shown: list[Rejection] = field(default_factory=list)
     failed: int = 0
+
+    def reject(self, rejection: Rejection) -> None:
+        """Count a rejected line, and keep it if it is among the first."""
+        self.rejected += 1
+        if len(self.shown) < PUBLISH_REJECTIONS_SHOWN:
+            self.shown.append(rejection)
 
 
 async def publish(
@@ -125,10 +138,10 @@ async def publish(
                 continue
             event = decode_one(line, position)
             if isinstance(event, Rejection):
-                report.rejected.append(event)
+                report.reject(event)
                 continue
             if not ORG_NAME.fullmatch(event.org):
-                report.rejected.append(
+                report.reject(
                     Rejection(position, event.id, "`org` cannot name a NATS subject token")
                 )
                 continue
