@@ -4,11 +4,13 @@ did not write). On both engines."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 import pytest
@@ -20,14 +22,17 @@ from samtal.api import create_app
 from samtal.cli import main
 from samtal.clock import system_clock
 from samtal.metrics import render
+from samtal.outbound.webhooks import IDLE, QUIET, Deliverer
 from samtal.privacy import Pseudonyms
 from samtal.settings import Settings
-from samtal.store import Store, open_store
+from samtal.store import AsyncStore, Store, open_store
 from tests.helpers import PRODUCT, disappearing, events_of
 from tests.helpers.servers import Server, metric_values
 
 # Serves, receives and retries webhooks on real servers.
 pytestmark = pytest.mark.slow
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -206,6 +211,59 @@ def test_a_slow_receiver_delays_nobody_else(setup: Setup) -> None:
         gate.set()
         wait_for(lambda: len(slow.verified) == 3)
     store.remove_webhook(hook.id)
+
+
+def test_a_replay_reaches_a_running_subscription(setup: Setup) -> None:
+    """A replay from the command line (another connection, no commit of records) is seen by
+    the subscription's task, which has nothing to do and waits: the listing wakes it."""
+    store, receiver = setup.store, setup.receiver
+    store.ingest(events_of(PRODUCT), now=system_clock())
+    wait_for(lambda: len(receiver.verified) == 3)
+    wait_for(lambda: store.webhook(setup.hook_id).last_success is not None)
+    time.sleep(1.5)  # its task waits, idle
+    result = CliRunner().invoke(
+        main, ["webhook", "replay", setup.hook_id, "--after", "0", "--db", setup.url]
+    )
+    assert result.exit_code == 0, result.output
+    wait_for(lambda: len(receiver.verified) == 6, timeout=10)  # well before QUIET
+    assert QUIET > 10
+
+
+def test_idle_subscriptions_cost_no_reads(store_url: str) -> None:
+    """Subscriptions with nothing to send wait for their organisation's commits: the only
+    reads are the listing of them all, once every IDLE seconds. Each used to read three times
+    a second, so that 1,000 of them took a quarter of a core."""
+    store = open_store(store_url)
+    now = system_clock()
+    store.add_orgs([(f"quiet-{n}", "Europe/Stockholm") for n in range(20)], now=now)
+    hooks = [store.add_webhook(f"quiet-{n}", "http://127.0.0.1:9/", now=now)[0] for n in range(20)]
+    reads = 0
+
+    class Counted(AsyncStore):
+        async def read(self, work: Callable[[Store], T]) -> T:
+            nonlocal reads
+            reads += 1
+            return await super().read(work)
+
+    handle = Counted(store)
+
+    async def run() -> int:
+        task = asyncio.create_task(Deliverer(handle, clock=system_clock, schedule=[1.0]).run())
+        await asyncio.sleep(1.5)  # every task started and gone idle
+        before = reads
+        await asyncio.sleep(3 * IDLE)
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        return reads - before
+
+    try:
+        assert asyncio.run(run()) <= 4  # the listings; 20 x 3 x 3 before
+    finally:
+        handle.close()
+        for hook in hooks:
+            store.remove_webhook(hook.id)
+        store.close()
 
 
 def test_the_webhook_commands(setup: Setup) -> None:
