@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import threading
+import time
 from datetime import date
 from pathlib import Path
 
@@ -305,3 +306,29 @@ def test_an_in_memory_database_is_refused_with_the_reason() -> None:
     one. It used to fail on opening with "no such table: meta"."""
     with pytest.raises(StoreError, match="in-memory database is seen by one connection alone"):
         SqliteEngine("sqlite:///:memory:")
+
+
+def test_the_watcher_names_the_organisation_whose_versions_moved(tmp_path: Path) -> None:
+    """Another connection's commit is told as the organisations it gave new versions, not as
+    "any": a waiter of another organisation (an idle webhook subscription) sleeps on."""
+    url = f"sqlite:///{tmp_path / 'w.db'}"
+    store = Store(SqliteEngine(url))
+    for name in ("acme", "other"):
+        store.add_org(name, "Europe/Stockholm", now=T0)
+    heard: list[str | None] = []
+    stop = threading.Event()
+    watcher = threading.Thread(target=store.watch, args=(stop, heard.append))
+    watcher.start()
+    try:
+        time.sleep(0.3)
+        store.add_org("third", "Europe/Stockholm", now=T0)  # a commit with no versions
+        store.ingest(events_of(PRODUCT, "acme"), now=T0)
+        deadline = time.monotonic() + 5
+        while "acme" not in heard and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.3)
+    finally:
+        stop.set()
+        watcher.join()
+        store.close()
+    assert heard == ["acme"]
