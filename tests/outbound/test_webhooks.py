@@ -245,20 +245,28 @@ def test_idle_subscriptions_cost_no_reads(store_url: str) -> None:
             reads += 1
             return await super().read(work)
 
+    # One subscription was disabled before the deliverer starts, with a version waiting: it
+    # is listed with its backlog every round, and has no task to wake.
+    store.hooks.outcome(hooks[0].id, now=now, success=False, disable=True)
+    store.ingest(events_of(PRODUCT, "quiet-0"), now=now)
+    assert store.hooks.all("quiet-0")[0].backlog > 0
     handle = Counted(store)
 
-    async def run() -> int:
+    async def run() -> tuple[int, bool]:
         task = asyncio.create_task(Deliverer(handle, clock=system_clock, schedule=[1.0]).run())
         await asyncio.sleep(1.5)  # every task started and gone idle
         before = reads
         await asyncio.sleep(3 * IDLE)
+        running = not task.done()
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
-        return reads - before
+        return reads - before, running
 
     try:
-        assert asyncio.run(run()) <= 4  # the listings; 20 x 3 x 3 before
+        reads_idle, running = asyncio.run(run())
+        assert running  # the disabled subscription stopped nothing
+        assert reads_idle <= 4  # the listings; 20 x 3 x 3 before
     finally:
         handle.close()
         for hook in hooks:

@@ -114,8 +114,8 @@ class Deliverer:
                     if hook.active and (running is None or running.done()):
                         wake = wakes[hook.id] = asyncio.Event()
                         tasks[hook.id] = asyncio.create_task(self._follow(hook.id, wake, client))
-                    elif hook.backlog or listed.get(hook.id) != hook:
-                        wakes[hook.id].set()
+                    elif hook.id in wakes and (hook.backlog or listed.get(hook.id) != hook):
+                        wakes[hook.id].set()  # a disabled one never started has none
                 listed = {hook.id: hook for hook in hooks}
                 await asyncio.sleep(IDLE)
         finally:
