@@ -25,7 +25,7 @@ from samtal.metrics import render
 from samtal.outbound.webhooks import IDLE, QUIET, Deliverer
 from samtal.privacy import Pseudonyms
 from samtal.settings import Settings
-from samtal.store import AsyncStore, Store, open_store
+from samtal.store import AsyncStore, Store, Webhook, open_store
 from tests.helpers import PRODUCT, disappearing, events_of
 from tests.helpers.servers import Server, metric_values
 
@@ -238,15 +238,20 @@ def test_idle_subscriptions_cost_no_reads(store_url: str) -> None:
     store.add_orgs([(f"quiet-{n}", "Europe/Stockholm") for n in range(20)], now=now)
     hooks = [store.add_webhook(f"quiet-{n}", "http://127.0.0.1:9/", now=now)[0] for n in range(20)]
     reads = 0
+    listings: list[list[Webhook]] = []
 
     class Counted(AsyncStore):
         async def read(self, work: Callable[[Store], T]) -> T:
             nonlocal reads
             reads += 1
-            return await super().read(work)
+            result = await super().read(work)
+            if isinstance(result, list) and len(result) == len(hooks):
+                listings.append(result)
+            return result
 
     # One subscription was disabled before the deliverer starts, with a version waiting: it
-    # is listed with its backlog every round, and has no task to wake.
+    # is listed every round, without counting its backlog (which only grows), and has no
+    # task to wake.
     store.hooks.outcome(hooks[0].id, now=now, success=False, disable=True)
     store.ingest(events_of(PRODUCT, "quiet-0"), now=now)
     assert store.hooks.all("quiet-0")[0].backlog > 0
@@ -267,6 +272,10 @@ def test_idle_subscriptions_cost_no_reads(store_url: str) -> None:
         reads_idle, running = asyncio.run(run())
         assert running  # the disabled subscription stopped nothing
         assert reads_idle <= 4  # the listings; 20 x 3 x 3 before
+        disabled = hooks[0].id
+        assert listings and all(
+            hook.backlog == 0 for listed in listings for hook in listed if hook.id == disabled
+        )
     finally:
         handle.close()
         for hook in hooks:

@@ -104,7 +104,9 @@ class Deliverer:
         try:
             while True:
                 try:
-                    hooks = await self._store.read(lambda store: store.hooks.all())
+                    hooks = await self._store.read(
+                        lambda store: store.hooks.all(disabled_backlog=False)
+                    )
                 except Exception:
                     log.exception("cannot list the webhook subscriptions; trying again")
                     hooks = []

@@ -84,16 +84,20 @@ class WebhookTable:
         )
         return _webhook(rows[0]) if rows else None
 
-    def all(self, org: str | None = None) -> list[Webhook]:
-        """Every subscription (of `org`), with its backlog, oldest first."""
+    def all(self, org: str | None = None, *, disabled_backlog: bool = True) -> list[Webhook]:
+        """Every subscription (of `org`), with its backlog, oldest first. Without
+        `disabled_backlog` a disabled one's is 0: counting it reads every version since it
+        stopped, a number that only grows (17 ms for 287k calls on SQLite), which the deliverer,
+        listing them every second, has no use for."""
         rows = self._sql(
             [
                 (
-                    f"SELECT {_COLUMNS}, "
+                    f"SELECT {_COLUMNS}, CASE WHEN w.active = 1 OR ? = 1 THEN "
                     "(SELECT count(*) FROM webhook_retries r WHERE r.webhook = w.id) + "
                     "(SELECT count(*) FROM calls c WHERE c.org = w.org AND c.seq > w.cursor) "
+                    "ELSE 0 END "
                     "FROM webhooks w WHERE CAST(? AS TEXT) IS NULL OR org = ? ORDER BY created, id",
-                    (org, org),
+                    (1 if disabled_backlog else 0, org, org),
                 )
             ],
             write=False,
