@@ -414,6 +414,23 @@ def test_purge_removes_whole_calls(store: Store) -> None:
     assert (again.accepted, again.duplicates) == (11, 6)
 
 
+def test_expired_names_the_organisations_with_calls_before_their_cutoff(store: Store) -> None:
+    """What a round of duties purges: the organisations found in one read, across chunks of
+    the statement (a few hundred organisations each), rather than a transaction for each."""
+    names = [*(f"empty-{n}" for n in range(600)), "acme", "beta"]  # those two in the 2nd chunk
+    store.add_orgs([(name, "Europe/Stockholm") for name in names], now=T0)
+    store.ingest(events_of(PRODUCT, "acme"), now=T0)
+    store.ingest(events_of(PRODUCT, "beta"), now=T0)
+    cutoff = 1_483_542_964_000_000  # between the two 16:16:03 calls and the 16:16:04 one
+    first = 1_483_542_963_000_000  # the first call's second: nothing of beta's before it
+    cutoffs = {name: cutoff for name in names} | {"beta": first}
+    assert store.expired(cutoffs) == ["acme"]
+    assert sorted(store.expired(cutoffs | {"beta": cutoff})) == ["acme", "beta"]
+    assert store.purge(org="acme", before=cutoff) == 2
+    assert store.expired(cutoffs) == []
+    assert store.expired({}) == []
+
+
 def test_data_survives_reopening(store_url: str, store: Store) -> None:
     store.add_org("acme", "Europe/Stockholm", now=T0)
     store.ingest(events_of(PRODUCT), now=T0)

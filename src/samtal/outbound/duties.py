@@ -70,9 +70,17 @@ def run_duties(store: Store, settings: Settings, *, now: int) -> DutyReport:
         except Exception:
             failed += 1
             log.exception("dropping the days before %d failed; trying again next round", first_kept)
-    for name, before in cutoffs.items():
+    try:
+        # Only those with something to remove get a transaction: one each for 10,000
+        # organisations took 7-15 s a round on PostgreSQL with nothing expired.
+        expired = store.expired(cutoffs) if cutoffs else []
+    except Exception:
+        failed += 1
+        log.exception("purging failed: cannot find the expired calls")
+        expired = []
+    for name in expired:
         try:
-            purged += store.purge(org=name, before=before)
+            purged += store.purge(org=name, before=cutoffs[name])
         except Exception:
             failed += 1
             log.exception("purging %r failed; trying again next round", name)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import secrets
 import threading
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from functools import lru_cache
 from typing import Any, ClassVar, NamedTuple, Protocol
@@ -307,6 +307,27 @@ class SqlEngine(ABC):
                 _org(row)
                 for row in self._read(
                     f"SELECT {_ORG_COLUMNS} FROM orgs WHERE name IN ({marks})", chunk
+                )
+            ]
+        return found
+
+    def expired(self, cutoffs: Mapping[str, int]) -> list[str]:
+        """The organisations that have a call whose age is before their cutoff in `cutoffs`:
+        an index probe each, a few hundred to a statement, in one read. (A round of duties
+        used to try a purge of every organisation, a transaction each: 10,000 organisations
+        took 7-15 s on PostgreSQL when nothing had expired.)"""
+        pairs = list(cutoffs.items())
+        found: list[str] = []
+        for start in range(0, len(pairs), 500):
+            chunk = pairs[start : start + 500]
+            found += [
+                name
+                for (name,) in self._read(
+                    "SELECT k.column1 FROM (VALUES "
+                    + ",".join(["(?, ?)"] * len(chunk))
+                    + ") AS k WHERE EXISTS (SELECT 1 FROM calls c "
+                    "WHERE c.org = k.column1 AND c.age < k.column2)",
+                    [value for pair in chunk for value in pair],
                 )
             ]
         return found
