@@ -85,6 +85,14 @@ def test_each_day_has_its_partitions_and_retention_drops_them(url: str) -> None:
     assert made["records"] == [name.replace("events", "records") for name in made["events"]]
     assert count(url, "SELECT count(*) FROM events_2017_01_05") == 17
     assert count(url, "SELECT count(*) FROM events_default") == 0
+    # Rows of a day with no partition of its own sit in the default one: beta's, a day before,
+    # with nothing of beta's in the directory. The duty finds and removes them too.
+    store.add_org("beta", "Europe/Stockholm", now=0)
+    with psycopg.connect(url) as db:
+        db.execute("CREATE TEMP TABLE moved AS SELECT * FROM events WHERE day = 17170")
+        db.execute("UPDATE moved SET org = 'beta', day = day - 1")
+        db.execute("INSERT INTO events SELECT * FROM moved")
+    assert count(url, "SELECT count(*) FROM events_default WHERE org = 'beta'") == 17
 
     # The duty with a window that starts 2017-01-05: the first day goes, as whole partitions.
     settings = Settings(retention_days=1)
@@ -92,6 +100,7 @@ def test_each_day_has_its_partitions_and_retention_drops_them(url: str) -> None:
     report = run_duties(store, settings, now=now)
     assert report.failed == 0
     assert "events_2017_01_04" not in partitions(url)["events"]
+    assert count(url, "SELECT count(*) FROM events_default") == 0
     assert count(url, "SELECT count(*) FROM calls") == 6  # the directory keeps days 5 and 6
     records = [r for page in store.records(org="acme", start=0, end=2**62) for r in page]
     assert len(records) == 6

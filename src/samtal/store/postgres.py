@@ -320,8 +320,19 @@ class PostgresEngine(SqlEngine):
                 # The directory goes first, remembering the highest change number it held, so
                 # that the feed never sees a call whose record is gone with its partition (that
                 # would read as a tombstone). Rows of those days that were sent again into the
-                # default partitions go too.
-                for (org,) in db.execute("SELECT name FROM orgs").fetchall():
+                # default partitions go too. Only the organisations with such rows get a
+                # transaction, found in one read: one for each of 10,000 organisations took 10 s
+                # a day with nothing to remove. Each organisation's first day is one probe of
+                # an index by (org, day) whatever the planner guesses: EXISTS read all of
+                # calls_by_day before `cut`, and a LATERAL ... LIMIT 1 scanned the whole table
+                # for each organisation when most had no calls (5 minutes for 10,000).
+                holding = " OR ".join(
+                    f"(SELECT min(t.day) FROM {table} t WHERE t.org = o.name) < %s"
+                    for table in ("calls", *(f"{table}_default" for table in PARTITIONED))
+                )
+                for (org,) in db.execute(
+                    f"SELECT o.name FROM orgs o WHERE {holding}", (cut,) * (1 + len(PARTITIONED))
+                ).fetchall():
                     with db.transaction():
                         row = db.execute(
                             "WITH gone AS (DELETE FROM calls WHERE org = %s AND day < %s "
