@@ -25,7 +25,7 @@ from samtal.metrics import render
 from samtal.outbound.webhooks import IDLE, QUIET, Deliverer
 from samtal.privacy import Pseudonyms
 from samtal.settings import Settings
-from samtal.store import AsyncStore, Store, Webhook, open_store
+from samtal.store import AsyncStore, HookState, Store, open_store
 from tests.helpers import PRODUCT, disappearing, events_of
 from tests.helpers.servers import Server, metric_values
 
@@ -238,7 +238,7 @@ def test_idle_subscriptions_cost_no_reads(store_url: str) -> None:
     store.add_orgs([(f"quiet-{n}", "Europe/Stockholm") for n in range(20)], now=now)
     hooks = [store.add_webhook(f"quiet-{n}", "http://127.0.0.1:9/", now=now)[0] for n in range(20)]
     reads = 0
-    listings: list[list[Webhook]] = []
+    listings: list[list[HookState]] = []
 
     class Counted(AsyncStore):
         async def read(self, work: Callable[[Store], T]) -> T:

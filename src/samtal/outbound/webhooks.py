@@ -29,7 +29,7 @@ import httpx
 from samtal import metrics
 from samtal.errors import NotFound
 from samtal.privacy import Pseudonyms
-from samtal.store import AsyncStore, Change, Retry, Store, Webhook
+from samtal.store import AsyncStore, Change, HookState, Retry, Store, Webhook
 from samtal.times import US_PER_SECOND, render, retry_after_seconds, zone
 
 log = logging.getLogger(__name__)
@@ -97,20 +97,18 @@ class Deliverer:
         is woken (a commit of its organisation wakes it at once; this is for the rest)."""
         tasks: dict[str, asyncio.Task[None]] = {}
         wakes: dict[str, asyncio.Event] = {}
-        listed: dict[str, Webhook] = {}
+        listed: dict[str, HookState] = {}
         # No limit of the pool's: each subscription's are its PARALLEL attempts in flight.
         limits = httpx.Limits(max_connections=None, max_keepalive_connections=KEEP_ALIVE)
         client = httpx.AsyncClient(timeout=TIMEOUT, limits=limits)
         try:
             while True:
                 try:
-                    hooks = await self._store.read(
-                        lambda store: store.hooks.all(disabled_backlog=False)
-                    )
+                    hooks = await self._store.read(lambda store: store.hooks.states())
                 except Exception:
                     log.exception("cannot list the webhook subscriptions; trying again")
                     hooks = []
-                metrics.WEBHOOK_BACKLOG.set(sum(hook.backlog for hook in hooks if hook.active))
+                metrics.WEBHOOK_BACKLOG.set(sum(hook.backlog for hook in hooks))
                 for hook in hooks:
                     running = tasks.get(hook.id)
                     if hook.active and (running is None or running.done()):
