@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -280,6 +282,42 @@ def test_idle_subscriptions_cost_no_reads(store_url: str) -> None:
         handle.close()
         for hook in hooks:
             store.remove_webhook(hook.id)
+        store.close()
+
+
+def test_a_removed_subscription_leaves_nothing_behind(store_url: str) -> None:
+    """The deliverer ends a removed subscription's task within a listing or two (it used to
+    sleep up to QUIET seconds), and keeps nothing of it: over months of subscriptions added
+    and removed, nothing piles up."""
+    store = open_store(store_url)
+    now = system_clock()
+    store.add_orgs([("leaving", "Europe/Stockholm")], now=now)
+    hook, _ = store.add_webhook("leaving", "http://127.0.0.1:9/", now=now)
+    handle = AsyncStore(store)
+
+    async def run() -> tuple[bool, bool]:
+        task = asyncio.create_task(Deliverer(handle, clock=system_clock, schedule=[1.0]).run())
+        await asyncio.sleep(0.5)  # its task started and gone idle
+        (follower,) = [
+            t for t in asyncio.all_tasks() if t.get_coro().__qualname__ == "Deliverer._follow"
+        ]
+        followed = weakref.ref(follower)
+        del follower
+        await handle.write(lambda store: store.remove_webhook(hook.id))
+        await asyncio.sleep(2.5 * IDLE)
+        gc.collect()
+        running = not task.done()
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        return running, followed() is None
+
+    try:
+        running, forgotten = asyncio.run(run())
+        assert running
+        assert forgotten
+    finally:
+        handle.close()
         store.close()
 
 

@@ -92,9 +92,9 @@ class Deliverer:
         self._schedule = tuple(schedule)
 
     async def run(self) -> None:
-        """Keep one task per active subscription, listing them every IDLE seconds: a new one
-        gets its task, and one with a backlog, or whose row changed since the last listing,
-        is woken (a commit of its organisation wakes it at once; this is for the rest)."""
+        """Keep one task per active subscription, listing them every IDLE seconds (see
+        `_tend`; a commit of its organisation wakes a task at once, the listing is for the
+        rest)."""
         tasks: dict[str, asyncio.Task[None]] = {}
         wakes: dict[str, asyncio.Event] = {}
         listed: dict[str, HookState] = {}
@@ -109,14 +109,7 @@ class Deliverer:
                     log.exception("cannot list the webhook subscriptions; trying again")
                     hooks = []
                 metrics.WEBHOOK_BACKLOG.set(sum(hook.backlog for hook in hooks))
-                for hook in hooks:
-                    running = tasks.get(hook.id)
-                    if hook.active and (running is None or running.done()):
-                        wake = wakes[hook.id] = asyncio.Event()
-                        tasks[hook.id] = asyncio.create_task(self._follow(hook.id, wake, client))
-                    elif hook.id in wakes and (hook.backlog or listed.get(hook.id) != hook):
-                        wakes[hook.id].set()  # a disabled one never started has none
-                listed = {hook.id: hook for hook in hooks}
+                listed = self._tend(hooks, listed, tasks, wakes, client)
                 await asyncio.sleep(IDLE)
         finally:
             for task in tasks.values():
@@ -125,6 +118,35 @@ class Deliverer:
                 with contextlib.suppress(BaseException):
                     await task
             await client.aclose()
+
+    def _tend(
+        self,
+        hooks: list[HookState],
+        listed: dict[str, HookState],
+        tasks: dict[str, asyncio.Task[None]],
+        wakes: dict[str, asyncio.Event],
+        client: httpx.AsyncClient,
+    ) -> dict[str, HookState]:
+        """After a listing (`hooks`; `listed` the one before): start a task for each active
+        subscription without one, wake one with a backlog or whose row changed (a replay),
+        wake a removed one's to find it gone, and forget a task that has returned (removed,
+        disabled): an installation that removes thousands over the months keeps nothing of
+        them. The listing by id, for the next. (A method of its own, so that no local of `run`
+        holds a finished task.)"""
+        for hook in hooks:
+            running = tasks.get(hook.id)
+            if hook.active and (running is None or running.done()):
+                wake = wakes[hook.id] = asyncio.Event()
+                tasks[hook.id] = asyncio.create_task(self._follow(hook.id, wake, client))
+            elif hook.id in wakes and (hook.backlog or listed.get(hook.id) != hook):
+                wakes[hook.id].set()  # a disabled one never started has none
+        current = {hook.id: hook for hook in hooks}
+        for hook_id, task in list(tasks.items()):
+            if task.done() and (hook_id not in current or not current[hook_id].active):
+                del tasks[hook_id], wakes[hook_id]
+            elif hook_id not in current:
+                wakes[hook_id].set()
+        return current
 
     async def _follow(self, hook_id: str, wake: asyncio.Event, client: httpx.AsyncClient) -> None:
         """One subscription: its due retries, then its new versions, until it is disabled or
