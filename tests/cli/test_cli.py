@@ -262,6 +262,62 @@ def test_orgs_added_from_a_file(tmp_path: Path) -> None:
     assert "kund-bom\tUTC" in listed and "kund-crlf\tEurope/Stockholm" in listed
 
 
+@pytest.mark.slow
+def test_read_tokens_made_from_a_file(tmp_path: Path) -> None:
+    """Provisioning's other half: a read token for each of thousands of customers in one
+    command (one process each took 25 minutes for 10,000), each printed once with its
+    organisation, all alike, and each one working."""
+    from samtal.store import open_store
+
+    db = f"sqlite:///{tmp_path / 'tokens.db'}"
+    names = [f"kund-{n}" for n in range(2000)]
+    lines = [name if n % 2 else f"{name},UTC" for n, name in enumerate(names)]
+    (tmp_path / "orgs.txt").write_text("\n".join(["# the customers", *lines, ""]))
+    # The same file as `org add --from`'s: the zones are not the tokens' business.
+    assert samtal("org", "add", "--from", "orgs.txt", "--db", db, cwd=tmp_path).returncode == 0
+    made = samtal(
+        "token", "create", "--from", "orgs.txt", "--scope", "records", "--db", db, cwd=tmp_path
+    )
+    assert made.returncode == 0, made.stderr
+    assert made.stderr.strip() == (
+        "made 2,000 read tokens; keep them now, they are not shown again"
+    )
+    rows = [line.split("\t") for line in made.stdout.splitlines()]
+    assert [(org, token_id) for org, token_id, _ in rows] == [
+        (name, str(n)) for n, name in enumerate(names, 1)
+    ]
+    store = open_store(db)
+    try:
+        for org, token_id, secret in rows[::397]:
+            found = store.token_for(secret)
+            assert found is not None
+            assert (found.id, found.kind, found.org, found.scopes) == (
+                int(token_id),
+                "read",
+                org,
+                ("records",),
+            )
+    finally:
+        store.close()
+    # Any invalid or unknown name refuses the whole file, by line; nothing is made.
+    bad = samtal(
+        "token", "create", "--from", "-", "--db", db, cwd=tmp_path,
+        stdin=b"kund-1\nnope\nnot fine\nkund-1\n",
+    )  # fmt: skip
+    assert bad.returncode == 1
+    assert bad.stderr.splitlines() == [
+        "line 2: unknown organisation 'nope'",
+        "line 3: 'not fine' cannot name an organisation: use 1 to 64 letters, digits, '-', "
+        "'_' or '.'",
+        "line 4: 'kund-1' is on line 1 already",
+        "error: 3 invalid line(s): no token was made",
+    ]
+    assert len(samtal("token", "list", "--db", db, cwd=tmp_path).stdout.splitlines()) == 2001
+    for wrong in (["kund-1"], ["--ingest"]):
+        refused = samtal("token", "create", *wrong, "--from", "orgs.txt", "--db", db, cwd=tmp_path)
+        assert refused.returncode == 2 and "--from makes read tokens" in refused.stderr
+
+
 def test_an_organisation_keeps_less_than_the_installation(tmp_path: Path) -> None:
     """privacy.md: `samtal org set ORG --retention-days N|default`, checked against the
     installation's retention, and shown by `samtal org list`."""

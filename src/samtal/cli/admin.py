@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import gc
 import sys
-from typing import TYPE_CHECKING, BinaryIO, TextIO
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, BinaryIO, NoReturn, TextIO
 
 import click
 
@@ -75,30 +76,23 @@ def _add_orgs(source: TextIO, default_tz: str, db_url: str | None) -> None:
 
     rows: list[tuple[str, str]] = []
     line_of: dict[str, int] = {}  # each name's line, in the file's order
-    bad: list[str] = []
-    for number, line in enumerate(source, 1):
-        text = line.strip()
-        if not text or text.startswith("#"):
-            continue
+    bad: list[tuple[int, str]] = []  # (line, why)
+    for number, text in _lines(source):
         name, _, tz = (part.strip() for part in text.partition(","))
         tz = tz or default_tz
         try:
             check_org_name(name)
             zone(tz)
         except (SamtalError, UnknownZone) as exc:
-            bad.append(f"line {number}: {exc}")
+            bad.append((number, str(exc)))
             continue
         if name in line_of:
-            bad.append(f"line {number}: {name!r} is on line {line_of[name]} already")
+            bad.append((number, f"{name!r} is on line {line_of[name]} already"))
             continue
         line_of[name] = number
         rows.append((name, tz))
     if bad:
-        for message in bad[:MAX_SHOWN]:
-            click.echo(message, err=True)
-        if len(bad) > MAX_SHOWN:
-            click.echo(f"... and {len(bad) - MAX_SHOWN:,} more invalid lines", err=True)
-        fail(SamtalError(f"{len(bad):,} invalid line(s): nothing was added"))
+        _refuse(bad, "nothing was added")
     try:
         made = set(open_db(db_url).add_orgs(rows, now=system_clock()))
     except SamtalError as exc:
@@ -110,6 +104,24 @@ def _add_orgs(source: TextIO, default_tz: str, db_url: str | None) -> None:
         click.echo(f"... and {len(existing) - MAX_SHOWN:,} more that exist already", err=True)
     plural = "" if len(made) == 1 else "s"
     click.echo(f"added {len(made):,} organisation{plural}; {len(existing):,} existed already")
+
+
+def _lines(source: TextIO) -> Iterator[tuple[int, str]]:
+    """The lines of a `--from` file that say something, with their numbers (blank lines and
+    `#` comments are skipped)."""
+    for number, line in enumerate(source, 1):
+        text = line.strip()
+        if text and not text.startswith("#"):
+            yield number, text
+
+
+def _refuse(bad: list[tuple[int, str]], outcome: str) -> NoReturn:
+    """Refuse a whole `--from` file: the first MAX_SHOWN bad lines by number, and a count."""
+    for number, why in sorted(bad)[:MAX_SHOWN]:
+        click.echo(f"line {number}: {why}", err=True)
+    if len(bad) > MAX_SHOWN:
+        click.echo(f"... and {len(bad) - MAX_SHOWN:,} more invalid lines", err=True)
+    fail(SamtalError(f"{len(bad):,} invalid line(s): {outcome}"))
 
 
 @org.command("list")
@@ -194,6 +206,15 @@ def token() -> None:
     help="The numbers of people (callerNo, calleeNo, a path's numbers) as the organisation's "
     "pseudonyms, in every answer and filter.",
 )
+@click.option(
+    "--from",
+    "from_file",
+    type=click.File("r", encoding="utf-8-sig"),
+    help="A read token for each organisation of a file (`-`: stdin), one a line (`name`, or "
+    "`name,zone` as for `org add --from`), all alike (--scope, --groups, --pseudonymize), in "
+    "one transaction; printed as `org, id, token` lines (tab-separated). An invalid, repeated "
+    "or unknown name refuses the whole file.",
+)
 @db_option
 def token_create(
     org_name: str | None,
@@ -201,10 +222,14 @@ def token_create(
     scope_text: str | None,
     groups_text: str | None,
     pseudonymize: bool,
+    from_file: TextIO | None,
     db_url: str | None,
 ) -> None:
-    """Create a token; it is printed once, alone on the last line, and only its hash is kept."""
-    if ingest == (org_name is not None):
+    """Create a token; it is printed once, alone on the last line, and only its hash is kept.
+    With --from, a read token for each organisation of a file."""
+    if from_file is not None and (ingest or org_name is not None):
+        raise click.UsageError("--from makes read tokens: give no ORG and no --ingest")
+    if from_file is None and ingest == (org_name is not None):
         raise click.UsageError("give ORG for a read token, or --ingest (and no ORG)")
     if ingest and (scope_text is not None or groups_text is not None or pseudonymize):
         raise click.UsageError(
@@ -217,6 +242,9 @@ def token_create(
         groups = None if groups_text is None else parse_groups(groups_text)
     except UsageError as exc:
         raise click.UsageError(str(exc)) from None
+    if from_file is not None:
+        _create_tokens(from_file, db_url, scopes=scopes, groups=groups, pseudonymize=pseudonymize)
+        return
     try:
         made, secret = open_db(db_url).create_token(
             "ingest" if ingest else "read",
@@ -236,6 +264,62 @@ def token_create(
         scope = f"{org_name} (read: {','.join(made.scopes)}{groups_shown}{masked})"
     click.echo(f"token {made.id} for {scope}; keep it now, it is not shown again:")
     click.echo(secret)
+
+
+def _create_tokens(
+    source: TextIO,
+    db_url: str | None,
+    *,
+    scopes: tuple[str, ...],
+    groups: tuple[str, ...] | None,
+    pseudonymize: bool,
+) -> None:
+    """`token create --from`: read and check every line first (a name, of an organisation
+    that exists, once; a zone after it is ignored); refuse the whole file on any bad one,
+    listing them by number; else make them all in one transaction and print them, one a
+    line."""
+    from samtal.store import check_org_name
+
+    line_of: dict[str, int] = {}  # each name's line, in the file's order
+    bad: list[tuple[int, str]] = []  # (line, why)
+    for number, text in _lines(source):
+        name = text.partition(",")[0].strip()  # `org add --from`'s file: its zone is not used
+        try:
+            check_org_name(name)
+        except SamtalError as exc:
+            bad.append((number, str(exc)))
+            continue
+        if name in line_of:
+            bad.append((number, f"{name!r} is on line {line_of[name]} already"))
+            continue
+        line_of[name] = number
+    store = open_db(db_url)
+    known = store.orgs_named(list(line_of))
+    bad += [
+        (number, f"unknown organisation {name!r}")
+        for name, number in line_of.items()
+        if name not in known
+    ]
+    if bad:
+        _refuse(bad, "no token was made")
+    try:
+        made = store.create_tokens(
+            "read",
+            orgs=list(line_of),
+            now=system_clock(),
+            scopes=scopes,
+            groups=groups,
+            pseudonymize=pseudonymize,
+        )
+    except SamtalError as exc:
+        fail(exc)
+    for found, secret in made:
+        click.echo(f"{found.org}\t{found.id}\t{secret}")
+    plural = "" if len(made) == 1 else "s"
+    click.echo(
+        f"made {len(made):,} read token{plural}; keep them now, they are not shown again",
+        err=True,
+    )
 
 
 @token.command("list")

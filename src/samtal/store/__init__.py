@@ -161,14 +161,36 @@ class Store:
     ) -> tuple[Token, str]:
         """A new token and its secret (shown once); only its hash is kept. A read token may
         be narrowed (privacy.md): its scopes, its response groups, pseudonyms for numbers."""
-        if (kind == "read") != (org is not None):
-            raise ValueError("a read token belongs to one organisation; an ingest token to none")
-        secret = new_secret(kind)
-        made = self.engine.add_token(
-            kind, org=org, hash=digest(secret), now=now,
-            scopes=scopes if kind == "read" else (), groups=groups, pseudonymize=pseudonymize,
-        )  # fmt: skip
+        ((made, secret),) = self.create_tokens(
+            kind, orgs=[org], now=now, scopes=scopes, groups=groups, pseudonymize=pseudonymize
+        )
         return made, secret
+
+    def create_tokens(
+        self,
+        kind: TokenKind,
+        *,
+        orgs: Sequence[str | None],
+        now: int,
+        scopes: tuple[str, ...] = DEFAULT_SCOPES,
+        groups: tuple[str, ...] | None = None,
+        pseudonymize: bool = False,
+    ) -> list[tuple[Token, str]]:
+        """A new token for each of `orgs` (None for an ingest token), all alike, in one
+        transaction, with their secrets, in that order; NotFound, and none made, when an
+        organisation does not exist."""
+        if any((kind == "read") != (org is not None) for org in orgs):
+            raise ValueError("a read token belongs to one organisation; an ingest token to none")
+        secrets_ = [new_secret(kind) for _ in orgs]
+        made = self.engine.add_tokens(
+            kind,
+            owners=[(org, digest(secret)) for org, secret in zip(orgs, secrets_, strict=True)],
+            now=now,
+            scopes=scopes if kind == "read" else (),
+            groups=groups,
+            pseudonymize=pseudonymize,
+        )
+        return list(zip(made, secrets_, strict=True))
 
     def tokens(self) -> list[Token]:
         """Every token, oldest first."""

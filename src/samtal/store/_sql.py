@@ -333,32 +333,49 @@ class SqlEngine(ABC):
             ]
         return found
 
-    def add_token(
+    def add_tokens(
         self,
         kind: TokenKind,
         *,
-        org: str | None,
-        hash: bytes,
+        owners: Sequence[tuple[str | None, bytes]],
         now: int,
         scopes: tuple[str, ...] = ("records", "stats"),
         groups: tuple[str, ...] | None = None,
         pseudonymize: bool = False,
-    ) -> Token:
-        """Store a token by the hash of its secret; NotFound for an unknown organisation."""
+    ) -> list[Token]:
+        """Store tokens by the hashes of their secrets, (organisation, hash) each, in one
+        transaction, in that order; NotFound naming the unknown organisations, and none
+        stored."""
         with self._writing() as db:
-            if (
-                org is not None
-                and self._run(db, "SELECT 1 FROM orgs WHERE name = ?", (org,)).fetchone() is None
-            ):
-                raise NotFound(f"unknown organisation {org!r}: add it with `samtal org add`")
-            row = self._run(
-                db,
-                "INSERT INTO tokens (kind, org, hash, created, scopes, groups, pseudonymize) "
-                f"VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING {_TOKEN_COLUMNS}",
-                (kind, org, hash, now, ",".join(scopes),
-                 None if groups is None else ",".join(groups), pseudonymize),
-            ).fetchone()  # fmt: skip
-        return _token(row)
+            named = sorted({org for org, _ in owners if org is not None})
+            known: set[str] = set()
+            for first in range(0, len(named), 500):
+                chunk = named[first : first + 500]
+                marks = ",".join("?" * len(chunk))
+                known.update(
+                    name
+                    for (name,) in self._run(
+                        db, f"SELECT name FROM orgs WHERE name IN ({marks})", chunk
+                    ).fetchall()
+                )
+            unknown = [name for name in named if name not in known]
+            if unknown:
+                shown = ", ".join(repr(name) for name in unknown[:5])
+                more = f" and {len(unknown) - 5:,} more" if len(unknown) > 5 else ""
+                raise NotFound(f"unknown organisation {shown}{more}: add it with `samtal org add`")
+            scope_text = ",".join(scopes)
+            group_text = None if groups is None else ",".join(groups)
+            return [
+                _token(
+                    self._run(
+                        db,
+                        "INSERT INTO tokens (kind, org, hash, created, scopes, groups, "
+                        f"pseudonymize) VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING {_TOKEN_COLUMNS}",
+                        (kind, org, hash, now, scope_text, group_text, pseudonymize),
+                    ).fetchone()
+                )
+                for org, hash in owners
+            ]
 
     def tokens(self) -> list[Token]:
         """Every token, oldest first."""
