@@ -27,7 +27,8 @@ from samtal.metrics import render
 from samtal.outbound.webhooks import IDLE, QUIET, Deliverer
 from samtal.privacy import Pseudonyms
 from samtal.settings import Settings
-from samtal.store import AsyncStore, HookState, Store, open_store
+from samtal.store import AsyncStore, HookState, Retry, Store, open_store
+from samtal.times import US_PER_SECOND
 from tests.helpers import PRODUCT, disappearing, events_of
 from tests.helpers.servers import Server, metric_values
 
@@ -257,6 +258,11 @@ def test_idle_subscriptions_cost_no_reads(store_url: str) -> None:
     store.hooks.outcome(hooks[0].id, now=now, success=False, disable=True)
     store.ingest(events_of(PRODUCT, "quiet-0"), now=now)
     assert store.hooks.all("quiet-0")[0].backlog > 0
+    # Another is failing: a message waits for a retry due in an hour. It is not woken every
+    # second to find nothing to do (three reads each time).
+    later = Retry(hooks[1].id, 1, 1, now + 3600 * US_PER_SECOND, b"{}")
+    store.hooks.advance(hooks[1].id, hooks[1].cursor, [later])
+    assert store.hooks.all("quiet-1")[0].backlog == 1
     handle = Counted(store)
 
     async def run() -> tuple[int, bool]:

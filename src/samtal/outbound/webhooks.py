@@ -47,10 +47,12 @@ FAILING_LIMIT = 5 * 24 * 3600 * US_PER_SECOND
 #: with a backlog (versions or retries waiting) or whose row changed (a replay, say).
 IDLE = 1.0
 #: Seconds a subscription with nothing to do waits before looking again when nothing woke it
-#: (neither its organisation's commit, which the change watcher signals, nor the listing). It
-#: used to look every IDLE seconds: three reads each, so that 1,000 idle subscriptions took 27%
-#: of a core in `samtal serve`, and 10,000 would have taken more than the machine.
-QUIET = 60.0
+#: (neither its organisation's commit, which the change watcher signals, nor the listing, which
+#: wakes every one with a backlog each second: this is only a last resort). It used to look
+#: every IDLE seconds: three reads each, so that 1,000 idle subscriptions took 27% of a core in
+#: `samtal serve`. Then every 60 s: 10,000 of them on PostgreSQL took 80-90% of a core for 30 s
+#: of every minute.
+QUIET = 3600.0
 
 
 def message(change: Change, tz: str, masks: Pseudonyms | None = None) -> bytes:
@@ -104,12 +106,14 @@ class Deliverer:
         try:
             while True:
                 try:
-                    hooks = await self._store.read(lambda store: store.hooks.states())
+                    hooks = await self._store.read(lambda store: store.hooks.states(self._clock()))
                 except Exception:
+                    # Nobody is woken: every subscription would read the database that
+                    # could not answer, every second, until it does.
                     log.exception("cannot list the webhook subscriptions; trying again")
-                    hooks = []
-                metrics.WEBHOOK_BACKLOG.set(sum(hook.backlog for hook in hooks))
-                listed = self._tend(hooks, listed, tasks, wakes, client)
+                else:
+                    metrics.WEBHOOK_BACKLOG.set(sum(hook.backlog for hook in hooks))
+                    listed = self._tend(hooks, listed, tasks, wakes, client)
                 await asyncio.sleep(IDLE)
         finally:
             for task in tasks.values():
@@ -128,7 +132,7 @@ class Deliverer:
         client: httpx.AsyncClient,
     ) -> dict[str, HookState]:
         """After a listing (`hooks`; `listed` the one before): start a task for each active
-        subscription without one, wake one with a backlog or whose row changed (a replay),
+        subscription without one, wake one with something to do now or whose row changed,
         wake a removed one's to find it gone, and forget a task that has returned (removed,
         disabled): an installation that removes thousands over the months keeps nothing of
         them. The listing by id, for the next. (A method of its own, so that no local of `run`
@@ -138,7 +142,7 @@ class Deliverer:
             if hook.active and (running is None or running.done()):
                 wake = wakes[hook.id] = asyncio.Event()
                 tasks[hook.id] = asyncio.create_task(self._follow(hook.id, wake, client))
-            elif hook.id in wakes and (hook.backlog or listed.get(hook.id) != hook):
+            elif hook.id in wakes and (hook.ready or listed.get(hook.id) != hook):
                 wakes[hook.id].set()  # a disabled one never started has none
         current = {hook.id: hook for hook in hooks}
         for hook_id, task in list(tasks.items()):

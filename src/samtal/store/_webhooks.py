@@ -35,13 +35,15 @@ class Webhook:
 
 class HookState(NamedTuple):
     """A subscription as the deliverer follows it: whether to run it, and whether to wake it
-    (a backlog, or a cursor moved by a replay)."""
+    (something to do now, or a cursor moved by a replay)."""
 
     id: str
     active: bool
     cursor: int
     #: Versions not yet delivered (0 for a disabled subscription: not counted).
     backlog: int
+    #: Active, with something to do now: versions after its cursor, or a retry due.
+    ready: bool
 
 
 @dataclass(frozen=True)
@@ -67,14 +69,6 @@ class OperatorSql(Protocol):
 _COLUMNS = (
     "id, org, url, secret, created, active, cursor, last_success, last_failure, "
     "failing_since, given_up, pseudonymize"
-)
-
-
-#: A subscription's backlog: its retries waiting, and its organisation's versions after its
-#: cursor.
-_BACKLOG = (
-    "(SELECT count(*) FROM webhook_retries r WHERE r.webhook = w.id) + "
-    "(SELECT count(*) FROM calls c WHERE c.org = w.org AND c.seq > w.cursor)"
 )
 
 
@@ -108,7 +102,9 @@ class WebhookTable:
         rows = self._sql(
             [
                 (
-                    f"SELECT {_COLUMNS}, {_BACKLOG} "
+                    f"SELECT {_COLUMNS}, "
+                    "(SELECT count(*) FROM webhook_retries r WHERE r.webhook = w.id) + "
+                    "(SELECT count(*) FROM calls c WHERE c.org = w.org AND c.seq > w.cursor) "
                     "FROM webhooks w WHERE CAST(? AS TEXT) IS NULL OR org = ? ORDER BY created, id",
                     (org, org),
                 )
@@ -117,23 +113,34 @@ class WebhookTable:
         )
         return [_webhook(row[:-1], backlog=row[-1]) for row in rows]
 
-    def states(self) -> list[HookState]:
+    def states(self, now: int) -> list[HookState]:
         """What the deliverer lists every second, of every subscription, oldest first: the
-        backlog of the active ones only. A disabled one's counts every version since it
-        stopped, which only grows (17 ms for 287k calls on SQLite); and 10,000 whole
-        subscriptions built each second took half of the 11% of a core that `samtal serve` spent
-        idle with them."""
+        backlog of the active ones only, and whether each has something to do at `now`. A
+        disabled one's backlog counts every version since it stopped, which only grows (17 ms
+        for 287k calls on SQLite); 10,000 whole subscriptions built each second took half of
+        the 11% of a core that `samtal serve` spent idle with them; and a failing one, its
+        retries not due for hours, was woken every second to find nothing to do."""
         rows = self._sql(
             [
                 (
-                    f"SELECT id, active, cursor, CASE WHEN active = 1 THEN {_BACKLOG} ELSE 0 END "
+                    "SELECT id, active, cursor, "
+                    "CASE WHEN active = 1 THEN "
+                    "(SELECT count(*) FROM webhook_retries r WHERE r.webhook = w.id) ELSE 0 END, "
+                    "CASE WHEN active = 1 THEN "
+                    "(SELECT count(*) FROM calls c WHERE c.org = w.org AND c.seq > w.cursor) "
+                    "ELSE 0 END, "
+                    "CASE WHEN active = 1 AND EXISTS (SELECT 1 FROM webhook_retries r "
+                    "WHERE r.webhook = w.id AND r.due <= ?) THEN 1 ELSE 0 END "
                     "FROM webhooks w ORDER BY created, id",
-                    (),
+                    (now,),
                 )
             ],
             write=False,
         )
-        return [HookState(hook_id, bool(active), *rest) for hook_id, active, *rest in rows]
+        return [
+            HookState(hook_id, bool(active), cursor, retries + versions, bool(versions or due))
+            for hook_id, active, cursor, retries, versions, due in rows
+        ]
 
     def get(self, hook_id: str) -> Webhook | None:
         """One subscription, or None."""
