@@ -44,11 +44,12 @@ KEEP_ALIVE = 100
 #: A subscription whose attempts have all failed this long is disabled.
 FAILING_LIMIT = 5 * 24 * 3600 * US_PER_SECOND
 #: Seconds between two listings of the subscriptions, which start the new ones and wake those
-#: with a backlog (versions or retries waiting) or whose row changed (a replay, say).
+#: with something to do now (versions after their cursor, or a retry due) or whose row changed
+#: (a replay, say).
 IDLE = 1.0
 #: Seconds a subscription with nothing to do waits before looking again when nothing woke it
 #: (neither its organisation's commit, which the change watcher signals, nor the listing, which
-#: wakes every one with a backlog each second: this is only a last resort). It used to look
+#: wakes every one with something to do each second: this is only a last resort). It used to look
 #: every IDLE seconds: three reads each, so that 1,000 idle subscriptions took 27% of a core in
 #: `samtal serve`. Then every 60 s: 10,000 of them on PostgreSQL took 80-90% of a core for 30 s
 #: of every minute.
