@@ -414,6 +414,25 @@ def test_purge_removes_whole_calls(store: Store) -> None:
     assert (again.accepted, again.duplicates) == (11, 6)
 
 
+def test_tokens_made_in_bulk_each_belong_to_their_organisation(store: Store) -> None:
+    """`token create --from`: many tokens in one transaction, several statements of them,
+    each secret paired with its own organisation's token, in the order asked."""
+    names = [f"kund-{n}" for n in range(350)]
+    store.add_orgs([(name, "UTC") for name in names], now=T0)
+    made = store.create_tokens("read", orgs=names[::-1], now=T0, scopes=("stats",))
+    assert [token.org for token, _ in made] == names[::-1]
+    for token, secret in made:
+        found = store.token_for(secret)
+        assert found is not None and (found.id, found.org, found.scopes) == (
+            token.id,
+            token.org,
+            ("stats",),
+        )
+    with pytest.raises(NotFound, match="'nope'"):
+        store.create_tokens("read", orgs=["kund-1", "nope"], now=T0)
+    assert len(store.tokens()) == 350  # none of the refused call's
+
+
 def test_expired_names_the_organisations_with_calls_before_their_cutoff(store: Store) -> None:
     """What a round of duties purges: the organisations found in one read, across chunks of
     the statement (a few hundred organisations each), rather than a transaction for each."""
