@@ -276,7 +276,7 @@ class SqlEngine(ABC):
         with self._writing() as db:
             for start in range(0, len(rows), 300):
                 chunk = rows[start : start + 300]
-                values = ", ".join(["(?, ?, ?, ?)"] * len(chunk))
+                values = _values(len(chunk), 4)
                 params = [
                     value
                     for name, tz in chunk
@@ -324,10 +324,8 @@ class SqlEngine(ABC):
             found += [
                 name
                 for (name,) in self._read(
-                    "SELECT k.column1 FROM (VALUES "
-                    + ",".join(["(?, ?)"] * len(chunk))
-                    + ") AS k WHERE (SELECT min(c.age) FROM calls c WHERE c.org = k.column1) "
-                    "< k.column2",
+                    f"SELECT k.column1 FROM (VALUES {_values(len(chunk), 2)}) AS k "
+                    "WHERE (SELECT min(c.age) FROM calls c WHERE c.org = k.column1) < k.column2",
                     [value for pair in chunk for value in pair],
                 )
             ]
@@ -370,7 +368,7 @@ class SqlEngine(ABC):
             made: dict[bytes, Token] = {}
             for first in range(0, len(owners), 300):
                 rows = owners[first : first + 300]
-                values = ", ".join(["(?, ?, ?, ?, ?, ?, ?)"] * len(rows))
+                values = _values(len(rows), 7)
                 params = [
                     value
                     for org, hash in rows
@@ -649,6 +647,12 @@ _NUMBER_COLUMNS = {"callerNo": "caller_no", "receivingNo": "receiving_no", "call
 def _org(row: Sequence[Any]) -> Org:
     name, tz, created, retention, secret = row
     return Org(name, tz, created, retention, bytes(secret or b""))
+
+
+def _values(rows: int, width: int) -> str:
+    """The placeholders of a VALUES list: `rows` rows of `width` values each."""
+    row = "(" + ", ".join(["?"] * width) + ")"
+    return ", ".join([row] * rows)
 
 
 def _token(row: Sequence[Any]) -> Token:
