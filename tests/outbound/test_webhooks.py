@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import socket
 import threading
 import time
 import weakref
@@ -24,7 +25,7 @@ from samtal.api import create_app
 from samtal.cli import main
 from samtal.clock import system_clock
 from samtal.metrics import render
-from samtal.outbound.webhooks import IDLE, QUIET, Deliverer
+from samtal.outbound.webhooks import DRAIN_SECONDS, IDLE, PARALLEL, QUIET, Deliverer
 from samtal.privacy import Pseudonyms
 from samtal.settings import Settings
 from samtal.store import AsyncStore, HookState, Retry, Store, open_store
@@ -377,6 +378,103 @@ def test_any_retry_after_gets_a_sane_bounded_wait(
     waited = (found[0].due - sent) / 1_000_000  # the first retry, as it was recorded
     assert at_least <= waited <= at_most, waited
     wait_for(lambda: store.webhook(setup.hook_id).last_failure is not None)  # and recorded
+
+
+class RawReceiver:
+    """A receiver on loopback below HTTP libraries, in a thread of its own: answers every POST
+    200 with `body`, `trickle` seconds between its bytes, and counts the connections made and
+    the POSTs answered."""
+
+    def __init__(self, body: bytes = b"ok", trickle: float = 0.0) -> None:
+        self.body, self.trickle = body, trickle
+        self.connections = self.posts = 0
+        self._stop = threading.Event()
+        self._listener = socket.socket()
+        self._listener.bind(("127.0.0.1", 0))
+        self._listener.listen(64)
+        self.url = f"http://127.0.0.1:{self._listener.getsockname()[1]}/hook"
+        self._thread = threading.Thread(target=lambda: asyncio.run(self._main()), daemon=True)
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        try:
+            while not self._stop.is_set():
+                head = await reader.readuntil(b"\r\n\r\n")
+                length = next(
+                    int(line.split(b":")[1])
+                    for line in head.split(b"\r\n")
+                    if line.lower().startswith(b"content-length:")
+                )
+                await reader.readexactly(length)
+                self.posts += 1
+                writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: %d\r\n\r\n" % len(self.body))
+                for byte in (self.body[n : n + 1] for n in range(len(self.body))):
+                    writer.write(byte)
+                    await writer.drain()
+                    await asyncio.sleep(self.trickle)
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:  # also when the loop ends with the connection still open
+            writer.close()
+
+    async def _main(self) -> None:
+        server = await asyncio.start_server(self._serve, sock=self._listener)
+        async with server:
+            while not self._stop.is_set():
+                await asyncio.sleep(0.05)
+
+    def __enter__(self) -> RawReceiver:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join(10)
+
+
+def _calls(copies: int) -> list[Any]:
+    """The product description's three calls, `copies` times over (ids and calls made apart)."""
+    events = [
+        {**raw, "id": f"{raw['id']}-{k}", "call": f"{raw['call']}-{k}"}
+        for k in range(copies)
+        for raw in PRODUCT["events"]
+    ]
+    return events_of({**PRODUCT, "events": events})
+
+
+def test_connections_are_kept_between_messages(store_url: str) -> None:
+    """Each answer's short body is read, so its connection goes back to the pool: 30 messages
+    take no more connections than there are attempts in flight (one each when the body was
+    left unread, a tenth of a delivery's CPU)."""
+    store = open_store(store_url)
+    store.add_org("acme", "Europe/Stockholm", now=system_clock())
+    settings = Settings(database_url=store_url, retention_days=0, duty_interval_seconds=0.2)
+    with RawReceiver(body=b'{"ok":true}') as receiver:
+        store.add_webhook("acme", receiver.url, now=system_clock())
+        with Server(create_app(settings, store=store)):
+            store.ingest(_calls(10), now=system_clock())
+            wait_for(lambda: store.hooks.all()[0].backlog == 0 and receiver.posts >= 30)
+    assert receiver.posts == 30
+    assert receiver.connections <= PARALLEL, receiver.connections
+    store.close()
+
+
+def test_a_trickling_answer_does_not_hold_the_delivery(store_url: str) -> None:
+    """A receiver that answers 200 and then sends its body a byte at a time: the message counts
+    as delivered once DRAIN_SECONDS have passed, not when the whole body has come (20 s)."""
+    store = open_store(store_url)
+    store.add_org("acme", "Europe/Stockholm", now=system_clock())
+    settings = Settings(database_url=store_url, retention_days=0, duty_interval_seconds=0.2)
+    with RawReceiver(body=b"x" * 100, trickle=0.2) as receiver:
+        hook, _ = store.add_webhook("acme", receiver.url, now=system_clock())
+        with Server(create_app(settings, store=store)):
+            began = time.monotonic()
+            store.ingest(events_of(PRODUCT), now=system_clock())
+            wait_for(lambda: store.webhook(hook.id).last_success is not None, timeout=15)
+            took = time.monotonic() - began
+    assert store.hooks.all()[0].backlog == 0
+    assert took < 5 * DRAIN_SECONDS + 2, took
+    store.close()
 
 
 def test_an_endless_answer_costs_no_memory(store_url: str) -> None:
