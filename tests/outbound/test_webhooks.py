@@ -28,7 +28,7 @@ from samtal.metrics import render
 from samtal.outbound.webhooks import DRAIN_SECONDS, IDLE, PARALLEL, QUIET, Deliverer
 from samtal.privacy import Pseudonyms
 from samtal.settings import Settings
-from samtal.store import AsyncStore, HookState, Retry, Store, open_store
+from samtal.store import AsyncStore, DeliveryNote, HookState, Retry, Store, open_store
 from samtal.times import US_PER_SECOND
 from tests.helpers import PRODUCT, disappearing, events_of
 from tests.helpers.servers import Server, metric_values
@@ -256,7 +256,7 @@ def test_idle_subscriptions_cost_no_reads(store_url: str) -> None:
     # One subscription was disabled before the deliverer starts, with a version waiting: it
     # is listed every round, without counting its backlog (which only grows), and has no
     # task to wake.
-    store.hooks.outcome(hooks[0].id, now=now, success=False, disable=True)
+    store.hooks.outcome(hooks[0].id, DeliveryNote(now, success=False, disable=True))
     store.ingest(events_of(PRODUCT, "quiet-0"), now=now)
     assert store.hooks.all("quiet-0")[0].backlog > 0
     # Another is failing: a message waits for a retry due in an hour. It is not woken every
@@ -292,6 +292,58 @@ def test_idle_subscriptions_cost_no_reads(store_url: str) -> None:
         for hook in hooks:
             store.remove_webhook(hook.id)
         store.close()
+
+
+def test_a_delivery_reads_three_times_and_writes_once(store_url: str) -> None:
+    """A subscription woken by its organisation's commit reads itself, its due retries and
+    the new versions, posts them, and keeps its cursor and how the round went in one write;
+    then it waits. It used to read all three again to find nothing, write twice, and be woken
+    by the next listing because its cursor had moved: with 1,000 organisations' calls coming
+    in, nine reads and writes a message."""
+    store = open_store(store_url)
+    now = system_clock()
+    store.add_org("acme", "Europe/Stockholm", now=now)
+    store.org("acme")  # the organisation cached: its read is not the subscription's
+    reads: list[str] = []
+    writes = 0
+
+    class Counted(AsyncStore):
+        async def read(self, work: Callable[[Store], T]) -> T:
+            result = await super().read(work)
+            listing = isinstance(result, list) and result and isinstance(result[0], HookState)
+            reads.append("listing" if listing else "follower")
+            return result
+
+        async def write(self, work: Callable[[Store], T]) -> T:
+            nonlocal writes
+            writes += 1
+            return await super().write(work)
+
+    handle = Counted(store)
+
+    async def run() -> tuple[int, int]:
+        handle.watch()
+        task = asyncio.create_task(Deliverer(handle, clock=system_clock, schedule=[1.0]).run())
+        await asyncio.sleep(1.5)  # started, with nothing to do
+        before, written = reads.count("follower"), writes
+        await asyncio.to_thread(store.ingest, events_of(PRODUCT), now=system_clock())
+        while store.hooks.all()[0].backlog or receiver.posts < 3:
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(3 * IDLE)  # listings that must not wake it
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        return reads.count("follower") - before, writes - written
+
+    with RawReceiver() as receiver:
+        store.add_webhook("acme", receiver.url, now=now)
+        try:
+            follower_reads, follower_writes = asyncio.run(run())
+        finally:
+            handle.close()
+    assert receiver.posts == 3
+    assert (follower_reads, follower_writes) == (3, 1)
+    store.close()
 
 
 def test_a_removed_subscription_leaves_nothing_behind(store_url: str) -> None:

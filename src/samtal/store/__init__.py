@@ -48,7 +48,7 @@ from samtal.store._base import (
     check_org_name,
 )
 from samtal.store._sql import SqlEngine
-from samtal.store._webhooks import HookState, Retry, Webhook, WebhookTable
+from samtal.store._webhooks import DeliveryNote, HookState, Retry, Webhook, WebhookTable
 from samtal.times import US_PER_SECOND, local_day, zone
 from samtal.tokens import TokenKind, digest, new_secret
 
@@ -643,6 +643,7 @@ __all__ = [
     "AsyncStore",
     "CallKey",
     "Change",
+    "DeliveryNote",
     "Erasure",
     "FeedPage",
     "HookState",
