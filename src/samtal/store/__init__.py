@@ -243,7 +243,8 @@ class Store:
         return hook, secret
 
     def webhook(self, hook_id: str) -> Webhook:
-        """One subscription; NotFound when there is none with that id."""
+        """One subscription, its backlog not counted (0: `hooks.all` counts it); NotFound
+        when there is none with that id."""
         hook = self.hooks.get(hook_id)
         if hook is None:
             raise NotFound(f"no webhook {hook_id!r}: `samtal webhook list` shows them")

@@ -27,7 +27,8 @@ class Webhook:
     failing_since: int | None
     #: Messages given up after the last retry.
     given_up: int
-    #: Versions not yet delivered: waiting for a retry, or not yet tried.
+    #: Versions not yet delivered: waiting for a retry, or not yet tried. Counted by `all`
+    #: only: one subscription's read (`get`, the deliverer's at each wake) leaves it at 0.
     backlog: int = 0
     #: The numbers of people go out as the organisation's pseudonyms (privacy.md).
     pseudonymize: bool = False
@@ -154,7 +155,7 @@ class WebhookTable:
         ]
 
     def get(self, hook_id: str) -> Webhook | None:
-        """One subscription, or None."""
+        """One subscription, or None; its backlog not counted (0)."""
         rows = self._sql(
             [(f"SELECT {_COLUMNS} FROM webhooks WHERE id = ?", (hook_id,))], write=False
         )
