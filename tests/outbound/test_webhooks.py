@@ -525,6 +525,25 @@ def test_connections_are_kept_between_messages(store_url: str) -> None:
     store.close()
 
 
+def test_a_proxy_named_by_the_environment_carries_the_messages(
+    store_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """HTTP_PROXY, as httpx honoured it: the receiver's host does not resolve, and the
+    messages go through the proxy (which answers them itself, here)."""
+    store = open_store(store_url)
+    store.add_org("acme", "Europe/Stockholm", now=system_clock())
+    settings = Settings(database_url=store_url, retention_days=0, duty_interval_seconds=0.2)
+    with RawReceiver() as proxy:
+        monkeypatch.setenv("HTTP_PROXY", proxy.url.removesuffix("/hook"))
+        store.add_webhook("acme", "http://receiver.invalid/hook", now=system_clock())
+        with Server(create_app(settings, store=store)):
+            store.ingest(events_of(PRODUCT), now=system_clock())
+            wait_for(lambda: store.hooks.all()[0].backlog == 0 and proxy.posts >= 3)
+    assert proxy.posts == 3
+    assert store.hooks.all()[0].last_failure is None
+    store.close()
+
+
 def test_a_trickling_answer_does_not_hold_the_delivery(store_url: str) -> None:
     """A receiver that answers 200 and then sends its body a byte at a time: the message counts
     as delivered once DRAIN_SECONDS have passed, not when the whole body has come (20 s)."""

@@ -23,6 +23,7 @@ import logging
 import random
 import ssl
 import time
+import urllib.request
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
@@ -112,10 +113,14 @@ class Deliverer:
         rest)."""
         tasks: dict[str, asyncio.Task[None]] = {}
         wakes: dict[str, asyncio.Event] = {}
-        # The CAs httpx trusted (certifi's), and a proxy from the environment, as httpx took.
+        # The CAs httpx trusted (certifi's), and a proxy from the environment (HTTPS_PROXY,
+        # NO_PROXY...), as httpx took. aiohttp looks for one at every request, in a thread (a
+        # third of the process's CPU), so it looks only when the environment names one.
         tls = ssl.create_default_context(cafile=certifi.where())
         session = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=0, ssl=tls), timeout=TIMEOUTS, trust_env=True
+            connector=aiohttp.TCPConnector(limit=0, ssl=tls),
+            timeout=TIMEOUTS,
+            trust_env=bool(urllib.request.getproxies()),
         )
         try:
             while True:

@@ -1,0 +1,206 @@
+"""Webhooks for many tenants: how fast `samtal serve` delivers the new records of batches that
+mix 1,000 organisations, each with a subscription, against batches of one organisation, on
+both engines, in one run.
+
+An operator whose customers each subscribe gets a message per record version (webhooks.md),
+as the single organisation's subscriber does; what differs is how the versions fall: a mixed
+batch of 1,000 calls wakes 1,000 subscriptions with a version each, a single one wakes one
+with 1,000. What the deliverer pays per wake, beside the POST, is the difference.
+
+Each round posts `--batches` batches of 1,000 calls of one kind (tenants.py's batches) and
+waits until a receiver on loopback (a process of its own that answers 200 at once) has had
+every message; the round's figures are the messages a second from the first POST to the last
+message, and the server's CPU time per message. Rounds alternate the kinds, medians of
+`--rounds`. `--against DIR` measures another checkout the same way. PostgreSQL at
+SAMTAL_BENCH_POSTGRES_URL, as bench/postgres.py.
+
+    python bench/deliveries.py [--rounds N] [--batches B] [--against DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+
+from _common import report
+from _server import ServerProcess, free_port, samtal, source_env
+from customers import cpu_seconds
+from postgres import database
+from tenants import ORGS, RETENTION, batch, provisioned
+
+#: The receiver: answers every request 200 with an empty body, keeps the connection, and
+#: counts the POSTs; `GET /count` answers the count.
+_RECEIVER = textwrap.dedent(
+    """
+    import asyncio, sys
+    count = 0
+    async def serve(reader, writer):
+        global count
+        try:
+            while True:
+                head = await reader.readuntil(b"\\r\\n\\r\\n")
+                length = 0
+                for line in head.split(b"\\r\\n"):
+                    if line.lower().startswith(b"content-length:"):
+                        length = int(line.split(b":")[1])
+                if length:
+                    await reader.readexactly(length)
+                if head.startswith(b"GET /count"):
+                    body = str(count).encode()
+                else:
+                    count += 1
+                    body = b""
+                answer = b"HTTP/1.1 200 OK\\r\\ncontent-length: %d\\r\\n\\r\\n" % len(body)
+                writer.write(answer + body)
+        except (asyncio.IncompleteReadError, ConnectionError):
+            writer.close()
+    async def main():
+        server = await asyncio.start_server(serve, "127.0.0.1", int(sys.argv[1]), backlog=1024)
+        await server.serve_forever()
+    asyncio.run(main())
+    """
+)
+
+#: Run in a process of the checkout measured: a subscription for each organisation.
+_SUBSCRIBE = textwrap.dedent(
+    """
+    import sys
+    from samtal.clock import system_clock
+    from samtal.store import open_store
+    store = open_store(sys.argv[1])
+    for org in store.orgs():
+        store.add_webhook(org.name, sys.argv[2], now=system_clock())
+    store.close()
+    """
+)
+
+
+@contextmanager
+def receiver() -> Iterator[str]:
+    port = free_port()
+    process = subprocess.Popen([sys.executable, "-c", _RECEIVER, str(port)])
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                httpx.get(url + "/count", timeout=1)
+                break
+            except httpx.HTTPError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
+        yield url
+    finally:
+        process.terminate()
+        process.wait()
+
+
+def received(url: str) -> int:
+    return int(httpx.get(url + "/count", timeout=5).text)
+
+
+def measure(db: str, rounds: int, batches: int, env: dict[str, str]) -> dict[str, list[float]]:
+    """Each round's messages a second and the server's CPU ms per message, by kind."""
+    figures: dict[str, list[float]] = {}
+    with receiver() as hooks:
+        provisioned(db)
+        subprocess.run(
+            [sys.executable, "-c", _SUBSCRIBE, db, hooks + "/hook"],
+            check=True,
+            env={**os.environ, **env},
+        )
+        token = samtal("token", "create", "--ingest", db=db, env=env).splitlines()[-1]
+        with (
+            ServerProcess(db, SAMTAL_RETENTION_DAYS=RETENTION, **env) as server,
+            httpx.Client(
+                base_url=server.url, headers={"Authorization": f"Bearer {token}"}, timeout=300
+            ) as client,
+        ):
+            time.sleep(5)  # every subscription's task started, with nothing to do
+            pid = server.process.pid
+            for round_ in range(rounds):
+                for kind in ("single", "mixed"):
+                    expected = received(hooks) + batches * 1000
+                    began, cpu = time.monotonic(), cpu_seconds(pid)
+                    for n in range(batches):
+                        body = b"".join(batch(kind, round_ * batches + n, 1000))
+                        answer = client.post("/events", content=body)
+                        assert answer.json()["accepted"] == 3000, answer.text
+                    deadline = began + 600
+                    while (got := received(hooks)) < expected:
+                        if time.monotonic() > deadline:
+                            raise RuntimeError(f"{kind}: {got} of {expected} messages")
+                        time.sleep(0.05)
+                    seconds = time.monotonic() - began
+                    used = cpu_seconds(pid) - cpu
+                    figures.setdefault(f"{kind} rate", []).append(batches * 1000 / seconds)
+                    figures.setdefault(f"{kind} cpu", []).append(used / (batches * 1000) * 1e3)
+    return figures
+
+
+@contextmanager
+def engine(name: str) -> Iterator[str]:
+    if name == "SQLite":
+        with tempfile.TemporaryDirectory() as folder:
+            yield f"sqlite:///{folder}/deliveries.db"
+    else:
+        with database(f"samtal_bench_deliveries_{uuid.uuid4().hex[:6]}") as url:
+            yield url
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--batches", type=int, default=5, help="of 1,000 calls, a round")
+    parser.add_argument("--against", type=Path, help="another checkout, measured the same way")
+    args = parser.parse_args()
+    sources: list[tuple[str, Path | None]] = [("this", None)]
+    if args.against:
+        sources.append(("against", args.against))
+    for name in ("SQLite", "PostgreSQL"):
+        rows = []
+        results = {}
+        for label, source in sources:
+            with engine(name) as db:
+                results[label] = measure(db, args.rounds, args.batches, source_env(source))
+        for label, _ in sources:
+            got = {what: statistics.median(values) for what, values in results[label].items()}
+            rows += [
+                (f"1 organisation ({label})", got["single rate"], "messages/s"),
+                (f"{ORGS:,} organisations ({label})", got["mixed rate"], "messages/s"),
+                (f"1 organisation, server CPU ({label})", got["single cpu"], "ms a message"),
+                (f"{ORGS:,} organisations, server CPU ({label})", got["mixed cpu"], "ms a message"),
+                (
+                    f"CPU a message, mixed / single ({label})",
+                    got["mixed cpu"] / got["single cpu"],
+                    "x",
+                ),
+            ]
+        if len(sources) == 2:
+            for kind in ("single", "mixed"):
+                this, other = (
+                    statistics.median(results[label][f"{kind} cpu"]) for label, _ in sources
+                )
+                rows.append((f"{kind}: CPU a message, against / this", other / this, "x"))
+        report(
+            f"webhooks on {name}: {args.batches} batches of 1,000 calls a round, "
+            f"median of {args.rounds}",
+            rows,
+        )
+
+
+if __name__ == "__main__":
+    main()
