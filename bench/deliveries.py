@@ -14,7 +14,7 @@ message, and the server's CPU time per message. Rounds alternate the kinds, medi
 `--rounds`. `--against DIR` measures another checkout the same way. PostgreSQL at
 SAMTAL_BENCH_POSTGRES_URL, as bench/postgres.py.
 
-    python bench/deliveries.py [--rounds N] [--batches B] [--against DIR]
+    python bench/deliveries.py [--rounds N] [--batches B] [--against DIR] [--only ENGINE]
 """
 
 from __future__ import annotations
@@ -166,11 +166,12 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--batches", type=int, default=5, help="of 1,000 calls, a round")
     parser.add_argument("--against", type=Path, help="another checkout, measured the same way")
+    parser.add_argument("--only", choices=("SQLite", "PostgreSQL"), help="one engine")
     args = parser.parse_args()
     sources: list[tuple[str, Path | None]] = [("this", None)]
     if args.against:
         sources.append(("against", args.against))
-    for name in ("SQLite", "PostgreSQL"):
+    for name in [args.only] if args.only else ["SQLite", "PostgreSQL"]:
         rows = []
         results = {}
         for label, source in sources:

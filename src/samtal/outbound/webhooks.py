@@ -33,7 +33,6 @@ import aiohttp
 import certifi
 
 from samtal import metrics
-from samtal.errors import NotFound
 from samtal.privacy import Pseudonyms
 from samtal.store import AsyncStore, Change, DeliveryNote, HookState, Retry, Store, Webhook
 from samtal.times import US_PER_SECOND, render, retry_after_seconds, zone
@@ -187,11 +186,8 @@ class Deliverer:
             await wake.wait()
         while True:
             wake.clear()  # before reading, as the signal is taken: no wake is missed
-            try:
-                hook = await self._store.read(lambda store: store.webhook(hook_id))
-            except NotFound:
-                return
-            if not hook.active:
+            hook = await self._store.read(partial(_hook_now, hook_id=hook_id, due_at=self._clock()))
+            if hook is None or not hook.active:  # removed, or disabled
                 return
             signal = self._store.changed(hook.org)
             try:
@@ -240,6 +236,8 @@ class Deliverer:
 
     async def _retry(self, session: aiohttp.ClientSession, hook: Webhook) -> bool:
         """Try the subscription's due retries again (one batch); whether more may be due."""
+        if not hook.retry_due:
+            return False
         now = self._clock()
         due = await self._store.read(lambda store: store.hooks.due(hook.id, now, BATCH))
         if not due:
@@ -351,6 +349,10 @@ async def _first_of(*events: asyncio.Event, timeout: float) -> None:
     finally:
         for waiting in waits:
             waiting.cancel()
+
+
+def _hook_now(store: Store, *, hook_id: str, due_at: int) -> Webhook | None:
+    return store.hooks.get(hook_id, due_at=due_at)
 
 
 def _retried(store: Store, *, retry: Retry, next_due: int | None) -> None:

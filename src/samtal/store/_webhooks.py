@@ -32,6 +32,8 @@ class Webhook:
     backlog: int = 0
     #: The numbers of people go out as the organisation's pseudonyms (privacy.md).
     pseudonymize: bool = False
+    #: A retry is due at the time `get` was asked about (`due_at`); False when not asked.
+    retry_due: bool = False
 
 
 class HookState(NamedTuple):
@@ -154,12 +156,26 @@ class WebhookTable:
             for hook_id, active, cursor, retries, versions, due in rows
         ]
 
-    def get(self, hook_id: str) -> Webhook | None:
-        """One subscription, or None; its backlog not counted (0)."""
+    def get(self, hook_id: str, *, due_at: int | None = None) -> Webhook | None:
+        """One subscription, or None; its backlog not counted (0). With `due_at`, whether a
+        retry is due then (`retry_due`): the deliverer's read at each wake, which reads the
+        due retries only when there are some (a read each wake, for nothing, almost always)."""
+        if due_at is None:
+            rows = self._sql(
+                [(f"SELECT {_COLUMNS} FROM webhooks WHERE id = ?", (hook_id,))], write=False
+            )
+            return _webhook(rows[0]) if rows else None
         rows = self._sql(
-            [(f"SELECT {_COLUMNS} FROM webhooks WHERE id = ?", (hook_id,))], write=False
+            [
+                (
+                    f"SELECT {_COLUMNS}, EXISTS (SELECT 1 FROM webhook_retries r "
+                    "WHERE r.webhook = webhooks.id AND r.due <= ?) FROM webhooks WHERE id = ?",
+                    (due_at, hook_id),
+                )
+            ],
+            write=False,
         )
-        return _webhook(rows[0]) if rows else None
+        return _webhook(rows[0][:-1], retry_due=bool(rows[0][-1])) if rows else None
 
     def remove(self, hook_id: str) -> bool:
         """Remove a subscription and its pending retries; whether there was one."""
@@ -260,7 +276,7 @@ def _noted(hook_id: str, note: DeliveryNote) -> Statement:
     )
 
 
-def _webhook(row: Sequence[Any], backlog: int = 0) -> Webhook:
+def _webhook(row: Sequence[Any], backlog: int = 0, *, retry_due: bool = False) -> Webhook:
     hook_id, org, url, secret, created, active, cursor, success, failure, failing, given_up = row[
         :11
     ]
@@ -278,4 +294,5 @@ def _webhook(row: Sequence[Any], backlog: int = 0) -> Webhook:
         given_up,
         backlog,
         bool(row[11]),
+        retry_due,
     )
