@@ -24,10 +24,8 @@ import os
 import statistics
 import subprocess
 import sys
-import tempfile
 import textwrap
 import time
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -37,8 +35,7 @@ import httpx
 from _common import report
 from _server import ServerProcess, free_port, samtal, source_env
 from customers import cpu_seconds
-from postgres import database
-from tenants import ORGS, RETENTION, batch, provisioned
+from tenants import ORGS, RETENTION, batch, engine, provisioned
 
 #: The receiver: answers every request 200 with an empty body, keeps the connection, and
 #: counts the POSTs; `GET /count` answers the count.
@@ -151,16 +148,6 @@ def measure(db: str, rounds: int, batches: int, env: dict[str, str]) -> dict[str
     return figures
 
 
-@contextmanager
-def engine(name: str) -> Iterator[str]:
-    if name == "SQLite":
-        with tempfile.TemporaryDirectory() as folder:
-            yield f"sqlite:///{folder}/deliveries.db"
-    else:
-        with database(f"samtal_bench_deliveries_{uuid.uuid4().hex[:6]}") as url:
-            yield url
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3)
@@ -175,7 +162,7 @@ def main() -> None:
         rows = []
         results = {}
         for label, source in sources:
-            with engine(name) as db:
+            with engine("sqlite" if name == "SQLite" else "postgres", "deliveries") as db:
                 results[label] = measure(db, args.rounds, args.batches, source_env(source))
         for label, _ in sources:
             got = {what: statistics.median(values) for what, values in results[label].items()}

@@ -158,12 +158,14 @@ def consumed(db: str, rounds: int, calls: int) -> dict[str, list[float]]:
 
 
 @contextmanager
-def engine(name: str) -> Iterator[str]:
+def engine(name: str, label: str = "tenants") -> Iterator[str]:
+    """A fresh database of engine `name` ("sqlite" or "postgres"), its name from `label`; gone
+    afterwards."""
     if name == "sqlite":
         with tempfile.TemporaryDirectory() as folder:
-            yield f"sqlite:///{folder}/tenants.db"
+            yield f"sqlite:///{folder}/{label}.db"
     else:
-        with database(f"samtal_bench_tenants_{uuid.uuid4().hex[:6]}") as url:
+        with database(f"samtal_bench_{label}_{uuid.uuid4().hex[:6]}") as url:
             yield url
 
 
