@@ -48,7 +48,14 @@ from samtal.store._base import (
     check_org_name,
 )
 from samtal.store._sql import SqlEngine
-from samtal.store._webhooks import DeliveryNote, HookState, Retry, Webhook, WebhookTable
+from samtal.store._webhooks import (
+    Advance,
+    DeliveryNote,
+    HookState,
+    Retry,
+    Webhook,
+    WebhookTable,
+)
 from samtal.times import US_PER_SECOND, local_day, zone
 from samtal.tokens import TokenKind, digest, new_secret
 
@@ -489,8 +496,18 @@ class Store:
         feed = self.engine.feed(org=org, after=after, limit=limit + 1)
         if strict:
             _check_cursor(after, feed)
-        page = feed.changes[:limit]
-        return FeedPage(page, page[-1].seq if page else after, len(feed.changes) > limit)
+        return _page(feed, after, limit)
+
+    def changes_of(self, wants: Sequence[tuple[str, int]], *, limit: int) -> list[FeedPage]:
+        """The change feeds of many organisations at once, one page after each (organisation,
+        cursor) of `wants`, from one snapshot, not strict (what is left after a purged cursor
+        is read on): the webhook deliverer's read for every subscription woken by a commit. An
+        organisation that does not exist has an empty page."""
+        reads = self.engine.feeds(wants, limit=limit + 1)
+        return [
+            _page(FeedRead([], 0, 0) if feed is None else feed, after, limit)
+            for (_, after), feed in zip(wants, reads, strict=True)
+        ]
 
     def complete_through(self, org: str, *, now: int, settle: int) -> int:
         """`org`'s completeness watermark (query.md): the earlier of the earliest start among
@@ -605,6 +622,12 @@ class _Zones(Mapping[str, ZoneInfo]):
         return 0
 
 
+def _page(feed: FeedRead, after: int, limit: int) -> FeedPage:
+    """The page of `feed` (read with one version more than `limit`) after the cursor `after`."""
+    page = feed.changes[:limit]
+    return FeedPage(page, page[-1].seq if page else after, len(feed.changes) > limit)
+
+
 def _check_cursor(after: int, feed: FeedRead) -> None:
     """CursorExpired unless the feed can go on exactly from `after` (changes.md, Retention)."""
     if after > feed.latest:
@@ -641,6 +664,7 @@ def open_store(url: str, *, reads: bool = True) -> Store:
 
 __all__ = [
     "IDLE_CLOSE_ID",
+    "Advance",
     "AsyncStore",
     "CallKey",
     "Change",

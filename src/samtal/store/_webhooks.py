@@ -41,12 +41,24 @@ class HookState(NamedTuple):
     (something to do now, or a cursor moved by a replay)."""
 
     id: str
+    org: str
     active: bool
     cursor: int
     #: Versions not yet delivered (0 for a disabled subscription: not counted).
     backlog: int
     #: Active, with something to do now: versions after its cursor, or a retry due.
     ready: bool
+
+
+class Advance(NamedTuple):
+    """A subscription's round of new versions, to be kept: every version up to `cursor` is
+    handled, the failed ones among them wait in `retries`, and the round went as `note` says
+    (None: nothing was sent)."""
+
+    hook: str
+    cursor: int
+    retries: Sequence[Retry] = ()
+    note: DeliveryNote | None = None
 
 
 class DeliveryNote(NamedTuple):
@@ -79,6 +91,9 @@ class OperatorSql(Protocol):
         """Run `statements` in one transaction; the rows of the last."""
         ...
 
+
+#: Subscriptions read in one statement, at most.
+CHUNK = 500
 
 _COLUMNS = (
     "id, org, url, secret, created, active, cursor, last_success, last_failure, "
@@ -137,7 +152,7 @@ class WebhookTable:
         rows = self._sql(
             [
                 (
-                    "SELECT id, active, cursor, "
+                    "SELECT id, org, active, cursor, "
                     "CASE WHEN active = 1 THEN "
                     "(SELECT count(*) FROM webhook_retries r WHERE r.webhook = w.id) ELSE 0 END, "
                     "CASE WHEN active = 1 THEN "
@@ -152,30 +167,39 @@ class WebhookTable:
             write=False,
         )
         return [
-            HookState(hook_id, bool(active), cursor, retries + versions, bool(versions or due))
-            for hook_id, active, cursor, retries, versions, due in rows
+            HookState(hook_id, org, bool(active), cursor, retries + versions, bool(versions or due))
+            for hook_id, org, active, cursor, retries, versions, due in rows
         ]
 
-    def get(self, hook_id: str, *, due_at: int | None = None) -> Webhook | None:
-        """One subscription, or None; its backlog not counted (0). With `due_at`, whether a
-        retry is due then (`retry_due`): the deliverer's read at each wake, which reads the
-        due retries only when there are some (a read each wake, for nothing, almost always)."""
-        if due_at is None:
-            rows = self._sql(
-                [(f"SELECT {_COLUMNS} FROM webhooks WHERE id = ?", (hook_id,))], write=False
-            )
-            return _webhook(rows[0]) if rows else None
+    def get(self, hook_id: str) -> Webhook | None:
+        """One subscription, or None; its backlog not counted (0)."""
         rows = self._sql(
-            [
-                (
-                    f"SELECT {_COLUMNS}, EXISTS (SELECT 1 FROM webhook_retries r "
-                    "WHERE r.webhook = webhooks.id AND r.due <= ?) FROM webhooks WHERE id = ?",
-                    (due_at, hook_id),
-                )
-            ],
-            write=False,
+            [(f"SELECT {_COLUMNS} FROM webhooks WHERE id = ?", (hook_id,))], write=False
         )
-        return _webhook(rows[0][:-1], retry_due=bool(rows[0][-1])) if rows else None
+        return _webhook(rows[0]) if rows else None
+
+    def get_many(self, hook_ids: Sequence[str], *, due_at: int) -> dict[str, Webhook]:
+        """The subscriptions of `hook_ids` that exist, by id, each with whether a retry is due
+        at `due_at` (`retry_due`), their backlogs not counted (0): the deliverer's read of
+        every subscription woken at once (one statement for many, where each took its own),
+        which reads a subscription's due retries only when there are some."""
+        found: dict[str, Webhook] = {}
+        for at in range(0, len(hook_ids), CHUNK):
+            chunk = hook_ids[at : at + CHUNK]
+            rows = self._sql(
+                [
+                    (
+                        f"SELECT {_COLUMNS}, EXISTS (SELECT 1 FROM webhook_retries r "
+                        "WHERE r.webhook = webhooks.id AND r.due <= ?) FROM webhooks "
+                        f"WHERE id IN ({', '.join('?' * len(chunk))})",
+                        (due_at, *chunk),
+                    )
+                ],
+                write=False,
+            )
+            for row in rows:
+                found[row[0]] = _webhook(row[:-1], retry_due=bool(row[-1]))
+        return found
 
     def remove(self, hook_id: str) -> bool:
         """Remove a subscription and its pending retries; whether there was one."""
@@ -200,29 +224,27 @@ class WebhookTable:
             write=True,
         )
 
-    def advance(
-        self,
-        hook_id: str,
-        cursor: int,
-        retries: Sequence[Retry],
-        note: DeliveryNote | None = None,
-    ) -> None:
-        """Note the versions up to `cursor` as handled, the failed ones among them waiting in
-        `retries` (in the same transaction: none is lost, none is sent twice more), and how
-        their round went (`note`, as `outcome`; one transaction where two took twice the
-        round trips for every message an organisation's batch brought)."""
+    def advance(self, rounds: Sequence[Advance]) -> None:
+        """Keep the rounds of many subscriptions in one transaction (see Advance): a cursor and
+        the retries it passed over go together, so none is lost and none is sent twice more.
+        One transaction for every subscription that a commit woke, where each took its own
+        (and on PostgreSQL, a flush of the log each)."""
         self._sql(
             [
-                *(
-                    (
-                        "INSERT INTO webhook_retries (webhook, seq, attempt, due, body) "
-                        "VALUES (?, ?, ?, ?, ?)",
-                        (r.webhook, r.seq, r.attempt, r.due, r.body),
-                    )
-                    for r in retries
-                ),
-                ("UPDATE webhooks SET cursor = ? WHERE id = ?", (cursor, hook_id)),
-                *([] if note is None else [_noted(hook_id, note)]),
+                statement
+                for done in rounds
+                for statement in (
+                    *(
+                        (
+                            "INSERT INTO webhook_retries (webhook, seq, attempt, due, body) "
+                            "VALUES (?, ?, ?, ?, ?)",
+                            (r.webhook, r.seq, r.attempt, r.due, r.body),
+                        )
+                        for r in done.retries
+                    ),
+                    ("UPDATE webhooks SET cursor = ? WHERE id = ?", (done.cursor, done.hook)),
+                    *([] if done.note is None else [_noted(done.hook, done.note)]),
+                )
             ],
             write=True,
         )
