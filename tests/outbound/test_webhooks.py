@@ -38,7 +38,7 @@ from samtal.store import (
     open_store,
 )
 from samtal.times import US_PER_SECOND
-from tests.helpers import PRODUCT, disappearing, events_of
+from tests.helpers import PRODUCT, T0, disappearing, events_of
 from tests.helpers.servers import Server, metric_values
 
 # Serves, receives and retries webhooks on real servers.
@@ -657,4 +657,42 @@ def test_an_endless_answer_costs_no_memory(store_url: str) -> None:
     grown_mb = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
     assert store.hooks.all()[0].backlog == 0  # all three delivered
     assert grown_mb < 100, (grown_mb, streamed[0])
+    store.close()
+
+
+def test_rounds_kept_together_are_each_kept_as_alone(store_url: str) -> None:
+    """`hooks.advance` keeps many subscriptions' rounds in one statement: each row gets its own
+    cursor and outcome, as when each was kept alone. A success clears the failing streak; a
+    failure starts one, and a second keeps when it started; a round with nothing sent moves
+    only the cursor; a disable stops only its own subscription."""
+    store = open_store(store_url)
+    store.add_orgs([(f"org-{n}", "Europe/Stockholm") for n in range(5)], now=T0)
+    ids = [store.add_webhook(f"org-{n}", "http://127.0.0.1:9/", now=T0)[0].id for n in range(5)]
+    store.hooks.advance([Advance(ids[0], 0, (), DeliveryNote(T0 + 1, success=False))])
+    retry = Retry(ids[1], 7, 1, T0 + 100, b"{}")
+    store.hooks.advance(
+        [
+            Advance(ids[0], 5, (), DeliveryNote(T0 + 2, success=False, given_up=2)),
+            Advance(ids[1], 7, [retry], DeliveryNote(T0 + 3, success=False)),
+            Advance(ids[2], 9, (), DeliveryNote(T0 + 4, success=True)),
+            Advance(ids[3], 11),
+            Advance(ids[4], 13, (), DeliveryNote(T0 + 5, success=False, disable=True)),
+        ]
+    )
+    store.hooks.advance([Advance(ids[1], 8, (), DeliveryNote(T0 + 6, success=True))])
+    got = {
+        hook.id: (hook.cursor, hook.last_success, hook.last_failure, hook.failing_since,
+                  hook.given_up, hook.active, hook.backlog)
+        for hook in store.hooks.all()
+    }  # fmt: skip
+    assert [got[hook_id] for hook_id in ids] == [
+        (5, None, T0 + 2, T0 + 1, 2, True, 0),
+        (8, T0 + 6, T0 + 3, None, 0, True, 1),  # the retry waits
+        (9, T0 + 4, None, None, 0, True, 0),
+        (11, None, None, None, 0, True, 0),
+        (13, None, T0 + 5, T0 + 5, 0, False, 0),
+    ]
+    store.hooks.outcome(ids[3], DeliveryNote(T0 + 7, success=False))
+    assert store.hooks.get(ids[3]).failing_since == T0 + 7  # type: ignore[union-attr]
+    assert store.hooks.get(ids[3]).cursor == 11  # type: ignore[union-attr]
     store.close()

@@ -512,6 +512,33 @@ def test_the_feed_pages_and_keeps_one_entry_per_call(store: Store) -> None:
     assert store.latest_change("acme") == 3
 
 
+def test_many_feeds_read_at_once_are_each_feed_alone(store: Store) -> None:
+    """`changes_of`, the webhook deliverer's one read for every subscription a commit woke,
+    gives each (organisation, cursor) the page that `changes` gives it alone: two cursors of
+    one organisation, an organisation with nothing new, and one that does not exist (an empty
+    page). PostgreSQL reads them all in two statements."""
+    for org in ("acme", "beta", "idle"):
+        store.add_org(org, "Europe/Stockholm", now=T0)
+    store.ingest([*events_of(PRODUCT), *events_of(PRODUCT, "beta")], now=T0)
+    wants = [("acme", 0), ("beta", 1), ("acme", 2), ("idle", 0), ("gone", 5), ("beta", 3)]
+    pages = store.changes_of(wants, limit=2)
+    alone = [
+        store.changes(org=org, after=after, limit=2, strict=False)
+        for org, after in wants
+        if org != "gone"
+    ]
+    assert [p for (org, _), p in zip(wants, pages, strict=True) if org != "gone"] == alone
+    assert [([c.seq for c in p.changes], p.next, p.more) for p in pages] == [
+        ([1, 2], 2, True),
+        ([2, 3], 3, False),
+        ([3], 3, False),
+        ([], 0, False),
+        ([], 5, False),
+        ([], 3, False),
+    ]
+    assert store.changes_of([], limit=2) == []
+
+
 def test_cursors_past_the_latest_or_lost_to_retention_expire(store: Store) -> None:
     store.add_org("acme", "Europe/Stockholm", now=T0)
     store.ingest(events_of(PRODUCT), now=T0)

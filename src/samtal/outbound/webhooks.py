@@ -28,7 +28,7 @@ import urllib.request
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
-from typing import Generic, Literal, TypeVar
+from typing import Generic, Literal, NamedTuple, TypeVar
 
 import aiohttp
 import certifi
@@ -42,6 +42,7 @@ from samtal.store import (
     DeliveryNote,
     FeedPage,
     HookState,
+    Org,
     Retry,
     Store,
     Webhook,
@@ -210,15 +211,15 @@ class Deliverer:
             # Both before reading, as the signal is taken: no commit and no wake is missed.
             wake.clear()
             signal = self._store.changed(state.org)
-            hook, page = await self._look(state.id)
-            if hook is None or page is None:  # removed, or disabled
+            hook, page, org = await self._look(state.id)
+            if hook is None or page is None or org is None:  # removed, or disabled
                 return
             try:
                 # Whether more is waiting now: then it goes on at once. Otherwise it waits: a
                 # commit after the read signals, and a retry falling due is the listing's.
                 # (Reading again to find nothing doubled the reads of each wake.)
                 busy = await self._retry(session, hook)
-                busy = await self._deliver_new(session, hook, page) or busy
+                busy = await self._deliver_new(session, hook, page, org) or busy
             except asyncio.CancelledError:
                 raise
             except Exception:
@@ -227,11 +228,10 @@ class Deliverer:
             if not busy:
                 await _first_of(signal, wake, timeout=QUIET)
 
-    async def _read_woken(
-        self, hook_ids: list[str]
-    ) -> list[tuple[Webhook | None, FeedPage | None]]:
+    async def _read_woken(self, hook_ids: list[str]) -> list[_Woken]:
         """For each of `hook_ids`: the subscription (None when removed), with whether a retry is
-        due now, and its page of versions after its cursor (None when it is not active)."""
+        due now, and, when it is active, its page of versions after its cursor and its
+        organisation."""
         return await self._store.read(partial(_woken, hook_ids=hook_ids, now=self._clock()))
 
     async def _write_rounds(self, rounds: list[Advance]) -> list[None]:
@@ -239,13 +239,12 @@ class Deliverer:
         return [None] * len(rounds)
 
     async def _deliver_new(
-        self, session: aiohttp.ClientSession, hook: Webhook, page: FeedPage
+        self, session: aiohttp.ClientSession, hook: Webhook, page: FeedPage, org: Org
     ) -> bool:
         """Deliver a page of the versions after the subscription's cursor; whether there are
         more after it."""
         if not page.changes:
             return False
-        org = await self._store.org(hook.org)
         tz = org.tz
         masks = Pseudonyms(org.secret) if hook.pseudonymize else None
         # A version a purge renumbered was sent when it became visible, if that was at or
@@ -452,16 +451,28 @@ async def _first_of(*events: asyncio.Event, timeout: float) -> None:
             waiting.cancel()
 
 
-def _woken(
-    store: Store, *, hook_ids: list[str], now: int
-) -> list[tuple[Webhook | None, FeedPage | None]]:
-    """See `Deliverer._read_woken`: two reads for all of `hook_ids`."""
+class _Woken(NamedTuple):
+    """What a subscription's wake reads (see `Deliverer._read_woken`)."""
+
+    #: The subscription, with whether a retry is due (None: removed).
+    hook: Webhook | None
+    #: Its page of versions after its cursor, and its organisation (None: not active).
+    page: FeedPage | None = None
+    org: Org | None = None
+
+
+def _woken(store: Store, *, hook_ids: list[str], now: int) -> list[_Woken]:
+    """See `Deliverer._read_woken`: a read of the subscriptions, one of their organisations
+    not fresh in the cache, and one of the pages, for all of `hook_ids`."""
     hooks = store.hooks.get_many(hook_ids, due_at=now)
-    found = [hooks.get(hook_id) for hook_id in hook_ids]
-    active = [hook for hook in found if hook is not None and hook.active]
+    active = [hook for hook in hooks.values() if hook.active]
+    orgs = store.orgs_named(sorted({hook.org for hook in active}))
     pages = store.changes_of([(hook.org, hook.cursor) for hook in active], limit=BATCH)
-    by_id = {hook.id: page for hook, page in zip(active, pages, strict=True)}
-    return [(hook, by_id.get(hook_id)) for hook_id, hook in zip(hook_ids, found, strict=True)]
+    found = {
+        hook.id: _Woken(hook, page, orgs.get(hook.org))
+        for hook, page in zip(active, pages, strict=True)
+    }
+    return [found.get(hook_id) or _Woken(hooks.get(hook_id)) for hook_id in hook_ids]
 
 
 def _retried(store: Store, *, retry: Retry, next_due: int | None) -> None:

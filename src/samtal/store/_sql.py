@@ -37,6 +37,10 @@ _TOKEN_COLUMNS = "id, kind, org, created, last_used, revoked, scopes, groups, ps
 _ORG_COLUMNS = "name, tz, created, retention_days, secret"
 
 
+#: A version of the feed as `Change` takes it, from `calls c` and `records r`.
+FEED_COLUMNS = "c.seq, c.call, c.version, c.changed, r.json, c.moved_from, r.outcome, c.erased"
+
+
 class Hint(NamedTuple):
     """How an engine reads the records that match some filters through one of its indexes."""
 
@@ -572,10 +576,7 @@ class SqlEngine(ABC):
     @property
     def _feed_sql(self) -> str:
         return (
-            "SELECT c.seq, c.call, c.version, c.changed, r.json, c.moved_from, r.outcome, "
-            "c.erased "
-            "FROM calls c "
-            f"LEFT JOIN records r ON {self.record_join} "
+            f"SELECT {FEED_COLUMNS} FROM calls c LEFT JOIN records r ON {self.record_join} "
             "WHERE c.org = ? AND c.seq > ? ORDER BY c.seq LIMIT ?"
         )
 

@@ -228,23 +228,25 @@ class WebhookTable:
         """Keep the rounds of many subscriptions in one transaction (see Advance): a cursor and
         the retries it passed over go together, so none is lost and none is sent twice more.
         One transaction for every subscription that a commit woke, where each took its own
-        (and on PostgreSQL, a flush of the log each)."""
+        (on PostgreSQL, a flush of the log each), and one statement for all their rows, where
+        each took two (on PostgreSQL, a fifth of the deliverer's samples)."""
         self._sql(
             [
-                statement
-                for done in rounds
-                for statement in (
-                    *(
-                        (
-                            "INSERT INTO webhook_retries (webhook, seq, attempt, due, body) "
-                            "VALUES (?, ?, ?, ?, ?)",
-                            (r.webhook, r.seq, r.attempt, r.due, r.body),
-                        )
-                        for r in done.retries
-                    ),
-                    ("UPDATE webhooks SET cursor = ? WHERE id = ?", (done.cursor, done.hook)),
-                    *([] if done.note is None else [_noted(done.hook, done.note)]),
-                )
+                *(
+                    (
+                        "INSERT INTO webhook_retries (webhook, seq, attempt, due, body) "
+                        "VALUES (?, ?, ?, ?, ?)",
+                        (r.webhook, r.seq, r.attempt, r.due, r.body),
+                    )
+                    for done in rounds
+                    for r in done.retries
+                ),
+                *(
+                    _noted(
+                        [(done.hook, done.cursor, done.note) for done in rounds[at : at + CHUNK]]
+                    )
+                    for at in range(0, len(rounds), CHUNK)
+                ),
             ],
             write=True,
         )
@@ -281,20 +283,39 @@ class WebhookTable:
 
     def outcome(self, hook_id: str, note: DeliveryNote) -> None:
         """Note how a round of attempts went (see DeliveryNote)."""
-        self._sql([_noted(hook_id, note)], write=True)
+        self._sql([_noted([(hook_id, None, note)])], write=True)
 
 
-def _noted(hook_id: str, note: DeliveryNote) -> Statement:
-    """The statement that keeps `note` in the subscription's row."""
-    if note.success:
-        set_ = "last_success = ?, failing_since = NULL"
-    else:
-        set_ = "last_failure = ?, failing_since = coalesce(failing_since, ?)"
-    params: list[object] = [note.now] if note.success else [note.now, note.now]
+#: A row of `_noted`'s values: the subscription, its cursor, whether its round succeeded, when,
+#: the messages given up, whether it is disabled.
+_NOTED_ROW = (
+    "(?, CAST(? AS BIGINT), CAST(? AS INTEGER), CAST(? AS BIGINT), CAST(? AS INTEGER), "
+    "CAST(? AS INTEGER))"
+)
+
+
+def _noted(rounds: Sequence[tuple[str, int | None, DeliveryNote | None]]) -> Statement:
+    """The statement that keeps many subscriptions' rounds in their rows: for each, its new
+    cursor (None: kept) and how its round went (None: nothing was sent). A success clears
+    the failing streak, a failure starts one."""
+    params: list[object] = []
+    for hook_id, cursor, note in rounds:
+        if note is None:
+            params += [hook_id, cursor, None, None, 0, 0]
+        else:
+            success = 1 if note.success else 0
+            params += [hook_id, cursor, success, note.now, note.given_up, 1 if note.disable else 0]
     return (
-        f"UPDATE webhooks SET {set_}, given_up = given_up + ?, "
-        "active = CASE WHEN ? = 1 THEN 0 ELSE active END WHERE id = ?",
-        (*params, note.given_up, 1 if note.disable else 0, hook_id),
+        "UPDATE webhooks SET cursor = coalesce(v.column2, cursor), "
+        "last_success = CASE WHEN v.column3 = 1 THEN v.column4 ELSE last_success END, "
+        "last_failure = CASE WHEN v.column3 = 0 THEN v.column4 ELSE last_failure END, "
+        "failing_since = CASE WHEN v.column3 = 1 THEN NULL "
+        "WHEN v.column3 = 0 THEN coalesce(failing_since, v.column4) ELSE failing_since END, "
+        "given_up = given_up + v.column5, "
+        "active = CASE WHEN v.column6 = 1 THEN 0 ELSE active END "
+        f"FROM (VALUES {', '.join([_NOTED_ROW] * len(rounds))}) AS v "
+        "WHERE webhooks.id = v.column1",
+        params,
     )
 
 

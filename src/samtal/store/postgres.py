@@ -28,9 +28,19 @@ from psycopg_pool import ConnectionPool
 
 from samtal.errors import StoreError
 from samtal.events import Event
-from samtal.store._base import CallKey, CallRow, Contention, Gone, KnownCall, RecordRow, Refused
+from samtal.store._base import (
+    CallKey,
+    CallRow,
+    Change,
+    Contention,
+    FeedRead,
+    Gone,
+    KnownCall,
+    RecordRow,
+    Refused,
+)
 from samtal.store._postgres_schema import MIGRATIONS
-from samtal.store._sql import SqlEngine
+from samtal.store._sql import FEED_COLUMNS, SqlEngine
 from samtal.times import US_PER_SECOND
 
 log = logging.getLogger(__name__)
@@ -210,6 +220,40 @@ class PostgresEngine(SqlEngine):
         )
 
     # -- what is PostgreSQL's own ------------------------------------------------------------
+    def feeds(self, wants: Sequence[tuple[str, int]], *, limit: int) -> list[FeedRead | None]:
+        """`feed` for many (organisation, cursor) pairs in two statements, whatever their
+        number: the numbers of every organisation named, then each pair's page (a LATERAL
+        join, one probe of `calls_by_seq` a pair). Each pair's two statements took round trips
+        of their own: with 1,000 subscriptions woken by one commit, a fifth of the deliverer's
+        samples."""
+        if len(wants) < 2:
+            return super().feeds(wants, limit=limit)
+        orgs = [org for org, _ in wants]
+        with self._snapshot() as db:
+            numbers = {
+                name: (latest, purged)
+                for name, latest, purged in self._run(
+                    db,
+                    "SELECT name, change_seq, purged_seq FROM orgs WHERE name = ANY(?::text[])",
+                    (sorted(set(orgs)),),
+                ).fetchall()
+            }
+            pages: list[list[Change]] = [[] for _ in wants]
+            for n, *change in self._run(
+                db,
+                "SELECT w.n, f.* "
+                "FROM unnest(?::text[], ?::int8[]) WITH ORDINALITY AS w(org, after, n) "
+                f"CROSS JOIN LATERAL (SELECT {FEED_COLUMNS} FROM calls c "
+                f"LEFT JOIN records r ON {self.record_join} "
+                "WHERE c.org = w.org AND c.seq > w.after ORDER BY c.seq LIMIT ?) f",
+                (orgs, [after for _, after in wants], limit),
+            ).fetchall():
+                pages[n - 1].append(Change(*change))
+        return [
+            FeedRead(page, *numbers[org]) if org in numbers else None
+            for (org, _), page in zip(wants, pages, strict=True)
+        ]
+
     def watch(self, stop: threading.Event, changed: Callable[[str | None], None]) -> None:
         """LISTEN on a connection of its own; every commit that gave out change numbers
         notifies with its organisation. After (re)connecting, `changed(None)`: notifications
