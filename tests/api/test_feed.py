@@ -131,6 +131,31 @@ def _copy_step(copy: dict[str, dict[str, Any]], records: list[dict[str, Any]]) -
 
 
 @pytest.mark.slow
+@pytest.mark.slow
+def test_a_waiting_request_reads_when_woken_not_on_a_timer(
+    service: Service, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A held request reads the feed when it starts and when its `wait` is over, and in
+    between only when a commit of its organisation wakes it. It also read every 5 s: with
+    1,000 organisations' clients waiting, 200 reads a second for nothing."""
+    token = service.org("acme")
+    org = service.name("acme")
+    reads = 0
+    feeds = service.store.engine.feeds
+
+    def counted(wants: list[tuple[str, int]], *, limit: int) -> Any:
+        nonlocal reads
+        reads += sum(name == org for name, _ in wants)
+        return feeds(wants, limit=limit)
+
+    monkeypatch.setattr(service.store.engine, "feeds", counted)
+    with service.server.client(token) as client:
+        started = time.monotonic()
+        assert client.get("/cdr/changes?after=0&wait=6").json()["records"] == []
+        assert 6.0 <= time.monotonic() - started < 8.0
+    assert reads == 2
+
+
 def test_a_copy_kept_by_the_feed_equals_the_records(store_url: str, tmp_path: Path) -> None:
     """Two writers post shuffled, duplicated events of the same calls to two server processes,
     holding some back to send late (one of them removes a record), while a client follows the

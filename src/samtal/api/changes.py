@@ -35,8 +35,6 @@ def _no_filters(request: Request) -> None:
 router = APIRouter(
     dependencies=[Depends(_no_filters), Depends(only_params("after", "limit", "wait"))]
 )
-#: However waiting requests are woken, each looks again at least this often (seconds).
-RECHECK = 5.0
 
 
 @router.get(
@@ -103,7 +101,10 @@ async def changes(
     ] = 0,
 ) -> Response:
     """Read the page; when it is empty and the client will wait, sleep until the watcher says
-    the organisation changed (or RECHECK passes), and read again."""
+    the organisation changed (or `wait` has passed), and read again. (A held request also read
+    again every 5 s: 1,000 organisations' clients waiting took 200 reads a second, with
+    nothing new. The watcher hears every commit, by any process, and a lost connection to
+    PostgreSQL wakes every waiter when it is back.)"""
     if reader.groups is not None:
         raise Forbidden(
             "a token limited to response groups cannot follow the feed (a copy is always "
@@ -127,7 +128,7 @@ async def changes(
                 records = [change.json() for change in page.changes]
             return _answer(page, records, limit, render(mark, zone(org.tz)))
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(woken.wait(), min(left, RECHECK))
+            await asyncio.wait_for(woken.wait(), left)
 
 
 def _complete_through(store: Store, *, org: str, now: int, settle: int) -> int:

@@ -1,0 +1,191 @@
+"""The change feed for many tenants: how fast `samtal serve` answers 1,000 organisations'
+clients that each follow their feed with `wait` (long polling), when batches mix the
+organisations, against batches of one organisation, on both engines, in one run.
+
+An operator whose customers keep a copy by the feed (`samtal sync --follow`, or their own
+loop on `/cdr/changes?after=...&wait=...`) holds a request of each while nothing is new. A
+mixed batch of 1,000 calls wakes all of them at once, each to read a version; a single
+organisation's batch wakes one, to read 1,000. What the server pays per woken request,
+beside the versions, is the difference.
+
+Each round posts `--batches` batches of 1,000 calls of one kind (tenants.py's batches) and
+waits until the followers (one a organisation, in a process of their own, each with its own
+read token) have had every version. The round's figures are the versions a second from the
+first POST to then, and the server's CPU time per version. Rounds alternate the kinds,
+medians of `--rounds`. `--against DIR` measures another checkout the same way. Rate limits
+are off. PostgreSQL at SAMTAL_BENCH_POSTGRES_URL, as bench/postgres.py.
+
+    python bench/followers.py [--rounds N] [--batches B] [--against DIR] [--only ENGINE]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+
+from _common import report
+from _server import ServerProcess, free_port, samtal, source_env
+from customers import cpu_seconds
+from tenants import ORGS, RETENTION, batch, engine, provisioned
+
+#: The followers: a long poll of each token's feed (`wait` seconds), pages of 1,000, each asking
+#: again at once with `after=next`; `GET /count` on their own port answers the versions had.
+_FOLLOWERS = textwrap.dedent(
+    """
+    import asyncio, sys
+    import aiohttp, orjson
+    server, tokens, port, wait = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
+    had = 0
+    async def follow(session, token):
+        global had
+        after, headers = 0, {"Authorization": "Bearer " + token}
+        while True:
+            url = f"{server}/cdr/changes?after={after}&wait={wait}&limit=1000"
+            async with session.get(url, headers=headers) as answer:
+                body = orjson.loads(await answer.read())
+                if answer.status != 200:
+                    raise SystemExit(f"{answer.status}: {body}")
+            had += len(body["records"])
+            after = body["next"]
+    async def count(reader, writer):
+        await reader.readuntil(b"\\r\\n\\r\\n")
+        text = str(had).encode()
+        writer.write(b"HTTP/1.1 200 OK\\r\\ncontent-length: %d\\r\\n\\r\\n%b" % (len(text), text))
+        await writer.drain()
+        writer.close()
+    async def main():
+        lines = [line.split("\\t") for line in open(tokens).read().splitlines()]
+        counter = await asyncio.start_server(count, "127.0.0.1", port)
+        connector = aiohttp.TCPConnector(limit=0)
+        timeout = aiohttp.ClientTimeout(total=120)
+        async with counter, aiohttp.ClientSession(connector=connector, timeout=timeout) as s:
+            await asyncio.gather(*(follow(s, token) for _, _, token in lines))
+    asyncio.run(main())
+    """
+)
+
+
+@contextmanager
+def followers(url: str, tokens: str, wait: int = 10) -> Iterator[str]:
+    """The followers of every token in `tokens` (`token create --from`'s lines), holding their
+    requests `wait` seconds (10: `samtal serve` waits for the requests it holds before it
+    stops, and ServerProcess for it 30 s); the URL that counts the versions they had."""
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-c", _FOLLOWERS, url, tokens, str(port), str(wait)]
+    )
+    counter = f"http://127.0.0.1:{port}/count"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                httpx.get(counter, timeout=1)
+                break
+            except httpx.HTTPError:
+                if time.monotonic() > deadline or process.poll() is not None:
+                    raise
+                time.sleep(0.05)
+        yield counter
+    finally:
+        process.terminate()
+        process.wait()
+
+
+def had(counter: str) -> int:
+    return int(httpx.get(counter, timeout=5).text)
+
+
+def measure(db: str, rounds: int, batches: int, env: dict[str, str]) -> dict[str, list[float]]:
+    """Each round's versions a second and the server's CPU ms per version, by kind."""
+    figures: dict[str, list[float]] = {}
+    provisioned(db)
+    with tempfile.TemporaryDirectory() as folder:
+        names, tokens = Path(folder, "orgs.txt"), Path(folder, "tokens.tsv")
+        names.write_text("\n".join(f"org-{n}" for n in range(ORGS)) + "\n")
+        tokens.write_text(samtal("token", "create", "--from", str(names), db=db, env=env))
+        ingest = samtal("token", "create", "--ingest", db=db, env=env).splitlines()[-1]
+        with (
+            ServerProcess(
+                db, SAMTAL_RETENTION_DAYS=RETENTION, SAMTAL_RATE_LIMIT="off", **env
+            ) as server,
+            followers(server.url, str(tokens)) as counter,
+            httpx.Client(
+                base_url=server.url, headers={"Authorization": f"Bearer {ingest}"}, timeout=300
+            ) as client,
+        ):
+            time.sleep(5)  # every follower waiting, with nothing new
+            pid = server.process.pid
+            for round_ in range(rounds):
+                for kind in ("single", "mixed"):
+                    expected = had(counter) + batches * 1000
+                    began, cpu = time.monotonic(), cpu_seconds(pid)
+                    for n in range(batches):
+                        body = b"".join(batch(kind, round_ * batches + n, 1000))
+                        answer = client.post("/events", content=body)
+                        assert answer.json()["accepted"] == 3000, answer.text
+                    deadline = began + 600
+                    while (got := had(counter)) < expected:
+                        if time.monotonic() > deadline:
+                            raise RuntimeError(f"{kind}: {got} of {expected} versions")
+                        time.sleep(0.05)
+                    seconds = time.monotonic() - began
+                    used = cpu_seconds(pid) - cpu
+                    figures.setdefault(f"{kind} rate", []).append(batches * 1000 / seconds)
+                    figures.setdefault(f"{kind} cpu", []).append(used / (batches * 1000) * 1e3)
+    return figures
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--batches", type=int, default=3, help="of 1,000 calls, a round")
+    parser.add_argument("--against", type=Path, help="another checkout, measured the same way")
+    parser.add_argument("--only", choices=("SQLite", "PostgreSQL"), help="one engine")
+    args = parser.parse_args()
+    sources: list[tuple[str, Path | None]] = [("this", None)]
+    if args.against:
+        sources.append(("against", args.against))
+    for name in [args.only] if args.only else ["SQLite", "PostgreSQL"]:
+        rows = []
+        results = {}
+        for label, source in sources:
+            with engine("sqlite" if name == "SQLite" else "postgres", "followers") as db:
+                results[label] = measure(db, args.rounds, args.batches, source_env(source))
+        for label, _ in sources:
+            got = {what: statistics.median(values) for what, values in results[label].items()}
+            rows += [
+                (f"1 organisation ({label})", got["single rate"], "versions/s"),
+                (f"{ORGS:,} organisations ({label})", got["mixed rate"], "versions/s"),
+                (f"1 organisation, server CPU ({label})", got["single cpu"], "ms a version"),
+                (f"{ORGS:,} organisations, server CPU ({label})", got["mixed cpu"], "ms a version"),
+                (
+                    f"CPU a version, mixed / single ({label})",
+                    got["mixed cpu"] / got["single cpu"],
+                    "x",
+                ),
+            ]
+        if len(sources) == 2:
+            for kind in ("single", "mixed"):
+                this, other = (
+                    statistics.median(results[label][f"{kind} cpu"]) for label, _ in sources
+                )
+                rows.append((f"{kind}: CPU a version, against / this", other / this, "x"))
+        report(
+            f"the feed followed on {name}: {args.batches} batches of 1,000 calls a round, "
+            f"median of {args.rounds}",
+            rows,
+        )
+
+
+if __name__ == "__main__":
+    main()
