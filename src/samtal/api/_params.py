@@ -59,7 +59,7 @@ def duration_filter(name: str, bound: str, example: str) -> Any:
     )
 
 
-def filter_params(
+async def filter_params(
     request: Request,
     caller_no: Annotated[
         list[str] | None, number_filter("callerNo", "`callerNo`", "+4672111111")

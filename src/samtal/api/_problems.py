@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from http import HTTPStatus
 from typing import Any
 
@@ -52,7 +52,9 @@ def responses(*statuses: int) -> dict[int | str, dict[str, object]]:
     }
 
 
-def only_params(*names: str, repeatable: tuple[str, ...] = ()) -> Callable[[Request], None]:
+def only_params(
+    *names: str, repeatable: tuple[str, ...] = ()
+) -> Callable[[Request], Awaitable[None]]:
     """A dependency that makes a query parameter the endpoint does not know a 400 naming it,
     rather than ignored: `?form=2017-01-04` or `?limt=10` is a typo the client wants to hear
     about. So is one of `names` given twice, unless it is `repeatable` (a filter, whose values
@@ -61,7 +63,7 @@ def only_params(*names: str, repeatable: tuple[str, ...] = ()) -> Callable[[Requ
     known = set(names)
     once = known - set(repeatable)
 
-    def check(request: Request) -> None:
+    async def check(request: Request) -> None:
         params = request.query_params
         unknown = sorted(set(params) - known)
         if unknown:

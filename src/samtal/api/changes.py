@@ -22,7 +22,7 @@ from samtal.store import FeedPage, Store
 from samtal.times import US_PER_SECOND, render, zone
 
 
-def _no_filters(request: Request) -> None:
+async def _no_filters(request: Request) -> None:
     """The feed takes no filters: a copy is always whole (query.md)."""
     given = [name for name in FILTERS if name in request.query_params]
     if given:
