@@ -3,7 +3,9 @@ client keeping a copy while events arrive out of order, twice and late. On both 
 
 from __future__ import annotations
 
+import os
 import random
+import signal
 import threading
 import time
 from datetime import date
@@ -19,7 +21,7 @@ from samtal.records import DETAILED_FIELDS, FIELDS
 from samtal.simulate import TrafficSettings, event_lines
 from samtal.store import open_store
 from samtal.times import zone
-from tests.helpers import PRODUCT, disappearing, event_line
+from tests.helpers import PRODUCT, T0, disappearing, event_line
 from tests.helpers.servers import Service, assert_problem, serving
 
 
@@ -248,3 +250,42 @@ def test_a_copy_kept_by_the_feed_equals_the_records(store_url: str, tmp_path: Pa
     expected = sorted((r.call, r.render(stockholm)) for r in aggregate(events))
     assert sorted((r["id"], {f: r[f] for f in FIELDS}) for r in copy.values()) == expected
     assert len(expected) > 300
+
+
+@pytest.mark.slow
+def test_a_stopping_server_answers_its_held_requests_at_once(
+    store_url: str, tmp_path: Path
+) -> None:
+    """`samtal serve` asked to stop (SIGTERM, as a rolling restart does) answers the feed
+    requests it holds with what it has, and stops: it waited for each to end its `wait`, up to
+    60 s. The client asks again after `next`, of whichever process answers."""
+    store = open_store(store_url)
+    store.add_org("acme", "Europe/Stockholm", now=T0)
+    token = store.create_token("read", org="acme", now=T0)[1]
+    store.close()
+    answered: list[tuple[int, Any, float]] = []
+
+    def hold(base: str) -> None:
+        with httpx.Client(base_url=base, timeout=90) as client:
+            got = client.get(
+                "/cdr/changes?after=0&wait=60", headers={"Authorization": f"Bearer {token}"}
+            )
+            answered.append((got.status_code, got.json(), time.monotonic()))
+
+    with serving(store_url, tmp_path) as (base, server):
+        holders = [threading.Thread(target=hold, args=(base,)) for _ in range(4)]
+        for holder in holders:
+            holder.start()
+        time.sleep(2.0)  # every request held, in either worker
+        assert not answered
+        stopped = time.monotonic()
+        os.killpg(server.pid, signal.SIGTERM)
+        server.communicate(timeout=30)
+        exited = time.monotonic()
+        for holder in holders:
+            holder.join(30)
+    assert [(status, body["records"], body["next"]) for status, body, _ in answered] == [
+        (200, [], 0)
+    ] * 4
+    assert max(at for _, _, at in answered) - stopped < 5.0, answered
+    assert exited - stopped < 10.0

@@ -19,7 +19,7 @@ from samtal.api._limits import Limits
 from samtal.api._middleware import RequestLog
 from samtal.api._openapi import with_current_examples
 from samtal.api._problems import install, responses
-from samtal.api._state import AppState, state
+from samtal.api._state import AppState, notice_stop, state
 from samtal.clock import system_clock
 from samtal.errors import NotReady
 from samtal.logs import configure as configure_logging
@@ -42,10 +42,12 @@ def create_app(
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         shared.store.watch()
+        undo = notice_stop(shared.stopping)
         duties = asyncio.create_task(_duty_loop(shared))
         try:
             yield
         finally:
+            undo()
             duties.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await duties

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+import signal
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from types import FrameType
 
 from fastapi import Request
 
@@ -47,6 +51,8 @@ class AppState:
     inflight: InFlight = field(init=False)
     #: When each token's use was last written (see _auth.TOUCH_EVERY).
     touched: dict[int, int] = field(default_factory=dict)
+    #: Set when the process is asked to stop (see `notice_stop`): held requests answer now.
+    stopping: asyncio.Event = field(default_factory=asyncio.Event)
 
     def __post_init__(self) -> None:
         self.inflight = InFlight(self.settings.max_inflight_bytes)
@@ -58,3 +64,35 @@ async def state(request: Request) -> AppState:
     request, 8% of the event loop's samples with 1,000 organisations' followers)."""
     found: AppState = request.app.state.samtal
     return found
+
+
+def notice_stop(stopping: asyncio.Event) -> Callable[[], None]:
+    """Set `stopping` as soon as the process is asked to stop (SIGTERM, SIGINT), then let the
+    server's own handler (uvicorn's) do what it does; what undoes it. uvicorn stops taking
+    connections at once but waits for every request under way, and a held feed request is
+    one for up to 60 s: a rolling restart of a process that 1,000 organisations' clients
+    follow waited that long. Signals are the main thread's: elsewhere (a server in a test's
+    thread) nothing is done."""
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+    loop = asyncio.get_running_loop()
+    before = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+
+    def noticed(sig: int, frame: FrameType | None) -> None:
+        loop.call_soon_threadsafe(stopping.set)
+        handler = before[signal.Signals(sig)]
+        if callable(handler):
+            handler(sig, frame)
+        elif handler == signal.SIG_DFL:
+            signal.signal(sig, signal.SIG_DFL)
+            signal.raise_signal(sig)
+
+    for sig in before:
+        signal.signal(sig, noticed)
+
+    def undo() -> None:
+        for sig, handler in before.items():
+            if signal.getsignal(sig) is noticed:
+                signal.signal(sig, handler)
+
+    return undo

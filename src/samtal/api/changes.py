@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from functools import partial
 from typing import Annotated
 
@@ -20,6 +19,7 @@ from samtal.filters import NAMES as FILTERS
 from samtal.privacy import Pseudonyms
 from samtal.store import FeedPage, Store
 from samtal.times import US_PER_SECOND, render, zone
+from samtal.waits import first_of
 
 
 async def _no_filters(request: Request) -> None:
@@ -101,7 +101,8 @@ async def changes(
     ] = 0,
 ) -> Response:
     """Read the page; when it is empty and the client will wait, sleep until the watcher says
-    the organisation changed (or `wait` has passed), and read again. (A held request also read
+    the organisation changed (or `wait` has passed, or the process is asked to stop), and
+    read again. (A held request also read
     again every 5 s: 1,000 organisations' clients waiting took 200 reads a second, with
     nothing new. The watcher hears every commit, by any process, and a lost connection to
     PostgreSQL wakes every waiter when it is back.)"""
@@ -117,7 +118,9 @@ async def changes(
     while True:
         woken = app.store.changed(org.name)  # before the read: a commit after it wakes us
         page = await app.store.changes(org=org.name, after=after, limit=limit)
-        left = deadline - loop.time()
+        # A process asked to stop answers what it has: its clients ask again, of another
+        # process or of this one started again, rather than hold its stop for up to 60 s.
+        left = 0.0 if app.stopping.is_set() else deadline - loop.time()
         if page.changes or left <= 0:
             mark = await app.store.read(
                 partial(_complete_through, org=org.name, now=app.clock(), settle=settle)
@@ -127,8 +130,7 @@ async def changes(
             else:
                 records = [change.json() for change in page.changes]
             return _answer(page, records, limit, render(mark, zone(org.tz)))
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(woken.wait(), left)
+        await first_of(woken, app.stopping, timeout=left)
 
 
 def _complete_through(store: Store, *, org: str, now: int, settle: int) -> int:

@@ -48,6 +48,7 @@ from samtal.store import (
     Webhook,
 )
 from samtal.times import US_PER_SECOND, render, retry_after_seconds, zone
+from samtal.waits import first_of
 
 log = logging.getLogger(__name__)
 K = TypeVar("K")
@@ -226,7 +227,7 @@ class Deliverer:
                 log.exception("webhook %s: delivering failed; trying again", hook.id)
                 busy = False
             if not busy:
-                await _first_of(signal, wake, timeout=QUIET)
+                await first_of(signal, wake, timeout=QUIET)
 
     async def _read_woken(self, hook_ids: list[str]) -> list[_Woken]:
         """For each of `hook_ids`: the subscription (None when removed), with whether a retry is
@@ -439,16 +440,6 @@ async def _drain(response: aiohttp.ClientResponse) -> None:
                 read += len(chunk)
                 if read > DRAIN:
                     return
-
-
-async def _first_of(*events: asyncio.Event, timeout: float) -> None:
-    """Return when any of `events` is set, or after `timeout` seconds."""
-    waits = [asyncio.ensure_future(event.wait()) for event in events]
-    try:
-        await asyncio.wait(waits, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for waiting in waits:
-            waiting.cancel()
 
 
 class _Woken(NamedTuple):
