@@ -9,11 +9,12 @@ organisation's batch wakes one, to read 1,000. What the server pays per woken re
 beside the versions, is the difference.
 
 Each round posts `--batches` batches of 1,000 calls of one kind (tenants.py's batches) and
-waits until the followers (one a organisation, in a process of their own, each with its own
-read token) have had every version. The round's figures are the versions a second from the
-first POST to then, and the server's CPU time per version. Rounds alternate the kinds,
-medians of `--rounds`. `--against DIR` measures another checkout the same way. Rate limits
-are off. PostgreSQL at SAMTAL_BENCH_POSTGRES_URL, as bench/postgres.py.
+waits until the followers (one an organisation, in a process of their own, each with its own
+read token, `wait=60` as `samtal sync --follow`) have had every version. The round's figures
+are the versions a second from the first POST to then, and the server's CPU time per version
+(the idle followers' renewals included). Rounds alternate the kinds, medians of `--rounds`.
+`--against DIR` measures another checkout the same way. Rate limits are off. PostgreSQL at
+SAMTAL_BENCH_POSTGRES_URL, as bench/postgres.py.
 
     python bench/followers.py [--rounds N] [--batches B] [--against DIR] [--only ENGINE]
 """
@@ -76,10 +77,10 @@ _FOLLOWERS = textwrap.dedent(
 
 
 @contextmanager
-def followers(url: str, tokens: str, wait: int = 10) -> Iterator[str]:
+def followers(url: str, tokens: str, wait: int = 60) -> Iterator[str]:
     """The followers of every token in `tokens` (`token create --from`'s lines), holding their
-    requests `wait` seconds (10: `samtal serve` waits for the requests it holds before it
-    stops, and ServerProcess for it 30 s); the URL that counts the versions they had."""
+    requests `wait` seconds (`samtal sync --follow`'s, at most 60); the URL that counts the
+    versions they had."""
     port = free_port()
     process = subprocess.Popen(
         [sys.executable, "-c", _FOLLOWERS, url, tokens, str(port), str(wait)]
@@ -142,6 +143,8 @@ def measure(db: str, rounds: int, batches: int, env: dict[str, str]) -> dict[str
                     used = cpu_seconds(pid) - cpu
                     figures.setdefault(f"{kind} rate", []).append(batches * 1000 / seconds)
                     figures.setdefault(f"{kind} cpu", []).append(used / (batches * 1000) * 1e3)
+            # `samtal serve` stops once the requests it holds are answered: up to `wait`.
+            server.process.kill()
     return figures
 
 
