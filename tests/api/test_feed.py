@@ -145,10 +145,10 @@ def test_a_waiting_request_reads_when_woken_not_on_a_timer(
     reads = 0
     feeds = service.store.engine.feeds
 
-    def counted(wants: list[tuple[str, int]], *, limit: int) -> Any:
+    def counted(wants: list[tuple[str, int, int]]) -> Any:
         nonlocal reads
-        reads += sum(name == org for name, _ in wants)
-        return feeds(wants, limit=limit)
+        reads += sum(name == org for name, _, _ in wants)
+        return feeds(wants)
 
     monkeypatch.setattr(service.store.engine, "feeds", counted)
     with service.server.client(token) as client:

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import itertools
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import date
 from pathlib import Path
+from typing import Any, TypeVar
 
 import orjson
 import pytest
@@ -19,9 +22,11 @@ from samtal.events import Event, decode_batch
 from samtal.filters import parse_filters
 from samtal.records import dumps
 from samtal.simulate import TrafficSettings, event_lines
-from samtal.store import Change, Store, open_store
+from samtal.store import AsyncStore, Change, FeedWant, Store, open_store
 from samtal.times import parse_instant, zone
 from tests.helpers import PRODUCT, T0, VECTORS, disappearing, events_of, feed, period
+
+T = TypeVar("T")
 
 
 def test_organisations(store: Store) -> None:
@@ -539,6 +544,31 @@ def test_many_feeds_read_at_once_are_each_feed_alone(store: Store) -> None:
     assert store.changes_of([], limit=2) == []
 
 
+def test_many_strict_feed_reads_each_get_their_page_or_their_error(store: Store) -> None:
+    """`changes_many` (the held feed requests that one commit wakes, read together) gives each
+    want what `changes` gives it alone: its page, or its own error, which costs the others
+    nothing."""
+    store.add_org("acme", "Europe/Stockholm", now=T0)
+    store.ingest(events_of(PRODUCT), now=T0)
+    wants = [
+        FeedWant("acme", 0, 2),
+        FeedWant("gone", 0, 2),
+        FeedWant("acme", 4, 2),  # never given out
+        FeedWant("acme", 4, 2, strict=False),
+        FeedWant("acme", 1, 5),
+    ]
+    got = store.changes_many(wants)
+    assert isinstance(got[1], NotFound) and isinstance(got[2], CursorExpired)
+    assert [got[n] for n in (0, 3, 4)] == [
+        store.changes(org=w.org, after=w.after, limit=w.limit, strict=w.strict)
+        for w in (wants[0], wants[3], wants[4])
+    ]
+    assert [([c.seq for c in page.changes], page.next) for page in (got[0], got[4])] == [
+        ([1, 2], 2),
+        ([2, 3], 3),
+    ]
+
+
 def test_cursors_past_the_latest_or_lost_to_retention_expire(store: Store) -> None:
     store.add_org("acme", "Europe/Stockholm", now=T0)
     store.ingest(events_of(PRODUCT), now=T0)
@@ -699,3 +729,35 @@ def test_records_stored_before_outcomes_get_them_when_upgraded(store_url: str) -
     new.settle(now=T0 + 1, settle=0)
     assert new.complete_through("acme", now=T0 + 1, settle=0) == T0 + 1
     new.close()
+
+
+def test_feed_reads_asked_at_once_go_together(store: Store) -> None:
+    """The held feed requests that one commit wakes read the feed together: 30 reads asked at
+    once take a few turns of a reader, not 30; each caller gets its own page, and an error
+    (an unknown organisation, a cursor never given out) only its own caller."""
+    orgs = [f"tenant-{n}" for n in range(30)]
+    store.add_orgs([(org, "Europe/Stockholm") for org in orgs], now=T0)
+    store.ingest([event for org in orgs for event in events_of(PRODUCT, org)], now=T0)
+    turns = 0
+
+    class Counted(AsyncStore):
+        async def read(self, work: Callable[[Store], T]) -> T:
+            nonlocal turns
+            turns += 1
+            return await super().read(work)
+
+    handle = Counted(store)
+
+    async def run() -> list[Any]:
+        asks = [handle.changes(org=org, after=1, limit=10) for org in orgs]
+        asks += [handle.changes(org="gone", after=0, limit=10)]
+        asks += [handle.changes(org=orgs[0], after=9, limit=10)]
+        return await asyncio.gather(*asks, return_exceptions=True)
+
+    try:
+        got = asyncio.run(run())
+    finally:
+        handle.close()
+    assert [[c.seq for c in page.changes] for page in got[:30]] == [[2, 3]] * 30
+    assert isinstance(got[30], NotFound) and isinstance(got[31], CursorExpired)
+    assert turns <= 3, turns  # 32, a read each, before

@@ -10,7 +10,7 @@ httpx, used before, cost 1.9-2.3 ms of CPU a POST on loopback against aiohttp's 
 its pool looked at every connection it held at each request (a third of the deliverer's CPU
 with 1,000 subscriptions). The database work is awaited on the store, so the event loop never
 blocks on it; what the subscriptions woken by one commit read, and what their rounds write, goes
-in one transaction for many (`_Together`).
+in one transaction for many (`Together`).
 """
 
 from __future__ import annotations
@@ -25,10 +25,10 @@ import random
 import ssl
 import time
 import urllib.request
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
-from typing import Generic, Literal, NamedTuple, TypeVar
+from typing import Literal, NamedTuple
 
 import aiohttp
 import certifi
@@ -48,13 +48,11 @@ from samtal.store import (
     Webhook,
 )
 from samtal.times import US_PER_SECOND, render, retry_after_seconds, zone
-from samtal.waits import first_of
+from samtal.waits import Together, first_of
 
 log = logging.getLogger(__name__)
-K = TypeVar("K")
-R = TypeVar("R")
 
-#: Subscriptions whose reads, or whose writes, go in one transaction at most (see `_Together`).
+#: Subscriptions whose reads, or whose writes, go in one transaction at most (see `Together`).
 TOGETHER = 200
 #: Seconds to wait for an answer before the attempt counts as failed.
 TIMEOUT = 15.0
@@ -125,8 +123,8 @@ class Deliverer:
         # What a wake reads (the subscription, whether a retry is due, the versions after its
         # cursor) and what its round writes, for every subscription woken at about the same
         # time together.
-        self._look = _Together(self._read_woken, TOGETHER)
-        self._keep = _Together(self._write_rounds, TOGETHER)
+        self._look = Together(self._read_woken, TOGETHER)
+        self._keep = Together(self._write_rounds, TOGETHER)
 
     async def run(self) -> None:
         """Keep one task per active subscription, listing them every IDLE seconds (see
@@ -359,74 +357,6 @@ class Deliverer:
         if retry_after is not None:
             seconds = max(seconds, retry_after)
         return int(seconds * US_PER_SECOND)
-
-
-class _Together(Generic[K, R]):
-    """Requests that many subscriptions' tasks make at about the same time, served by one call
-    of `serve` with all of them (one turn of a thread, one transaction): those made while a
-    call is under way wait for it and go together in the next, as a group commit does, at most
-    `most` in one. A commit of 1,000 organisations' calls wakes 1,000 subscriptions, and each
-    read and wrote in transactions of its own: on PostgreSQL, round trips to a server on the
-    same cores, and a flush of the log for each write (a mixed batch's messages took 2-6 times
-    the CPU of one organisation's). Should a call for many fail, each is served alone, so
-    that each caller hears of its own."""
-
-    def __init__(self, serve: Callable[[list[K]], Awaitable[list[R]]], most: int) -> None:
-        self._serve = serve
-        self._most = most
-        self._waiting: list[tuple[K, asyncio.Future[R]]] = []
-        self._serving: asyncio.Task[None] | None = None
-
-    async def __call__(self, key: K) -> R:
-        future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
-        self._waiting.append((key, future))
-        if self._serving is None:
-            self._serving = asyncio.create_task(self._serve_waiting())
-        return await future
-
-    async def close(self) -> None:
-        """Stop serving; whoever still waits is cancelled."""
-        if self._serving is not None:
-            self._serving.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._serving
-        for _, future in self._waiting:
-            future.cancel()
-        self._waiting.clear()
-
-    async def _serve_waiting(self) -> None:
-        taken: list[tuple[K, asyncio.Future[R]]] = []
-        try:
-            while self._waiting:
-                taken = [(key, f) for key, f in self._waiting[: self._most] if not f.done()]
-                del self._waiting[: self._most]
-                if len(taken) > 1:
-                    try:
-                        results = await self._serve([key for key, _ in taken])
-                    except Exception as exc:
-                        log.info(
-                            "%d webhook requests together failed (%s); each alone", len(taken), exc
-                        )
-                    else:
-                        for (_, future), result in zip(taken, results, strict=True):
-                            if not future.done():
-                                future.set_result(result)
-                        continue
-                for key, future in taken:
-                    try:
-                        result = (await self._serve([key]))[0]
-                    except Exception as exc:
-                        if not future.done():
-                            future.set_exception(exc)
-                    else:
-                        if not future.done():
-                            future.set_result(result)
-        except BaseException:
-            for _, future in taken:
-                future.cancel()
-            raise
-        finally:
-            self._serving = None
 
 
 async def _drain(response: aiohttp.ClientResponse) -> None:

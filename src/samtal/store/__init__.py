@@ -23,7 +23,14 @@ from zoneinfo import ZoneInfo
 import orjson
 
 from samtal.aggregate import path_of_call
-from samtal.errors import CursorExpired, NotFound, StoreError, UsageError, shorten
+from samtal.errors import (
+    CursorExpired,
+    NotFound,
+    SamtalError,
+    StoreError,
+    UsageError,
+    shorten,
+)
 from samtal.events import Event
 from samtal.filters import Filters
 from samtal.privacy import DEFAULT_SCOPES, PERSON_FILTERS, Pseudonyms, number_hash
@@ -40,6 +47,7 @@ from samtal.store._base import (
     Erasure,
     FeedPage,
     FeedRead,
+    FeedWant,
     IngestSummary,
     Org,
     Refused,
@@ -493,21 +501,39 @@ class Store:
         """The change feed of `org` after the cursor `after`, at most `limit` versions
         (changes.md); CursorExpired when versions after it were purged, or it was never given
         out (unless not `strict`: then what is left is read on)."""
-        feed = self.engine.feed(org=org, after=after, limit=limit + 1)
-        if strict:
-            _check_cursor(after, feed)
-        return _page(feed, after, limit)
+        found = self.changes_many([FeedWant(org, after, limit, strict)])[0]
+        if isinstance(found, SamtalError):
+            raise found
+        return found
 
     def changes_of(self, wants: Sequence[tuple[str, int]], *, limit: int) -> list[FeedPage]:
         """The change feeds of many organisations at once, one page after each (organisation,
         cursor) of `wants`, from one snapshot, not strict (what is left after a purged cursor
         is read on): the webhook deliverer's read for every subscription woken by a commit. An
         organisation that does not exist has an empty page."""
-        reads = self.engine.feeds(wants, limit=limit + 1)
+        reads = self.engine.feeds([(org, after, limit + 1) for org, after in wants])
         return [
             _page(FeedRead([], 0, 0) if feed is None else feed, after, limit)
             for (_, after), feed in zip(wants, reads, strict=True)
         ]
+
+    def changes_many(self, wants: Sequence[FeedWant]) -> list[FeedPage | SamtalError]:
+        """`changes` for each of `wants`, from one snapshot: each its page, or the error that
+        `changes` would raise for it alone (NotFound, CursorExpired). The held feed requests
+        that one commit wakes read together (see AsyncStore.changes)."""
+        reads = self.engine.feeds([(want.org, want.after, want.limit + 1) for want in wants])
+        pages: list[FeedPage | SamtalError] = []
+        for want, feed in zip(wants, reads, strict=True):
+            try:
+                if feed is None:
+                    raise NotFound(f"unknown organisation {want.org!r}")
+                if want.strict:
+                    _check_cursor(want.after, feed)
+            except SamtalError as exc:
+                pages.append(exc)
+            else:
+                pages.append(_page(feed, want.after, want.limit))
+        return pages
 
     def complete_through(self, org: str, *, now: int, settle: int) -> int:
         """`org`'s completeness watermark (query.md): the earlier of the earliest start among
@@ -671,6 +697,7 @@ __all__ = [
     "DeliveryNote",
     "Erasure",
     "FeedPage",
+    "FeedWant",
     "HookState",
     "IngestSummary",
     "Org",

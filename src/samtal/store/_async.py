@@ -21,10 +21,12 @@ from functools import partial
 from itertools import pairwise
 from typing import TYPE_CHECKING, NamedTuple, TypeVar
 
+from samtal.errors import SamtalError
 from samtal.events import Event
 from samtal.filters import Filters
 from samtal.stats.figures import Counting, Tally
-from samtal.store._base import FeedPage, IngestSummary, Org
+from samtal.store._base import FeedPage, FeedWant, IngestSummary, Org
+from samtal.waits import Together
 
 if TYPE_CHECKING:
     from samtal.store import Store
@@ -37,6 +39,8 @@ READERS = 4
 HALVED_OVER = 24 * 3600 * 1_000_000
 #: Events of waiting batches stored together at most (a batch larger alone is stored alone).
 GROUP_EVENTS = 50_000
+#: Reads of the change feed made together at most (see `changes`).
+TOGETHER = 200
 
 
 class _Waiting(NamedTuple):
@@ -57,6 +61,7 @@ class AsyncStore:
         self._waiting: deque[_Waiting] = deque()  # batches to ingest (see `ingest`)
         self._waiting_lock = threading.Lock()
         self._signals: dict[str, asyncio.Event] = {}
+        self._feeds = Together(self._read_feeds, TOGETHER)
         self._watcher: tuple[threading.Event, threading.Thread] | None = None
 
     @property
@@ -145,10 +150,16 @@ class AsyncStore:
                 waiting.done.set_result(summary)
 
     async def changes(self, *, org: str, after: int, limit: int, strict: bool = True) -> FeedPage:
-        """`Store.changes` on a reader."""
-        return await self.read(
-            lambda store: store.changes(org=org, after=after, limit=limit, strict=strict)
-        )
+        """`Store.changes` on a reader. The reads asked for at about the same time go
+        together, from one snapshot (`Store.changes_many`): a commit of 1,000 organisations'
+        calls wakes the held feed requests of all 1,000."""
+        found = await self._feeds(FeedWant(org, after, limit, strict))
+        if isinstance(found, SamtalError):
+            raise found
+        return found
+
+    async def _read_feeds(self, wants: list[FeedWant]) -> list[FeedPage | SamtalError]:
+        return await self.read(lambda store: store.changes_many(wants))
 
     async def tallies(
         self,

@@ -167,6 +167,17 @@ class FeedRead:
     purged: int
 
 
+class FeedWant(NamedTuple):
+    """What a read of the change feed asks (see Store.changes): the versions of `org` after
+    the cursor `after`, at most `limit`; with `strict`, a cursor lost to retention or never
+    given out is an error."""
+
+    org: str
+    after: int
+    limit: int
+    strict: bool = True
+
+
 @dataclass(frozen=True)
 class FeedPage:
     """One answer of the change feed (changes.md): the versions, the cursor to ask after next,

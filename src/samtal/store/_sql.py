@@ -547,22 +547,15 @@ class SqlEngine(ABC):
             (lift, granule, granule, lift, *sums, org, low, high, start, end, *hinted),
         )
 
-    def feed(self, *, org: str, after: int, limit: int) -> FeedRead:
-        """The calls of `org` whose latest version has a change number above `after`, by
-        change number, at most `limit`, with the organisation's latest and purged change
-        numbers, all read from one snapshot; NotFound for an unknown organisation."""
-        read = self.feeds([(org, after)], limit=limit)[0]
-        if read is None:
-            raise NotFound(f"unknown organisation {org!r}")
-        return read
-
-    def feeds(self, wants: Sequence[tuple[str, int]], *, limit: int) -> list[FeedRead | None]:
-        """`feed` for each (organisation, cursor) of `wants`, all from one snapshot: one
-        transaction for many, where each alone took its own (on PostgreSQL four round trips
-        beside its two statements). None for an organisation that does not exist."""
+    def feeds(self, wants: Sequence[tuple[str, int, int]]) -> list[FeedRead | None]:
+        """For each (organisation, cursor, limit) of `wants`: the calls of the organisation
+        whose latest version has a change number above the cursor, by change number, at most
+        `limit`, with its latest and purged change numbers (None for an organisation that does
+        not exist); all from one snapshot, one transaction for many, where each alone took its
+        own (on PostgreSQL four round trips beside its two statements)."""
         reads: list[FeedRead | None] = []
         with self._snapshot() as db:
-            for org, after in wants:
+            for org, after, limit in wants:
                 numbers = self._run(
                     db, "SELECT change_seq, purged_seq FROM orgs WHERE name = ?", (org,)
                 ).fetchone()

@@ -220,15 +220,15 @@ class PostgresEngine(SqlEngine):
         )
 
     # -- what is PostgreSQL's own ------------------------------------------------------------
-    def feeds(self, wants: Sequence[tuple[str, int]], *, limit: int) -> list[FeedRead | None]:
-        """`feed` for many (organisation, cursor) pairs in two statements, whatever their
-        number: the numbers of every organisation named, then each pair's page (a LATERAL
-        join, one probe of `calls_by_seq` a pair). Each pair's two statements took round trips
-        of their own: with 1,000 subscriptions woken by one commit, a fifth of the deliverer's
-        samples."""
+    def feeds(self, wants: Sequence[tuple[str, int, int]]) -> list[FeedRead | None]:
+        """`SqlEngine.feeds` for many (organisation, cursor, limit) in two statements, whatever
+        their number: the numbers of every organisation named, then each one's page (a
+        LATERAL join, one probe of `calls_by_seq` each). Each one's two statements took round
+        trips of their own: with 1,000 subscriptions woken by one commit, a fifth of the
+        deliverer's samples."""
         if len(wants) < 2:
-            return super().feeds(wants, limit=limit)
-        orgs = [org for org, _ in wants]
+            return super().feeds(wants)
+        orgs = [org for org, _, _ in wants]
         with self._snapshot() as db:
             numbers = {
                 name: (latest, purged)
@@ -242,16 +242,17 @@ class PostgresEngine(SqlEngine):
             for n, *change in self._run(
                 db,
                 "SELECT w.n, f.* "
-                "FROM unnest(?::text[], ?::int8[]) WITH ORDINALITY AS w(org, after, n) "
+                "FROM unnest(?::text[], ?::int8[], ?::int4[]) WITH ORDINALITY "
+                "AS w(org, after, most, n) "
                 f"CROSS JOIN LATERAL (SELECT {FEED_COLUMNS} FROM calls c "
                 f"LEFT JOIN records r ON {self.record_join} "
-                "WHERE c.org = w.org AND c.seq > w.after ORDER BY c.seq LIMIT ?) f",
-                (orgs, [after for _, after in wants], limit),
+                "WHERE c.org = w.org AND c.seq > w.after ORDER BY c.seq LIMIT w.most) f",
+                (orgs, [after for _, after, _ in wants], [most for _, _, most in wants]),
             ).fetchall():
                 pages[n - 1].append(Change(*change))
         return [
             FeedRead(page, *numbers[org]) if org in numbers else None
-            for (org, _), page in zip(wants, pages, strict=True)
+            for (org, _, _), page in zip(wants, pages, strict=True)
         ]
 
     def watch(self, stop: threading.Event, changed: Callable[[str | None], None]) -> None:
