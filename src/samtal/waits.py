@@ -66,9 +66,7 @@ class Together(Generic[K, R]):
                     try:
                         results = await self._serve([key for key, _ in taken])
                     except Exception as exc:
-                        log.info(
-                            "%d webhook requests together failed (%s); each alone", len(taken), exc
-                        )
+                        log.info("%d requests together failed (%s); each alone", len(taken), exc)
                     else:
                         for (_, future), result in zip(taken, results, strict=True):
                             if not future.done():
@@ -83,9 +81,10 @@ class Together(Generic[K, R]):
                     else:
                         if not future.done():
                             future.set_result(result)
-        except BaseException:
-            for _, future in taken:
+        except BaseException:  # cancelled (the loop is ending): nobody is left waiting
+            for _, future in [*taken, *self._waiting]:
                 future.cancel()
+            self._waiting.clear()
             raise
         finally:
             self._serving = None
