@@ -734,7 +734,8 @@ def test_records_stored_before_outcomes_get_them_when_upgraded(store_url: str) -
 def test_feed_reads_asked_at_once_go_together(store: Store) -> None:
     """The held feed requests that one commit wakes read the feed together: 30 reads asked at
     once take a few turns of a reader, not 30; each caller gets its own page, and an error
-    (an unknown organisation, a cursor never given out) only its own caller."""
+    (an unknown organisation, a cursor never given out) only its own caller. Their answers'
+    completeness marks are read together too."""
     orgs = [f"tenant-{n}" for n in range(30)]
     store.add_orgs([(org, "Europe/Stockholm") for org in orgs], now=T0)
     store.ingest([event for org in orgs for event in events_of(PRODUCT, org)], now=T0)
@@ -754,10 +755,23 @@ def test_feed_reads_asked_at_once_go_together(store: Store) -> None:
         asks += [handle.changes(org=orgs[0], after=9, limit=10)]
         return await asyncio.gather(*asks, return_exceptions=True)
 
+    async def marks() -> list[int]:
+        asks = [handle.complete_through(org, now=T0 + n, settle=10) for n, org in enumerate(orgs)]
+        asks += [handle.complete_through("quiet", now=T0, settle=10)]
+        return await asyncio.gather(*asks)
+
+    store.add_org("quiet", "Europe/Stockholm", now=T0)
     try:
         got = asyncio.run(run())
+        feed_turns, turns = turns, 0
+        marked = asyncio.run(marks())
     finally:
         handle.close()
     assert [[c.seq for c in page.changes] for page in got[:30]] == [[2, 3]] * 30
     assert isinstance(got[30], NotFound) and isinstance(got[31], CursorExpired)
-    assert turns <= 3, turns  # 32, a read each, before
+    assert feed_turns <= 3, feed_turns  # 32, a read each, before
+    # Each organisation's completeness mark, as it reads alone (the product's calls have
+    # not settled; "quiet" has none), in a few turns too.
+    alone = [store.complete_through(org, now=T0 + n, settle=10) for n, org in enumerate(orgs)]
+    assert marked == [*alone, T0 - 10]
+    assert alone[0] < T0 - 10 and turns <= 3, turns

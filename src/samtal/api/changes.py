@@ -122,19 +122,13 @@ async def changes(
         # process or of this one started again, rather than hold its stop for up to 60 s.
         left = 0.0 if app.stopping.is_set() else deadline - loop.time()
         if page.changes or left <= 0:
-            mark = await app.store.read(
-                partial(_complete_through, org=org.name, now=app.clock(), settle=settle)
-            )
+            mark = await app.store.complete_through(org.name, now=app.clock(), settle=settle)
             if reader.pseudonymize:  # on a reader thread: a page is up to 10,000 records
                 records = await app.store.read(partial(_masked, page, Pseudonyms(org.secret)))
             else:
                 records = [change.json() for change in page.changes]
             return _answer(page, records, limit, render(mark, zone(org.tz)))
         await first_of(woken, app.stopping, timeout=left)
-
-
-def _complete_through(store: Store, *, org: str, now: int, settle: int) -> int:
-    return store.complete_through(org, now=now, settle=settle)
 
 
 def _masked(page: FeedPage, masks: Pseudonyms, _store: Store) -> list[bytes]:

@@ -106,9 +106,7 @@ async def historik(
         from_, to, zone=tz, now=now, retention_days=org.retention(app.settings.retention_days)
     )
     settle = app.settings.settle_seconds * US_PER_SECOND
-    mark = await app.store.read(
-        lambda store: store.complete_through(org.name, now=now, settle=settle)
-    )
+    mark = await app.store.complete_through(org.name, now=now, settle=settle)
     detailed = view == "detailed"
     pages = app.store.records(
         org=org.name,

@@ -153,9 +153,7 @@ async def stats(
     )
     settle = app.settings.settle_seconds * US_PER_SECOND
     # The watermark first: every call it says has settled is then in the figures.
-    mark = await app.store.read(
-        lambda store: store.complete_through(org.name, now=now, settle=settle)
-    )
+    mark = await app.store.complete_through(org.name, now=now, settle=settle)
     chosen = counting(definitions, tz, period.start, period.end)
     tallies = await app.store.tallies(
         org=org.name, start=period.start, end=period.end, counting=chosen, filters=filters,

@@ -538,8 +538,16 @@ class Store:
     def complete_through(self, org: str, *, now: int, settle: int) -> int:
         """`org`'s completeness watermark (query.md): the earlier of the earliest start among
         its calls that have not settled and `now` minus the settle time (microseconds)."""
-        earliest = self.engine.earliest_unsettled(org)
-        return now - settle if earliest is None else min(earliest, now - settle)
+        return self.complete_through_many([(org, now - settle)])[0]
+
+    def complete_through_many(self, wants: Sequence[tuple[str, int]]) -> list[int]:
+        """`complete_through` of each (organisation, `now` minus the settle time) of `wants`,
+        from one snapshot (see AsyncStore.complete_through)."""
+        earliest = self.engine.earliest_unsettled([org for org, _ in wants])
+        return [
+            settled if first is None else min(first, settled)
+            for (_, settled), first in zip(wants, earliest, strict=True)
+        ]
 
     def latest_change(self, org: str) -> int:
         """The highest change number `org` has given out (0 before any)."""

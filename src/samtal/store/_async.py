@@ -39,7 +39,7 @@ READERS = 4
 HALVED_OVER = 24 * 3600 * 1_000_000
 #: Events of waiting batches stored together at most (a batch larger alone is stored alone).
 GROUP_EVENTS = 50_000
-#: Reads of the change feed made together at most (see `changes`).
+#: Reads of the change feed (or of completeness marks) made together at most (see `changes`).
 TOGETHER = 200
 
 
@@ -62,6 +62,7 @@ class AsyncStore:
         self._waiting_lock = threading.Lock()
         self._signals: dict[str, asyncio.Event] = {}
         self._feeds = Together(self._read_feeds, TOGETHER)
+        self._marks = Together(self._read_marks, TOGETHER)
         self._watcher: tuple[threading.Event, threading.Thread] | None = None
 
     @property
@@ -160,6 +161,15 @@ class AsyncStore:
 
     async def _read_feeds(self, wants: list[FeedWant]) -> list[FeedPage | SamtalError]:
         return await self.read(lambda store: store.changes_many(wants))
+
+    async def complete_through(self, org: str, *, now: int, settle: int) -> int:
+        """`Store.complete_through` on a reader, gathered as `changes` is: every answer of
+        the feed (and of a period) carries the mark, and 1,000 held requests woken at once
+        each read it."""
+        return await self._marks((org, now - settle))
+
+    async def _read_marks(self, wants: list[tuple[str, int]]) -> list[int]:
+        return await self.read(lambda store: store.complete_through_many(wants))
 
     async def tallies(
         self,

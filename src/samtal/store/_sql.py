@@ -635,11 +635,18 @@ class SqlEngine(ABC):
         ]
         return tuple(row), events
 
-    def earliest_unsettled(self, org: str) -> int | None:
-        """The earliest start among `org`'s calls that started and have not settled: one
-        lookup in a partial index, whatever the number of calls."""
-        row = self._one(f"SELECT min(age) FROM calls WHERE org = ? AND {self.unsettled}", (org,))
-        return None if row is None or row[0] is None else int(row[0])
+    def earliest_unsettled(self, orgs: Sequence[str]) -> list[int | None]:
+        """For each of `orgs`, the earliest start among its calls that started and have not
+        settled (None: none), from one snapshot: one lookup in a partial index each, whatever
+        the number of calls."""
+        found: list[int | None] = []
+        with self._snapshot() as db:
+            for org in orgs:
+                row = self._run(
+                    db, f"SELECT min(age) FROM calls WHERE org = ? AND {self.unsettled}", (org,)
+                ).fetchone()
+                found.append(None if row is None or row[0] is None else int(row[0]))
+        return found
 
     def latest_change(self, org: str) -> int:
         """The highest change number `org` has given out (0: none; NotFound: no such org)."""
