@@ -20,26 +20,22 @@ SAMTAL_BENCH_POSTGRES_URL, as bench/postgres.py.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import os
 import sqlite3
-import statistics
 import subprocess
 import sys
 import textwrap
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 
 import httpx
 import psycopg
 
-from _common import report
-from _server import ServerProcess, free_port, samtal, source_env
+from _server import ServerProcess, free_port, samtal
 from customers import cpu_seconds
-from tenants import ORGS, RETENTION, batch, engine, provisioned
+from tenants import RETENTION, batch, compare_kinds, provisioned
 
 #: The receiver: answers every request 200 with an empty body, keeps the connection, and
 #: counts the POSTs; `GET /count` answers the count.
@@ -172,45 +168,7 @@ def measure(db: str, rounds: int, batches: int, env: dict[str, str]) -> dict[str
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--batches", type=int, default=5, help="of 1,000 calls, a round")
-    parser.add_argument("--against", type=Path, help="another checkout, measured the same way")
-    parser.add_argument("--only", choices=("SQLite", "PostgreSQL"), help="one engine")
-    args = parser.parse_args()
-    sources: list[tuple[str, Path | None]] = [("this", None)]
-    if args.against:
-        sources.append(("against", args.against))
-    for name in [args.only] if args.only else ["SQLite", "PostgreSQL"]:
-        rows = []
-        results = {}
-        for label, source in sources:
-            with engine("sqlite" if name == "SQLite" else "postgres", "deliveries") as db:
-                results[label] = measure(db, args.rounds, args.batches, source_env(source))
-        for label, _ in sources:
-            got = {what: statistics.median(values) for what, values in results[label].items()}
-            rows += [
-                (f"1 organisation ({label})", got["single rate"], "messages/s"),
-                (f"{ORGS:,} organisations ({label})", got["mixed rate"], "messages/s"),
-                (f"1 organisation, server CPU ({label})", got["single cpu"], "ms a message"),
-                (f"{ORGS:,} organisations, server CPU ({label})", got["mixed cpu"], "ms a message"),
-                (
-                    f"CPU a message, mixed / single ({label})",
-                    got["mixed cpu"] / got["single cpu"],
-                    "x",
-                ),
-            ]
-        if len(sources) == 2:
-            for kind in ("single", "mixed"):
-                this, other = (
-                    statistics.median(results[label][f"{kind} cpu"]) for label, _ in sources
-                )
-                rows.append((f"{kind}: CPU a message, against / this", other / this, "x"))
-        report(
-            f"webhooks on {name}: {args.batches} batches of 1,000 calls a round, "
-            f"median of {args.rounds}",
-            rows,
-        )
+    compare_kinds(__doc__, measure, label="deliveries", what="message", title="webhooks", batches=5)
 
 
 if __name__ == "__main__":

@@ -28,7 +28,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from functools import partial
@@ -37,7 +37,7 @@ from pathlib import Path
 import httpx
 
 from _common import report
-from _server import ServerProcess, samtal
+from _server import ServerProcess, samtal, source_env
 from jetstream import NATS_URL, acknowledged, remove, stored
 from postgres import database
 from samtal.streams import StreamNames
@@ -167,6 +167,64 @@ def engine(name: str, label: str = "tenants") -> Iterator[str]:
     else:
         with database(f"samtal_bench_{label}_{uuid.uuid4().hex[:6]}") as url:
             yield url
+
+
+def compare_kinds(
+    doc: str,
+    measure: Callable[[str, int, int, dict[str, str]], dict[str, list[float]]],
+    *,
+    label: str,
+    what: str,
+    title: str,
+    batches: int,
+) -> None:
+    """The command line of a benchmark that measures both kinds of batch by `measure` (its
+    figures "single rate", "mixed rate", "single cpu", "mixed cpu" by round), on both engines,
+    for this checkout and another (`--against`); `what` is what is counted (a "message"),
+    `title` what is measured ("webhooks"). Its databases are named after `label`."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--batches", type=int, default=batches, help="of 1,000 calls, a round")
+    parser.add_argument("--against", type=Path, help="another checkout, measured the same way")
+    parser.add_argument("--only", choices=("SQLite", "PostgreSQL"), help="one engine")
+    args = parser.parse_args()
+    sources: list[tuple[str, Path | None]] = [("this", None)]
+    if args.against:
+        sources.append(("against", args.against))
+    for name in [args.only] if args.only else ["SQLite", "PostgreSQL"]:
+        rows = []
+        results = {}
+        for source_label, source in sources:
+            with engine("sqlite" if name == "SQLite" else "postgres", label) as db:
+                results[source_label] = measure(db, args.rounds, args.batches, source_env(source))
+        for source_label, _ in sources:
+            got = {k: statistics.median(values) for k, values in results[source_label].items()}
+            rows += [
+                (f"1 organisation ({source_label})", got["single rate"], f"{what}s/s"),
+                (f"{ORGS:,} organisations ({source_label})", got["mixed rate"], f"{what}s/s"),
+                (f"1 organisation, server CPU ({source_label})", got["single cpu"], f"ms a {what}"),
+                (
+                    f"{ORGS:,} organisations, server CPU ({source_label})",
+                    got["mixed cpu"],
+                    f"ms a {what}",
+                ),
+                (
+                    f"CPU a {what}, mixed / single ({source_label})",
+                    got["mixed cpu"] / got["single cpu"],
+                    "x",
+                ),
+            ]
+        if len(sources) == 2:
+            for kind in ("single", "mixed"):
+                this, other = (
+                    statistics.median(results[source][f"{kind} cpu"]) for source, _ in sources
+                )
+                rows.append((f"{kind}: CPU a {what}, against / this", other / this, "x"))
+        report(
+            f"{title} on {name}: {args.batches} batches of 1,000 calls a round, "
+            f"median of {args.rounds}",
+            rows,
+        )
 
 
 def main() -> None:
