@@ -29,13 +29,13 @@ import textwrap
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from functools import partial
 
 import httpx
 import psycopg
 
 from _server import ServerProcess, free_port, samtal
-from customers import cpu_seconds
-from tenants import RETENTION, batch, compare_kinds, provisioned
+from tenants import RETENTION, compare_kinds, provisioned, timed_rounds
 
 #: The receiver: answers every request 200 with an empty body, keeps the connection, and
 #: counts the POSTs; `GET /count` answers the count.
@@ -130,7 +130,6 @@ def behind(db: str) -> int:
 
 def measure(db: str, rounds: int, batches: int, env: dict[str, str]) -> dict[str, list[float]]:
     """Each round's messages a second and the server's CPU ms per message, by kind."""
-    figures: dict[str, list[float]] = {}
     with receiver() as hooks:
         provisioned(db)
         subprocess.run(
@@ -146,25 +145,10 @@ def measure(db: str, rounds: int, batches: int, env: dict[str, str]) -> dict[str
             ) as client,
         ):
             time.sleep(5)  # every subscription's task started, with nothing to do
-            pid = server.process.pid
-            for round_ in range(rounds):
-                for kind in ("single", "mixed"):
-                    expected = received(hooks) + batches * 1000
-                    began, cpu = time.monotonic(), cpu_seconds(pid)
-                    for n in range(batches):
-                        body = b"".join(batch(kind, round_ * batches + n, 1000))
-                        answer = client.post("/events", content=body)
-                        assert answer.json()["accepted"] == 3000, answer.text
-                    deadline = began + 600
-                    while (got := received(hooks)) < expected or behind(db):
-                        if time.monotonic() > deadline:
-                            raise RuntimeError(f"{kind}: {got} of {expected} messages")
-                        time.sleep(0.05)
-                    seconds = time.monotonic() - began
-                    used = cpu_seconds(pid) - cpu
-                    figures.setdefault(f"{kind} rate", []).append(batches * 1000 / seconds)
-                    figures.setdefault(f"{kind} cpu", []).append(used / (batches * 1000) * 1e3)
-    return figures
+            return timed_rounds(
+                client, server.process.pid, rounds, batches, partial(received, hooks),
+                lambda: not behind(db),
+            )  # fmt: skip
 
 
 def main() -> None:

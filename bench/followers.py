@@ -28,13 +28,13 @@ import textwrap
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
 
 import httpx
 
 from _server import ServerProcess, free_port, samtal
-from customers import cpu_seconds
-from tenants import ORGS, RETENTION, batch, compare_kinds, provisioned
+from tenants import ORGS, RETENTION, compare_kinds, provisioned, timed_rounds
 
 #: The followers: a long poll of each token's feed (`wait` seconds), pages of 1,000, each asking
 #: again at once with `after=next`; `GET /count` on their own port answers the versions had.
@@ -122,24 +122,9 @@ def measure(db: str, rounds: int, batches: int, env: dict[str, str]) -> dict[str
             ) as client,
         ):
             time.sleep(5)  # every follower waiting, with nothing new
-            pid = server.process.pid
-            for round_ in range(rounds):
-                for kind in ("single", "mixed"):
-                    expected = had(counter) + batches * 1000
-                    began, cpu = time.monotonic(), cpu_seconds(pid)
-                    for n in range(batches):
-                        body = b"".join(batch(kind, round_ * batches + n, 1000))
-                        answer = client.post("/events", content=body)
-                        assert answer.json()["accepted"] == 3000, answer.text
-                    deadline = began + 600
-                    while (got := had(counter)) < expected:
-                        if time.monotonic() > deadline:
-                            raise RuntimeError(f"{kind}: {got} of {expected} versions")
-                        time.sleep(0.05)
-                    seconds = time.monotonic() - began
-                    used = cpu_seconds(pid) - cpu
-                    figures.setdefault(f"{kind} rate", []).append(batches * 1000 / seconds)
-                    figures.setdefault(f"{kind} cpu", []).append(used / (batches * 1000) * 1e3)
+            figures = timed_rounds(
+                client, server.process.pid, rounds, batches, partial(had, counter)
+            )
             # `samtal serve` stops once the requests it holds are answered: up to `wait`.
             server.process.kill()
     return figures

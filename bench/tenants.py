@@ -38,6 +38,7 @@ import httpx
 
 from _common import report
 from _server import ServerProcess, samtal, source_env
+from customers import cpu_seconds
 from jetstream import NATS_URL, acknowledged, remove, stored
 from postgres import database
 from samtal.streams import StreamNames
@@ -167,6 +168,39 @@ def engine(name: str, label: str = "tenants") -> Iterator[str]:
     else:
         with database(f"samtal_bench_{label}_{uuid.uuid4().hex[:6]}") as url:
             yield url
+
+
+def timed_rounds(
+    client: httpx.Client,
+    pid: int,
+    rounds: int,
+    batches: int,
+    count: Callable[[], int],
+    done: Callable[[], bool] = lambda: True,
+) -> dict[str, list[float]]:
+    """Rounds of both kinds, alternating, each posting `batches` batches of 1,000 calls
+    through `client` and waiting until `count` (what the receiving end has had) has grown by
+    1,000 a batch and `done`; each round's figures ("single rate", "single cpu", ...): what
+    was had a second, and the CPU ms of the server `pid` for each."""
+    figures: dict[str, list[float]] = {}
+    for round_ in range(rounds):
+        for kind in ("single", "mixed"):
+            expected = count() + batches * 1000
+            began, cpu = time.monotonic(), cpu_seconds(pid)
+            for n in range(batches):
+                body = b"".join(batch(kind, round_ * batches + n, 1000))
+                answer = client.post("/events", content=body)
+                assert answer.json()["accepted"] == 3000, answer.text
+            deadline = began + 600
+            while (got := count()) < expected or not done():
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"{kind}: {got} of {expected}")
+                time.sleep(0.05)
+            seconds = time.monotonic() - began
+            used = cpu_seconds(pid) - cpu
+            figures.setdefault(f"{kind} rate", []).append(batches * 1000 / seconds)
+            figures.setdefault(f"{kind} cpu", []).append(used / (batches * 1000) * 1e3)
+    return figures
 
 
 def compare_kinds(
