@@ -102,10 +102,9 @@ async def changes(
 ) -> Response:
     """Read the page; when it is empty and the client will wait, sleep until the watcher says
     the organisation changed (or `wait` has passed, or the process is asked to stop), and
-    read again. (A held request also read
-    again every 5 s: 1,000 organisations' clients waiting took 200 reads a second, with
-    nothing new. The watcher hears every commit, by any process, and a lost connection to
-    PostgreSQL wakes every waiter when it is back.)"""
+    read again. (A held request also read again every 5 s: 1,000 organisations' clients
+    waiting took 200 reads a second, with nothing new. The watcher hears every commit, by
+    any process, and a lost connection to PostgreSQL wakes every waiter when it is back.)"""
     if reader.groups is not None:
         raise Forbidden(
             "a token limited to response groups cannot follow the feed (a copy is always "
