@@ -775,3 +775,21 @@ def test_feed_reads_asked_at_once_go_together(store: Store) -> None:
     alone = [store.complete_through(org, now=T0 + n, settle=10) for n, org in enumerate(orgs)]
     assert marked == [*alone, T0 - 10]
     assert alone[0] < T0 - 10 and turns <= 3, turns
+    # So are the tokens that requests arriving at once look up: each its own, an unknown
+    # secret None, a revoked token as it is (the API refuses it).
+    made = [store.create_token("read", org=org, now=T0) for org in orgs]
+    revoked = made[0][0]
+    store.revoke_token(revoked.id, now=T0 + 1)
+    handle, turns = Counted(store), 0
+
+    async def tokens() -> list[Any]:
+        asks = [handle.token_for(secret) for _, secret in made]
+        return await asyncio.gather(*asks, handle.token_for("samtal_r_unknown"))
+
+    try:
+        looked = asyncio.run(tokens())
+    finally:
+        handle.close()
+    assert [token.id for token in looked[:30]] == [token.id for token, _ in made]
+    assert looked[0].revoked == T0 + 1 and looked[1].revoked is None and looked[30] is None
+    assert turns <= 3, turns

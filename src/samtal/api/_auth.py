@@ -33,7 +33,7 @@ async def _token(
         await app.limits.failed(limit, address)
         raise Unauthenticated(_missing(request.headers.get("authorization")))
     secret = credentials.credentials
-    token = await app.store.read(lambda store: store.token_for(secret))
+    token = await app.store.token_for(secret)
     if token is None or token.revoked is not None:
         await app.limits.failed(limit, address)
     if token is None:

@@ -25,7 +25,7 @@ from samtal.errors import SamtalError
 from samtal.events import Event
 from samtal.filters import Filters
 from samtal.stats.figures import Counting, Tally
-from samtal.store._base import FeedPage, FeedWant, IngestSummary, Org
+from samtal.store._base import FeedPage, FeedWant, IngestSummary, Org, Token
 from samtal.waits import Together
 
 if TYPE_CHECKING:
@@ -39,7 +39,8 @@ READERS = 4
 HALVED_OVER = 24 * 3600 * 1_000_000
 #: Events of waiting batches stored together at most (a batch larger alone is stored alone).
 GROUP_EVENTS = 50_000
-#: Reads of the change feed (or of completeness marks) made together at most (see `changes`).
+#: Reads of the change feed (or of completeness marks, or of tokens) made together at most (see
+#: `changes`).
 TOGETHER = 200
 
 
@@ -63,6 +64,7 @@ class AsyncStore:
         self._signals: dict[str, asyncio.Event] = {}
         self._feeds = Together(self._read_feeds, TOGETHER)
         self._marks = Together(self._read_marks, TOGETHER)
+        self._tokens = Together(self._read_tokens, TOGETHER)
         self._watcher: tuple[threading.Event, threading.Thread] | None = None
 
     @property
@@ -161,6 +163,15 @@ class AsyncStore:
 
     async def _read_feeds(self, wants: list[FeedWant]) -> list[FeedPage | SamtalError]:
         return await self.read(lambda store: store.changes_many(wants))
+
+    async def token_for(self, secret: str) -> Token | None:
+        """`Store.token_for` on a reader, gathered as `changes` is: every request looks up its
+        token (a revoked one is refused at once, so none is cached), and 1,000 followers
+        woken by one commit ask again at once."""
+        return await self._tokens(secret)
+
+    async def _read_tokens(self, given: list[str]) -> list[Token | None]:
+        return await self.read(lambda store: store.tokens_for(given))
 
     async def complete_through(self, org: str, *, now: int, settle: int) -> int:
         """`Store.complete_through` on a reader, gathered as `changes` is: every answer of

@@ -406,10 +406,14 @@ class SqlEngine(ABC):
             raise NotFound(f"no token with id {token_id}: `samtal token list` shows them")
         return _token(row)
 
-    def token_by_hash(self, hash: bytes) -> Token | None:
-        """The token with this hash, or None."""
-        row = self._one(f"SELECT {_TOKEN_COLUMNS} FROM tokens WHERE hash = ?", (hash,))
-        return _token(row) if row else None
+    def tokens_by_hash(self, hashes: Sequence[bytes]) -> dict[bytes, Token]:
+        """The tokens with these hashes (those that exist), by hash, in one statement."""
+        rows = self._read(
+            f"SELECT hash, {_TOKEN_COLUMNS} FROM tokens "
+            f"WHERE hash IN ({', '.join('?' * len(hashes))})",
+            list(hashes),
+        )
+        return {bytes(row[0]): _token(row[1:]) for row in rows}
 
     def touch_token(self, token_id: int, *, now: int) -> None:
         """Note that a token was used."""
