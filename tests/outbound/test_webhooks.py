@@ -395,9 +395,10 @@ def test_subscriptions_woken_together_read_and_write_together(store_url: str) ->
             store.add_webhook(org, receiver.url, now=now)
         posts, reads, writes = _counting_deliveries(store, orgs, receiver)
     assert posts == 3 * len(orgs)
-    # 30 each before; here 1 read, and 2-9 writes as the posts' answers come back.
+    # 30 each before (and with TOGETHER = 1); here 1 read, and 1-10 writes as the posts'
+    # answers come back, 10 with the machine busy with other tests.
     assert reads <= 5, reads
-    assert writes <= len(orgs) // 2, writes
+    assert writes <= 2 * len(orgs) // 3, writes
     store.close()
 
 
