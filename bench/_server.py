@@ -9,6 +9,8 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -18,6 +20,35 @@ def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
+
+
+@contextmanager
+def counting(script: str, *args: str, timeout: float = 30) -> Iterator[str]:
+    """A helper process, `python -c script PORT *args`, that answers `GET /count` on PORT
+    with what it counted (a receiver of webhooks, the feed's followers): its base URL, once
+    it answers. It is stopped at the end."""
+    port = free_port()
+    process = subprocess.Popen([sys.executable, "-c", script, str(port), *args])
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                httpx.get(url + "/count", timeout=1)
+                break
+            except httpx.HTTPError:
+                if time.monotonic() > deadline or process.poll() is not None:
+                    raise
+                time.sleep(0.05)
+        yield url
+    finally:
+        process.terminate()
+        process.wait()
+
+
+def counted(url: str) -> int:
+    """What the helper process at `url` (see `counting`) has counted so far."""
+    return int(httpx.get(url + "/count", timeout=5).text)
 
 
 def samtal(*args: str, db: str, env: dict[str, str] | None = None) -> str:

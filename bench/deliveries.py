@@ -27,14 +27,12 @@ import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from functools import partial
 
 import httpx
 import psycopg
 
-from _server import ServerProcess, free_port, samtal
+from _server import ServerProcess, counted, counting, samtal
 from tenants import RETENTION, compare_kinds, provisioned, timed_rounds
 
 #: The receiver: answers every request 200 with an empty body, keeps the connection, and
@@ -84,31 +82,6 @@ _SUBSCRIBE = textwrap.dedent(
 )
 
 
-@contextmanager
-def receiver() -> Iterator[str]:
-    port = free_port()
-    process = subprocess.Popen([sys.executable, "-c", _RECEIVER, str(port)])
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                httpx.get(url + "/count", timeout=1)
-                break
-            except httpx.HTTPError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.05)
-        yield url
-    finally:
-        process.terminate()
-        process.wait()
-
-
-def received(url: str) -> int:
-    return int(httpx.get(url + "/count", timeout=5).text)
-
-
 #: Subscriptions whose cursor is behind their organisation's latest change number.
 _BEHIND = (
     "SELECT count(*) FROM webhooks w JOIN orgs o ON o.name = w.org WHERE w.cursor < o.change_seq"
@@ -130,7 +103,7 @@ def behind(db: str) -> int:
 
 def measure(db: str, rounds: int, batches: int, env: dict[str, str]) -> dict[str, list[float]]:
     """Each round's messages a second and the server's CPU ms per message, by kind."""
-    with receiver() as hooks:
+    with counting(_RECEIVER, timeout=10) as hooks:
         provisioned(db)
         subprocess.run(
             [sys.executable, "-c", _SUBSCRIBE, db, hooks + "/hook"],
@@ -146,7 +119,7 @@ def measure(db: str, rounds: int, batches: int, env: dict[str, str]) -> dict[str
         ):
             time.sleep(5)  # every subscription's task started, with nothing to do
             return timed_rounds(
-                client, server.process.pid, rounds, batches, partial(received, hooks),
+                client, server.process.pid, rounds, batches, partial(counted, hooks),
                 lambda: not behind(db),
             )  # fmt: skip
 

@@ -21,19 +21,16 @@ SAMTAL_BENCH_POSTGRES_URL, as bench/postgres.py.
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import tempfile
 import textwrap
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from functools import partial
 from pathlib import Path
 
 import httpx
 
-from _server import ServerProcess, free_port, samtal
+from _server import ServerProcess, counted, counting, samtal
 from tenants import ORGS, RETENTION, compare_kinds, provisioned, timed_rounds
 
 #: The followers: a long poll of each token's feed (`wait` seconds), pages of 1,000, each asking
@@ -42,7 +39,7 @@ _FOLLOWERS = textwrap.dedent(
     """
     import asyncio, sys
     import aiohttp, orjson
-    server, tokens, port, wait = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
+    port, server, tokens, wait = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
     had = 0
     async def follow(session, token):
         global had
@@ -73,39 +70,15 @@ _FOLLOWERS = textwrap.dedent(
 )
 
 
-@contextmanager
-def followers(url: str, tokens: str, wait: int = 60) -> Iterator[str]:
+def followers(url: str, tokens: str, wait: int = 60) -> AbstractContextManager[str]:
     """The followers of every token in `tokens` (`token create --from`'s lines), holding their
     requests `wait` seconds (`samtal sync --follow`'s, at most 60); the URL that counts the
     versions they had."""
-    port = free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-c", _FOLLOWERS, url, tokens, str(port), str(wait)]
-    )
-    counter = f"http://127.0.0.1:{port}/count"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                httpx.get(counter, timeout=1)
-                break
-            except httpx.HTTPError:
-                if time.monotonic() > deadline or process.poll() is not None:
-                    raise
-                time.sleep(0.05)
-        yield counter
-    finally:
-        process.terminate()
-        process.wait()
-
-
-def had(counter: str) -> int:
-    return int(httpx.get(counter, timeout=5).text)
+    return counting(_FOLLOWERS, url, tokens, str(wait))
 
 
 def measure(db: str, rounds: int, batches: int, env: dict[str, str]) -> dict[str, list[float]]:
     """Each round's versions a second and the server's CPU ms per version, by kind."""
-    figures: dict[str, list[float]] = {}
     provisioned(db)
     with tempfile.TemporaryDirectory() as folder:
         names, tokens = Path(folder, "orgs.txt"), Path(folder, "tokens.tsv")
@@ -123,7 +96,7 @@ def measure(db: str, rounds: int, batches: int, env: dict[str, str]) -> dict[str
         ):
             time.sleep(5)  # every follower waiting, with nothing new
             figures = timed_rounds(
-                client, server.process.pid, rounds, batches, partial(had, counter)
+                client, server.process.pid, rounds, batches, partial(counted, counter)
             )
             # `samtal serve` stops once the requests it holds are answered: up to `wait`.
             server.process.kill()
