@@ -518,10 +518,12 @@ class Store:
         cursor) of `wants`, from one snapshot, not strict (what is left after a purged cursor
         is read on): the webhook deliverer's read for every subscription woken by a commit. An
         organisation that does not exist has an empty page."""
-        reads = self.engine.feeds([(org, after, limit + 1) for org, after in wants])
+        found = self.changes_many(
+            [FeedWant(org, after, limit, strict=False) for org, after in wants]
+        )
         return [
-            _page(FeedRead([], 0, 0) if feed is None else feed, after, limit)
-            for (_, after), feed in zip(wants, reads, strict=True)
+            FeedPage([], after, False) if isinstance(page, SamtalError) else page
+            for (_, after), page in zip(wants, found, strict=True)
         ]
 
     def changes_many(self, wants: Sequence[FeedWant]) -> list[FeedPage | SamtalError]:
