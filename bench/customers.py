@@ -1,11 +1,14 @@
 """What an operator's thousands of customer organisations cost beside the ingest, on both
 engines: provisioning them (`samtal org add --from`, `samtal token create --from`), a round of
-the server's duties with nothing expired, PostgreSQL's daily drop of a day's partitions, and
-`samtal serve` idle with a webhook subscription for each organisation.
+the server's duties with nothing expired, PostgreSQL's daily drop of a day's partitions,
+`samtal serve` idle with a webhook subscription for each organisation, and then each
+organisation's token used once (100 requests at a time) and a batch posted right after.
 
 Each of these once cost something per organisation: a process per token, a transaction per
 organisation in each round of duties and in each day's drop, whole subscriptions counted and
-built every second (bench/README.md, "Twenty-sixth session"). `--against DIR` runs the same
+built every second (bench/README.md, "Twenty-sixth session"); the first use of each token
+wrote its `last used` in a transaction of its own, and a batch waited behind them
+("Twenty-ninth session"). `--against DIR` runs the same
 for the checkout at DIR (e.g. `git worktree add /tmp/old 906d316`) and prints the ratios;
 an older checkout without `token create --from` shows that row as not there.
 PostgreSQL at SAMTAL_BENCH_POSTGRES_URL, as bench/postgres.py.
@@ -16,6 +19,7 @@ PostgreSQL at SAMTAL_BENCH_POSTGRES_URL, as bench/postgres.py.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import os
 import subprocess
 import sys
@@ -26,9 +30,13 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import aiohttp
+import httpx
+
 from _common import report
 from _server import ServerProcess, source_env
 from postgres import database
+from tenants import batch
 
 #: What runs in a process of the checkout measured: the duties' rounds and the partitions'
 #: drops on the database given, the organisations there already. Prints the seconds.
@@ -70,27 +78,47 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def timed(*args: str, env: dict[str, str]) -> float | None:
-    """Seconds a samtal command takes (None when this checkout's samtal has no such command)."""
+def timed(*args: str, env: dict[str, str]) -> tuple[float | None, str]:
+    """Seconds a samtal command takes (None when this checkout's samtal has no such command),
+    and what it printed."""
     began = time.perf_counter()
     done = subprocess.run(
         [sys.executable, "-m", "samtal", *args],
         capture_output=True,
+        text=True,
         env={**os.environ, **env},
         check=False,
     )
-    if done.returncode == 2 and b"no such option" in done.stderr.lower():
-        return None
+    if done.returncode == 2 and "no such option" in done.stderr.lower():
+        return None, ""
     done.check_returncode()
-    return time.perf_counter() - began
+    return time.perf_counter() - began, done.stdout
+
+
+async def used_once(url: str, tokens: list[str], at_once: int = 100) -> None:
+    """Each token's first request (an empty page of its feed), `at_once` at a time."""
+    gate = asyncio.Semaphore(at_once)
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
+
+        async def use(token: str) -> None:
+            headers = {"Authorization": f"Bearer {token}"}
+            async with gate, session.get(f"{url}/cdr/changes?limit=1", headers=headers) as got:
+                assert got.status == 200, await got.text()
+
+        await asyncio.gather(*(use(token) for token in tokens))
 
 
 def measure(db: str, names: Path, seconds: float, env: dict[str, str]) -> dict[str, float | None]:
     """The figures of one checkout on a fresh database."""
     figures: dict[str, float | None] = {
-        "org add --from": timed("org", "add", "--from", str(names), "--db", db, env=env),
-        "token create --from": timed("token", "create", "--from", str(names), "--db", db, env=env),
+        "org add --from": timed("org", "add", "--from", str(names), "--db", db, env=env)[0]
     }
+    figures["token create --from"], made = timed(
+        "token", "create", "--from", str(names), "--db", db, env=env
+    )
+    tokens = [line.split("\t")[-1] for line in made.splitlines()]
+    timed("org", "add", "org-0", "--db", db, env=env)  # the posted batch's (tenants.py's)
+    ingest = timed("token", "create", "--ingest", "--db", db, env=env)[1].split()[-1]
     done = subprocess.run(
         [sys.executable, "-c", _IN_PROCESS, db],
         capture_output=True,
@@ -106,6 +134,21 @@ def measure(db: str, names: Path, seconds: float, env: dict[str, str]) -> dict[s
         before, began = cpu_seconds(server.process.pid), time.monotonic()
         time.sleep(seconds)
         figures["idle"] = (cpu_seconds(server.process.pid) - before) / (time.monotonic() - began)
+        if tokens:  # (an older checkout's `token create --from` may not be there)
+            before, began = cpu_seconds(server.process.pid), time.perf_counter()
+            asyncio.run(used_once(server.url, tokens))
+            figures["first uses"] = time.perf_counter() - began
+            body = b"".join(batch("single", 0, 1000))
+            began = time.perf_counter()
+            posted = httpx.post(
+                f"{server.url}/events",
+                content=body,
+                headers={"Authorization": f"Bearer {ingest}"},
+                timeout=300,
+            )
+            figures["post after"] = time.perf_counter() - began
+            assert posted.json()["accepted"] == 3000, posted.text[:500]
+            figures["first uses cpu"] = cpu_seconds(server.process.pid) - before
     return figures
 
 
@@ -150,6 +193,9 @@ def main() -> None:
                 ("duties", "s a round (median of 5)", 1),
                 ("drop", "s a day dropped (median of 3)", 1),
                 ("idle", "% of a core, serve idle", 100),
+                ("first uses", "s, each token's first request", 1),
+                ("post after", "s, a batch of 1,000 calls posted right after", 1),
+                ("first uses cpu", "s of serve's CPU, both", 1),
             ):
                 for label, _ in sources:
                     value = results[label].get(what)

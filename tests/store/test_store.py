@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import threading
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import date
@@ -52,7 +53,7 @@ def test_tokens(store: Store) -> None:
     assert secret != ingest_secret and len(secret) > 40
     assert store.token_for(secret) == read
     assert store.token_for(secret + "x") is None
-    store.touch_token(read.id, now=T0 + 5)
+    store.touch_tokens({read.id: T0 + 5})
     revoked = store.revoke_token(ingest.id, now=T0 + 9)
     assert revoked.revoked == T0 + 9
     assert [(t.id, t.kind, t.org, t.last_used, t.revoked) for t in store.tokens()] == [
@@ -729,6 +730,38 @@ def test_records_stored_before_outcomes_get_them_when_upgraded(store_url: str) -
     new.settle(now=T0 + 1, settle=0)
     assert new.complete_through("acme", now=T0 + 1, settle=0) == T0 + 1
     new.close()
+
+
+def test_token_uses_are_written_together(store: Store) -> None:
+    """The uses of tokens noted while the writers are busy are written in one transaction, not a
+    transaction each; a token's `last_used` only moves forward, whatever order two processes
+    write their notes in."""
+    store.add_orgs([(f"tenant-{n}", "UTC") for n in range(30)], now=T0)
+    made = [store.create_token("read", org=f"tenant-{n}", now=T0)[0] for n in range(30)]
+    turns = 0
+
+    class Counted(AsyncStore):
+        def write_later(self, work: Callable[[Store], None], what: str) -> None:
+            nonlocal turns
+            turns += 1
+            super().write_later(work, what)
+
+    handle = Counted(store)
+    busy = threading.Event()
+    for _ in range(handle.writers):  # as batches being stored would
+        handle.write_later(lambda _: busy.wait(10), "keep a writer busy")
+    for n, token in enumerate(made):
+        handle.note_use(token.id, T0 + n)
+    handle.note_use(made[0].id, T0 + 100)  # used again before it was written: the later use
+    handle.note_use(made[1].id, T0 - 100)  # an earlier use, as a request that took long notes
+    busy.set()
+    handle.close()  # lets the writer finish what it was given
+    assert turns == handle.writers + 1, turns  # one for the uses; 32, before
+    last = {token.id: token.last_used for token in store.tokens()}
+    assert [last[token.id] for token in made] == [T0 + 100, T0 + 1, *range(T0 + 2, T0 + 30)]
+    store.touch_tokens({made[2].id: T0 - 5, made[3].id: T0 + 50})  # another process's, late
+    last = {token.id: token.last_used for token in store.tokens()}
+    assert (last[made[2].id], last[made[3].id]) == (T0 + 2, T0 + 50)
 
 
 def test_feed_reads_asked_at_once_go_together(store: Store) -> None:

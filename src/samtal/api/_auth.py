@@ -43,10 +43,7 @@ async def _token(
     now = app.clock()
     if now - app.touched.get(token.id, -TOUCH_EVERY) >= TOUCH_EVERY:
         app.touched[token.id] = now
-        token_id = token.id
-        app.store.write_later(
-            lambda store: store.touch_token(token_id, now=now), "note a token's use"
-        )
+        app.store.note_use(token.id, now)
     return token
 
 

@@ -226,9 +226,11 @@ class Store:
         found = self.engine.tokens_by_hash(sorted(set(hashes))) if hashes else {}
         return [found.get(hashed) for hashed in hashes]
 
-    def touch_token(self, token_id: int, *, now: int) -> None:
-        """Note that a token was used."""
-        self.engine.touch_token(token_id, now=now)
+    def touch_tokens(self, used: Mapping[int, int]) -> None:
+        """Note when each token of `used` (id: when, µs) was last used, in one transaction; a
+        token's `last_used` never moves back."""
+        if used:
+            self.engine.touch_tokens(used)
 
     def installation_id(self) -> str:
         """A random id of this installation (its database), made once: what keeps the keys of

@@ -66,6 +66,8 @@ class AsyncStore:
         self._marks = Together(self._read_marks, TOGETHER)
         self._tokens = Together(self._read_tokens, TOGETHER)
         self._watcher: tuple[threading.Event, threading.Thread] | None = None
+        self._used: dict[int, int] = {}  # token uses not yet written (see `note_use`)
+        self._used_lock = threading.Lock()
 
     @property
     def writers(self) -> int:
@@ -90,6 +92,23 @@ class AsyncStore:
                 log.warning("could not %s: %s", what, exc)
 
         self._writers.submit(work, self.store).add_done_callback(done)
+
+    def note_use(self, token_id: int, now: int) -> None:
+        """Note, later, that the token `token_id` was used at `now`. The uses noted while the
+        writer is busy are written together, in one transaction: 10,000 tokens used for the
+        first time, a transaction each, once kept the one writer of SQLite busy for 18 s, and a
+        batch posted meanwhile waited 2.9 s behind them."""
+        with self._used_lock:
+            scheduled = bool(self._used)  # a write is on its way, and will take this one too
+            self._used[token_id] = max(now, self._used.get(token_id, now))
+        if not scheduled:
+            self.write_later(self._write_uses, "note the tokens' use")
+
+    def _write_uses(self, store: Store) -> None:
+        """On a writer: every use noted so far, in one transaction."""
+        with self._used_lock:
+            used, self._used = self._used, {}
+        store.touch_tokens(used)
 
     # -- the operations the layers above use -----------------------------------------------------
     async def org(self, name: str) -> Org:

@@ -415,10 +415,22 @@ class SqlEngine(ABC):
         )
         return {bytes(row[0]): _token(row[1:]) for row in rows}
 
-    def touch_token(self, token_id: int, *, now: int) -> None:
-        """Note that a token was used."""
+    def touch_tokens(self, used: Mapping[int, int]) -> None:
+        """Note when each token of `used` (id: when) was last used, in one transaction, a few
+        hundred to a statement. A token's `last_used` only moves forward: processes that note
+        uses at once may write them out of order."""
+        pairs = sorted(used.items())  # every writer takes the rows' locks in one order
         with self._writing() as db:
-            self._run(db, "UPDATE tokens SET last_used = ? WHERE id = ?", (now, token_id))
+            for start in range(0, len(pairs), 500):
+                chunk = pairs[start : start + 500]
+                self._run(
+                    db,
+                    "UPDATE tokens SET last_used = u.column2 "
+                    f"FROM (VALUES {', '.join([_USED_ROW] * len(chunk))}) AS u "
+                    "WHERE tokens.id = u.column1 "
+                    "AND (tokens.last_used IS NULL OR tokens.last_used < u.column2)",
+                    [value for pair in chunk for value in pair],
+                )
 
     # -- call data -------------------------------------------------------------------------------
     def _scope(
@@ -667,6 +679,10 @@ _NUMBER_COLUMNS = {"callerNo": "caller_no", "receivingNo": "receiving_no", "call
 def _org(row: Sequence[Any]) -> Org:
     name, tz, created, retention, secret = row
     return Org(name, tz, created, retention, bytes(secret or b""))
+
+
+#: A row of `touch_tokens`' VALUES: typed, so that PostgreSQL does not guess from the first.
+_USED_ROW = "(CAST(? AS BIGINT), CAST(? AS BIGINT))"
 
 
 def _values(rows: int, width: int) -> str:
