@@ -46,6 +46,12 @@ def counting(script: str, *args: str, timeout: float = 30) -> Iterator[str]:
         process.wait()
 
 
+def cpu_seconds(pid: int) -> float:
+    """User and system CPU seconds of a process so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def counted(url: str) -> int:
     """What the helper process at `url` (see `counting`) has counted so far."""
     return int(httpx.get(url + "/count", timeout=5).text)

@@ -34,7 +34,7 @@ import aiohttp
 import httpx
 
 from _common import report
-from _server import ServerProcess, source_env
+from _server import ServerProcess, cpu_seconds, source_env
 from postgres import database
 from tenants import batch
 
@@ -70,12 +70,6 @@ _IN_PROCESS = textwrap.dedent(
     store.close()
     """
 )
-
-
-def cpu_seconds(pid: int) -> float:
-    """User and system CPU seconds of a process so far."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def timed(*args: str, env: dict[str, str]) -> tuple[float | None, str]:

@@ -37,8 +37,7 @@ from pathlib import Path
 import httpx
 
 from _common import report
-from _server import ServerProcess, samtal, source_env
-from customers import cpu_seconds
+from _server import ServerProcess, cpu_seconds, samtal, source_env
 from jetstream import NATS_URL, acknowledged, remove, stored
 from postgres import database
 from samtal.streams import StreamNames
