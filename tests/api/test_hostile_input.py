@@ -3,7 +3,9 @@ the server's clock, made-up methods, floods of bad tokens, and errors said in ou
 
 from __future__ import annotations
 
+import contextlib
 import json
+import socket
 
 import httpx
 import pytest
@@ -111,6 +113,26 @@ def test_made_up_methods_do_not_grow_the_metrics(service: Service) -> None:
     methods = _method_labels(scrape.text)
     assert "other" in methods
     assert not any(m.startswith("MADEUP") for m in methods)
+
+
+def test_a_head_of_any_size_is_refused_early(service: Service) -> None:
+    """One client sending a header without end is cut off after a few kB of it, and the
+    server goes on answering: no request's head is kept whole whatever its size (uvicorn's
+    httptools protocol kept a 50 MB header, and the memory it took)."""
+    host, port = service.server.url.removeprefix("http://").split(":")
+    sent = 0
+    with socket.create_connection((host, int(port)), timeout=10) as conn:
+        conn.sendall(b"GET /healthz HTTP/1.1\r\nHost: samtal\r\nX-Endless: ")
+        with contextlib.suppress(OSError):  # refused: the server closed the connection
+            while sent < 64 * 2**20:
+                conn.sendall(b"a" * 2**16)
+                sent += 2**16
+        answer = b""
+        with contextlib.suppress(OSError):
+            answer = conn.recv(200)
+    assert sent < 64 * 2**20, "the server took a 64 MB header"
+    assert answer == b"" or answer.startswith(b"HTTP/1.1 4"), answer
+    assert httpx.get(service.server.url + "/healthz").status_code == 200
 
 
 def test_a_flood_of_bad_tokens_is_refused_before_any_lookup(tmp_path: object) -> None:

@@ -24,7 +24,7 @@ from fastapi import FastAPI
 from prometheus_client.parser import text_string_to_metric_families
 
 from samtal.api import create_app
-from samtal.api._transport import NoDelayH11Protocol
+from samtal.api._transport import LOOP, NoDelayH11Protocol
 from samtal.clock import system_clock
 from samtal.events import decode_batch
 from samtal.settings import Settings
@@ -47,6 +47,7 @@ class Server:
                 log_level="warning",
                 lifespan="on",
                 http=NoDelayH11Protocol,
+                loop=LOOP,
                 # A request still open when the test ends (a long poll) is cut after this, so
                 # that the server and its duties stop before the test closes their store.
                 timeout_graceful_shutdown=5,

@@ -60,7 +60,7 @@ def serve(host: str, port: int, workers: int, metrics_port: int | None, db_url: 
     import uvicorn
 
     from samtal.api import create_app
-    from samtal.api._transport import NoDelayH11Protocol
+    from samtal.api._transport import LOOP, NoDelayH11Protocol
     from samtal.logs import configure as configure_logging
 
     config = settings(database_url=db_url)
@@ -79,6 +79,7 @@ def serve(host: str, port: int, workers: int, metrics_port: int | None, db_url: 
         "log_config": None,
         "access_log": False,
         "http": NoDelayH11Protocol,
+        "loop": LOOP,
     }
     if workers == 1:
         uvicorn.run(create_app(config), **common)
@@ -123,7 +124,7 @@ def demo(port: int, db_url: str, days: int) -> None:
     import uvicorn
 
     from samtal.api import create_app
-    from samtal.api._transport import NoDelayH11Protocol
+    from samtal.api._transport import LOOP, NoDelayH11Protocol
     from samtal.ingest import import_lines
     from samtal.logs import configure as configure_logging
     from samtal.simulate import TrafficSettings, event_lines
@@ -166,7 +167,7 @@ def demo(port: int, db_url: str, days: int) -> None:
     configure_logging(config.log_format)  # one line per request, as `serve` writes them
     app = create_app(config, store=store)
     server = uvicorn.Server(
-        uvicorn.Config(app, log_config=None, access_log=False, http=NoDelayH11Protocol)
+        uvicorn.Config(app, log_config=None, access_log=False, http=NoDelayH11Protocol, loop=LOOP)
     )
     server.run(sockets=[listener])
 
