@@ -8,17 +8,21 @@ import io
 import json
 import time
 from collections.abc import Iterator
+from datetime import date
 from pathlib import Path
 from typing import Any
 
+import httpx
 import orjson
 import pytest
 from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute
 
-from samtal.api import calls, changes, create_app, erasures, events, history, stats
+from samtal.api import _formats, calls, changes, create_app, erasures, events, history, stats
+from samtal.api._params import COMPLETE_THROUGH
 from samtal.records import FIELDS
 from samtal.settings import Settings
+from samtal.simulate import TrafficSettings, event_lines
 from samtal.store import open_store
 from tests.helpers import PRODUCT, T0, VECTORS, Clock, in_org
 from tests.helpers.servers import Server, Service, assert_problem, start_app
@@ -426,6 +430,44 @@ def test_the_format_is_negotiated(
         )
     assert response.status_code == status, response.text
     assert response.headers["content-type"] == media
+
+
+def test_a_short_answer_goes_in_one_piece_and_a_long_one_streams(
+    service: Service, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An answer of few records is sent whole, with its length; a long one streams from its
+    first page. Both are the same bytes, in every format, as the stream would have been."""
+    token = service.org("day")
+    traffic = TrafficSettings(orgs=1, days=1, seed=5, start=date(2017, 1, 4), calls_per_day=1500)
+    lines = service.events([orjson.loads(line) for line in event_lines(traffic)], "day")
+    for start in range(0, len(lines), 2000):
+        assert service.post(lines[start : start + 2000]).status_code == 200
+    periods = {
+        "a day": {"from": "2017-01-04", "to": "2017-01-04"},
+        "an hour": {"from": "2017-01-04 10:00", "to": "2017-01-04 10:59"},
+        "nothing": {"from": "2017-01-01", "to": "2017-01-01"},
+    }
+
+    def answers() -> dict[tuple[str, str], httpx.Response]:
+        with service.server.client(token) as client:
+            return {
+                (name, format_): client.get("/cdr/historik", params={**period, "format": format_})
+                for name, period in periods.items()
+                for format_ in ("json", "ndjson", "csv")
+            }
+
+    got, under = answers(), _formats.ONE_PIECE_UNDER
+    monkeypatch.setattr(_formats, "ONE_PIECE_UNDER", 0)  # every answer streamed
+    streamed = answers()
+    assert len(got["a day", "json"].json()) > under
+    assert 0 < len(got["an hour", "json"].json()) < under
+    assert got["nothing", "json"].json() == []
+    for (name, format_), answer in got.items():
+        assert answer.status_code == 200 and answer.content == streamed[name, format_].content
+        whole = name != "a day"  # an empty answer is always whole
+        assert ("content-length" in answer.headers) is whole, (name, format_)
+        assert ("content-length" in streamed[name, format_].headers) is (name == "nothing")
+        assert answer.headers[COMPLETE_THROUGH] == streamed[name, format_].headers[COMPLETE_THROUGH]
 
 
 def test_no_dependency_or_endpoint_runs_on_a_worker_thread(tmp_path: Path) -> None:

@@ -1,9 +1,10 @@
 """The formats records are served in (spec/changes.md, "Formats"): JSON, NDJSON and CSV, chosen
-by `format=`, else by `Accept`, else JSON; each streams a page of records at a time."""
+by `format=`, else by `Accept`, else JSON; each streams a page of records at a time, and a
+short answer goes in one piece."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Final
 
@@ -28,6 +29,9 @@ NDJSON: Final = Format("ndjson", "application/x-ndjson")
 CSV: Final = Format("csv", "text/csv; charset=utf-8")
 #: In the order the server prefers when the client likes several equally.
 FORMATS: Final = (JSON, NDJSON, CSV)
+#: An answer whose first page holds fewer records than this, and that has no second, is sent
+#: in one piece (see `body`); a longer first page starts streaming at once.
+ONE_PIECE_UNDER = 1000
 
 
 def choose(format_name: str | None, accept: str | None) -> Format:
@@ -98,3 +102,28 @@ async def stream(
         yield (",".join(fields) + "\r\n").encode()
         async for page in pages:
             yield b"".join(page)
+
+
+async def body(
+    format_: Format, pages: AsyncIterator[list[bytes]], fields: tuple[str, ...] = FIELDS
+) -> bytes | AsyncIterator[bytes]:
+    """The records of `pages` in `format_`, as `stream` gives them: in one piece when they are
+    few (a first page shorter than ONE_PIECE_UNDER, and no second), else as that stream. An
+    hour of an organisation's records went out as three writes, each through every layer of
+    the server, and the answer's end waited for a turn of a reader thread."""
+    ahead: list[list[bytes]] = []
+    async for page in pages:
+        ahead.append(page)
+        if len(ahead) == 2 or len(page) >= ONE_PIECE_UNDER:
+            return stream(format_, _chained(ahead, pages), fields)
+    return b"".join([piece async for piece in stream(format_, _chained(ahead, pages), fields)])
+
+
+async def _chained(
+    ahead: Sequence[list[bytes]], pages: AsyncIterator[list[bytes]]
+) -> AsyncIterator[list[bytes]]:
+    """The pages of `ahead`, then the rest of `pages`."""
+    for page in ahead:
+        yield page
+    async for page in pages:
+        yield page

@@ -7,10 +7,10 @@ from dataclasses import replace
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Header, Query
-from fastapi.responses import StreamingResponse
+from fastapi.responses import Response, StreamingResponse
 
 from samtal.api._auth import Reader, reading
-from samtal.api._formats import CSV, Format, choose, stream
+from samtal.api._formats import CSV, body, choose
 from samtal.api._params import COMPLETE_THROUGH, COMPLETE_THROUGH_HEADER, filter_params
 from samtal.api._problems import only_params, responses
 from samtal.api._schemas import DETAILED_RECORD, RECORD
@@ -93,9 +93,9 @@ async def historik(
         ),
     ] = None,
     accept: Annotated[str | None, Header(include_in_schema=False)] = None,
-) -> StreamingResponse:
+) -> Response:
     """Parse, fetch, stream: the period, filters and format are checked before the first
-    byte goes out."""
+    byte goes out, and a short answer goes in one piece."""
     org = reader.org
     chosen = choose(format_, accept)
     # The filters as sent, and the response groups the token is limited to.
@@ -117,20 +117,23 @@ async def historik(
         filters=filters,
         pseudonymize=reader.pseudonymize,
     )
-    fields = DETAILED_FIELDS if detailed else FIELDS
-    return StreamingResponse(
-        _body(pages, chosen, fields),
-        media_type=chosen.media_type,
-        headers={COMPLETE_THROUGH: render(mark, tz)},
-    )
-
-
-async def _body(
-    pages: AsyncGenerator[list[bytes], None], chosen: Format, fields: tuple[str, ...]
-) -> AsyncIterator[bytes]:
-    """The pages in the chosen format; the scan is closed however the answer ends."""
+    headers = {COMPLETE_THROUGH: render(mark, tz)}
     try:
-        async for body in stream(chosen, pages, fields):
-            yield body
+        answer = await body(chosen, pages, DETAILED_FIELDS if detailed else FIELDS)
+    except BaseException:
+        await pages.aclose()
+        raise
+    if isinstance(answer, bytes):
+        return Response(answer, media_type=chosen.media_type, headers=headers)
+    return StreamingResponse(_closing(answer, pages), media_type=chosen.media_type, headers=headers)
+
+
+async def _closing(
+    chunks: AsyncIterator[bytes], pages: AsyncGenerator[list[bytes], None]
+) -> AsyncIterator[bytes]:
+    """`chunks`, then the scan closed, however the answer ends (a client gone midway too)."""
+    try:
+        async for chunk in chunks:
+            yield chunk
     finally:
         await pages.aclose()

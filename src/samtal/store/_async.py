@@ -258,16 +258,20 @@ class AsyncStore:
         loop = asyncio.get_running_loop()
         fetch = partial(next, scan, None)
         pending = loop.run_in_executor(self._readers, fetch)
+        ended = False
         try:
             while (page := await pending) is not None:
                 pending = loop.run_in_executor(self._readers, fetch)
                 yield page
+            ended = True
         finally:
-            # The consumer may have gone: let the fetch under way finish before closing.
+            # The consumer may have gone: let the fetch under way finish before closing. A
+            # scan read to its end has nothing to close, and a reader's turn to say so
+            # was one of the few a short answer takes.
             with contextlib.suppress(Exception):
                 await pending
             close = getattr(scan, "close", None)
-            if close is not None:
+            if close is not None and not ended:
                 await loop.run_in_executor(self._readers, close)
 
     # -- changes, as they are committed -----------------------------------------------------
