@@ -309,8 +309,10 @@ def test_an_in_memory_database_is_refused_with_the_reason() -> None:
 
 
 def test_the_watcher_names_the_organisation_whose_versions_moved(tmp_path: Path) -> None:
-    """Another connection's commit is told as the organisations it gave new versions, not as
-    "any": a waiter of another organisation (an idle webhook subscription) sleeps on."""
+    """Another connection's commit is told as the organisations it gave new versions, or whose
+    calls it purged, not as "any": a waiter of another organisation (an idle webhook
+    subscription) sleeps on. The watcher reads the organisations marked since it last looked,
+    not every organisation's numbers."""
     url = f"sqlite:///{tmp_path / 'w.db'}"
     store = Store(SqliteEngine(url))
     for name in ("acme", "other"):
@@ -327,8 +329,12 @@ def test_the_watcher_names_the_organisation_whose_versions_moved(tmp_path: Path)
         while "acme" not in heard and time.monotonic() < deadline:
             time.sleep(0.05)
         time.sleep(0.3)
+        assert store.purge(org="acme", before=T0 + 10**12) > 0  # every call of acme's
+        while len(heard) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.3)
     finally:
         stop.set()
         watcher.join()
         store.close()
-    assert heard == ["acme"]
+    assert heard == ["acme", "acme"]

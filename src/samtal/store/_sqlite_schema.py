@@ -192,4 +192,12 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX records_callee_by_day ON records (org, start_ms / 86400000, callee_no, start_ms,
         call);
     """,
+    # 12: which organisations' change numbers moved since the watcher last looked. Each commit
+    # that moves them marks the organisations with a number above every mark before, so the
+    # watcher reads those alone; it read every organisation's numbers after each commit, 13 ms
+    # for 10,000 of them, up to ten times a second in each process.
+    """
+    ALTER TABLE orgs ADD COLUMN moved INTEGER NOT NULL DEFAULT 0;
+    CREATE INDEX orgs_by_moved ON orgs (moved);
+    """,
 )

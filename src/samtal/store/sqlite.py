@@ -31,6 +31,10 @@ PAGE_SIZE = 16_384
 WAL_CHECKPOINT_BYTES = 64 * 1024 * 1024
 #: Seconds between two looks at whether another connection committed (see `watch`).
 WATCH_EVERY = 0.1
+#: What a statement that moves organisations' change numbers marks them with (`orgs.moved`):
+#: above every mark before it. The one writer commits in order, so the watcher, which reads
+#: the marks above the last it saw, misses none.
+_MOVED = "(SELECT coalesce(max(moved), 0) + 1 FROM orgs)"
 
 
 def path_of(url: str) -> str:
@@ -169,16 +173,17 @@ class SqliteEngine(SqlEngine):
         db = self._connect(self._path)
         try:
             last = db.execute("PRAGMA data_version").fetchone()[0]
-            seqs = _change_seqs(db)
+            seen = db.execute("SELECT coalesce(max(moved), 0) FROM orgs").fetchone()[0]
             while not stop.wait(WATCH_EVERY):
                 version = db.execute("PRAGMA data_version").fetchone()[0]
                 if version != last:
                     last = version
-                    now = _change_seqs(db)
-                    for org, seq in now.items():
-                        if seqs.get(org, (0, 0)) != seq:
-                            changed(org)
-                    seqs = now
+                    moved = db.execute(
+                        "SELECT name, moved FROM orgs WHERE moved > ?", (seen,)
+                    ).fetchall()
+                    for org, mark in moved:
+                        changed(org)
+                        seen = max(seen, mark)
         finally:
             db.close()
 
@@ -219,8 +224,8 @@ class SqliteEngine(SqlEngine):
             if count:
                 db.execute(
                     "UPDATE orgs SET purged_seq = max(purged_seq, (SELECT coalesce(max(seq), 0) "
-                    "FROM calls WHERE org = ? AND call IN (SELECT call FROM doomed))) "
-                    "WHERE name = ?",
+                    "FROM calls WHERE org = ? AND call IN (SELECT call FROM doomed))), "
+                    f"moved = {_MOVED} WHERE name = ?",
                     (org, org),
                 )
                 for table in ("events", "records", "calls"):
@@ -427,8 +432,9 @@ class _Tx:
         return {
             org: int(last) - counts[org] + 1
             for org, last in self.db.execute(
-                "UPDATE orgs SET change_seq = change_seq + (k.value ->> 1) FROM json_each(?) k "
-                "WHERE orgs.name = k.value ->> 0 RETURNING orgs.name, orgs.change_seq",
+                f"UPDATE orgs SET change_seq = change_seq + (k.value ->> 1), moved = {_MOVED} "
+                "FROM json_each(?) k WHERE orgs.name = k.value ->> 0 "
+                "RETURNING orgs.name, orgs.change_seq",
                 (orjson.dumps(list(counts.items())),),
             )
         }
@@ -582,14 +588,6 @@ def _event_row(e: Event) -> tuple[object, ...]:
         _NULL_TEXT if e.target is None else e.target,
         e.at,
     )
-
-
-def _change_seqs(db: sqlite3.Connection) -> dict[str, tuple[int, int]]:
-    """Each organisation's last change number and the last its purges passed."""
-    return {
-        name: (seq, purged)
-        for name, seq, purged in db.execute("SELECT name, change_seq, purged_seq FROM orgs")
-    }
 
 
 def _rows_per_statement(db: sqlite3.Connection, width: int) -> int:
