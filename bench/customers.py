@@ -2,15 +2,17 @@
 engines: provisioning them (`samtal org add --from`, `samtal token create --from`), a round of
 the server's duties with nothing expired, PostgreSQL's daily drop of a day's partitions,
 `samtal serve` idle with a webhook subscription for each organisation, and then each
-organisation's token used once (100 requests at a time) and a batch posted right after.
+organisation's token used once (100 requests at a time), a batch posted right after, and
+`samtal serve` under a trickle of small batches (one call every 50 ms).
 
 Each of these once cost something per organisation: a process per token, a transaction per
 organisation in each round of duties and in each day's drop, whole subscriptions counted and
-built every second (bench/README.md, "Twenty-sixth session"); the first use of each token
-wrote its `last used` in a transaction of its own, and a batch waited behind them
-("Twenty-ninth session"). `--against DIR` runs the same
-for the checkout at DIR (e.g. `git worktree add /tmp/old 906d316`) and prints the ratios;
-an older checkout without `token create --from` shows that row as not there.
+built every second (bench/README.md, "Twenty-sixth session"); a transaction for each token's
+first use, which a batch posted then waited behind, and a read of every organisation's
+change numbers by SQLite's watcher after each commit ("Twenty-ninth session"). `--against
+DIR` runs the same for the checkout at DIR (e.g. `git worktree add /tmp/old 906d316`) and
+prints the ratios; an older checkout without `token create --from` shows that row as not
+there.
 PostgreSQL at SAMTAL_BENCH_POSTGRES_URL, as bench/postgres.py.
 
     python bench/customers.py [--orgs N] [--seconds S] [--against DIR]
@@ -143,7 +145,24 @@ def measure(db: str, names: Path, seconds: float, env: dict[str, str]) -> dict[s
             figures["post after"] = time.perf_counter() - began
             assert posted.json()["accepted"] == 3000, posted.text[:500]
             figures["first uses cpu"] = cpu_seconds(server.process.pid) - before
+            figures["trickle"] = trickle(server, ingest, seconds)
     return figures
+
+
+def trickle(server: ServerProcess, ingest: str, seconds: float) -> float:
+    """serve's share of a core while a batch of one call comes every 50 ms for `seconds`: each
+    commit woke the change watcher, which read every organisation's numbers (13 ms for
+    10,000) up to ten times a second."""
+    headers = {"Authorization": f"Bearer {ingest}"}
+    with httpx.Client(base_url=server.url, headers=headers, timeout=60) as client:
+        before, began = cpu_seconds(server.process.pid), time.monotonic()
+        sent = 0
+        while time.monotonic() - began < seconds:
+            sent += 1
+            posted = client.post("/events", content=b"".join(batch("single", sent, 1)))
+            assert posted.json()["accepted"] == 3, posted.text[:500]
+            time.sleep(0.05)
+        return (cpu_seconds(server.process.pid) - before) / (time.monotonic() - began)
 
 
 @contextmanager
@@ -190,6 +209,7 @@ def main() -> None:
                 ("first uses", "s, each token's first request", 1),
                 ("post after", "s, a batch of 1,000 calls posted right after", 1),
                 ("first uses cpu", "s of serve's CPU, both", 1),
+                ("trickle", "% of a core, a batch of one call every 50 ms", 100),
             ):
                 for label, _ in sources:
                     value = results[label].get(what)
