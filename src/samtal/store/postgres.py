@@ -18,7 +18,7 @@ import select
 import threading
 import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from datetime import date, timedelta
 from typing import Any, ClassVar
 
@@ -120,6 +120,9 @@ class PostgresEngine(SqlEngine):
         #: Half the pool writes, so that reads always find a connection; in a process that
         #: hardly reads (`reads=False`: an import), all of it but one.
         self.writers = max(1, max_size // 2 if reads else max_size - 1)
+        #: Connections a statement tries before it gives up: each of the pool's can have
+        #: been dropped at once (see `_begun`), and one more is a new one.
+        self._tries = max_size + 1
         pool = None
         try:
             # One connection first: a URL that cannot work (no such host, no such database)
@@ -132,9 +135,6 @@ class PostgresEngine(SqlEngine):
                 open=True,
                 timeout=30,
                 name="samtal",
-                # A connection the server dropped (a restart) is found and replaced when it
-                # leaves the pool, not by the request that would have used it.
-                check=_check,
                 # Every statement planned with its values: partitions are pruned as the plan is
                 # made, however many days are stored (a prepared, generic plan would lock them
                 # all at each run).
@@ -153,40 +153,81 @@ class PostgresEngine(SqlEngine):
     def _rows(self, sql: str, params: Sequence[object], *, binary: bool = False) -> list[Any]:
         """On a pooled connection in autocommit: each read is its own snapshot. `binary`
         fetches in PostgreSQL's binary format (bytea as it is, not hex-encoded)."""
-        with self._pool.connection() as db:
-            db.autocommit = True
-            with db.cursor(binary=binary) as cursor:
-                return cursor.execute(sql, params).fetchall()
+        for attempt in range(self._tries):
+            with self._connection() as db:
+                db.autocommit = True
+                try:
+                    with db.cursor(binary=binary) as cursor:
+                        return cursor.execute(sql, params).fetchall()
+                except psycopg.OperationalError:
+                    if not db.broken or attempt + 1 == self._tries:
+                        raise
+                    # Dropped a moment ago (see `_connection`): a read can be asked again.
+        raise AssertionError("unreachable")
 
     @contextmanager
     def _writing(self, *, staging: bool = False) -> Iterator[psycopg.Connection[Any]]:
         """A write transaction on a pooled connection (with `staging`, one that has the staging
         tables); Contention when it lost a race."""
         try:
-            with self._pool.connection() as db:
-                if staging and db not in self._staging:
-                    # Made outside any transaction, so that a rollback cannot take them away.
-                    # (Made by each batch, they cost it two statements.)
-                    db.autocommit = True
-                    db.execute(_STAGING)
-                    self._staging.add(db)
-                db.autocommit = False
-                with db.transaction():
-                    yield db
+            with self._begun(staging=staging) as db:
+                yield db
         except _RACES as exc:
             raise Contention(str(exc).strip()) from exc
 
     @contextmanager
     def _snapshot(self) -> Iterator[psycopg.Cursor[Any]]:
-        with self._pool.connection() as db:
-            db.autocommit = False
-            with db.transaction(), db.cursor(binary=True) as cursor:
-                cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-                yield cursor
+        with self._begun(snapshot=True) as db, db.cursor(binary=True) as cursor:
+            yield cursor
+
+    @contextmanager
+    def _begun(self, *, staging: bool = False, snapshot: bool = False) -> Iterator[Any]:
+        """A pooled connection in a transaction just begun (with `staging`, one that has the
+        staging tables; with `snapshot`, a read-only one that sees one snapshot throughout).
+        One found dropped at the transaction's first statement (see `_connection`), before
+        anything was done on it, is left for another."""
+        for attempt in range(self._tries):
+            with ExitStack() as held:
+                db = held.enter_context(self._connection())
+                try:
+                    if staging and db not in self._staging:
+                        # Made outside any transaction, so that a rollback cannot take them
+                        # away. (Made by each batch, they cost it two statements.)
+                        db.autocommit = True
+                        db.execute(_STAGING)
+                        self._staging.add(db)
+                    db.autocommit = False
+                    held.enter_context(db.transaction())
+                    if snapshot:
+                        db.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+                except psycopg.OperationalError:
+                    if not db.broken or attempt + 1 == self._tries:
+                        raise
+                    continue  # the pool discards it
+                yield db
+                return
+
+    @contextmanager
+    def _connection(self) -> Iterator[psycopg.Connection[Any]]:
+        """A pooled connection, not one the server dropped (a restart, an operator's
+        `pg_terminate_backend`): such a one is discarded, and another taken at once.
+
+        The pool's own check did this, but slept between two connections found dropped (1 s,
+        then 2, 4...): after a restart, the first request waited a second or more. And a
+        connection dropped a moment ago passes any check, its farewell still on the way: the
+        statements that begin on it (`_rows`, `_begun`) take another when it fails them. Before
+        they did, 9 reads in 40 taken just after every connection was dropped failed, each a
+        500 for its request."""
+        for attempt in range(self._tries):
+            with self._pool.connection() as db:
+                if attempt + 1 < self._tries and _dropped(db):
+                    continue  # closed now: the pool discards it, and makes a new one
+                yield db
+                return
 
     @contextmanager
     def _migrating(self) -> Iterator[psycopg.Connection[Any]]:
-        with self._pool.connection() as db, db.transaction():
+        with self._connection() as db, db.transaction():
             # One process upgrades; the others wait for it and then find nothing to do.
             db.execute("SELECT pg_advisory_xact_lock(hashtext('samtal:migrate'))")
             yield db
@@ -342,7 +383,7 @@ class PostgresEngine(SqlEngine):
         missing = {day for day in days if not _within(day, self._spans)}
         if not missing:
             return
-        with self._pool.connection() as db:
+        with self._connection() as db:
             db.autocommit = True
             self._spans = [(first, end) for first, end, _ in self._partitions(db)]
             for day in sorted(missing):
@@ -370,7 +411,7 @@ class PostgresEngine(SqlEngine):
         """Drop the partitions wholly before `before`, and the calls of their days; the number
         of days dropped. (A month partition that `before` falls inside is left to `purge`,
         which removes calls row by row.)"""
-        with self._pool.connection() as db:
+        with self._connection() as db:
             db.autocommit = True
             partitions = self._partitions(db)
             cut = min([before, *(first for first, end, _ in partitions if first < before < end)])
@@ -794,16 +835,23 @@ class _Tx:
         ).fetchall()
 
 
-def _check(db: psycopg.Connection[Any]) -> None:
-    """The pool's check of a connection as it leaves: the query of psycopg's own check (a round
-    trip, at every read and write: 12% of the process's time when each webhook message was
-    another organisation's) only when the connection has something to read. An idle
-    connection gets nothing, but one the server dropped has its farewell, or the end of the
-    stream, waiting (`poll`, which takes any descriptor, where `select` stops at 1,024)."""
+def _dropped(db: psycopg.Connection[Any]) -> bool:
+    """Whether the server dropped `db`: asked (a round trip; at every read and write, 12% of
+    the process's time when each webhook message was another organisation's) only when the
+    connection has something to read. An idle connection gets nothing, but one the server
+    dropped has its farewell, or the end of the stream, waiting (`poll`, which takes any
+    descriptor, where `select` stops at 1,024)."""
+    if db.closed or db.broken:
+        return True
     waiting = select.poll()
     waiting.register(db.fileno(), select.POLLIN)
-    if db.closed or db.broken or waiting.poll(0):
+    if not waiting.poll(0):
+        return False
+    try:
         ConnectionPool.check_connection(db)
+    except psycopg.Error:
+        return True
+    return False
 
 
 def _note_purged(db: psycopg.Connection[Any], org: str, seq: int) -> None:
