@@ -12,6 +12,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from samtal.settings import Settings
+from samtal.store import open_store
 from tests.helpers import PRODUCT, T0, Clock
 from tests.helpers.servers import Service, assert_problem, start_app
 
@@ -133,6 +134,32 @@ def test_a_head_of_any_size_is_refused_early(service: Service) -> None:
     assert sent < 64 * 2**20, "the server took a 64 MB header"
     assert answer == b"" or answer.startswith(b"HTTP/1.1 4"), answer
     assert httpx.get(service.server.url + "/healthz").status_code == 200
+
+
+def test_an_unexpected_error_closes_its_connection_and_the_next_request_is_answered(
+    tmp_path: object,
+) -> None:
+    """A request that meets a bug gets a 500 in problem+json, and uvicorn then closes the
+    connection: the 500 says so, so that a client keeping the connection alive asks its next
+    request on a new one. (It did not: the next request on it was reset, as CI once saw.)"""
+    from samtal.api import create_app
+    from tests.helpers.servers import Server
+
+    clock = Clock()
+    config = Settings(database_url=f"sqlite:///{tmp_path}/bug.db", retention_days=0)
+    store = open_store(config.database_url)
+    app = create_app(config, store=store, clock=clock)
+
+    async def a_bug() -> None:
+        raise RuntimeError("a bug")
+
+    app.add_api_route("/a-bug", a_bug)  # a route of this test's: samtal has no known bug
+    with Server(app) as server, httpx.Client(base_url=server.url) as client:
+        answer = client.get("/a-bug")
+        assert assert_problem(answer, 500, "the error is logged")["title"] == "Internal error"
+        assert answer.headers["connection"] == "close"
+        assert client.get("/healthz").status_code == 200  # on a new connection
+    store.close()
 
 
 def test_a_flood_of_bad_tokens_is_refused_before_any_lookup(tmp_path: object) -> None:

@@ -319,6 +319,51 @@ def test_a_database_restart_costs_no_500(url: str) -> None:
     store.close()
 
 
+def test_a_connection_lost_mid_post_is_a_503_and_the_batch_sent_again_is_stored(
+    url: str,
+) -> None:
+    """A POST whose transaction loses its connection (a restart, a failover) is answered 503,
+    the database unavailable and the batch to be sent again: nothing of it was stored. It was
+    a 500, an internal error, which says nothing of what to do."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from tests.helpers import Clock, event_line
+    from tests.helpers.servers import assert_problem, start_app
+
+    clock = Clock()
+    server, store, _ = start_app(url, clock)
+    store.add_org("acme", "Europe/Stockholm", now=clock())
+    ingest = store.create_token("ingest", org=None, now=clock())[1]
+    body = b"".join(event_line(event) + b"\n" for event in events_of(PRODUCT))
+    with (
+        server,
+        server.client(ingest) as client,
+        psycopg.connect(url, autocommit=True) as admin,
+        psycopg.connect(url) as holder,
+        ThreadPoolExecutor(1) as poster,
+    ):
+        # The batch's transaction takes its organisation's change numbers (its row in
+        # `orgs`): held here, it waits there, mid-transaction, to be cut.
+        holder.execute("SELECT name FROM orgs FOR UPDATE")
+        answer = poster.submit(client.post, "/events", content=body)
+        deadline = time.monotonic() + 30
+        while not admin.execute(
+            "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid)) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> %s AND wait_event_type = 'Lock'",
+            (holder.info.backend_pid,),
+        ).fetchone()[0]:  # type: ignore[index]
+            assert time.monotonic() < deadline, "the batch never waited"
+            time.sleep(0.05)
+        holder.rollback()
+        assert_problem(answer.result(timeout=30), 503, "connection to the database was lost")
+        assert store.changes(org="acme", after=0, limit=100).changes == []
+        again = client.post("/events", content=body)
+        assert again.status_code == 200, again.text
+        assert again.json()["accepted"] == len(events_of(PRODUCT))
+    assert len(store.changes(org="acme", after=0, limit=100).changes) > 0
+    store.close()
+
+
 def test_a_statement_just_after_every_connection_dropped_is_answered(url: str) -> None:
     """A connection dropped a moment ago can pass the pool's check, its farewell still on the
     way: a read (alone, or in a snapshot) or a write taken at once then failed, 9 in 40 for

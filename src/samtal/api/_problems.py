@@ -156,9 +156,13 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(Exception)
     async def unexpected(_: Request, exc: Exception) -> Response:
         log.exception("unexpected error")
+        # Starlette raises the error again once this is sent, and uvicorn then closes the
+        # connection: said here, a client keeping it alive asks its next request on a new
+        # one, where it was reset.
         return problem(
             500,
             "internal-error",
             "Internal error",
             "the server failed to answer; the error is logged",
+            {"Connection": "close"},
         )

@@ -24,7 +24,7 @@ from typing import Any, ClassVar
 
 import psycopg
 from psycopg import errors
-from psycopg_pool import ConnectionPool
+from psycopg_pool import ConnectionPool, PoolTimeout
 
 from samtal.errors import StoreError
 from samtal.events import Event
@@ -217,13 +217,28 @@ class PostgresEngine(SqlEngine):
         connection dropped a moment ago passes any check, its farewell still on the way: the
         statements that begin on it (`_rows`, `_begun`) take another when it fails them. Before
         they did, 9 reads in 40 taken just after every connection was dropped failed, each a
-        500 for its request."""
+        500 for its request.
+
+        A connection lost under a statement that cannot be asked again (inside a transaction),
+        or none to be had, is a StoreError: the database is unavailable, and the request may
+        be sent again (503), where it was an internal error (500)."""
         for attempt in range(self._tries):
-            with self._pool.connection() as db:
-                if attempt + 1 < self._tries and _dropped(db):
-                    continue  # closed now: the pool discards it, and makes a new one
-                yield db
-                return
+            db: psycopg.Connection[Any] | None = None
+            try:
+                with self._pool.connection() as db:
+                    if attempt + 1 < self._tries and _dropped(db):
+                        continue  # closed now: the pool discards it, and makes a new one
+                    yield db
+                    return
+            except PoolTimeout as exc:
+                raise StoreError(
+                    f"no connection to the database within {self._pool.timeout:g} s"
+                ) from exc
+            except psycopg.OperationalError as exc:
+                if db is None or not db.broken:
+                    raise
+                lost = str(exc).strip().splitlines()[0]
+                raise StoreError(f"the connection to the database was lost: {lost}") from exc
 
     @contextmanager
     def _migrating(self) -> Iterator[psycopg.Connection[Any]]:
