@@ -149,13 +149,15 @@ def assert_problem(response: httpx.Response, status: int, *detail_parts: str) ->
 
 
 @contextmanager
-def serving(url: str, cwd: Path, **env: str) -> Iterator[tuple[str, subprocess.Popen[str]]]:
-    """`samtal serve --workers 2` as a process group of its own; its base URL."""
+def serving(
+    url: str, cwd: Path, *, workers: int = 2, **env: str
+) -> Iterator[tuple[str, subprocess.Popen[str]]]:
+    """`samtal serve --workers 2` (or `workers`) as a process group of its own; its base URL."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     server = subprocess.Popen(
-        [sys.executable, "-m", "samtal", "serve", "--workers", "2", "--port", str(port)],
+        [sys.executable, "-m", "samtal", "serve", "--workers", str(workers), "--port", str(port)],
         cwd=cwd,
         env={**os.environ, "SAMTAL_DATABASE_URL": url, "SAMTAL_RETENTION_DAYS": "0", **env},
         stderr=subprocess.PIPE,

@@ -20,6 +20,7 @@ from samtal.api._middleware import RequestLog
 from samtal.api._openapi import with_current_examples
 from samtal.api._problems import install, responses
 from samtal.api._state import AppState, notice_stop, state
+from samtal.api._transport import collect_rarely
 from samtal.clock import system_clock
 from samtal.errors import NotReady
 from samtal.logs import configure as configure_logging
@@ -117,6 +118,7 @@ def app_from_env() -> FastAPI:
     --workers N`'s processes runs."""
     settings = Settings.from_env()
     configure_logging(settings.log_format)
+    collect_rarely()
     return create_app(settings)
 
 

@@ -12,18 +12,39 @@ one client's 50 MB header took 47 MB of the server's memory (bench/README.md, "T
 session"). The loop is asyncio's even where uvloop is installed, which uvicorn would otherwise
 take: under uvloop, the tests' servers that share rate limits through Redis took 60 s to stop
 and left connections open. What is tested is what runs.
+
+A server process also collects its garbage less often than Python would (`collect_rarely`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import socket
 
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 #: uvicorn's `loop` setting for every server samtal runs.
 LOOP = "asyncio"
+
+#: Objects allocated (net of those freed) before Python collects its youngest generation: 700
+#: by default.
+YOUNG_OBJECTS = 50_000
+
+
+def collect_rarely() -> None:
+    """Have this process collect its youngest generation after YOUNG_OBJECTS allocations.
+
+    A server holds a large heap for long (a task for each webhook subscription, with its
+    coroutine and its wake), and a request or a listing builds many objects that live a
+    moment. At Python's 700, the deliverer's listing of 10,000 subscriptions each second
+    lived through several young collections, was promoted to the oldest generation, and
+    brought on a full collection every 3-5 s that walked the whole heap: 75 ms each with the
+    GIL held, a third of `samtal serve`'s CPU while idle, and a pause for every request
+    then. At 50,000 such objects are freed before a collection looks at them (bench/README.md,
+    "Thirtieth session")."""
+    gc.set_threshold(YOUNG_OBJECTS, *gc.get_threshold()[1:])
 
 
 class NoDelayH11Protocol(H11Protocol):

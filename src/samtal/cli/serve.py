@@ -60,9 +60,10 @@ def serve(host: str, port: int, workers: int, metrics_port: int | None, db_url: 
     import uvicorn
 
     from samtal.api import create_app
-    from samtal.api._transport import LOOP, NoDelayH11Protocol
+    from samtal.api._transport import LOOP, NoDelayH11Protocol, collect_rarely
     from samtal.logs import configure as configure_logging
 
+    collect_rarely()
     config = settings(database_url=db_url)
     open_db(config.database_url).close()  # a bad URL or a newer schema fails here, once
     configure_logging(config.log_format)
@@ -124,7 +125,7 @@ def demo(port: int, db_url: str, days: int) -> None:
     import uvicorn
 
     from samtal.api import create_app
-    from samtal.api._transport import LOOP, NoDelayH11Protocol
+    from samtal.api._transport import LOOP, NoDelayH11Protocol, collect_rarely
     from samtal.ingest import import_lines
     from samtal.logs import configure as configure_logging
     from samtal.simulate import TrafficSettings, event_lines
@@ -165,6 +166,7 @@ def demo(port: int, db_url: str, days: int) -> None:
         f"'http://127.0.0.1:{port}/cdr/historik?from={day}%2008:00&to={day}%2017:00'"
     )
     configure_logging(config.log_format)  # one line per request, as `serve` writes them
+    collect_rarely()
     app = create_app(config, store=store)
     server = uvicorn.Server(
         uvicorn.Config(app, log_config=None, access_log=False, http=NoDelayH11Protocol, loop=LOOP)
