@@ -159,7 +159,9 @@ class TooManyRequests(SamtalError):
 
 
 class StoreError(SamtalError):
-    """The database cannot be opened or used as asked (a bad URL, a newer schema)."""
+    """The database cannot be opened or used as asked (a bad URL, a newer schema), or was lost
+    under a request (a restart, a failover: nothing of it was stored, and it may be sent
+    again)."""
 
     status = 503
     title = "Storage unavailable"
