@@ -164,10 +164,7 @@ class PostgresEngine(SqlEngine):
                     with db.cursor(binary=binary) as cursor:
                         return cursor.execute(sql, params).fetchall()
                 except psycopg.OperationalError as exc:
-                    if not _lost(db, exc):
-                        raise
-                    db.close()  # for the pool to discard
-                    if attempt + 1 == self._tries:
+                    if not _again(db, exc, last=attempt + 1 == self._tries):
                         raise
                     # Dropped a moment ago (see `_connection`): a read can be asked again.
         raise AssertionError("unreachable")
@@ -208,10 +205,7 @@ class PostgresEngine(SqlEngine):
                     if snapshot:
                         db.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
                 except psycopg.OperationalError as exc:
-                    if not _lost(db, exc):
-                        raise
-                    db.close()  # for the pool to discard
-                    if attempt + 1 == self._tries:
+                    if not _again(db, exc, last=attempt + 1 == self._tries):
                         raise
                     continue
                 yield db
@@ -887,6 +881,16 @@ def _dropped(db: psycopg.Connection[Any]) -> bool:
 def _lost(db: psycopg.Connection[Any], exc: psycopg.OperationalError) -> bool:
     """Whether `exc`, raised by a statement on `db`, says the server dropped `db`."""
     return db.closed or db.broken or isinstance(exc, _FAREWELLS)
+
+
+def _again(db: psycopg.Connection[Any], exc: psycopg.OperationalError, *, last: bool) -> bool:
+    """Whether a statement that failed with `exc` on `db`, before anything was done on it, may
+    be asked again on another connection: the server dropped `db` (closed here, for the pool
+    to discard rather than commit) and this was not the `last` try."""
+    if not _lost(db, exc):
+        return False
+    db.close()
+    return not last
 
 
 def _note_purged(db: psycopg.Connection[Any], org: str, seq: int) -> None:
