@@ -331,6 +331,9 @@ def _decode_fully(line: bytes | str, position: int) -> Event | Rejection:
     except msgspec.ValidationError as exc:
         return Rejection(position, None, _invalid_field(exc))
     except msgspec.DecodeError as exc:
+        unreadable = _not_utf8(line)
+        if unreadable is not None:
+            return Rejection(position, None, unreadable)
         surrogate = _SURROGATE.search(line if isinstance(line, bytes) else line.encode())
         if surrogate is not None:  # the decoder's own words ("truncated") would mislead
             escape = surrogate.group().decode()
@@ -347,6 +350,20 @@ def _decode_fully(line: bytes | str, position: int) -> Event | Rejection:
     except _Invalid as exc:
         event_id = wire.id if type(wire.id) is str else None
         return Rejection(position, event_id, str(exc))
+
+
+def _not_utf8(line: bytes | str) -> str | None:
+    """Why `line` is not UTF-8 text, in the user's terms, or None when it is."""
+    if isinstance(line, str):
+        return None
+    try:
+        line.decode()
+    except UnicodeDecodeError as exc:
+        return (
+            f"not UTF-8 text: byte 0x{line[exc.start]:02X} at column {exc.start + 1} is not "
+            "UTF-8 (send events as UTF-8)"
+        )
+    return None
 
 
 #: A JSON escape of a surrogate, which valid text only has in pairs.

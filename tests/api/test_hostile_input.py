@@ -65,6 +65,33 @@ def test_an_unpaired_surrogate_is_said_so(service: Service) -> None:
     ]
 
 
+def test_a_line_that_is_not_utf8_is_rejected_alone(service: Service) -> None:
+    """A byte that is not UTF-8 spoils its line, not the batch: the line is rejected with its
+    number and the rest stored, as `samtal import` and JetStream take such a stream. Only a body
+    with no line of JSON at all, or an array (one document), is refused whole."""
+    token = service.org("acme")
+    good = service.events(PRODUCT["events"], "acme")
+    lines = [json.dumps(e).encode() for e in good]
+    spoiled = (
+        json.dumps({**good[0], "id": "u-1", "call": "u-1"}).encode().replace(b"u-1", b"u\xff1")
+    )
+    with service.server.client(service.ingest) as client:
+        answer = client.post("/events", content=b"\n".join([*lines[:2], spoiled, *lines[2:]]))
+        assert answer.status_code == 200, answer.text
+        report = answer.json()
+        assert report["accepted"] == len(good)
+        [rejected] = report["rejected"]
+        assert rejected["line"] == 3 and rejected["id"] is None
+        assert rejected["reason"].startswith("not UTF-8 text: byte 0xFF at column ")
+        assert service.get(token, **{"from": "2017-01-04"}).json() == PRODUCT["expected"]
+        for body, media in (
+            ("\n".join(json.dumps(e) for e in good).encode("utf-16"), "application/x-ndjson"),
+            (b"[" + spoiled + b"]", "application/json"),
+        ):
+            refused = client.post("/events", content=body, headers={"Content-Type": media})
+            assert_problem(refused, 400, "the body is not UTF-8 text")
+
+
 def test_times_far_from_the_servers_clock_are_rejected(tmp_path: object) -> None:
     """events.md, "Time bounds": not more than SAMTAL_MAX_FUTURE_SECONDS ahead, and not
     before the retention window (never when everything is kept)."""

@@ -197,7 +197,8 @@ def test_unknown_fields_and_fields_the_type_does_not_use_are_ignored() -> None:
         (b"[1, 2]", "not a JSON object"),
         (b"42", "not a JSON object"),
         (b'{"id": ', "not valid JSON"),
-        (b"\xff\xfe{}", "not valid JSON"),
+        (b"\xff\xfe{}", "not UTF-8 text: byte 0xFF at column 1 "),
+        (b'{"id": "a\xc3"}', "not UTF-8 text: byte 0xC3 at column 10 "),
     ],
 )
 def test_lines_that_are_not_objects(line: bytes, why: str) -> None:

@@ -19,6 +19,23 @@ MEDIA_TYPES = ("", NDJSON, JSON)
 ENCODINGS = ("", "identity", "gzip", "x-gzip")
 
 
+#: Why a body that is not UTF-8 text at all is refused.
+NOT_UTF8 = (
+    "the body is not UTF-8 text: send NDJSON or a JSON array of events (compressed with gzip "
+    "if you like, with `Content-Encoding: gzip`)"
+)
+#: How the rejections of lines that are not JSON at all begin (`samtal.events`).
+_UNREADABLE = ("not valid JSON", "not UTF-8 text")
+
+
+def _utf8(body: bytes) -> bool:
+    try:
+        body.decode()
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
 class Body:
     """One request body being received: checked, decompressed and bounded as it is fed."""
 
@@ -71,25 +88,25 @@ class Body:
             raise BadBody(
                 "the body is empty: send events, as NDJSON (one per line) or a JSON array"
             )
-        try:
-            body.decode()
-        except UnicodeDecodeError:
-            raise BadBody(
-                "the body is not UTF-8 text: send NDJSON or a JSON array of events (compressed "
-                "with gzip if you like, with `Content-Encoding: gzip`)"
-            ) from None
         if self.is_array:
+            if not _utf8(body):
+                raise BadBody(NOT_UTF8)
             try:
                 results = decode_array(body)
             except ValueError as exc:
                 raise BadBody(str(exc)) from None
             return Decoded.of(results, range(1, len(results) + 1))
+        # Each line stands alone: one that is not UTF-8 is rejected with its number, as any
+        # other line that is not an event, and the rest are taken (as a file's import and
+        # JetStream take them). Only a body with no line of JSON at all is refused whole.
         decoded = decode_batch(body.split(b"\n"))
         if (
             not decoded.events
             and decoded.rejections
-            and all(r.reason.startswith("not valid JSON") for r in decoded.rejections)
+            and all(r.reason.startswith(_UNREADABLE) for r in decoded.rejections)
         ):
+            if not _utf8(body):
+                raise BadBody(NOT_UTF8)
             raise BadBody(
                 "the body is not NDJSON: no line of it is JSON (send one event, a "
                 "JSON object, per line)"
