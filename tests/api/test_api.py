@@ -260,7 +260,9 @@ def test_bodies_over_the_limit(store_url: str) -> None:
 def test_unknown_paths_and_methods_are_problems(service: Service) -> None:
     with service.server.client() as client:
         assert_problem(client.get("/nope"), 404)
-        assert_problem(client.delete("/cdr/historik"), 405)
+        refused = client.delete("/cdr/historik")
+        assert_problem(refused, 405, "this endpoint takes GET, not DELETE: see /docs")
+        assert refused.headers["allow"] == "GET"
 
 
 # -- lifetime: restarts, retention, idle calls ------------------------------------------------

@@ -125,14 +125,18 @@ def install(app: FastAPI) -> None:
         return problem(400, "bad-request", "Bad request", detail)
 
     @app.exception_handler(HTTPException)
-    async def http(_: Request, exc: HTTPException) -> Response:
+    async def http(request: Request, exc: HTTPException) -> Response:
         phrase = HTTPStatus(exc.status_code).phrase
+        headers = getattr(exc, "headers", None)
+        allowed = (headers or {}).get("Allow")
         detail = (
             exc.detail
             if isinstance(exc.detail, str) and exc.detail != phrase
             else {
                 404: "no such resource: see /docs for the endpoints",
-                405: "this method is not allowed here: see /docs",
+                405: f"this endpoint takes {allowed}, not {named(request.method)}: see /docs"
+                if allowed
+                else "this method is not allowed here: see /docs",
             }.get(exc.status_code, phrase)
         )
         return problem(
@@ -140,7 +144,7 @@ def install(app: FastAPI) -> None:
             phrase.lower().replace(" ", "-"),
             phrase,
             detail,
-            getattr(exc, "headers", None),
+            headers,
         )
 
     @app.exception_handler(ClientDisconnect)
