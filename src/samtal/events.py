@@ -366,6 +366,8 @@ def _not_utf8(line: bytes | str) -> str | None:
     return None
 
 
+#: How the reason begins where a line is not JSON at all (`_decode_fully`).
+UNREADABLE = ("not valid JSON", "not UTF-8 text")
 #: A JSON escape of a surrogate, which valid text only has in pairs.
 _SURROGATE = re.compile(rb"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
 TOO_DEEP = "JSON nested too deeply to read: an event nests at most a few levels"

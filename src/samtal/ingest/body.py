@@ -10,7 +10,7 @@ from __future__ import annotations
 import zlib
 
 from samtal.errors import BadBody, TooLarge, UnsupportedMediaType, shorten
-from samtal.events import Decoded, decode_array, decode_batch
+from samtal.events import UNREADABLE, Decoded, decode_array, decode_batch
 
 #: What a body may be: NDJSON (also assumed without a type) or a JSON array.
 NDJSON, JSON = "application/x-ndjson", "application/json"
@@ -20,12 +20,10 @@ ENCODINGS = ("", "identity", "gzip", "x-gzip")
 
 
 #: Why a body that is not UTF-8 text at all is refused.
-NOT_UTF8 = (
+_NOT_UTF8 = (
     "the body is not UTF-8 text: send NDJSON or a JSON array of events (compressed with gzip "
     "if you like, with `Content-Encoding: gzip`)"
 )
-#: How the rejections of lines that are not JSON at all begin (`samtal.events`).
-_UNREADABLE = ("not valid JSON", "not UTF-8 text")
 
 
 def _utf8(body: bytes) -> bool:
@@ -90,7 +88,7 @@ class Body:
             )
         if self.is_array:
             if not _utf8(body):
-                raise BadBody(NOT_UTF8)
+                raise BadBody(_NOT_UTF8)
             try:
                 results = decode_array(body)
             except ValueError as exc:
@@ -103,10 +101,10 @@ class Body:
         if (
             not decoded.events
             and decoded.rejections
-            and all(r.reason.startswith(_UNREADABLE) for r in decoded.rejections)
+            and all(r.reason.startswith(UNREADABLE) for r in decoded.rejections)
         ):
             if not _utf8(body):
-                raise BadBody(NOT_UTF8)
+                raise BadBody(_NOT_UTF8)
             raise BadBody(
                 "the body is not NDJSON: no line of it is JSON (send one event, a "
                 "JSON object, per line)"
