@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import random
+import re
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -43,19 +44,41 @@ STATE_TABLE = "samtal_sync_state"
 PAGE = 1000
 
 
+def shown(url: str) -> str:
+    """A database URL as a message quotes it: its password as ***, so that an error does not
+    put it in a terminal's scrollback, a cron mail or a log."""
+    try:
+        text = sa.make_url(url).render_as_string(hide_password=True)
+    except (ArgumentError, ValueError):  # not a URL SQLAlchemy reads (a port not a number...)
+        text = _PASSWORD.sub(r"\1***@", url)
+    return shorten(text, 300)
+
+
+#: The password of a URL `scheme://user:password@host...`.
+_PASSWORD = re.compile(r"(://[^/:@]*:)[^/@]*@")
+
+
+def reason(exc: sa.exc.SQLAlchemyError) -> str:
+    """What the database said, on one line: its driver's words where there are some, without
+    SQLAlchemy's additions (the statement, a link to its documentation)."""
+    orig = getattr(exc, "orig", None)
+    said = str(orig if orig is not None else exc).split("\n")[0]
+    return said if len(said) <= 300 else f"{said[:300]}..."
+
+
 def target_url(url: str) -> sa.URL:
     """The SQLAlchemy URL of `sqlite:///path`, `postgresql://...`, `mysql://...` or
     `mariadb://...` (a URL that names its driver is taken as it is)."""
     try:
         parsed = sa.make_url(url)
-    except ArgumentError:
-        raise UsageError(f"{shorten(url)} is not a database URL") from None
+    except (ArgumentError, ValueError):
+        raise UsageError(f"{shown(url)} is not a database URL") from None
     if "+" in parsed.drivername:
         return parsed
     driver = DRIVERS.get(parsed.drivername)
     if driver is None:
         raise UsageError(
-            f"{shorten(url)}: use sqlite:///path, postgresql://..., mysql://... or mariadb://..."
+            f"{shown(url)}: use sqlite:///path, postgresql://..., mysql://... or mariadb://..."
         )
     return parsed.set(drivername=driver)
 
@@ -126,7 +149,11 @@ class Copy:
         self.engine = sa.create_engine(target_url(url))
         self.source = source
         metadata, self.records, self.state = tables(table)
-        self._made(metadata)
+        try:
+            self._made(metadata)
+        except sa.exc.SQLAlchemyError as exc:
+            self.engine.dispose()
+            raise UsageError(f"cannot open the copy at {shown(url)}: {reason(exc)}") from None
         self._zoned = self.engine.dialect.name == "postgresql"
         #: True while a page is being written (a stop must wait for the commit).
         self.writing = False

@@ -136,3 +136,31 @@ def test_stats_on_no_copy_says_so_in_one_line_and_makes_nothing(tmp_path: Path) 
     )  # fmt: skip
     assert done.returncode == 1 and len(done.stderr.strip().splitlines()) == 1
     assert "has no table 'call_records'" in done.stderr
+
+
+@pytest.mark.parametrize(
+    ("url", "said"),
+    [
+        ("postgresql://bob:s3cret@127.0.0.1:1/copy", "connection failed"),
+        ("mysql://bob:s3cret@127.0.0.1:1/copy", "Can't connect to MySQL server"),
+        ("postgresql://bob:s3cret@127.0.0.1:port/copy", "is not a database URL"),
+    ],
+)
+def test_a_copy_that_cannot_be_opened_is_said_without_its_password(
+    tmp_path: Path, url: str, said: str
+) -> None:
+    """Errors land in terminals, cron mails and logs: a copy's URL is quoted with its password
+    as ***, on one line, in the database's own words."""
+    from tests.helpers import samtal
+
+    (tmp_path / "token").write_text("samtal_r_x")
+    for args in (
+        ("sync", "--from", "http://127.0.0.1:9", "--into", url, "--token-file", "token"),
+        ("stats", "--db", url, "--from", "2017-01-04"),
+    ):
+        done = samtal(*args, cwd=tmp_path)
+        assert done.returncode == 1
+        assert "s3cret" not in done.stderr + done.stdout
+        [line] = done.stderr.strip().splitlines()
+        assert "bob:***@127.0.0.1" in line and said in line, line
+        assert "sqlalche.me" not in line  # SQLAlchemy's link to its own documentation

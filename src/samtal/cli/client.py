@@ -82,14 +82,16 @@ def sync(
     tombstone; the cursor is stored with the rows, so an interrupted sync resumes exactly."""
     _need("sync", "sqlalchemy")
     from samtal.errors import SamtalError
-    from samtal.sync import Copy, Feed, SyncError
+    from samtal.sync import Copy, Feed, SyncError, shown
     from samtal.sync import sync as run
 
     token = _token(token_file)
     try:
         copy = Copy(target, source, table=table)
-    except (SamtalError, Exception) as exc:
-        raise click.ClickException(f"cannot open {target}: {exc}") from exc
+    except SamtalError as exc:
+        raise click.ClickException(str(exc)) from exc
+    except Exception as exc:  # whatever else a driver raises, said without the password
+        raise click.ClickException(f"cannot open the copy at {shown(target)}: {exc}") from exc
     stop = threading.Event()
     if every is not None:
 

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from samtal.errors import UsageError, shorten
+from samtal.errors import UsageError
 from samtal.stats.figures import Row
-from samtal.sync import column_instant, tables, target_url
+from samtal.sync import column_instant, reason, shown, tables, target_url
 from samtal.times import from_datetime, to_datetime, zone
 
 
@@ -76,23 +76,17 @@ def open_copy(url: str, table: str) -> sa.Engine:
     if target.get_backend_name() == "sqlite":
         path = target.database
         if not path or path == ":memory:" or not Path(path).is_file():
-            raise UsageError(
-                f"no copy at {shorten(url, 300)}: no such file (make one with `samtal sync`)"
-            )
+            raise UsageError(f"no copy at {shown(url)}: no such file (make one with `samtal sync`)")
     engine = sa.create_engine(target)
     try:
         present = sa.inspect(engine).has_table(table)
     except sa.exc.SQLAlchemyError as exc:
         engine.dispose()
-        orig = getattr(exc, "orig", None)
-        reason = str(orig if orig is not None else exc).split("\n")[0]
-        raise UsageError(
-            f"cannot read the copy at {shorten(url, 300)}: {shorten(reason, 200)}"
-        ) from None
+        raise UsageError(f"cannot read the copy at {shown(url)}: {reason(exc)}") from None
     if not present:
         engine.dispose()
         raise UsageError(
-            f"no copy at {shorten(url, 300)}: it has no table {table!r} (make one with "
+            f"no copy at {shown(url)}: it has no table {table!r} (make one with "
             "`samtal sync`, or name the table with --table)"
         )
     return engine
