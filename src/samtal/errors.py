@@ -6,6 +6,8 @@ prints the message. A message says what was wrong and what to do, in the user's 
 
 from __future__ import annotations
 
+import re
+
 #: How much of a client's input a message quotes back.
 QUOTE_LIMIT = 64
 
@@ -18,6 +20,16 @@ def shorten(value: object, limit: int = QUOTE_LIMIT) -> str:
         return text
     size = len(value) if isinstance(value, str) else len(text)
     return f"{text[:limit]}... ({size:,} characters)"
+
+
+def without_password(url: str) -> str:
+    """A URL (or several, joined by commas) with each password as ***, for a message or a
+    log: they end up in terminals, cron mails and log stores."""
+    return _PASSWORD.sub(r"\1***@", url)
+
+
+#: The password of a URL `scheme://user:password@host...`.
+_PASSWORD = re.compile(r"(://[^/:@,]*:)[^/@,]*@")
 
 
 def named(text: str, limit: int = QUOTE_LIMIT) -> str:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import logging
 import random
-import re
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -26,7 +25,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import mysql, postgresql, sqlite
 from sqlalchemy.exc import ArgumentError
 
-from samtal.errors import UsageError, shorten
+from samtal.errors import UsageError, shorten, without_password
 from samtal.times import retry_after_seconds
 
 log = logging.getLogger(__name__)
@@ -45,17 +44,8 @@ PAGE = 1000
 
 
 def shown(url: str) -> str:
-    """A database URL as a message quotes it: its password as ***, so that an error does not
-    put it in a terminal's scrollback, a cron mail or a log."""
-    try:
-        text = sa.make_url(url).render_as_string(hide_password=True)
-    except (ArgumentError, ValueError):  # not a URL SQLAlchemy reads (a port not a number...)
-        text = _PASSWORD.sub(r"\1***@", url)
-    return shorten(text, 300)
-
-
-#: The password of a URL `scheme://user:password@host...`.
-_PASSWORD = re.compile(r"(://[^/:@]*:)[^/@]*@")
+    """A database URL as a message quotes it: its password as ***."""
+    return shorten(without_password(url), 300)
 
 
 def reason(exc: sa.exc.SQLAlchemyError) -> str:

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 
 import click
 
-from samtal.cli._common import db_option, file_progress, open_db, settings
+from samtal.cli._common import db_option, fail, file_progress, open_db, settings
 from samtal.clock import system_clock
 from samtal.streams import StreamNames
 
@@ -103,7 +103,12 @@ def publish(
             )
         )
 
-    report = _with_progress(file, run) if sys.stderr.isatty() else run(None)
+    from samtal.errors import SamtalError
+
+    try:
+        report = _with_progress(file, run) if sys.stderr.isatty() else run(None)
+    except SamtalError as exc:  # no NATS server answered
+        fail(exc)
     for rejection in report.shown:
         click.echo(str(rejection), err=True)
     if report.rejected > len(report.shown):

@@ -24,13 +24,14 @@ import nats
 import orjson
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
-from nats.errors import NoRespondersError
+from nats.errors import NoRespondersError, NoServersError
 from nats.errors import TimeoutError as NatsTimeout
 from nats.js.api import AckPolicy, ConsumerConfig, ConsumerInfo, StorageType, StreamConfig
 from nats.js.client import JetStreamContext
 from nats.js.errors import NotFoundError
 
 from samtal import metrics
+from samtal.errors import NotReady, without_password
 from samtal.events import Event, Rejection, decode_one
 from samtal.ingest import Bounds, Report
 from samtal.ingest.apart import Apart
@@ -49,6 +50,62 @@ PACK_BYTES = 256 * 1024
 PUBLISH_TRIES = 5
 #: Seconds a stopping worker gives the batch it is storing before it leaves it to another.
 STOP_GRACE = 5.0
+
+
+#: Seconds between two log lines of the same error from the NATS client.
+SAID_EVERY = 30.0
+
+
+class _Said:
+    """What the NATS client reports (a server that does not answer, a lost connection), each
+    on one line and the same one at most every SAID_EVERY seconds. Its own callback logged a
+    traceback at every try to reach a server: 800 lines in 15 s of a worker started before
+    NATS."""
+
+    def __init__(self, url: str) -> None:
+        self.url = without_password(url)
+        #: The last error reported.
+        self.last = ""
+        #: Each error logged lately (one a server, say): when, and how often since.
+        self._logged: dict[str, tuple[float, int]] = {}
+
+    async def error(self, exc: Exception) -> None:
+        self.last = said = f"{type(exc).__name__}: {exc}"
+        now = time.monotonic()
+        at, again = self._logged.get(said, (-SAID_EVERY, 0))
+        if now - at < SAID_EVERY:
+            self._logged[said] = (at, again + 1)
+            return
+        if len(self._logged) > 100:  # errors that name something new each time
+            self._logged.clear()
+        self._logged[said] = (now, 0)
+        since = f" ({again:,} times more since it was last logged)" if again else ""
+        log.warning("NATS at %s: %s%s", self.url, said, since)
+
+    async def disconnected(self) -> None:
+        log.warning("lost the connection to NATS at %s; connecting again", self.url)
+
+    async def reconnected(self) -> None:
+        log.info("connected to NATS at %s again", self.url)
+
+
+async def connect(url: str, *, tries: int, wait: float = 2.0) -> NATS:
+    """A connection to the NATS servers of `url`, trying each up to `tries` times (-1: until
+    one answers), `wait` seconds apart; NotReady, saying why, when none answered."""
+    said = _Said(url)
+    try:
+        return await nats.connect(
+            servers(url),
+            connect_timeout=5,
+            max_reconnect_attempts=tries,
+            reconnect_time_wait=wait,
+            error_cb=said.error,
+            disconnected_cb=said.disconnected,
+            reconnected_cb=said.reconnected,
+        )
+    except (TimeoutError, NoServersError, OSError) as exc:
+        why = said.last or f"{type(exc).__name__}: {exc}"
+        raise NotReady(f"no NATS server answers at {said.url} ({why})") from None
 
 
 def max_ack_pending(batch: int) -> int:
@@ -119,7 +176,7 @@ async def publish(
     then does the work of a message once for all of them)."""
     report = Published()
     subject = names.subject
-    nc = await nats.connect(servers(url), connect_timeout=5, max_reconnect_attempts=10)
+    nc = await connect(url, tries=10)
     try:
         js = nc.jetstream()
         await ensure_stream(js, names.stream, subject, names.max_age_days, replicas)
@@ -241,12 +298,7 @@ async def consume(
     acknowledged; whatever is not is left to another worker.
     """
     done = Consumed()
-    nc = await nats.connect(
-        servers(url),
-        connect_timeout=5,
-        max_reconnect_attempts=-1,  # a worker waits for NATS to come back, however long
-        reconnect_time_wait=0.5,
-    )
+    nc = await connect(url, tries=-1, wait=0.5)  # a worker waits for NATS, however long
     try:
         js = nc.jetstream()
         await ensure_stream(js, names.stream, names.subject, names.max_age_days)
