@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import gzip
 import json
+import os
 import queue
 import re
 import shlex
@@ -68,6 +70,38 @@ def test_orgs_and_tokens(tmp_path: Path) -> None:
         ("3", "read", "acme", False, "stats", "622,711", "yes"),
     ]
     assert secret not in (tmp_path / "ops.db").read_bytes().decode("latin-1")
+
+
+def test_a_gzip_file_is_read_as_its_lines(tmp_path: Path) -> None:
+    """Events are often kept compressed: import and aggregate read a gzip file (told by its
+    first bytes, whatever its name, stdin too) as the lines inside it, and a damaged one is an
+    error in one line."""
+    env = {"SAMTAL_DATABASE_URL": f"sqlite:///{tmp_path / 'gz.db'}"}
+    assert samtal("org", "add", "acme", cwd=tmp_path, env=env).returncode == 0
+    plain = "".join(json.dumps(e) + "\n" for e in PRODUCT["events"]).encode()
+    packed = gzip.compress(plain)
+    (tmp_path / "events.ndjson").write_bytes(plain)
+    (tmp_path / "events.bin").write_bytes(packed)
+    first = samtal("import", "events.bin", cwd=tmp_path, env=env)
+    assert (first.returncode, first.stdout.strip()) == (0, "accepted 17, duplicates 0, rejected 0")
+    again = subprocess.run(
+        [sys.executable, "-m", "samtal", "import", "-"],
+        input=packed,
+        capture_output=True,
+        cwd=tmp_path,
+        env={**os.environ, **env},
+        check=False,
+    )
+    assert again.stdout.decode().strip() == "accepted 0, duplicates 17, rejected 0"
+    records = samtal("aggregate", "events.ndjson", cwd=tmp_path)
+    assert records.returncode == 0 and json.loads(records.stdout) == PRODUCT["expected"]
+    assert samtal("aggregate", "events.bin", cwd=tmp_path).stdout == records.stdout
+    (tmp_path / "cut.gz").write_bytes(packed[: len(packed) // 2])
+    for command in ("import", "aggregate"):
+        cut = samtal(command, "cut.gz", cwd=tmp_path, env=env)
+        assert cut.returncode == 1
+        [said] = cut.stderr.strip().splitlines()
+        assert said.startswith("error: cut.gz is damaged gzip near byte "), said
 
 
 def test_import(tmp_path: Path) -> None:

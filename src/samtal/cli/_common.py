@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import gzip
 import os
 import sys
+import zlib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, BinaryIO, NoReturn
@@ -60,6 +63,31 @@ def open_db(db_url: str | None, *, reads: bool = True) -> Store:
         return open_store(settings(database_url=db_url).database_url, reads=reads)
     except SamtalError as exc:
         raise click.UsageError(str(exc)) from exc
+
+
+#: How a gzip file begins (RFC 1952).
+GZIP_MAGIC = b"\x1f\x8b"
+#: What reading a damaged gzip file raises, part of the way in.
+GZIP_ERRORS = (EOFError, gzip.BadGzipFile, zlib.error)
+
+
+def unpacked(file: BinaryIO) -> BinaryIO:
+    """`file` as its lines are read: decompressed as it goes when it is gzip (its first bytes
+    say so, whatever its name; stdin too), as it is otherwise. Events are often kept
+    compressed, and POST /events takes gzip too."""
+    peek = getattr(file, "peek", None)
+    if peek is not None and peek(2)[:2] == GZIP_MAGIC:
+        return gzip.GzipFile(fileobj=file, mode="rb")  # type: ignore[return-value]
+    return file
+
+
+def damaged(file: BinaryIO, exc: Exception, done: str) -> NoReturn:
+    """Fail on a gzip file that breaks off or is damaged part of the way in; `done` says what
+    became of the lines before."""
+    where = ""
+    with contextlib.suppress(OSError, ValueError):
+        where = f" near byte {file.tell():,}"
+    fail(SamtalError(f"{file.name} is damaged gzip{where} ({exc}): {done}"))
 
 
 def fail(exc: SamtalError) -> NoReturn:

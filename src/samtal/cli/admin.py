@@ -9,7 +9,17 @@ from typing import TYPE_CHECKING, BinaryIO, NoReturn, TextIO
 
 import click
 
-from samtal.cli._common import db_option, fail, file_progress, open_db, settings, zone_option
+from samtal.cli._common import (
+    GZIP_ERRORS,
+    damaged,
+    db_option,
+    fail,
+    file_progress,
+    open_db,
+    settings,
+    unpacked,
+    zone_option,
+)
 from samtal.clock import system_clock
 from samtal.errors import SamtalError, UsageError, shorten
 
@@ -457,7 +467,8 @@ def webhook_replay(hook_id: str, after: int, db_url: str | None) -> None:
 @click.argument("file", type=click.File("rb"))
 @db_option
 def import_(file: BinaryIO, db_url: str | None) -> None:
-    """Load events v1 (NDJSON) from FILE (`-` for stdin) into the database, at full speed.
+    """Load events v1 (NDJSON, or gzip of it) from FILE (`-` for stdin) into the database, at
+    full speed.
 
     Exit status 0 when nothing was rejected, 1 otherwise; rejected lines go to stderr.
     """
@@ -466,10 +477,14 @@ def import_(file: BinaryIO, db_url: str | None) -> None:
     config = settings(database_url=db_url)
     store = open_db(config.database_url, reads=False)
     gc.disable()  # as in `aggregate`: many long-lived objects, no cycles among them
-    if sys.stderr.isatty():
-        report = _import_with_progress(store, file, config)
-    else:
-        report = import_lines(store, file, now=system_clock, settings=config)
+    lines = unpacked(file)
+    try:
+        if sys.stderr.isatty():
+            report = _import_with_progress(store, file, lines, config)
+        else:
+            report = import_lines(store, lines, now=system_clock, settings=config)
+    except GZIP_ERRORS as exc:
+        damaged(file, exc, _AGAIN)
     # Lines of unknown organisations are summed up per organisation, with what to do.
     for rejection in report.shown:
         click.echo(str(rejection), err=True)
@@ -494,13 +509,24 @@ def import_(file: BinaryIO, db_url: str | None) -> None:
     sys.exit(1 if report.rejected else 0)
 
 
-def _import_with_progress(store: Store, file: BinaryIO, config: Settings) -> ImportReport:
+#: What a damaged import leaves, and what to do.
+_AGAIN = (
+    "the lines before it may be stored; import the mended file again (what is stored counts "
+    "as duplicates)"
+)
+
+
+def _import_with_progress(
+    store: Store, file: BinaryIO, lines: BinaryIO, config: Settings
+) -> ImportReport:
+    """The import of `lines` (`file`, decompressed where it is gzip) with a progress bar over
+    the reading of `file`."""
     from samtal.ingest import import_lines
 
     with file_progress(file, "importing", "lines") as advance:
         return import_lines(
             store,
-            file,
+            lines,
             now=system_clock,
             settings=config,
             progress=lambda lines, _report: advance(lines=lines),

@@ -10,7 +10,16 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 
 import click
 
-from samtal.cli._common import db_option, fail, file_progress, open_db, settings
+from samtal.cli._common import (
+    GZIP_ERRORS,
+    damaged,
+    db_option,
+    fail,
+    file_progress,
+    open_db,
+    settings,
+    unpacked,
+)
 from samtal.clock import system_clock
 from samtal.streams import StreamNames
 
@@ -79,8 +88,8 @@ def publish(
     replicas: int,
     pack: int,
 ) -> None:
-    """Publish events v1 (NDJSON, FILE or stdin) to JetStream, one message per event (or up to
-    --pack of one organisation's).
+    """Publish events v1 (NDJSON or gzip of it, FILE or stdin) to JetStream, one message per
+    event (or up to --pack of one organisation's).
 
     Invalid lines are reported on stderr by line number and not published. Exit status 0 when
     every line was published (or was there already), 1 otherwise.
@@ -91,10 +100,12 @@ def publish(
 
     url = settings(nats_url=nats_url).nats_url
 
+    lines = unpacked(file)
+
     def run(progress: Callable[[int, Published], None] | None) -> Published:
         return asyncio.run(
             publish_lines(
-                file,
+                lines,
                 url=url,
                 names=StreamNames(stream=stream, subject=subject, max_age_days=max_age_days),
                 replicas=replicas,
@@ -109,6 +120,9 @@ def publish(
         report = _with_progress(file, run) if sys.stderr.isatty() else run(None)
     except SamtalError as exc:  # no NATS server answered
         fail(exc)
+    except GZIP_ERRORS as exc:
+        damaged(file, exc, "the lines before it are published; publish the mended file again "
+                "(the stream drops what it holds already)")  # fmt: skip
     for rejection in report.shown:
         click.echo(str(rejection), err=True)
     if report.rejected > len(report.shown):

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, BinaryIO
 
 import click
 
-from samtal.cli._common import zone_option
+from samtal.cli._common import GZIP_ERRORS, damaged, unpacked, zone_option
 
 if TYPE_CHECKING:
     from samtal.simulate import TrafficSettings
@@ -34,7 +34,8 @@ if TYPE_CHECKING:
     "else one. The records are the same either way.",
 )
 def aggregate(file: BinaryIO, tz: str, outcome: bool, workers: int | None) -> None:
-    """Aggregate events v1 (NDJSON, FILE or stdin) into call records, printed as a JSON array.
+    """Aggregate events v1 (NDJSON or gzip of it, FILE or stdin) into call records, printed as
+    a JSON array.
 
     Invalid lines are reported on stderr with their line numbers and the rest is still
     aggregated. Exit status: 0 when every line was valid, 1 when some were not, 2 on a usage
@@ -66,6 +67,12 @@ def _contents(file: BinaryIO) -> bytes | mmap.mmap:
     0.12 s before any work could start); the processes forked to aggregate it then read its
     pages where the kernel keeps them. Shortening the file while it is aggregated ends the
     command (SIGBUS), as it would change what is aggregated."""
+    lines = unpacked(file)
+    if lines is not file:
+        try:
+            return lines.read()
+        except GZIP_ERRORS as exc:
+            damaged(file, exc, "nothing is aggregated")
     try:
         if file.tell() == 0:  # (stdin may have been read from before: then from there on)
             return mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ)

@@ -62,8 +62,9 @@ class _Said:
     traceback at every try to reach a server: 800 lines in 15 s of a worker started before
     NATS."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, client: NATS) -> None:
         self.url = without_password(url)
+        self._client = client
         #: The last error reported.
         self.last = ""
         #: Each error logged lately (one a server, say): when, and how often since.
@@ -83,7 +84,8 @@ class _Said:
         log.warning("NATS at %s: %s%s", self.url, said, since)
 
     async def disconnected(self) -> None:
-        log.warning("lost the connection to NATS at %s; connecting again", self.url)
+        if not self._client.is_closed:  # (closing it calls this too)
+            log.warning("lost the connection to NATS at %s; connecting again", self.url)
 
     async def reconnected(self) -> None:
         log.info("connected to NATS at %s again", self.url)
@@ -92,13 +94,14 @@ class _Said:
 async def connect(url: str, *, tries: int, wait: float = 2.0) -> NATS:
     """A connection to the NATS servers of `url`, trying each up to `tries` times (-1: until
     one answers), `wait` seconds apart; NotReady, saying why, when none answered."""
-    said = _Said(url)
+    client = NATS()
+    said = _Said(url, client)
     try:
-        return await nats.connect(
+        await client.connect(
             servers(url),
             connect_timeout=5,
             max_reconnect_attempts=tries,
-            reconnect_time_wait=wait,
+            reconnect_time_wait=wait,  # type: ignore[arg-type]  # seconds, slept as a float
             error_cb=said.error,
             disconnected_cb=said.disconnected,
             reconnected_cb=said.reconnected,
@@ -106,6 +109,7 @@ async def connect(url: str, *, tries: int, wait: float = 2.0) -> NATS:
     except (TimeoutError, NoServersError, OSError) as exc:
         why = said.last or f"{type(exc).__name__}: {exc}"
         raise NotReady(f"no NATS server answers at {said.url} ({why})") from None
+    return client
 
 
 def max_ack_pending(batch: int) -> int:
