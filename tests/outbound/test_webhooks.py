@@ -446,8 +446,20 @@ def test_the_webhook_commands(setup: Setup) -> None:
     assert secret.startswith("whsec_") and len(secret) >= 6 + 32
     assert runner.invoke(main, ["webhook", "add", "nope", "https://x.test", *db]).exit_code == 1
     assert runner.invoke(main, ["webhook", "add", "acme", "ftp://x.test", *db]).exit_code == 1
+    for bad, said in (
+        ("https://x.test:99999/in", "has no valid port"),
+        ("https://x.test/" + "a" * 2100, "a webhook URL has at most 2,048"),
+    ):
+        refused = runner.invoke(main, ["webhook", "add", "acme", bad, *db])
+        assert refused.exit_code == 1 and said in refused.output, refused.output
     new_id = added.output.split()[1]
     assert new_id in runner.invoke(main, ["webhook", "list", *db]).output
+    with_password = "https://bob:s3cret@example.test/in"
+    keyed = runner.invoke(main, ["webhook", "add", "acme", with_password, *db])
+    assert keyed.exit_code == 0, keyed.output
+    listed = runner.invoke(main, ["webhook", "list", *db]).output
+    assert "https://bob:***@example.test/in" in listed and "s3cret" not in listed
+    runner.invoke(main, ["webhook", "remove", keyed.output.split()[1], *db])
     assert runner.invoke(main, ["webhook", "remove", new_id, *db]).exit_code == 0
     assert runner.invoke(main, ["webhook", "remove", new_id, *db]).exit_code == 1
     assert new_id not in runner.invoke(main, ["webhook", "list", *db]).output

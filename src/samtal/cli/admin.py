@@ -21,7 +21,7 @@ from samtal.cli._common import (
     zone_option,
 )
 from samtal.clock import system_clock
-from samtal.errors import SamtalError, UsageError, shorten
+from samtal.errors import SamtalError, UsageError, shorten, without_password
 
 if TYPE_CHECKING:
     from samtal.ingest import ImportReport
@@ -421,7 +421,7 @@ def webhook_list(org_name: str | None, db_url: str | None) -> None:
                 [
                     found.id,
                     found.org,
-                    found.url,
+                    without_password(found.url),  # as a log or a shared screen may show it
                     state,
                     _when(found.last_success),
                     _when(found.last_failure),

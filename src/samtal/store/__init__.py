@@ -30,6 +30,7 @@ from samtal.errors import (
     StoreError,
     UsageError,
     shorten,
+    without_password,
 )
 from samtal.events import Event
 from samtal.filters import Filters
@@ -77,6 +78,13 @@ US_PER_MINUTE = 60 * US_PER_SECOND
 ORG_TTL = 5.0
 #: The `meta` key that says every record has its outcome (`Store.fill` has nothing left to do).
 FILLED = "outcomes_filled"
+#: Characters of a webhook URL at most (what browsers and proxies commonly take).
+MAX_WEBHOOK_URL = 2048
+
+
+def _shown(url: str) -> str:
+    """A URL as a message quotes it: cut, its password as ***."""
+    return shorten(without_password(url))
 
 
 class Store:
@@ -257,7 +265,16 @@ class Store:
         `pseudonymize`: people's numbers go out as the organisation's pseudonyms."""
         parts = urlsplit(url)
         if parts.scheme not in ("https", "http") or not parts.hostname:
-            raise UsageError(f"{shorten(url)} is not an https:// (or http://) URL")
+            raise UsageError(f"{_shown(url)} is not an https:// (or http://) URL")
+        try:
+            parts.port  # noqa: B018 (read for its check: a number from 0 to 65535)
+        except ValueError:
+            raise UsageError(f"{_shown(url)} has no valid port (a number up to 65535)") from None
+        if len(url) > MAX_WEBHOOK_URL:
+            raise UsageError(
+                f"{_shown(url)} is {len(url):,} characters long: a webhook URL has at most "
+                f"{MAX_WEBHOOK_URL:,}"
+            )
         secret = "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
         hook = self.hooks.add(
             "wh_" + secrets.token_hex(8), org, url, secret, now=now, pseudonymize=pseudonymize
