@@ -484,6 +484,8 @@ def import_(file: BinaryIO, db_url: str | None) -> None:
         else:
             report = import_lines(store, lines, now=system_clock, settings=config)
     except GZIP_ERRORS as exc:
+        if lines is file:  # not the decompression's (a decoding process lost, say)
+            raise
         damaged(file, exc, _AGAIN)
     # Lines of unknown organisations are summed up per organisation, with what to do.
     for rejection in report.shown:

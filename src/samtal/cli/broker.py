@@ -121,6 +121,8 @@ def publish(
     except SamtalError as exc:  # no NATS server answered
         fail(exc)
     except GZIP_ERRORS as exc:
+        if lines is file:  # not the decompression's
+            raise
         damaged(file, exc, "the lines before it are published; publish the mended file again "
                 "(the stream drops what it holds already)")  # fmt: skip
     for rejection in report.shown:
