@@ -5,7 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import signal
 import socket
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -52,3 +57,32 @@ def test_a_worker_waiting_for_nats_says_so_once_a_while(caplog: pytest.LogCaptur
     logged = [r.getMessage() for r in caplog.records if r.name == "samtal.ingest.nats"]
     assert 1 <= len(logged) <= 2, logged  # one line a server, at most
     assert all("Connect call failed" in line for line in logged)
+
+
+@pytest.mark.slow  # a process of its own
+def test_a_worker_waiting_for_nats_stops_on_sigterm(tmp_path: Path) -> None:
+    """SIGTERM stops a worker within seconds and it exits 0, also while no NATS server has
+    answered yet (it waited for NATS, however long, and SIGTERM went unheard)."""
+    env = {
+        **os.environ,
+        "SAMTAL_DATABASE_URL": f"sqlite:///{tmp_path / 'worker.db'}",
+        "SAMTAL_NATS_URL": f"nats://127.0.0.1:{_closed_port()}",
+    }
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "samtal", "consume"],
+        env=env,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert worker.stderr is not None
+        first = worker.stderr.readline()  # trying to reach NATS, and failing
+        assert "NATS at nats://127.0.0.1:" in first, first
+        worker.send_signal(signal.SIGTERM)
+        assert worker.wait(timeout=10) == 0
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+            worker.wait()
+        assert worker.stderr is not None
+        worker.stderr.close()

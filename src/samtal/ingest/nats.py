@@ -17,7 +17,7 @@ import contextlib
 import hashlib
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 
 import nats
@@ -302,7 +302,9 @@ async def consume(
     acknowledged; whatever is not is left to another worker.
     """
     done = Consumed()
-    nc = await connect(url, tries=-1, wait=0.5)  # a worker waits for NATS, however long
+    nc = await _until_stopped(connect(url, tries=-1, wait=0.5), stop)  # however long it takes
+    if nc is None:  # stopped before NATS answered
+        return done
     try:
         js = nc.jetstream()
         await ensure_stream(js, names.stream, names.subject, names.max_age_days)
@@ -590,6 +592,21 @@ async def _store_until_stopped(
                 await message.in_progress()
             await _pause(stop, wait)
             wait = min(wait * 2, 10.0)
+    return None
+
+
+async def _until_stopped(connecting: Awaitable[NATS], stop: asyncio.Event) -> NATS | None:
+    """The connection `connecting` makes, or None when `stop` is set first (then it is given
+    up): a worker waiting for NATS stops on SIGTERM like one that is working."""
+    made = asyncio.ensure_future(connecting)
+    stopping = asyncio.ensure_future(stop.wait())
+    await asyncio.wait((made, stopping), return_when=asyncio.FIRST_COMPLETED)
+    stopping.cancel()
+    if made.done():
+        return made.result()
+    made.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await made
     return None
 
 
