@@ -4,6 +4,7 @@ the server's clock, made-up methods, floods of bad tokens, and errors said in ou
 from __future__ import annotations
 
 import contextlib
+import gzip
 import json
 import socket
 
@@ -90,6 +91,10 @@ def test_a_line_that_is_not_utf8_is_rejected_alone(service: Service) -> None:
         ):
             refused = client.post("/events", content=body, headers={"Content-Type": media})
             assert_problem(refused, 400, "the body is not UTF-8 text")
+        # gzip sent without its header: said so, rather than "not UTF-8".
+        packed = gzip.compress(b"\n".join(lines))
+        undeclared = client.post("/events", content=packed)
+        assert_problem(undeclared, 400, "the body is gzip", "`Content-Encoding: gzip`")
 
 
 def test_times_far_from_the_servers_clock_are_rejected(tmp_path: object) -> None:

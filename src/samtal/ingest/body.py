@@ -26,6 +26,13 @@ _NOT_UTF8 = (
 )
 
 
+#: Why a gzip body sent without saying so is refused.
+_UNDECLARED_GZIP = (
+    "the body is gzip, but its `Content-Encoding` does not say so: send it with "
+    "`Content-Encoding: gzip`"
+)
+
+
 def _utf8(body: bytes) -> bool:
     try:
         body.decode()
@@ -88,7 +95,7 @@ class Body:
             )
         if self.is_array:
             if not _utf8(body):
-                raise BadBody(_NOT_UTF8)
+                raise BadBody(self._not_utf8(body))
             try:
                 results = decode_array(body)
             except ValueError as exc:
@@ -104,12 +111,18 @@ class Body:
             and all(r.reason.startswith(UNREADABLE) for r in decoded.rejections)
         ):
             if not _utf8(body):
-                raise BadBody(_NOT_UTF8)
+                raise BadBody(self._not_utf8(body))
             raise BadBody(
                 "the body is not NDJSON: no line of it is JSON (send one event, a "
                 "JSON object, per line)"
             )
         return decoded
+
+    def _not_utf8(self, body: bytes) -> str:
+        """Why a body that is not UTF-8 text is refused: often, gzip not declared."""
+        if self._gunzip is None and body.startswith(b"\x1f\x8b"):  # gzip's first bytes
+            return _UNDECLARED_GZIP
+        return _NOT_UTF8
 
     def _too_large(self) -> TooLarge:
         what = "the body, decompressed," if self._gunzip is not None else "the body"
