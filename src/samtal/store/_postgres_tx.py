@@ -12,6 +12,7 @@ from psycopg import errors
 
 from samtal.events import Event
 from samtal.store._base import CallKey, CallRow, Gone, KnownCall, RecordRow
+from samtal.store._sql import SqlTx
 
 #: The channel a commit that gave out change numbers notifies, with its organisation.
 CHANNEL = "samtal_changes"
@@ -39,11 +40,14 @@ ARRAYS_UP_TO = 200
 PARTITIONED = ("events", "records")
 
 
-class PostgresTx:
+class PostgresTx(SqlTx):
     """One write transaction on a pooled connection (see WriteTx). Sets of keys go in as
     arrays, so that a batch of many organisations costs the same few statements as a batch of
     one. It remembers the day of every call it locked: each statement on a call's rows names
     its day, so that PostgreSQL looks in that day's partition alone."""
+
+    db: psycopg.Connection[Any]
+    placeholder = "%s"
 
     def __init__(self, db: psycopg.Connection[Any]) -> None:
         self.db = db
@@ -177,16 +181,6 @@ class PostgresTx:
                 (orgs, days, starts, calls),
             ).fetchall()
         return {(org, call): (json, outcome) for org, call, json, outcome in rows}
-
-    def note_erasure(self, org: str, at: int, by: str, selector: str, calls: int) -> int:
-        """Keep an erasure in the audit trail (see WriteTx); its id."""
-        row = self.db.execute(
-            "INSERT INTO erasures (org, at, by, selector, calls) "
-            "VALUES (%s, %s, %s, %s, %s) RETURNING id",
-            (org, at, by, selector, calls),
-        ).fetchone()
-        assert row is not None
-        return int(row[0])
 
     def erase(self, org: str, calls: Sequence[tuple[str, int, int]], now: int) -> None:
         """Delete the calls' events, each in its day's partition, and mark them erased (see

@@ -64,6 +64,27 @@ class Connection(Protocol):
     def execute(self, sql: Any, params: Any = ..., /) -> Cursor: ...
 
 
+class SqlTx:
+    """What every engine's write transaction (see WriteTx) says alike, in its placeholders."""
+
+    #: The engine's parameter placeholder, for `?` in the shared statements.
+    placeholder: ClassVar[str] = "?"
+    db: Connection
+
+    def note_erasure(self, org: str, at: int, by: str, selector: str, calls: int) -> int:
+        """Keep an erasure in the audit trail (see WriteTx); its id."""
+        row = self.db.execute(
+            _swap(
+                "INSERT INTO erasures (org, at, by, selector, calls) VALUES (?, ?, ?, ?, ?) "
+                "RETURNING id",
+                self.placeholder,
+            ),
+            (org, at, by, selector, calls),
+        ).fetchone()
+        assert row is not None
+        return int(row[0])
+
+
 class SqlEngine(ABC):
     """A database samtal can run on: the shared SQL over an engine's primitives."""
 

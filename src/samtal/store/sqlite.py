@@ -22,7 +22,7 @@ from samtal.errors import StoreError
 from samtal.events import Event
 from samtal.filters import Filters
 from samtal.store._base import CallKey, CallRow, Gone, KnownCall, RecordRow, Refused
-from samtal.store._sql import Hint, SqlEngine
+from samtal.store._sql import Hint, SqlEngine, SqlTx
 from samtal.store._sqlite_schema import MIGRATIONS
 
 #: Bytes a page of a new database (see `_connect`).
@@ -301,10 +301,12 @@ def _keys(keys: Sequence[CallKey] | Sequence[tuple[str, str]]) -> bytes:
     return orjson.dumps(keys)
 
 
-class _Tx:
+class _Tx(SqlTx):
     """One write transaction on the writer connection (see WriteTx). Sets of keys go in as one
     JSON array that `json_each` reads, so that a batch of many organisations costs the same
     few statements as a batch of one."""
+
+    db: sqlite3.Connection
 
     def __init__(self, db: sqlite3.Connection) -> None:
         self.db = db
@@ -400,16 +402,6 @@ class _Tx:
                 (orjson.dumps([tuple(g) for g in where]),),
             )
         }
-
-    def note_erasure(self, org: str, at: int, by: str, selector: str, calls: int) -> int:
-        """Keep an erasure in the audit trail (see WriteTx); its id."""
-        row = self.db.execute(
-            "INSERT INTO erasures (org, at, by, selector, calls) "
-            "VALUES (?, ?, ?, ?, ?) RETURNING id",
-            (org, at, by, selector, calls),
-        ).fetchone()
-        assert row is not None
-        return int(row[0])
 
     def erase(self, org: str, calls: Sequence[tuple[str, int, int]], now: int) -> None:
         """Delete the calls' events and mark them erased (see WriteTx)."""
