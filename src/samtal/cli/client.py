@@ -97,7 +97,10 @@ def sync(
 
         def halt(*_: object) -> None:
             # Between transactions at once (a waiting request is dropped); inside one, at its
-            # commit.
+            # commit. A second signal (Ctrl-C twice; a supervisor and its `timeout` each
+            # sending one) finds the stop under way: raised again, it broke the closing.
+            if stop.is_set():
+                return
             stop.set()
             if not copy.writing:
                 raise _Stopped
