@@ -112,3 +112,10 @@ def test_an_empty_period_says_so(copy: str) -> None:
 def test_bad_choices_name_their_option(copy: str) -> None:
     made = CliRunner().invoke(main, ["stats", "--db", copy, *PERIOD, "--days", "0"])
     assert made.exit_code != 0 and "`days` '0' is not a list of ISO weekdays" in made.output
+
+
+def test_a_report_that_cannot_be_written_says_why_in_one_line(copy: str, tmp_path: Path) -> None:
+    nowhere = tmp_path / "no such folder" / "report.html"
+    made = CliRunner().invoke(main, ["stats", "--db", copy, *PERIOD, "--out", str(nowhere)])
+    assert made.exit_code == 1
+    assert made.output.strip() == f"Error: cannot write {nowhere}: No such file or directory"
