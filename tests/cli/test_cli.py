@@ -406,3 +406,28 @@ def test_erase(tmp_path: Path) -> None:
         assert (refused.returncode, reason in refused.stderr) == (code, True), refused.stderr
     unknown = samtal("erase", "nobody", "--call", "x", cwd=tmp_path, env=env)
     assert unknown.returncode == 1 and "unknown organisation 'nobody'" in unknown.stderr
+
+
+def test_output_that_cannot_be_written_is_one_line_of_error(tmp_path: Path) -> None:
+    """A folder that is not there, a disk that is full: said in one line, not a traceback."""
+    nowhere = tmp_path / "no such folder" / "events.ndjson"
+    made = samtal("simulate", "--out", str(nowhere), cwd=tmp_path)
+    assert made.returncode == 1
+    assert made.stderr.strip() == f"Error: cannot write {nowhere}: No such file or directory"
+    (tmp_path / "events.ndjson").write_text(
+        "".join(json.dumps(e) + "\n" for e in PRODUCT["events"])
+    )
+    with open("/dev/full", "wb") as full:  # Linux's always-full device
+        for args in (["simulate"], ["aggregate", "events.ndjson"]):
+            done = subprocess.run(
+                [sys.executable, "-m", "samtal", *args],
+                cwd=tmp_path,
+                stdout=full,
+                stderr=subprocess.PIPE,
+                text=True,
+                check=False,
+            )
+            assert done.returncode == 1, done.stderr
+            assert done.stderr.strip().splitlines()[-1] == (
+                "Error: cannot write standard output: No space left on device"
+            ), done.stderr

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import gzip
 import os
 import sys
@@ -88,6 +89,19 @@ def damaged(file: BinaryIO, exc: Exception, done: str) -> NoReturn:
     with contextlib.suppress(OSError, ValueError):
         where = f" near byte {file.tell():,}"
     fail(SamtalError(f"{file.name} is damaged gzip{where} ({exc}): {done}"))
+
+
+@contextmanager
+def writing(what: str) -> Iterator[None]:
+    """An error while writing `what` (a file, standard output) as one line: a folder that is
+    not there, a full disk. A reader gone away (`| head`) is left to click, which ends
+    quietly."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.errno == errno.EPIPE:
+            raise
+        raise click.ClickException(f"cannot write {what}: {exc.strerror or exc}") from exc
 
 
 def fail(exc: SamtalError) -> NoReturn:

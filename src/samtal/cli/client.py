@@ -14,7 +14,7 @@ from typing import Any
 
 import click
 
-from samtal.cli._common import zone_option
+from samtal.cli._common import writing, zone_option
 
 
 def _need(extra: str, module: str) -> None:
@@ -289,10 +289,8 @@ def stats(
     if out is None:
         click.echo(text, nl=False)
     else:
-        try:
+        with writing(str(out)):
             out.write_text(text, encoding="utf-8")
-        except OSError as exc:  # no such folder, no room, not allowed
-            raise click.ClickException(f"cannot write {out}: {exc.strerror or exc}") from exc
         click.echo(f"wrote {out}", err=True)
     if found["calls"]["calls"] == 0:
         held = (

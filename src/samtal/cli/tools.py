@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, BinaryIO
 
 import click
 
-from samtal.cli._common import GZIP_ERRORS, damaged, unpacked, zone_option
+from samtal.cli._common import GZIP_ERRORS, damaged, unpacked, writing, zone_option
 
 if TYPE_CHECKING:
     from samtal.simulate import TrafficSettings
@@ -55,8 +55,9 @@ def aggregate(file: BinaryIO, tz: str, outcome: bool, workers: int | None) -> No
     for rejection in rejections:
         click.echo(str(rejection), err=True)
     out = sys.stdout.buffer
-    out.write(b"[\n" + b",\n".join(records) + b"\n]\n" if records else b"[]\n")
-    out.flush()
+    with writing("standard output"):
+        out.write(b"[\n" + b",\n".join(records) + b"\n]\n" if records else b"[]\n")
+        out.flush()
     if rejections:
         click.echo(f"{len(rejections)} invalid line(s) skipped", err=True)
         sys.exit(1)
@@ -164,9 +165,10 @@ def simulate(
         disorder=disorder,
     )
     if out_path is None:
-        _write_lines(sys.stdout.buffer, traffic)
+        with writing("standard output"):
+            _write_lines(sys.stdout.buffer, traffic)
     else:
-        with open(out_path, "wb") as out:
+        with writing(out_path), open(out_path, "wb") as out:
             _write_lines(out, traffic)
 
 
