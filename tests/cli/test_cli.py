@@ -401,9 +401,14 @@ def test_erase(tmp_path: Path) -> None:
         ([], 2, "give --call ID (one or more) or --number NUMBER"),
         (["--call", "x", "--from", "2017-01-04"], 2, "--from and --to choose the calls"),
         (["--number", number, "--from", "someday"], 1, "`from` ('someday') is not in a form"),
+        # A number mistyped matches no call: refused, not "erased 0 call(s)" and an audit row.
+        (["--number", "+46 72 111 11 11"], 2, "`--number` '+46 72 111 11 11' is not a number"),
+        (["--call", "c\t1"], 2, "`--call` holds a control character (U+0009)"),
     ]:
         refused = samtal("erase", "acme", *wrong, cwd=tmp_path, env=env)
         assert (refused.returncode, reason in refused.stderr) == (code, True), refused.stderr
+    trail = samtal("erase", "acme", "--call", "x", cwd=tmp_path, env=env)
+    assert trail.stdout.strip() == "erased 0 call(s) of acme (erasure 3)"  # none refused kept
     unknown = samtal("erase", "nobody", "--call", "x", cwd=tmp_path, env=env)
     assert unknown.returncode == 1 and "unknown organisation 'nobody'" in unknown.stderr
 

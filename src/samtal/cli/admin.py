@@ -560,13 +560,20 @@ def erase(
     transaction, each record leaves a tombstone that says it was erased (so every copy kept
     with the feed erases it too), its late events are dropped, and the erasure is kept in the
     audit trail with the number only as a keyed hash. WHEN takes the forms of /cdr/historik."""
+    from samtal.events import why_not
     from samtal.period import parse_selection
     from samtal.times import zone
 
     if bool(calls) == (number is not None):
-        raise click.UsageError("give --call ID (one or more) or --number NUMBER")
+        raise click.UsageError("give --call ID (one or more) or --number NUMBER, not both")
     if number is None and (from_ is not None or to is not None):
         raise click.UsageError("--from and --to choose the calls of a --number")
+    # As POST /cdr/erasures checks them: a number mistyped (`+46 72 111`) matches no call, and
+    # an operator would be told "erased 0 calls" of a person whose calls are all still there.
+    why = why_not("number", "--number", number) if number is not None else None
+    why = why or next(filter(None, (why_not("id", "--call", call) for call in calls)), None)
+    if why is not None:
+        raise click.UsageError(why)
     store = open_db(db_url)
     try:
         found = store.org(org_name)
