@@ -28,8 +28,9 @@ def without_password(url: str) -> str:
     return _PASSWORD.sub(r"\1***@", url)
 
 
-#: The password of a URL `scheme://user:password@host...`.
-_PASSWORD = re.compile(r"(://[^/:@,]*:)[^/@,]*@")
+#: The password of a URL `scheme://user:password@host...`: up to the `@`, even where it holds
+#: a `/` that should have been written `%2F`.
+_PASSWORD = re.compile(r"(://[^/:@,\s]*:)[^@,\s]*@")
 
 
 def named(text: str, limit: int = QUOTE_LIMIT) -> str:
