@@ -28,6 +28,11 @@ def without_password(url: str) -> str:
     return _PASSWORD.sub(r"\1***@", url)
 
 
+def quoted_url(url: str, limit: int = QUOTE_LIMIT) -> str:
+    """A URL as a message quotes it: its password as ***, cut to about `limit` characters."""
+    return shorten(without_password(url), limit)
+
+
 #: The password of a URL `scheme://user:password@host...`: up to the `@`, even where it holds
 #: a `/` that should have been written `%2F`.
 _PASSWORD = re.compile(r"(://[^/:@,\s]*:)[^@,\s]*@")

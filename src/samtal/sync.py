@@ -25,7 +25,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import mysql, postgresql, sqlite
 from sqlalchemy.exc import ArgumentError
 
-from samtal.errors import UsageError, shorten, without_password
+from samtal.errors import UsageError, quoted_url, shorten
 from samtal.times import retry_after_seconds
 
 log = logging.getLogger(__name__)
@@ -44,8 +44,8 @@ PAGE = 1000
 
 
 def shown(url: str) -> str:
-    """A database URL as a message quotes it: its password as ***."""
-    return shorten(without_password(url), 300)
+    """A database URL as a message quotes it: its password as ***, up to 300 characters."""
+    return quoted_url(url, 300)
 
 
 def reason(exc: sa.exc.SQLAlchemyError) -> str:

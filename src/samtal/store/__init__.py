@@ -29,8 +29,8 @@ from samtal.errors import (
     SamtalError,
     StoreError,
     UsageError,
+    quoted_url,
     shorten,
-    without_password,
 )
 from samtal.events import Event
 from samtal.filters import Filters
@@ -80,11 +80,6 @@ ORG_TTL = 5.0
 FILLED = "outcomes_filled"
 #: Characters of a webhook URL at most (what browsers and proxies commonly take).
 MAX_WEBHOOK_URL = 2048
-
-
-def _shown(url: str) -> str:
-    """A URL as a message quotes it: cut, its password as ***."""
-    return shorten(without_password(url))
 
 
 class Store:
@@ -265,14 +260,16 @@ class Store:
         `pseudonymize`: people's numbers go out as the organisation's pseudonyms."""
         parts = urlsplit(url)
         if parts.scheme not in ("https", "http") or not parts.hostname:
-            raise UsageError(f"{_shown(url)} is not an https:// (or http://) URL")
+            raise UsageError(f"{quoted_url(url)} is not an https:// (or http://) URL")
         try:
             parts.port  # noqa: B018 (read for its check: a number from 0 to 65535)
         except ValueError:
-            raise UsageError(f"{_shown(url)} has no valid port (a number up to 65535)") from None
+            raise UsageError(
+                f"{quoted_url(url)} has no valid port (a number up to 65535)"
+            ) from None
         if len(url) > MAX_WEBHOOK_URL:
             raise UsageError(
-                f"{_shown(url)} is {len(url):,} characters long: a webhook URL has at most "
+                f"{quoted_url(url)} is {len(url):,} characters long: a webhook URL has at most "
                 f"{MAX_WEBHOOK_URL:,}"
             )
         secret = "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
