@@ -72,6 +72,30 @@ def test_orgs_and_tokens(tmp_path: Path) -> None:
     assert secret not in (tmp_path / "ops.db").read_bytes().decode("latin-1")
 
 
+def test_a_mistyped_database_path_is_refused_and_nothing_is_made(tmp_path: Path) -> None:
+    # An operator who mistypes --db must not be told "no organisations" from a new, empty
+    # database, left behind with its folders: only the commands that bring data in make one.
+    db = ["--db", f"sqlite:///{tmp_path / 'typo' / 'samtal.db'}"]
+    for command in [
+        ["org", "list"],
+        ["org", "set", "acme", "--retention-days", "7"],
+        ["token", "list"],
+        ["token", "create", "acme"],
+        ["token", "revoke", "1"],
+        ["webhook", "list"],
+        ["webhook", "add", "acme", "https://example.com/in"],
+        ["erase", "acme", "--call", "c-1"],
+    ]:
+        refused = samtal(*command, *db, cwd=tmp_path)
+        assert refused.returncode == 2, (command, refused.stderr)
+        assert f"no database at '{tmp_path / 'typo' / 'samtal.db'}'" in refused.stderr, command
+        assert not (tmp_path / "typo").exists(), command
+    # An installation's first ingest token may come before its first organisation.
+    assert samtal("token", "create", "--ingest", *db, cwd=tmp_path).returncode == 0
+    assert samtal("org", "add", "acme", *db, cwd=tmp_path).returncode == 0
+    assert samtal("org", "list", *db, cwd=tmp_path).stdout.startswith("acme\t")
+
+
 def test_a_gzip_file_is_read_as_its_lines(tmp_path: Path) -> None:
     """Events are often kept compressed: import and aggregate read a gzip file (told by its
     first bytes, whatever its name, stdin too) as the lines inside it, and a damaged one is an

@@ -56,12 +56,14 @@ def settings(**overrides: Any) -> Settings:
         raise click.UsageError(str(exc)) from exc
 
 
-def open_db(db_url: str | None, *, reads: bool = True) -> Store:
-    """The store that `--db` (or the settings) name (`reads=False`: see `open_store`)."""
+def open_db(db_url: str | None, *, reads: bool = True, create: bool = False) -> Store:
+    """The store that `--db` (or the settings) name (`reads=False`: see `open_store`). Only
+    the commands that bring data in (`create=True`) make a SQLite file that is not there: the
+    rest, given a mistyped path, say so rather than answer from a new, empty database."""
     from samtal.store import open_store
 
     try:
-        return open_store(settings(database_url=db_url).database_url, reads=reads)
+        return open_store(settings(database_url=db_url).database_url, reads=reads, create=create)
     except SamtalError as exc:
         raise click.UsageError(str(exc)) from exc
 

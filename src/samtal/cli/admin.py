@@ -66,7 +66,7 @@ def org_add(name: str | None, tz: str, from_file: TextIO | None, db_url: str | N
         return
     assert name is not None
     try:
-        added = open_db(db_url).add_org(name, tz, now=system_clock())
+        added = open_db(db_url, create=True).add_org(name, tz, now=system_clock())
     except SamtalError as exc:
         fail(exc)
     click.echo(f"added organisation {added.name} ({added.tz})")
@@ -104,7 +104,7 @@ def _add_orgs(source: TextIO, default_tz: str, db_url: str | None) -> None:
     if bad:
         _refuse(bad, "nothing was added")
     try:
-        made = set(open_db(db_url).add_orgs(rows, now=system_clock()))
+        made = set(open_db(db_url, create=True).add_orgs(rows, now=system_clock()))
     except SamtalError as exc:
         fail(exc)
     existing = [name for name in line_of if name not in made]
@@ -256,7 +256,8 @@ def token_create(
         _create_tokens(from_file, db_url, scopes=scopes, groups=groups, pseudonymize=pseudonymize)
         return
     try:
-        made, secret = open_db(db_url).create_token(
+        # An installation's first ingest token may come before its first organisation.
+        made, secret = open_db(db_url, create=ingest).create_token(
             "ingest" if ingest else "read",
             org=org_name,
             now=system_clock(),
@@ -475,7 +476,7 @@ def import_(file: BinaryIO, db_url: str | None) -> None:
     from samtal.ingest import import_lines
 
     config = settings(database_url=db_url)
-    store = open_db(config.database_url, reads=False)
+    store = open_db(config.database_url, reads=False, create=True)
     gc.disable()  # as in `aggregate`: many long-lived objects, no cycles among them
     lines = unpacked(file)
     try:

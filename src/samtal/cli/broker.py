@@ -205,7 +205,7 @@ def consume(
     configure_logging(config.log_format)
     # Opened here to fail at once on a database that cannot work, and to bring its schema up
     # to date; the batches are stored by processes of the consumer's own, each with its store.
-    store = open_db(config.database_url)
+    store = open_db(config.database_url, create=True)
     writers = store.writers
     store.close()
     if metrics_port is not None:

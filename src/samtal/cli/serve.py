@@ -65,7 +65,9 @@ def serve(host: str, port: int, workers: int, metrics_port: int | None, db_url: 
 
     collect_rarely()
     config = settings(database_url=db_url)
-    open_db(config.database_url).close()  # a bad URL or a newer schema fails here, once
+    open_db(
+        config.database_url, create=True
+    ).close()  # a bad URL or a newer schema fails here, once
     configure_logging(config.log_format)
     if metrics_port is not None:
         from prometheus_client import start_http_server
@@ -132,7 +134,7 @@ def demo(port: int, db_url: str, days: int) -> None:
 
     listener = _listen("127.0.0.1", port)  # first: a busy port fails before anything is made
     port = listener.getsockname()[1]
-    store = open_db(db_url)
+    store = open_db(db_url, create=True)
     if not store.orgs_named([DEMO_ORG]):
         store.add_org(DEMO_ORG, DEFAULT_TZ, now=system_clock())
     today = date.today()

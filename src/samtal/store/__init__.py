@@ -701,15 +701,16 @@ def _check_cursor(after: int, feed: FeedRead) -> None:
         )
 
 
-def open_store(url: str, *, reads: bool = True) -> Store:
+def open_store(url: str, *, reads: bool = True, create: bool = True) -> Store:
     """The store at `url`: `sqlite:///relative.db`, `sqlite:////absolute.db`, or
     `postgresql://user@host:port/database`. The engine is imported only when used.
     `reads=False`: the process mostly writes (an import), and an engine that takes several
-    writers gives them more of its connections."""
+    writers gives them more of its connections. `create=False`: a SQLite file that does not
+    exist is an error rather than a new database (a PostgreSQL database is never made)."""
     if url.startswith("sqlite:"):
         from samtal.store.sqlite import SqliteEngine
 
-        return Store(SqliteEngine(url))
+        return Store(SqliteEngine(url, create=create))
     if url.startswith(("postgresql:", "postgres:")):
         try:
             from samtal.store.postgres import PostgresEngine

@@ -65,9 +65,20 @@ class SqliteEngine(SqlEngine):
     writers = 1  # SQLite takes one writer at a time
     hourly = " INDEXED BY records_hourly"
 
-    def __init__(self, url: str, migrations: tuple[str, ...] = MIGRATIONS) -> None:
+    def __init__(
+        self, url: str, migrations: tuple[str, ...] = MIGRATIONS, *, create: bool = True
+    ) -> None:
         super().__init__(migrations)
         path = path_of(url)
+        if not create and not Path(path).exists():
+            # A mistyped path would otherwise be a new, empty database (and its folders): a
+            # command that only reads or changes what is there would report "nothing" and
+            # leave it behind.
+            raise StoreError(
+                f"no database at {str(Path(path).absolute())!r}: check the URL (a relative "
+                "path is read from the current folder); `samtal org add` or `samtal import` "
+                "makes a new one"
+            )
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         self._path = path
         self._lock = threading.Lock()
