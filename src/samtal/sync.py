@@ -306,6 +306,23 @@ class Progress:
     up_to_date: bool = False
 
 
+def server_url(text: str) -> str:
+    """The samtal server's URL as the copy keys its cursor by it: scheme and host in lower
+    case, no default port, no password, no trailing `/`. So `https://api.example.com/`
+    resumes where `https://api.example.com` stopped instead of walking the whole feed again.
+    UsageError for anything but an http(s) URL with a host: nothing to retry."""
+    try:
+        url = httpx.URL(text)
+    except httpx.InvalidURL as exc:
+        raise UsageError(f"--from {quoted_url(text)} is not a URL: {exc}") from None
+    if url.scheme not in ("http", "https") or not url.host:
+        raise UsageError(
+            f"--from {quoted_url(text)} is not a server's URL: give http:// or https:// and "
+            "its host, e.g. https://api.example.com"
+        )
+    return f"{url.scheme}://{url.netloc.decode('ascii')}{url.path.rstrip('/')}"
+
+
 class Feed:
     """The change feed of a samtal server, read with a read token, with retries: 429 waits for
     `Retry-After`; 5xx and connection errors back off exponentially with jitter."""
@@ -324,6 +341,7 @@ class Feed:
             headers={"Authorization": f"Bearer {token}"},
             timeout=httpx.Timeout(10, read=90),
         )
+        self._base = base_url.rstrip("/")
         self._attempts = attempts  # None: keep trying
         self._sleep = sleep
 
@@ -347,6 +365,12 @@ class Feed:
                     log.info("rate limited: waiting %.0f s as the server asks", delay)
                     self._sleep(delay)
                     continue
+                if status == 404:
+                    raise SyncError(
+                        f"{_problem(status, body)}: {quoted_url(self._base)} has no change feed "
+                        "(/cdr/changes); give --from the server's root, e.g. "
+                        "https://api.example.com"
+                    )
                 if status < 500:
                     raise SyncError(_problem(status, body))
                 problem = _problem(status, body)

@@ -221,6 +221,45 @@ def test_the_token_never_comes_from_the_command_line(tmp_path: Path) -> None:
     assert result.exit_code == 2 and "SAMTAL_TOKEN or --token-file" in result.output
 
 
+def test_the_same_server_written_another_way_resumes_the_same_copy(
+    live: Live, tmp_path: Path
+) -> None:
+    """The cursor is kept per server: a `/` at the end, or the scheme in capitals, is the same
+    server, and must not walk the whole feed into the copy again."""
+    target = f"sqlite:///{tmp_path / 'copy.db'}"
+    run_sync(live, target)
+    for written in (live.url + "/", live.url.replace("http://", "HTTP://")):
+        result = CliRunner().invoke(
+            main,
+            ["sync", "--from", written, "--into", target],
+            env={"SAMTAL_TOKEN": live.read},
+        )
+        assert result.exit_code == 0, result.output
+        assert "synced 0 records and 0 deletions" in result.output, written
+    # A path under the server is no server: said at once, with what to give instead.
+    result = CliRunner().invoke(
+        main,
+        ["sync", "--from", live.url + "/cdr", "--into", target],
+        env={"SAMTAL_TOKEN": live.read},
+    )
+    assert result.exit_code == 1 and "give --from the server's root" in result.output
+
+
+@pytest.mark.parametrize("source", ["127.0.0.1:8080", "http://", "ftp://files.example.com"])
+def test_a_source_that_is_not_a_server_url_is_refused_at_once(tmp_path: Path, source: str) -> None:
+    # Without a scheme httpx refuses every request, which sync took for an outage: eight tries
+    # over about two minutes before it said so.
+    result = CliRunner().invoke(
+        main,
+        ["sync", "--from", source, "--into", f"sqlite:///{tmp_path / 'c.db'}"],
+        env={"SAMTAL_TOKEN": "samtal_r_x"},
+    )
+    assert result.exit_code == 2, result.output
+    assert "is not a server's URL: give http:// or https://" in result.output
+    assert "trying again" not in result.output
+    assert not (tmp_path / "c.db").exists()
+
+
 def test_every_follows_new_records_and_stops_on_sigterm(live: Live, tmp_path: Path) -> None:
     target = f"sqlite:///{tmp_path / 'copy.db'}"
     env = {**os.environ, "SAMTAL_TOKEN": live.read}

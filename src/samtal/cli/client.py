@@ -82,10 +82,14 @@ def sync(
     tombstone; the cursor is stored with the rows, so an interrupted sync resumes exactly."""
     _need("sync", "sqlalchemy")
     from samtal.errors import SamtalError
-    from samtal.sync import Copy, Feed, SyncError, shown
+    from samtal.sync import Copy, Feed, SyncError, server_url, shown
     from samtal.sync import sync as run
 
     token = _token(token_file)
+    try:
+        source = server_url(source)
+    except SamtalError as exc:
+        raise click.UsageError(str(exc)) from exc
     try:
         copy = Copy(target, source, table=table)
     except SamtalError as exc:
