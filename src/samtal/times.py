@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta, timezone
 from functools import lru_cache
 from typing import Final
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -228,8 +228,22 @@ def render(instant: int, zone: ZoneInfo) -> str:
     except KeyError:  # once a minute of a zone
         head, offset = _minute_parts(minute, zone)
     if not head:
-        return to_datetime(instant, zone).isoformat(timespec="milliseconds")
+        return _render_alone(instant, zone)
     return head + (_SECONDS or _seconds_of_minute())[within // 1000] + offset
+
+
+def _render_alone(instant: int, zone: ZoneInfo) -> str:
+    """`render` of an instant in a minute the cache cannot hold: one with a clock change, or
+    one whose offset has seconds (a zone's local mean time before it took a standard one, such
+    as Stockholm's +01:12:12 before 1879). `±HH:MM:SS` is read by no RFC 3339 parser (ours
+    included), so the instant is written at the offset rounded up to a whole minute (+01:13):
+    the same instant, its clock under a minute ahead of the zone's, so that a day or an hour of
+    the zone still starts on its own date and hour."""
+    moment = to_datetime(instant, zone)
+    ahead = (moment.utcoffset() or timedelta()) // timedelta(seconds=1)
+    if ahead % 60:
+        moment = moment.astimezone(timezone(timedelta(minutes=-(-ahead // 60))))
+    return moment.isoformat(timespec="milliseconds")
 
 
 US_PER_HOUR: Final = 60 * _US_PER_MINUTE

@@ -437,6 +437,28 @@ def test_erase(tmp_path: Path) -> None:
     assert unknown.returncode == 1 and "unknown organisation 'nobody'" in unknown.stderr
 
 
+def test_simulate_refuses_what_it_cannot_make_and_its_old_days_aggregate(tmp_path: Path) -> None:
+    """nan calls a day made nothing, inf never ended, a day past the calendar ended in a
+    traceback; a day of 1850 was written at Stockholm's +01:12:12, which `aggregate` (and any
+    RFC 3339 reader) refused, every line."""
+    for args, reason in [
+        (["--calls-per-day", "nan"], "nan is not a number of calls"),
+        (["--calls-per-day", "inf"], "inf is not a number of calls"),
+        (["--start", "9999-12-30"], "1 day(s) from 9999-12-30 leave the days samtal simulates"),
+        (["--days", "1000000"], "1000000 day(s) back from today leave the days"),
+        (["--start", "0001-01-01"], "from 0001-01-01 leave the days samtal simulates"),
+    ]:
+        refused = samtal("simulate", *args, cwd=tmp_path)
+        assert (refused.returncode, refused.stdout) == (2, ""), refused.stderr
+        assert reason in refused.stderr, refused.stderr
+    made = samtal("simulate", "--start", "1850-01-01", "--calls-per-day", "20", cwd=tmp_path)
+    assert made.returncode == 0 and '+01:13"' in made.stdout, made.stderr
+    (tmp_path / "old.ndjson").write_text(made.stdout)
+    records = samtal("aggregate", "old.ndjson", cwd=tmp_path)
+    assert (records.returncode, records.stderr) == (0, ""), records.stderr
+    assert len(json.loads(records.stdout)) == made.stdout.count('"type":"ended"') > 0
+
+
 def test_output_that_cannot_be_written_is_one_line_of_error(tmp_path: Path) -> None:
     """A folder that is not there, a disk that is full: said in one line, not a traceback."""
     nowhere = tmp_path / "no such folder" / "events.ndjson"

@@ -373,17 +373,19 @@ def test_more_than_ten_thousand_intervals_is_refused() -> None:
         )  # fmt: skip
 
 
-def test_intervals_in_local_mean_time_start_the_offsets_seconds_past_the_minute() -> None:
-    """Stockholm's clock ran 1:12:12 ahead of UTC before 1879: its hours start at :00:12, the
-    first the one the period's midnight falls in."""
+def test_intervals_in_local_mean_time_start_within_their_hour() -> None:
+    """Stockholm's clock ran 1:12:12 ahead of UTC before 1879: its hours, as figures cuts them
+    on whole minutes of UTC, start at :00:12 of that clock, the first the one the period's
+    midnight falls in. Written, as every time is,
+    at the offset rounded up to a whole minute (+01:13), they start at :01:00."""
     start, end = period("1850-01-01", "1850-01-01")
     hourly = figures(
         [], start=start, end=end, tz=STOCKHOLM, definitions=Definitions(interval="hour")
     )
     starts = [part["start"] for part in hourly["intervals"]]
     assert len(starts) == 25
-    assert starts[0] == "1849-12-31T23:00:12.000+01:12:12"
-    assert starts[-1] == "1850-01-01T23:00:12.000+01:12:12"
+    assert starts[0] == "1849-12-31T23:01:00.000+01:13"
+    assert starts[-1] == "1850-01-01T23:01:00.000+01:13"
 
 
 def test_csv_equals_json(week: list[dict[str, Any]]) -> None:

@@ -3,9 +3,10 @@ local date and rendering agree with working them out for each instant."""
 
 from __future__ import annotations
 
+import math
 import os
 import re
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -71,11 +72,38 @@ def test_the_local_day_is_the_instants_own(instant: int, zone: ZoneInfo, within:
 @given(_INSTANTS, st.sampled_from(ZONES), st.integers(0, 60 * US_PER_SECOND - 1))
 def test_the_cached_rendering_is_the_instants_own(minute: int, zone: ZoneInfo, within: int) -> None:
     """cdr.md's form, `YYYY-MM-DDTHH:MM:SS.mmm±HH:MM`, is what the standard library writes for
-    the instant in its zone, whatever the cache holds: twice, the second from the cache."""
+    the instant in its zone, whatever the cache holds: twice, the second from the cache. An
+    offset with seconds is written rounded up to a whole minute (`_at_whole_minutes`)."""
     instant = minute + within
-    expected = to_datetime(instant, zone).isoformat(timespec="milliseconds")
+    moment = to_datetime(instant, zone)
+    expected = _at_whole_minutes(moment).isoformat(timespec="milliseconds")
     assert render(instant, zone) == expected
     assert render(instant, zone) == expected
+    assert parse_instant(expected) == instant - instant % 1000
+
+
+def _at_whole_minutes(moment: datetime) -> datetime:
+    ahead = moment.utcoffset()
+    assert ahead is not None
+    seconds = int(ahead.total_seconds())
+    minutes = math.ceil(seconds / 60)
+    if minutes * 60 == seconds:
+        return moment
+    return moment.astimezone(timezone(timedelta(minutes=minutes)))
+
+
+def test_an_offset_with_seconds_is_written_rounded_up_to_a_whole_minute() -> None:
+    """Stockholm's local mean time ran 1:12:12 ahead of UTC, Monrovia's 0:43:08 behind (in
+    1850). `±HH:MM:SS` is no RFC 3339 offset: the parser of events refused what the simulator
+    wrote for such a day, and so would a customer's. The instant is kept; its clock runs under
+    a minute ahead of the zone's, so the zone's midnight is still on its own date."""
+    noon = int(datetime(1850, 1, 1, 12, tzinfo=UTC).timestamp()) * US_PER_SECOND
+    assert render(noon, ZoneInfo("Europe/Stockholm")) == "1850-01-01T13:13:00.000+01:13"
+    assert render(noon, ZoneInfo("Africa/Monrovia")) == "1850-01-01T11:17:00.000-00:43"
+    midnight = int(datetime(1850, 1, 1, 22, 47, 48, tzinfo=UTC).timestamp()) * US_PER_SECOND
+    assert render(midnight, ZoneInfo("Europe/Stockholm")) == "1850-01-02T00:00:48.000+01:13"
+    for zone in ZONES:
+        assert parse_instant(render(noon + 1234, zone)) == noon + 1000
 
 
 def test_a_date_that_changes_within_a_minute() -> None:

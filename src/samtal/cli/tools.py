@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import io
+import math
 import mmap
 import sys
 from datetime import date, datetime, timedelta
@@ -113,6 +114,7 @@ def _contents(file: BinaryIO) -> bytes | mmap.mmap:
 @click.option(
     "--calls-per-day",
     type=click.FloatRange(min=0),
+    callback=lambda _ctx, _param, value: _finite(value),
     default=2000,
     show_default=True,
     help="Calls on a working day per organisation (weekends are far quieter).",
@@ -153,7 +155,7 @@ def simulate(
     """Simulate switchboard traffic and print it as events v1 (NDJSON), streamed."""
     from samtal.simulate import TrafficSettings
 
-    first = start.date() if start else date.today() - timedelta(days=days)
+    first = _first_day(start, days)
     traffic = TrafficSettings(
         orgs=orgs,
         days=days,
@@ -170,6 +172,30 @@ def simulate(
     else:
         with writing(out_path), open(out_path, "wb") as out:
             _write_lines(out, traffic)
+
+
+def _finite(calls_per_day: float) -> float:
+    # FloatRange lets nan through (it compares false with its bounds) and inf, which would
+    # never end.
+    if not math.isfinite(calls_per_day):
+        raise click.BadParameter(f"{calls_per_day} is not a number of calls, such as 2000")
+    return calls_per_day
+
+
+def _first_day(start: datetime | None, days: int) -> date:
+    """The first simulated day. The days must lie within 0001-01-02 to 9999-12-29, so that
+    every instant of their calls has a date in every zone."""
+    first = start.date() if start else None
+    try:
+        first = first or date.today() - timedelta(days=days)
+        if first > date.min and first + timedelta(days=days) < date.max:
+            return first
+    except OverflowError:
+        pass
+    since = f"from {first}" if first else "back from today"
+    raise click.UsageError(
+        f"{days} day(s) {since} leave the days samtal simulates: 0001-01-02 to 9999-12-29"
+    )
 
 
 def _write_lines(out: BinaryIO, traffic: TrafficSettings) -> None:
