@@ -402,6 +402,14 @@ def test_an_organisation_keeps_less_than_the_installation(tmp_path: Path) -> Non
     assert back.stdout.strip() == "acme keeps 92 days (installation)"
     listed = samtal("org", "list", cwd=tmp_path, env=env).stdout.splitlines()
     assert [line.split("\t")[3] for line in listed] == ["92 days (installation)"] * 2
+    # An installation that keeps everything takes up to a hundred years: 999999999 days was
+    # taken, and every read of that organisation was a 500 (no date that far back).
+    env["SAMTAL_RETENTION_DAYS"] = "0"
+    refused = samtal("org", "set", "acme", "--retention-days", "999999999", cwd=tmp_path, env=env)
+    assert refused.returncode == 2, refused.stderr
+    assert "999999999 is out of range: from 1 to 36525 (a hundred years)" in refused.stderr
+    longest = samtal("org", "set", "acme", "--retention-days", "36525", cwd=tmp_path, env=env)
+    assert longest.stdout.strip() == "acme keeps 36525 days"
 
 
 def test_erase(tmp_path: Path) -> None:

@@ -40,11 +40,48 @@ def test_defaults_and_environment() -> None:
         ("SAMTAL_RATE_LIMIT", "60/fortnight"),
         ("SAMTAL_RATE_LIMIT", "0/minute"),
         ("SAMTAL_LOG_FORMAT", "xml"),
+        # Each of these started a server that then failed: every read a 500 (the first two),
+        # a core kept busy (0), the duties stopped (nan), no batch taken (0 bytes), every open
+        # call closed (0 hours), a retry that overflowed, or a traceback (Redis).
+        ("SAMTAL_RETENTION_DAYS", "999999999"),
+        ("SAMTAL_SETTLE_SECONDS", "99999999999999"),
+        ("SAMTAL_DUTY_INTERVAL_SECONDS", "0"),
+        ("SAMTAL_DUTY_INTERVAL_SECONDS", "nan"),
+        ("SAMTAL_MAX_BODY_BYTES", "0"),
+        ("SAMTAL_IDLE_CLOSE_HOURS", "0"),
+        ("SAMTAL_IDLE_CLOSE_HOURS", "inf"),
+        ("SAMTAL_MAX_FUTURE_SECONDS", "99999999999999"),
+        ("SAMTAL_WEBHOOK_RETRY_SECONDS", "5,1e300"),
+        ("SAMTAL_WEBHOOK_RETRY_SECONDS", "5,nan"),
+        ("SAMTAL_REDIS_URL", "127.0.0.1:6379"),
     ],
 )
 def test_bad_values_are_named(name: str, value: str) -> None:
     with pytest.raises(UsageError, match=name):
         Settings.from_env({name: value})
+
+
+def test_the_bounds_are_said_and_hold_at_their_ends() -> None:
+    with pytest.raises(UsageError) as refused:
+        Settings.from_env({"SAMTAL_RETENTION_DAYS": "36526"})
+    assert str(refused.value) == (
+        "SAMTAL_RETENTION_DAYS must be 0 or more and at most 36525, not 36526"
+    )
+    with pytest.raises(UsageError) as refused:
+        Settings(duty_interval_seconds=0.0)
+    assert str(refused.value) == (
+        "SAMTAL_DUTY_INTERVAL_SECONDS must be more than 0 and at most 86400, not 0"
+    )
+    found = Settings.from_env(
+        {
+            "SAMTAL_RETENTION_DAYS": "36525",
+            "SAMTAL_SETTLE_SECONDS": "3155760000",
+            "SAMTAL_IDLE_CLOSE_HOURS": "0.0003",
+            "SAMTAL_DUTY_INTERVAL_SECONDS": "0.02",
+            "SAMTAL_REDIS_URL": "rediss://cache.example.com:6380/1",
+        }
+    )
+    assert (found.retention_days, found.settle_seconds) == (36525, 3155760000)
 
 
 def test_every_setting_has_help() -> None:

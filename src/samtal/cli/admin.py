@@ -22,6 +22,7 @@ from samtal.cli._common import (
 )
 from samtal.clock import system_clock
 from samtal.errors import SamtalError, UsageError, shorten, without_password
+from samtal.settings import MAX_RETENTION_DAYS
 
 if TYPE_CHECKING:
     from samtal.ingest import ImportReport
@@ -157,8 +158,9 @@ def _kept(found: Org, installation: int) -> str:
     "--retention-days",
     metavar="N|default",
     required=True,
-    help="Keep this organisation's calls N days (1 to SAMTAL_RETENTION_DAYS; any N when the "
-    "installation keeps everything), or `default`: the installation's again.",
+    help="Keep this organisation's calls N days (1 to SAMTAL_RETENTION_DAYS; to 36525, a "
+    "hundred years, when the installation keeps everything), or `default`: the "
+    "installation's again.",
 )
 @db_option
 def org_set(name: str, retention_days: str, db_url: str | None) -> None:
@@ -174,8 +176,12 @@ def org_set(name: str, retention_days: str, db_url: str | None) -> None:
                 f"{retention_days!r} is not a number of days or `default`",
                 param_hint="--retention-days",
             ) from None
-        if days < 1 or (installation and days > installation):
-            most = f"{installation}, the installation's" if installation else "any number"
+        if days < 1 or days > (installation or MAX_RETENTION_DAYS):
+            most = (
+                f"{installation}, the installation's"
+                if installation
+                else f"{MAX_RETENTION_DAYS} (a hundred years)"
+            )
             raise click.BadParameter(
                 f"{days} is out of range: from 1 to {most}", param_hint="--retention-days"
             )
