@@ -262,11 +262,17 @@ class Store:
         if parts.scheme not in ("https", "http") or not parts.hostname:
             raise UsageError(f"{quoted_url(url)} is not an https:// (or http://) URL")
         try:
-            parts.port  # noqa: B018 (read for its check: a number from 0 to 65535)
+            port = parts.port  # a number from 0 to 65535, or ValueError
         except ValueError:
+            port = 0
+        if port == 0:
+            raise UsageError(f"{quoted_url(url)} has no valid port (a number from 1 to 65535)")
+        blank = next((c for c in url if c <= " " or c == "\x7f"), None)
+        if blank is not None:
             raise UsageError(
-                f"{quoted_url(url)} has no valid port (a number up to 65535)"
-            ) from None
+                f"{quoted_url(url)} holds a space or control character (U+{ord(blank):04X}): "
+                "no request could be sent there (write a space in a path as %20)"
+            )
         if len(url) > MAX_WEBHOOK_URL:
             raise UsageError(
                 f"{quoted_url(url)} is {len(url):,} characters long: a webhook URL has at most "
