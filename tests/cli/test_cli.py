@@ -46,6 +46,12 @@ def test_orgs_and_tokens(tmp_path: Path) -> None:
     assert samtal("token", "create", "nope", *db, cwd=tmp_path).returncode == 1
     assert samtal("token", "revoke", "1", *db, cwd=tmp_path).returncode == 0
     assert samtal("token", "revoke", "42", *db, cwd=tmp_path).returncode == 1
+    past_any = samtal("token", "revoke", "9" * 20, *db, cwd=tmp_path)  # was a traceback
+    assert past_any.returncode == 1, past_any.stderr
+    assert (
+        past_any.stderr.strip()
+        == f"error: no token with id {'9' * 20}: `samtal token list` shows them"
+    )
     # privacy.md: a read token narrowed to scopes and response groups.
     narrow = ["token", "create", "acme", "--scope", "stats", "--groups", "622, 711", *db]
     narrow.append("--pseudonymize")

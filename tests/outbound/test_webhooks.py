@@ -223,6 +223,16 @@ def test_a_410_disables_and_replay_resumes(setup: Setup) -> None:
     wait_for(lambda: len({m["data"]["seq"] for m in receiver.verified}) == 3)
     listed = CliRunner().invoke(main, ["webhook", "list", "acme", "--db", setup.url]).output
     assert f"{setup.hook_id}\tacme\t" in listed and "\tactive\t" in listed
+    # Past the latest seq (3), a replay would skip every version up to it, unsaid; past the
+    # database's numbers, it was a traceback.
+    for after in ("4", "9" * 20):
+        refused = CliRunner().invoke(
+            main, ["webhook", "replay", setup.hook_id, "--after", after, "--db", setup.url]
+        )
+        assert refused.exit_code == 1, refused.output
+        assert f"`--after` must be from 0 to 3, the latest seq of acme, not {after}" in (
+            refused.output
+        )
 
 
 def test_a_slow_receiver_delays_nobody_else(setup: Setup) -> None:

@@ -216,6 +216,8 @@ class Store:
 
     def revoke_token(self, token_id: int, *, now: int) -> Token:
         """Revoke a token; NotFound when there is none with that id."""
+        if not 0 < token_id < 2**63:  # no row has it; the database takes no larger number
+            raise NotFound(f"no token with id {token_id}: `samtal token list` shows them")
         return self.engine.revoke_token(token_id, now=now)
 
     def token_for(self, secret: str) -> Token | None:
@@ -303,8 +305,13 @@ class Store:
         """Deliver again every version after change number `after`, resuming the subscription
         if it was disabled."""
         hook = self.webhook(hook_id)
-        if after < 0:
-            raise UsageError("`--after` must be 0 or more")
+        latest = self.latest_change(hook.org)
+        if not 0 <= after <= latest:
+            # A cursor past the organisation's latest seq would skip, unsaid, every version up
+            # to it.
+            raise UsageError(
+                f"`--after` must be from 0 to {latest}, the latest seq of {hook.org}, not {after}"
+            )
         self.hooks.replay(hook.id, after)
         return self.webhook(hook_id)
 
