@@ -109,6 +109,25 @@ def test_an_empty_period_says_so(copy: str) -> None:
     assert "<title>Calls 2017-02-01 to 2017-02-03 (Europe/Stockholm)</title>" in page
 
 
+def test_a_period_to_the_calendars_ends_is_read(copy: str) -> None:
+    """A period from year 1 (Stockholm's midnight then was in year 0 in UTC) or to 9999-12-31
+    ended in a traceback; it is every record the copy has, and the title keeps its four-digit
+    years."""
+    made = CliRunner().invoke(
+        main, ["stats", "--db", copy, "--from", "0001-01-01", "--to", "9999-12-31"]
+    )
+    assert made.exit_code == 0, made.output
+    assert "<title>Calls 0001-01-02 01:13:00 to 9999-12-31 00:59:59 (Europe/Stockholm)" in (
+        made.stdout
+    )
+    found = json.loads(stats(copy, "--format", "json"))
+    every = CliRunner().invoke(
+        main, ["stats", "--db", copy, "--from", "0001-01-01", "--to", "9999-12-31", "--format",
+               "json"],
+    )  # fmt: skip
+    assert json.loads(every.stdout)["calls"] == found["calls"]
+
+
 def test_bad_choices_name_their_option(copy: str) -> None:
     made = CliRunner().invoke(main, ["stats", "--db", copy, *PERIOD, "--days", "0"])
     assert made.exit_code != 0 and "`days` '0' is not a list of ISO weekdays" in made.output

@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from samtal.errors import UsageError
 from samtal.stats.figures import Row
 from samtal.sync import column_instant, reason, shown, tables, target_url
-from samtal.times import from_datetime, to_datetime, zone
+from samtal.times import MAX_INSTANT, MIN_INSTANT, US_PER_MS, from_datetime, to_datetime, zone
 
 
 def rows_in_copy(url: str, table: str, *, start: int, end: int) -> Iterator[Row]:
@@ -22,6 +22,9 @@ def rows_in_copy(url: str, table: str, *, start: int, end: int) -> Iterator[Row]
     _, records, _ = tables(table)
     zoned = engine.dialect.name == "postgresql"
     utc = zone("UTC")
+    # A period may reach past the instants a record can have (the calendar's first and last
+    # days, where a datetime cannot be had in every zone): no record lies there.
+    start, end = max(start, MIN_INSTANT + US_PER_MS), min(end, MAX_INSTANT)
     low = column_instant(to_datetime(start, utc) - timedelta(milliseconds=1), zoned=zoned)
     high = column_instant(to_datetime(end, utc), zoned=zoned)
     c = records.c

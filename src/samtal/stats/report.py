@@ -90,9 +90,13 @@ def period_title(start: str, end: str) -> str:
             return first.date().isoformat()
         return f"{first.date().isoformat()} to {last.date().isoformat()}"
     clock = "%H:%M:%S" if first.second or after.second or after.microsecond else "%H:%M"
+    # isoformat, not %Y: strftime writes the year 1 as "1".
     if first.date() == last.date():
-        return f"{first:%Y-%m-%d} {first.strftime(clock)} to {last.strftime(clock)}"
-    return f"{first:%Y-%m-%d} {first.strftime(clock)} to {last:%Y-%m-%d} {last.strftime(clock)}"
+        return f"{first.date().isoformat()} {first.strftime(clock)} to {last.strftime(clock)}"
+    return (
+        f"{first.date().isoformat()} {first.strftime(clock)} "
+        f"to {last.date().isoformat()} {last.strftime(clock)}"
+    )
 
 
 def _held(span: tuple[datetime, datetime] | None, tz: str) -> str:
