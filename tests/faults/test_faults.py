@@ -167,3 +167,39 @@ def test_one_process_leads_the_duties(store_url: str, tmp_path: Path) -> None:
     running = log.split("Shutting down")[0]  # while shutting down, the other may take over
     assert running.count("this process leads the background duties") == 1, log
     assert running.count("Started server process") == 2, log
+
+
+def test_workers_stop_when_their_supervisor_is_killed(tmp_path: Path) -> None:
+    """`serve --workers 2` whose supervisor is killed with SIGKILL (not its process group):
+    the workers stop within seconds and free the port. They served on before, and a restart
+    could not bind the port they held. SQLite alone: what is tested is the processes."""
+    url = f"sqlite:///{tmp_path / 'served.db'}"
+    with serving(url, tmp_path) as (base, server):
+        workers = _children(server.pid)
+        assert len(workers) == 2  # uvicorn's workers, not its resource tracker
+        server.kill()
+        server.wait(10)
+        deadline = time.monotonic() + 30
+        while any(Path(f"/proc/{pid}").exists() for pid in workers):
+            assert time.monotonic() < deadline, "a worker served on without its supervisor"
+            time.sleep(0.1)
+        with pytest.raises(httpx.TransportError):
+            httpx.get(f"{base}/healthz", timeout=2)
+        log = server.communicate(timeout=30)[1]
+    assert log.count("the supervising process") == 2, log
+
+
+def _children(pid: int) -> list[int]:
+    """The processes whose parent is `pid`, from /proc, that run samtal's app."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            command = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue  # gone meanwhile
+        if int(fields[1]) == pid and b"spawn_main" in command:
+            found.append(int(entry.name))
+    return found

@@ -20,7 +20,7 @@ from samtal.api._middleware import RequestLog
 from samtal.api._openapi import with_current_examples
 from samtal.api._problems import install, responses
 from samtal.api._state import AppState, notice_stop, state
-from samtal.api._transport import collect_rarely
+from samtal.api._transport import collect_rarely, stop_with_parent
 from samtal.clock import system_clock
 from samtal.errors import NotReady
 from samtal.logs import configure as configure_logging
@@ -119,6 +119,7 @@ def app_from_env() -> FastAPI:
     settings = Settings.from_env()
     configure_logging(settings.log_format)
     collect_rarely()
+    stop_with_parent()
     return create_app(settings)
 
 

@@ -13,7 +13,8 @@ session"). The loop is asyncio's even where uvloop is installed, which uvicorn w
 take: under uvloop, the tests' servers that share rate limits through Redis took 60 s to stop
 and left connections open. What is tested is what runs.
 
-A server process also collects its garbage less often than Python would (`collect_rarely`).
+A server process also collects its garbage less often than Python would (`collect_rarely`),
+and a worker of `--workers N` stops when its supervisor is gone (`stop_with_parent`).
 """
 
 from __future__ import annotations
@@ -21,9 +22,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import logging
+import os
+import signal
 import socket
+import threading
+import time
 
 from uvicorn.protocols.http.h11_impl import H11Protocol
+
+log = logging.getLogger(__name__)
 
 #: uvicorn's `loop` setting for every server samtal runs.
 LOOP = "asyncio"
@@ -56,3 +64,23 @@ class NoDelayH11Protocol(H11Protocol):
             with contextlib.suppress(OSError):
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         super().connection_made(transport)
+
+
+#: Seconds between a worker's looks at its supervisor.
+PARENT_CHECK_SECONDS = 1.0
+
+
+def stop_with_parent() -> None:
+    """Have this worker of `samtal serve --workers N` stop, as on SIGTERM, once the process
+    that started it is gone. uvicorn's supervisor stops its workers when it is told to stop;
+    killed (SIGKILL, the OOM killer), it leaves them serving on: an old version answering
+    after a restart, and the port held, so that the new `samtal serve` cannot bind it."""
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(PARENT_CHECK_SECONDS)
+        log.warning("the supervising process (%d) is gone: this worker stops", parent)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=watch, name="samtal-parent-watch", daemon=True).start()
