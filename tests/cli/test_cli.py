@@ -473,6 +473,28 @@ def test_simulate_refuses_what_it_cannot_make_and_its_old_days_aggregate(tmp_pat
     assert len(json.loads(records.stdout)) == made.stdout.count('"type":"ended"') > 0
 
 
+def test_stream_names_nats_would_refuse_are_refused_first(tmp_path: Path) -> None:
+    """A stream name with a `.`, a subject with a space, an empty one or a wildcard, a stream
+    kept for nan days: each reached NATS and ended in a traceback, or (a wildcard) published
+    where no consumer of samtal reads. Refused before any connection or database (exit 2)."""
+    (tmp_path / "events.ndjson").write_text(json.dumps(PRODUCT["events"][0]) + "\n")
+    unreachable = ["--nats", "nats://127.0.0.1:1"]
+    for command, args, reason in [
+        ("publish", ["--stream", "bad.name"], "--stream 'bad.name' is not a JetStream name"),
+        ("publish", ["--subject", "a b"], "--subject 'a b' is not a NATS subject"),
+        ("publish", ["--subject", "x.*"], "--subject 'x.*' is not a NATS subject"),
+        ("publish", ["--subject", ""], "--subject '' is not a NATS subject"),
+        ("publish", ["--max-age-days", "nan"], "--max-age-days must be a number of days up to"),
+        ("consume", ["--durable", "a.b"], "--durable 'a.b' is not a JetStream name"),
+        ("consume", ["--dead-letter", "x.>"], "--dead-letter 'x.>' is not a NATS subject"),
+        ("consume", ["--ack-wait", "inf"], "--ack-wait must be a number of seconds up to"),
+    ]:
+        file = ["events.ndjson"] if command == "publish" else ["--db", "sqlite:///none.db"]
+        refused = samtal(command, *file, *unreachable, *args, cwd=tmp_path)
+        assert refused.returncode == 2 and reason in refused.stderr, (args, refused.stderr)
+    assert not (tmp_path / "none.db").exists()
+
+
 def test_output_that_cannot_be_written_is_one_line_of_error(tmp_path: Path) -> None:
     """A folder that is not there, a disk that is full: said in one line, not a traceback."""
     nowhere = tmp_path / "no such folder" / "events.ndjson"

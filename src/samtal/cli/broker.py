@@ -99,7 +99,7 @@ def publish(
     from samtal.ingest.nats import publish as publish_lines
 
     url = settings(nats_url=nats_url).nats_url
-
+    names = _names(stream=stream, subject=subject, max_age_days=max_age_days)
     lines = unpacked(file)
 
     def run(progress: Callable[[int, Published], None] | None) -> Published:
@@ -107,7 +107,7 @@ def publish(
             publish_lines(
                 lines,
                 url=url,
-                names=StreamNames(stream=stream, subject=subject, max_age_days=max_age_days),
+                names=names,
                 replicas=replicas,
                 pack=pack,
                 progress=progress,
@@ -134,6 +134,17 @@ def publish(
         f"rejected {report.rejected:,}, failed {report.failed:,}"
     )
     sys.exit(1 if report.rejected or report.failed else 0)
+
+
+def _names(**given: Any) -> StreamNames:
+    """The stream's names and bounds as given; a usage error (exit 2) for one NATS would refuse
+    later, in a traceback, or take as a wildcard."""
+    from samtal.errors import UsageError
+
+    try:
+        return StreamNames(**given)
+    except UsageError as exc:
+        raise click.UsageError(str(exc)) from exc
 
 
 def _with_progress(
@@ -201,6 +212,15 @@ def consume(
     from samtal.ingest.nats import consume as consume_events
     from samtal.logs import configure as configure_logging
 
+    names = _names(
+        stream=stream,
+        subject=subject,
+        durable=durable,
+        dead_letter=dead_letter,
+        ack_wait=ack_wait,
+        batch=batch,
+    )
+
     config = settings(database_url=db_url, nats_url=nats_url)
     configure_logging(config.log_format)
     # Opened here to fail at once on a database that cannot work, and to bring its schema up
@@ -218,14 +238,6 @@ def consume(
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, stop.set)
-        names = StreamNames(
-            stream=stream,
-            subject=subject,
-            durable=durable,
-            dead_letter=dead_letter,
-            ack_wait=ack_wait,
-            batch=batch,
-        )
         done = await consume_events(
             config.database_url,
             writers=writers,
