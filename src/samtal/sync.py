@@ -1,11 +1,11 @@
 """`samtal sync`: keep a copy of an organisation's call records in the customer's own SQL
 database, from any samtal server, over HTTP alone (spec/changes.md).
 
-The copy is one table, a row per call, and a cursor in `samtal_sync_state` (a row per source
-URL) written in the same transaction as the rows it covers: a sync killed at any moment resumes
-without gaps or doubles. A row is never replaced by an older `seq`; a tombstone deletes it;
-retention on the server never deletes anything here. Targets: SQLite, PostgreSQL, MySQL and
-MariaDB, through SQLAlchemy Core with each dialect's upsert.
+The copy is one table, a row per call, and a cursor in `samtal_sync_cursors` (a row per source
+URL and table) written in the same transaction as the rows it covers: a sync killed at any
+moment resumes without gaps or doubles. A row is never replaced by an older `seq`; a tombstone
+deletes it; retention on the server never deletes anything here. Targets: SQLite, PostgreSQL,
+MySQL and MariaDB, through SQLAlchemy Core with each dialect's upsert.
 """
 
 from __future__ import annotations
@@ -38,7 +38,11 @@ DRIVERS = {
     "mysql": "mysql+pymysql",
     "mariadb": "mariadb+pymysql",
 }
-STATE_TABLE = "samtal_sync_state"
+STATE_TABLE = "samtal_sync_cursors"
+#: Where samtal before 2026-12-05 kept the cursor, a row per source URL alone: two tables
+#: copied from one server shared it, so the second got nothing. A copy's row there is taken
+#: over once (`Copy._adopt`).
+LEGACY_STATE_TABLE = "samtal_sync_state"
 #: Records asked for per page of the feed.
 PAGE = 1000
 
@@ -107,10 +111,20 @@ def tables(name: str) -> tuple[sa.MetaData, sa.Table, sa.Table]:
         STATE_TABLE,
         metadata,
         sa.Column("source", sa.String(512), primary_key=True),
+        sa.Column("copy_table", sa.String(128), primary_key=True),
         sa.Column("cursor", sa.BigInteger, nullable=False),
         sa.Column("updated", sa.DateTime(timezone=True), nullable=False),
     )
     return metadata, records, state
+
+
+def _legacy_state() -> sa.Table:
+    return sa.Table(
+        LEGACY_STATE_TABLE,
+        sa.MetaData(),
+        sa.Column("source", sa.String(512), primary_key=True),
+        sa.Column("cursor", sa.BigInteger, nullable=False),
+    )
 
 
 #: The copy's columns of the seven fields, and which of them are instants.
@@ -133,18 +147,20 @@ def column_instant(moment: datetime, *, zoned: bool) -> datetime:
 
 
 class Copy:
-    """The customer's copy in one database: its rows and its cursor for one source."""
+    """The customer's copy in one database: its rows, and its cursor for one source and table."""
 
     def __init__(self, url: str, source: str, *, table: str = "call_records") -> None:
         self.engine = sa.create_engine(target_url(url))
         self.source = source
         metadata, self.records, self.state = tables(table)
+        self._zoned = self.engine.dialect.name == "postgresql"
         try:
+            new = not sa.inspect(self.engine).has_table(table)
             self._made(metadata)
+            self._adopt(new=new)
         except sa.exc.SQLAlchemyError as exc:
             self.engine.dispose()
             raise UsageError(f"cannot open the copy at {shown(url)}: {reason(exc)}") from None
-        self._zoned = self.engine.dialect.name == "postgresql"
         #: True while a page is being written (a stop must wait for the commit).
         self.writing = False
 
@@ -196,12 +212,42 @@ class Copy:
                     db.execute(sa.text(statement))
             log.info("upgraded the copy's table %s in place: %s", table, "; ".join(statements))
 
+    def _adopt(self, *, new: bool) -> None:
+        """Make this copy's cursor true to its table. A table made just now has no rows, so a
+        cursor kept for its name (the table dropped since) would skip them all: it goes. A
+        table with rows and no cursor of its own takes the one an older samtal kept for the
+        source alone, once: a second table then starts from the beginning, as it should have."""
+        mine = self._mine()
+        with self.engine.begin() as db:
+            if new:
+                db.execute(sa.delete(self.state).where(*mine))
+                return
+            if db.execute(sa.select(self.state.c.cursor).where(*mine)).first() is not None:
+                return
+            if not sa.inspect(db).has_table(LEGACY_STATE_TABLE):
+                return
+            if db.execute(sa.select(self.records.c.id).limit(1)).first() is None:
+                return
+            legacy = _legacy_state()
+            kept = db.execute(
+                sa.select(legacy.c.cursor).where(legacy.c.source == self.source)
+            ).scalar()
+            if kept is not None:
+                self._save_cursor(db, int(kept))
+                db.execute(sa.delete(legacy).where(legacy.c.source == self.source))
+                log.info("took over the cursor %d kept for %s before tables had their own",
+                         kept, self.source)  # fmt: skip
+
+    def _mine(self) -> tuple[sa.ColumnElement[bool], ...]:
+        return (
+            self.state.c.source == self.source,
+            self.state.c.copy_table == self.records.name,
+        )
+
     def cursor(self) -> int:
         """The seq after which the copy is incomplete (0: nothing copied yet)."""
         with self.engine.connect() as db:
-            found = db.execute(
-                sa.select(self.state.c.cursor).where(self.state.c.source == self.source)
-            ).scalar()
+            found = db.execute(sa.select(self.state.c.cursor).where(*self._mine())).scalar()
         return int(found or 0)
 
     def apply(self, records: Sequence[dict[str, Any]], cursor: int) -> None:
@@ -272,13 +318,16 @@ class Copy:
         now = datetime.now(UTC)
         updated = now if self._zoned else now.replace(tzinfo=None)
         done = db.execute(
-            sa.update(self.state)
-            .where(self.state.c.source == self.source)
-            .values(cursor=cursor, updated=updated)
+            sa.update(self.state).where(*self._mine()).values(cursor=cursor, updated=updated)
         )
         if done.rowcount == 0:
             db.execute(
-                sa.insert(self.state).values(source=self.source, cursor=cursor, updated=updated)
+                sa.insert(self.state).values(
+                    source=self.source,
+                    copy_table=self.records.name,
+                    cursor=cursor,
+                    updated=updated,
+                )
             )
 
     def restart(self) -> None:

@@ -190,11 +190,67 @@ def test_an_older_version_never_overwrites_a_newer_one(target: str) -> None:
     copy.close()
 
 
+def test_each_table_keeps_its_own_cursor(target: str) -> None:
+    """The cursor was kept by source alone: a second table copied from the same server began
+    at the first's cursor and got nothing, and a table dropped and made again stayed empty,
+    each "up to date"."""
+    source = "https://samtal.test"
+    record = {"id": "c", "callerNo": "+46701", "start": "2017-01-04T10:00:00.000+01:00",
+              "receivingNo": None, "received": None, "calleeNo": None, "calleeAnswered": None,
+              "stop": "2017-01-04T10:01:00.000+01:00", "version": 1, "seq": 7}  # fmt: skip
+    first = Copy(target, source, table="first_copy")
+    first.apply([record], 7)
+    first.close()
+    second = Copy(target, source, table="second_copy")
+    assert second.cursor() == 0
+    second.close()
+    engine = sa.create_engine(target_url(target))
+    with engine.begin() as db:
+        db.execute(sa.text("DROP TABLE first_copy"))
+    engine.dispose()
+    again = Copy(target, source, table="first_copy")
+    assert again.cursor() == 0
+    again.close()
+
+
+def test_a_cursor_kept_by_source_alone_is_taken_over_once(target: str) -> None:
+    """A copy made before tables had their own cursors keeps its place: the first table with
+    rows takes the old row over (no walk of the whole feed again), and only it."""
+    source = "https://samtal.test"
+    record = {"id": "c", "callerNo": "+46701", "start": "2017-01-04T10:00:00.000+01:00",
+              "receivingNo": None, "received": None, "calleeNo": None, "calleeAnswered": None,
+              "stop": "2017-01-04T10:01:00.000+01:00", "version": 1, "seq": 7}  # fmt: skip
+    copy = Copy(target, source, table="kept_copy")
+    copy.apply([record], 9)
+    copy.close()
+    engine = sa.create_engine(target_url(target))
+    legacy = sa.Table(
+        "samtal_sync_state",
+        sa.MetaData(),
+        sa.Column("source", sa.String(512), primary_key=True),
+        sa.Column("cursor", sa.BigInteger, nullable=False),
+        sa.Column("updated", sa.DateTime(timezone=True), nullable=False),
+    )
+    legacy.create(engine)
+    with engine.begin() as db:  # as samtal before it kept it
+        db.execute(sa.text("DELETE FROM samtal_sync_cursors"))
+        db.execute(sa.insert(legacy).values(source=source, cursor=9, updated=sa.func.now()))
+    empty = Copy(target, source, table="empty_copy")  # made now: not the old copy
+    assert empty.cursor() == 0
+    empty.close()
+    taken = Copy(target, source, table="kept_copy")
+    assert taken.cursor() == 9
+    taken.close()
+    with engine.connect() as db:
+        assert db.execute(sa.select(sa.func.count()).select_from(legacy)).scalar() == 0
+    engine.dispose()
+
+
 def test_the_table_and_state_names(target: str) -> None:
     copy = Copy(target, "https://samtal.test", table="calls_copy")
     names = set(sa.inspect(copy.engine).get_table_names())
     copy.close()
-    assert {"calls_copy", "samtal_sync_state"} <= names
+    assert {"calls_copy", "samtal_sync_cursors"} <= names
     _, records, _ = tables("calls_copy")
     assert [c.name for c in records.columns] == [
         "id",
