@@ -270,6 +270,28 @@ def test_demo_on_a_busy_port_makes_nothing(tmp_path: Path) -> None:
     assert list(tmp_path.iterdir()) == []
 
 
+def test_serve_on_a_busy_port_or_a_foreign_host_says_so(tmp_path: Path) -> None:
+    """uvicorn logged a busy port and exited 3; a busy --metrics-port, or the API's own, was a
+    traceback from prometheus' server, or uvicorn's exit once the metrics had it. Each is a
+    sentence and exit 2 now, before the database is opened or made."""
+    db = ["--db", f"sqlite:///{tmp_path / 'served.db'}"]
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        taken = str(busy.getsockname()[1])
+        for args, said in [
+            (["--port", taken], f"cannot serve on 127.0.0.1:{taken} ("),
+            (["--port", "0", "--metrics-port", taken], "pick another port with --metrics-port"),
+            (["--port", "18999", "--metrics-port", "18999"], "--metrics-port must be another"),
+            (["--host", "192.0.2.1"], "give --host an address of this machine"),  # TEST-NET-1
+            (["--host", "no-such-host.invalid"], "give --host an address of this machine"),
+        ]:
+            refused = samtal("serve", *args, *db, cwd=tmp_path)
+            assert refused.returncode == 2 and said in refused.stderr, (args, refused.stderr)
+            assert "Traceback" not in refused.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
 @pytest.mark.slow
 def test_orgs_added_from_a_file(tmp_path: Path) -> None:
     """Issue 17: an operator with thousands of customers provisions them in one command."""

@@ -6,6 +6,7 @@ import contextlib
 import errno
 import gzip
 import os
+import socket
 import sys
 import zlib
 from collections.abc import Callable, Iterator
@@ -134,3 +135,32 @@ def file_progress(file: BinaryIO, label: str, *counts: str) -> Iterator[Callable
             progress.update(task, completed=file.tell() if total else None, **values)
 
         yield advance
+
+
+def listen(host: str, port: int, *, option: str = "--port") -> socket.socket:
+    """A socket bound to host:port and listening, or a usage error that says what to do
+    (`option` names the port's). A server's port is tried this way before anything is made:
+    uvicorn logs a port in use and exits 3, prometheus' server raises."""
+    try:
+        family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+        listener = socket.socket(family, socket.SOCK_STREAM)
+    except OSError as exc:
+        raise click.UsageError(f"cannot serve on {host}:{port} ({exc.strerror}): {_HOST}") from None
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        listener.bind((host, port))
+    except OSError as exc:
+        listener.close()
+        advice = (
+            f"stop what uses it, or pick another port with {option}"
+            if exc.errno == errno.EADDRINUSE
+            else _HOST
+        )
+        raise click.UsageError(
+            f"cannot serve on {host}:{port} ({exc.strerror}): {advice}"
+        ) from None
+    listener.listen(2048)
+    return listener
+
+
+_HOST = "give --host an address of this machine, such as 127.0.0.1 or 0.0.0.0"

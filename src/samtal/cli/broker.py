@@ -16,6 +16,7 @@ from samtal.cli._common import (
     db_option,
     fail,
     file_progress,
+    listen,
     open_db,
     settings,
     unpacked,
@@ -231,6 +232,7 @@ def consume(
     if metrics_port is not None:
         from prometheus_client import start_http_server
 
+        listen("0.0.0.0", metrics_port, option="--metrics-port").close()
         start_http_server(metrics_port)
 
     async def run() -> None:

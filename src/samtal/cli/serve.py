@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
 import tempfile
 import textwrap
 from datetime import date, timedelta
@@ -12,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from samtal.cli._common import DEFAULT_TZ, db_option, open_db, settings
+from samtal.cli._common import DEFAULT_TZ, db_option, listen, open_db, settings
 from samtal.clock import system_clock
 from samtal.settings import Settings
 
@@ -65,6 +64,13 @@ def serve(host: str, port: int, workers: int, metrics_port: int | None, db_url: 
 
     collect_rarely()
     config = settings(database_url=db_url)
+    # A port that is taken, or a host that is not this machine's, said in a sentence before
+    # anything is made (uvicorn would log it and exit 3; the metrics' server, a traceback).
+    listen(host, port).close()
+    if metrics_port is not None:
+        if metrics_port == port:
+            raise click.UsageError("--metrics-port must be another port than --port")
+        listen(host, metrics_port, option="--metrics-port").close()
     open_db(
         config.database_url, create=True
     ).close()  # a bad URL or a newer schema fails here, once
@@ -132,7 +138,7 @@ def demo(port: int, db_url: str, days: int) -> None:
     from samtal.logs import configure as configure_logging
     from samtal.simulate import TrafficSettings, event_lines
 
-    listener = _listen("127.0.0.1", port)  # first: a busy port fails before anything is made
+    listener = listen("127.0.0.1", port)  # first: a busy port fails before anything is made
     port = listener.getsockname()[1]
     store = open_db(db_url, create=True)
     if not store.orgs_named([DEMO_ORG]):
@@ -174,22 +180,6 @@ def demo(port: int, db_url: str, days: int) -> None:
         uvicorn.Config(app, log_config=None, access_log=False, http=NoDelayH11Protocol, loop=LOOP)
     )
     server.run(sockets=[listener])
-
-
-def _listen(host: str, port: int) -> socket.socket:
-    """A socket bound to host:port, or a usage error that says what to do."""
-    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        listener.bind((host, port))
-    except OSError as exc:
-        listener.close()
-        raise click.UsageError(
-            f"cannot serve on {host}:{port} ({exc.strerror}): stop what uses it, or pick "
-            "another port with --port"
-        ) from None
-    listener.listen(2048)
-    return listener
 
 
 def _demo_token(store: Store, db_url: str) -> tuple[str, str]:
