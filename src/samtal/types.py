@@ -36,6 +36,8 @@ PARTIES_OF_TYPE: Final[dict[str, tuple[Party, ...]]] = {
     "ended": (),
 }
 
-#: What an organisation's name may be: 1-64 letters, digits, `-`, `_` and `.`, so that it is
-#: safe in a URL, a subject name (NATS) and a line of `samtal org list`.
-ORG_NAME: Final = re.compile(r"[A-Za-z0-9._-]{1,64}")
+#: What an organisation's name may be: 1-64 letters, digits, `-`, `_` and `.`, a `.` only
+#: between the others, so that it is safe in a URL, a NATS subject (whose tokens `.` parts: an
+#: empty one is refused, and `samtal publish` failed on `.` or `a..b`) and a line of
+#: `samtal org list`. A new one also never starts with `-` (`check_org_name`).
+ORG_NAME: Final = re.compile(r"(?=[^\n]{1,64}\Z)[A-Za-z0-9_-]+(?:\.[A-Za-z0-9_-]+)*")

@@ -270,6 +270,18 @@ def test_demo_on_a_busy_port_makes_nothing(tmp_path: Path) -> None:
     assert list(tmp_path.iterdir()) == []
 
 
+def test_a_new_organisation_name_is_one_every_command_can_take(tmp_path: Path) -> None:
+    """`-x` was taken, and every command after read it as an option; `.` and `a..b` were
+    taken, and made an empty token in a NATS subject. Dots only between the others."""
+    db = ["--db", f"sqlite:///{tmp_path / 'names.db'}"]
+    for name in ("-x", ".", "a..b", "a.", ".a"):
+        refused = samtal("org", "add", *db, "--", name, cwd=tmp_path)
+        assert refused.returncode == 1, (name, refused.stderr)
+        assert "('-' never first, '.' only between the others)" in refused.stderr
+    for name in ("org.name", "a-b_c", "x-"):
+        assert samtal("org", "add", name, *db, cwd=tmp_path).returncode == 0
+
+
 def test_serve_on_a_busy_port_or_a_foreign_host_says_so(tmp_path: Path) -> None:
     """uvicorn logged a busy port and exited 3; a busy --metrics-port, or the API's own, was a
     traceback from prometheus' server, or uvicorn's exit once the metrics had it. Each is a
@@ -327,7 +339,7 @@ def test_orgs_added_from_a_file(tmp_path: Path) -> None:
     assert bad.returncode == 1
     assert bad.stderr.splitlines()[:2] == [
         "line 2: 'not fine' cannot name an organisation: use 1 to 64 letters, digits, '-', "
-        "'_' or '.'",
+        "'_' or '.' ('-' never first, '.' only between the others)",
         "line 3: unknown time zone 'Mars/Olympus': use an IANA name such as 'Europe/Stockholm'",
     ]
     assert "fine-1" not in samtal("org", "list", "--db", db, cwd=tmp_path).stdout
@@ -394,7 +406,7 @@ def test_read_tokens_made_from_a_file(tmp_path: Path) -> None:
     assert bad.stderr.splitlines() == [
         "line 2: unknown organisation 'nope'",
         "line 3: 'not fine' cannot name an organisation: use 1 to 64 letters, digits, '-', "
-        "'_' or '.'",
+        "'_' or '.' ('-' never first, '.' only between the others)",
         "line 4: 'kund-1' is on line 1 already",
         "error: 3 invalid line(s): no token was made",
     ]

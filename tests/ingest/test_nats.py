@@ -688,3 +688,20 @@ def test_a_poison_message_is_dead_lettered_and_stops_nothing(
     assert reasons[0].startswith("`id` holds a control character (U+0000)")
     assert reasons[1].startswith("`number` '+46\\x007' is not a number")
     assert stored_events(store_url) == len(keys(lines))
+
+
+def test_an_org_that_is_no_subject_token_is_rejected_alone(jet: Jet, tmp_path: Path) -> None:
+    """`.` and `a..b` could name an organisation, and an event of one made an empty token in
+    its subject: NATS refused it and `samtal publish` ended in a traceback, the lines after it
+    unpublished. Such a line is rejected with its reason; the rest is published."""
+    path, lines = traffic(tmp_path, calls=5)
+    strangers = [
+        json.dumps({**json.loads(lines[0]), "id": f"odd-{n}", "org": org}).encode() + b"\n"
+        for n, org in enumerate((".", "a..b", "a."))
+    ]
+    path.write_bytes(b"".join(strangers) + path.read_bytes())
+    done = samtal("publish", str(path), *jet.args(), cwd=tmp_path, env={})
+    assert "Traceback" not in done.stderr, done.stderr
+    for line in (1, 2, 3):
+        assert f"line {line}: `org` cannot name a NATS subject token" in done.stderr
+    assert "rejected 4, failed 0" in done.stdout  # and traffic()'s line of an unknown type

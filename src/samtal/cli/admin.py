@@ -301,22 +301,21 @@ def _create_tokens(
     bad: list[tuple[int, str]] = []  # (line, why)
     for number, text in _lines(source):
         name = text.partition(",")[0].strip()  # `org add --from`'s file: its zone is not used
-        try:
-            check_org_name(name)
-        except SamtalError as exc:
-            bad.append((number, str(exc)))
-            continue
         if name in line_of:
             bad.append((number, f"{name!r} is on line {line_of[name]} already"))
             continue
         line_of[name] = number
     store = open_db(db_url)
     known = store.orgs_named(list(line_of))
-    bad += [
-        (number, f"unknown organisation {name!r}")
-        for name, number in line_of.items()
-        if name not in known
-    ]
+    for name, number in line_of.items():
+        if name in known:
+            continue  # whatever the rule for new names says of it now
+        try:
+            check_org_name(name)
+        except SamtalError as exc:
+            bad.append((number, str(exc)))
+        else:
+            bad.append((number, f"unknown organisation {name!r}"))
     if bad:
         _refuse(bad, "no token was made")
     try:

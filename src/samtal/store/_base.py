@@ -30,10 +30,11 @@ CallKey = tuple[str, str]
 def check_org_name(name: str) -> None:
     """UsageError unless `name` may name a new organisation (names made before the rule was
     there keep working: only new ones are checked)."""
-    if not ORG_NAME.fullmatch(name):
+    if not ORG_NAME.fullmatch(name) or name.startswith("-"):
+        # A name that starts with `-` would be taken for an option by every command after.
         raise UsageError(
             f"{shorten(name)} cannot name an organisation: use 1 to 64 letters, digits, "
-            "'-', '_' or '.'"
+            "'-', '_' or '.' ('-' never first, '.' only between the others)"
         )
 
 
