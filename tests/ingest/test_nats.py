@@ -705,3 +705,18 @@ def test_an_org_that_is_no_subject_token_is_rejected_alone(jet: Jet, tmp_path: P
     for line in (1, 2, 3):
         assert f"line {line}: `org` cannot name a NATS subject token" in done.stderr
     assert "rejected 4, failed 0" in done.stdout  # and traffic()'s line of an unknown type
+
+
+def test_an_event_larger_than_a_nats_message_is_rejected_alone(jet: Jet, tmp_path: Path) -> None:
+    """A valid event may carry fields samtal does not know (ignored), and so be larger than
+    the server's largest message (1 MiB by default): NATS raised and `samtal publish` ended in
+    a traceback, the lines after it unpublished. Such a line is rejected with its size."""
+    path, lines = traffic(tmp_path, calls=5)
+    event = json.loads(lines[0])
+    huge = json.dumps({**event, "id": "huge", "note": "x" * (2 << 20)}).encode() + b"\n"
+    path.write_bytes(huge + path.read_bytes())
+    done = samtal("publish", str(path), *jet.args(), cwd=tmp_path, env={})
+    assert "Traceback" not in done.stderr, done.stderr
+    assert "line 1: the event is 2,097,3" in done.stderr
+    assert "bytes: the NATS server takes messages of 1,047,552 at most" in done.stderr
+    assert "rejected 2, failed 0" in done.stdout  # and traffic()'s line of an unknown type

@@ -46,6 +46,9 @@ WINDOW = 512
 #: Bytes of events in one message at most, when several go in one (NATS takes 1 MiB at most
 #: by default).
 PACK_BYTES = 256 * 1024
+#: Bytes of a message's size kept for its headers (`Nats-Msg-Id`: an organisation and an id,
+#: at most 64 and 128 characters, or a hash).
+HEADER_ROOM = 1024
 #: Tries of one publish before it counts as failed; waits double from 0.1 s.
 PUBLISH_TRIES = 5
 #: Seconds a stopping worker gives the batch it is storing before it leaves it to another.
@@ -187,6 +190,9 @@ async def publish(
         pending: list[asyncio.Task[tuple[int, bool | None]]] = []
         packs: dict[str, list[tuple[Event, bytes]]] = {}
         sizes: dict[str, int] = {}
+        # The server's largest message, less room for the headers (they count in it): a valid
+        # event may be larger (fields it does not know are ignored), and NATS then raised.
+        largest = nc.max_payload - HEADER_ROOM
 
         def send(org: str) -> None:
             pending.append(asyncio.create_task(_publish_one(js, subject, org, packs.pop(org))))
@@ -204,6 +210,16 @@ async def publish(
             if not ORG_NAME.fullmatch(event.org):
                 report.reject(
                     Rejection(position, event.id, "`org` cannot name a NATS subject token")
+                )
+                continue
+            if len(line) > largest:
+                report.reject(
+                    Rejection(
+                        position,
+                        event.id,
+                        f"the event is {len(line):,} bytes: the NATS server takes messages of "
+                        f"{largest:,} at most (its max_payload, less the headers)",
+                    )
                 )
                 continue
             if event.org in packs and sizes[event.org] + len(line) > PACK_BYTES:
