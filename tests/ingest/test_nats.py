@@ -720,3 +720,49 @@ def test_an_event_larger_than_a_nats_message_is_rejected_alone(jet: Jet, tmp_pat
     assert "line 1: the event is 2,097,3" in done.stderr
     assert "bytes: the NATS server takes messages of 1,047,552 at most" in done.stderr
     assert "rejected 2, failed 0" in done.stdout  # and traffic()'s line of an unknown type
+
+
+def test_a_dead_letter_too_large_for_nats_is_cut_and_the_worker_goes_on(
+    jet: Jet, tmp_path: Path
+) -> None:
+    """An invalid message of nearly the server's largest size (published straight to the
+    stream) was dead-lettered with its headers on top: over the largest size, so the server
+    closed the worker's connection for good, and the worker then logged a failed fetch each
+    second forever, the message never acknowledged. The letter is cut to fit, says so, and the
+    worker stores what comes after it."""
+    url = f"sqlite:///{tmp_path / 'dead.db'}"
+    provisioned(url)
+    lines = traffic(tmp_path, calls=20)[1]
+
+    async def publish_raw() -> int:
+        import nats
+
+        connection = await nats.connect(NATS_URL)
+        largest = connection.max_payload
+        await connection.jetstream().publish(f"{jet.subject}.org-1", b"x" * (largest - 5))
+        await connection.close()
+        return largest
+
+    before, after = tmp_path / "before.ndjson", tmp_path / "after.ndjson"
+    before.write_bytes(b"".join(lines[:20]))  # and the stream made
+    after.write_bytes(b"".join(lines[20:]))
+    with DeadLetters(jet.dead) as dead:
+        assert (
+            "failed 0" in samtal("publish", str(before), *jet.args(), cwd=tmp_path, env={}).stdout
+        )
+        largest = asyncio.run(publish_raw())
+        worker = consumer(jet, tmp_path, url)
+        try:
+            wait_until(lambda: len(dead.messages) == 1, 30)
+            assert (
+                "failed 0"
+                in samtal("publish", str(after), *jet.args(), cwd=tmp_path, env={}).stdout
+            )
+            wait_until(lambda: exact(url, lines), 30)
+        finally:
+            worker.send_signal(signal.SIGTERM)
+            log = worker.communicate(timeout=30)[1]
+    assert worker.returncode == 0, log
+    letter, reason = dead.messages[0]
+    assert reason.startswith("not valid JSON") and 0 < len(letter) < largest - 1024
+    assert "fetching" not in log, log

@@ -257,4 +257,9 @@ def consume(
             done.rejected,
         )
 
-    asyncio.run(run())
+    from samtal.errors import SamtalError
+
+    try:
+        asyncio.run(run())
+    except SamtalError as exc:  # the connection closed for good: a supervisor starts it again
+        fail(exc)

@@ -31,7 +31,7 @@ from nats.js.client import JetStreamContext
 from nats.js.errors import NotFoundError
 
 from samtal import metrics
-from samtal.errors import NotReady, without_password
+from samtal.errors import NotReady, SamtalError, without_password
 from samtal.events import Event, Rejection, decode_one
 from samtal.ingest import Bounds, Report
 from samtal.ingest.apart import Apart
@@ -275,6 +275,21 @@ async def _publish_one(
     return len(events), None
 
 
+def _fitted(line: bytes, headers: dict[str, str], largest: int) -> tuple[bytes, dict[str, str]]:
+    """A dead letter that the server takes: `line` cut where it and its headers would pass the
+    server's largest message, with `Samtal-Truncated` (the line's full size) saying so. Else
+    the server closed the connection for good, and the worker fetched nothing ever after; the
+    message, never acknowledged, then did the same to the next worker."""
+    room = largest - HEADER_ROOM - sum(len(k) + len(v.encode()) + 4 for k, v in headers.items())
+    if len(line) <= room:
+        return line, headers
+    return line[: max(room, 0)], {**headers, "Samtal-Truncated": str(len(line))}
+
+
+class ConsumeError(SamtalError):
+    """The consumer cannot go on in this process."""
+
+
 def _count(report: Published, results: list[tuple[int, bool | None]]) -> None:
     for events, result in results:
         if result is None:
@@ -339,6 +354,11 @@ async def consume(
             try:
                 return await sub.fetch(timeout=1.0)
             except Exception as exc:  # NATS away: the client reconnects; fetch again later
+                if nc.is_closed:  # it will not (the server ended the connection for good)
+                    raise ConsumeError(
+                        f"the connection to NATS was closed for good ({exc}): stopping, so "
+                        "that a supervisor starts this worker again"
+                    ) from exc
                 log.warning("fetching from %s failed (%s); trying again", names.stream, exc)
                 await _pause(stop, 1.0)
                 return []
@@ -354,15 +374,16 @@ async def consume(
             for rejection in report.rejected:
                 message, line, headers = lines.of(rejection.line)
                 log.warning("rejected %s: %s", message.subject, rejection.reason)
-                await nc.publish(
-                    names.dead_letter,
+                letter, said = _fitted(
                     line,
-                    headers={
+                    {
                         "Samtal-Reason": rejection.reason,
                         "Samtal-Subject": message.subject,
                         **headers,
                     },
+                    nc.max_payload,
                 )
+                await nc.publish(names.dead_letter, letter, headers=said)
             for message in messages:
                 await message.ack()
             done.batches += 1
