@@ -766,3 +766,20 @@ def test_a_dead_letter_too_large_for_nats_is_cut_and_the_worker_goes_on(
     letter, reason = dead.messages[0]
     assert reason.startswith("not valid JSON") and 0 < len(letter) < largest - 1024
     assert "fetching" not in log, log
+
+
+def test_a_stream_that_takes_other_subjects_is_said(jet: Jet, tmp_path: Path) -> None:
+    """A --stream that exists for other subjects than --subject: `publish` sent its events to
+    no stream (a traceback from NATS) and `consume` could not make its consumer (another).
+    Both say which subjects the stream takes."""
+    path, _ = traffic(tmp_path, calls=5)
+    assert "failed 0" in samtal("publish", str(path), *jet.args(), cwd=tmp_path, env={}).stdout
+    other = [*jet.args()[:-1], jet.subject + "-other"]
+    said = f"the stream {jet.stream} takes {jet.subject}.>, not {jet.subject}-other.>"
+    published = samtal("publish", str(path), *other, cwd=tmp_path, env={})
+    assert published.returncode == 1 and said in published.stderr, published.stderr
+    consumed = samtal(
+        "consume", *other, "--db", f"sqlite:///{tmp_path / 'c.db'}", cwd=tmp_path, env={}
+    )
+    assert consumed.returncode == 1 and said in consumed.stderr, consumed.stderr
+    assert "Traceback" not in published.stderr + consumed.stderr

@@ -31,7 +31,7 @@ from nats.js.client import JetStreamContext
 from nats.js.errors import NotFoundError
 
 from samtal import metrics
-from samtal.errors import NotReady, SamtalError, without_password
+from samtal.errors import NotReady, SamtalError, UsageError, without_password
 from samtal.events import Event, Rejection, decode_one
 from samtal.ingest import Bounds, Report
 from samtal.ingest.apart import Apart
@@ -124,9 +124,10 @@ async def ensure_stream(
     js: JetStreamContext, stream: str, subject: str, max_age_days: float, replicas: int = 1
 ) -> None:
     """Create the stream when missing (file storage, `<subject>.>`, `replicas` copies on a
-    cluster); leave one that exists as it is."""
+    cluster); leave one that exists as it is, if it takes `<subject>.>` (UsageError if not:
+    the events would go to another stream, or to none, and NATS said so in a traceback)."""
     try:
-        await js.stream_info(stream)
+        info = await js.stream_info(stream)
     except NotFoundError:
         await js.add_stream(
             StreamConfig(
@@ -138,6 +139,25 @@ async def ensure_stream(
             )
         )
         log.info("made the stream %s for %s.> (%d replica(s))", stream, subject, replicas)
+        return
+    taken = list(info.config.subjects or [])
+    if not any(_covers(pattern, f"{subject}.>") for pattern in taken):
+        raise UsageError(
+            f"the stream {stream} takes {', '.join(taken) or 'no subject'}, not {subject}.>: "
+            "give --subject the prefix it takes, or another --stream"
+        )
+
+
+def _covers(pattern: str, wanted: str) -> bool:
+    """Whether every subject `wanted` (a filter such as `a.b.>`) matches stream subject
+    `pattern` (NATS wildcards: `*` one token, `>` the rest)."""
+    have, need = pattern.split("."), wanted.split(".")
+    for index, token in enumerate(have):
+        if token == ">":
+            return True
+        if index >= len(need) or need[index] == ">" or token not in ("*", need[index]):
+            return False
+    return len(have) == len(need)
 
 
 def servers(url: str) -> list[str]:
