@@ -74,7 +74,7 @@ class _Said:
         self._logged: dict[str, tuple[float, int]] = {}
 
     async def error(self, exc: Exception) -> None:
-        self.last = said = f"{type(exc).__name__}: {exc}"
+        self.last = said = _why(exc)
         now = time.monotonic()
         at, again = self._logged.get(said, (-SAID_EVERY, 0))
         if now - at < SAID_EVERY:
@@ -110,9 +110,15 @@ async def connect(url: str, *, tries: int, wait: float = 2.0) -> NATS:
             reconnected_cb=said.reconnected,
         )
     except (TimeoutError, NoServersError, OSError) as exc:
-        why = said.last or f"{type(exc).__name__}: {exc}"
+        why = said.last or _why(exc)
         raise NotReady(f"no NATS server answers at {said.url} ({why})") from None
     return client
+
+
+def _why(exc: BaseException) -> str:
+    """An error as a log line says it: its kind, and its words where it has some (a timeout
+    has none: what is not a NATS server, such as an HTTP port, never greets)."""
+    return f"{type(exc).__name__}: {exc}" if str(exc) else f"{type(exc).__name__} (no greeting)"
 
 
 def max_ack_pending(batch: int) -> int:
