@@ -69,7 +69,10 @@ def test_workers_report_as_one(tmp_path: Path) -> None:
     read = store.create_token("read", org="acme", now=system_clock())[1]
     ingest = store.create_token("ingest", org=None, now=system_clock())[1]
     store.close()
-    with serving(url, tmp_path, SAMTAL_RATE_LIMIT="off") as (base, _):
+    scratch = tmp_path / "tmp"  # the server's temporary files
+    scratch.mkdir()
+    with serving(url, tmp_path, SAMTAL_RATE_LIMIT="off", TMPDIR=str(scratch)) as (base, _):
+        assert [p.name[:15] for p in scratch.iterdir()] == ["samtal-metrics-"]
         for _ in range(20):  # a new connection each: both workers answer some
             httpx.get(base + "/cdr/changes", headers={"Authorization": f"Bearer {read}"})
         scrapes = [
@@ -83,6 +86,7 @@ def test_workers_report_as_one(tmp_path: Path) -> None:
         for s in scrapes
     }
     assert counts == {20.0}, counts
+    assert list(scratch.iterdir()) == []  # the workers' files went with them (they stayed)
 
 
 def test_a_server_process_collects_its_young_objects_rarely(tmp_path: Path) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 import textwrap
 from datetime import date, timedelta
@@ -54,8 +55,21 @@ def _settings_help() -> str:
 def serve(host: str, port: int, workers: int, metrics_port: int | None, db_url: str | None) -> None:
     """Serve the API (GET /cdr/historik, GET /cdr/changes, POST /events, /docs)."""
     if workers > 1 and "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
-        # Before anything imports prometheus_client: the workers report as one.
-        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="samtal-metrics-")
+        # Before anything imports prometheus_client: the workers report as one, through files
+        # in a folder of this run's, removed when it ends (each run left one behind before).
+        made = tempfile.mkdtemp(prefix="samtal-metrics-")
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = made
+        try:
+            _serve(host, port, workers, metrics_port, db_url)
+        finally:
+            shutil.rmtree(made, ignore_errors=True)
+        return
+    _serve(host, port, workers, metrics_port, db_url)
+
+
+def _serve(
+    host: str, port: int, workers: int, metrics_port: int | None, db_url: str | None
+) -> None:
     import uvicorn
 
     from samtal.api import create_app
