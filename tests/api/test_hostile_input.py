@@ -7,6 +7,7 @@ import contextlib
 import gzip
 import json
 import socket
+import time
 
 import httpx
 import pytest
@@ -166,6 +167,43 @@ def test_a_head_of_any_size_is_refused_early(service: Service) -> None:
     assert sent < 64 * 2**20, "the server took a 64 MB header"
     assert answer == b"" or answer.startswith(b"HTTP/1.1 4"), answer
     assert httpx.get(service.server.url + "/healthz").status_code == 200
+
+
+def test_a_head_that_does_not_come_closes_its_connection(
+    service: Service, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A client that connects and sends nothing, or half a head, or the first bytes of its
+    next head on a kept-alive connection, is cut off once the head is late; uvicorn kept each
+    such connection for ever (a thousand of them held the server's file descriptors). A
+    head that comes in pieces within the time is answered."""
+    from samtal.api import _transport
+
+    monkeypatch.setattr(_transport, "HEAD_TIMEOUT_SECONDS", 1.0)
+    host, port = service.server.url.removeprefix("http://").split(":")
+    ask = b"GET /healthz HTTP/1.1\r\nHost: samtal\r\n\r\n"
+
+    def closed_within(conn: socket.socket, seconds: float) -> bool:
+        conn.settimeout(seconds)
+        with contextlib.suppress(ConnectionResetError):
+            return conn.recv(100) == b""
+        return True
+
+    for first in (b"", b"GET /healthz HTTP/1.1\r\nHost: sam"):
+        with socket.create_connection((host, int(port)), timeout=10) as conn:
+            conn.sendall(first)
+            assert closed_within(conn, 5)
+    with socket.create_connection((host, int(port)), timeout=10) as conn:
+        conn.sendall(ask)
+        answer = b""
+        while not answer.endswith(b'{"status":"ok"}'):
+            answer += conn.recv(1000)
+        conn.sendall(ask[:10])  # the next head, begun and never ended
+        assert closed_within(conn, 5)
+    with socket.create_connection((host, int(port)), timeout=10) as conn:
+        for piece in (ask[:10], ask[10:25], ask[25:]):  # over 0.4 s: slow, not late
+            conn.sendall(piece)
+            time.sleep(0.2)
+        assert conn.recv(1000).startswith(b"HTTP/1.1 200 OK")
 
 
 def test_an_unexpected_error_closes_its_connection_and_the_next_request_is_answered(

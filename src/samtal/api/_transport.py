@@ -29,6 +29,7 @@ import socket
 import threading
 import time
 
+import h11
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 log = logging.getLogger(__name__)
@@ -55,8 +56,18 @@ def collect_rarely() -> None:
     gc.set_threshold(YOUNG_OBJECTS, *gc.get_threshold()[1:])
 
 
+#: Seconds a connection may take to send a request's head, from its first byte (or from the
+#: connection, or the end of the last answer, when keep-alive's 5 s are over). uvicorn sets
+#: none: a client that connected and sent nothing, or half a head, kept its connection (and a
+#: file descriptor) for ever, and a thousand such clients kept the server from every other.
+HEAD_TIMEOUT_SECONDS = 20.0
+
+
 class NoDelayH11Protocol(H11Protocol):
-    """uvicorn's h11 protocol, sending each write at once."""
+    """uvicorn's h11 protocol, sending each write at once, and closing a connection whose
+    request head does not arrive within HEAD_TIMEOUT_SECONDS."""
+
+    _head_timer: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         sock = transport.get_extra_info("socket")
@@ -64,6 +75,32 @@ class NoDelayH11Protocol(H11Protocol):
             with contextlib.suppress(OSError):
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         super().connection_made(transport)
+        self._head_timer = self.loop.call_later(HEAD_TIMEOUT_SECONDS, self._head_too_slow)
+
+    def data_received(self, data: bytes) -> None:
+        cycle = self.cycle
+        super().data_received(data)
+        if self.cycle is not cycle:  # a head arrived whole: its request is under way
+            self._stop_head_timer()
+        elif self._head_timer is None and self.conn.their_state is h11.IDLE:
+            # The first bytes of the next head (keep-alive's timer stopped on them).
+            self._head_timer = self.loop.call_later(HEAD_TIMEOUT_SECONDS, self._head_too_slow)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._stop_head_timer()
+        super().connection_lost(exc)
+
+    def _stop_head_timer(self) -> None:
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
+
+    def _head_too_slow(self) -> None:
+        self._head_timer = None
+        if self.conn.their_state is h11.IDLE and not self.transport.is_closing():
+            with contextlib.suppress(h11.LocalProtocolError):
+                self.conn.send(h11.ConnectionClosed())
+            self.transport.close()
 
 
 #: Seconds between a worker's looks at its supervisor.
