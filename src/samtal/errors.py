@@ -156,6 +156,15 @@ class TooLarge(SamtalError):
     slug = "payload-too-large"
 
 
+class TooSlow(SamtalError):
+    """A request body that stopped coming in; the connection is closed with the answer."""
+
+    status = 408
+    title = "Request timeout"
+    slug = "request-timeout"
+    headers = {"Connection": "close"}  # noqa: RUF012 (read-only class default)
+
+
 class UnsupportedMediaType(SamtalError):
     """A request body of a type the endpoint does not take."""
 

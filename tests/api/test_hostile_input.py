@@ -206,6 +206,43 @@ def test_a_head_that_does_not_come_closes_its_connection(
         assert conn.recv(1000).startswith(b"HTTP/1.1 200 OK")
 
 
+def test_a_stalled_body_is_answered_408_and_lets_go_of_its_bytes(
+    tmp_path: object, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A batch whose upload stops midway (a switch cut off, a half-open connection) held the
+    bytes it had sent of the in-flight budget for as long as its connection lived, so that
+    other batches were turned away (503) for hours. After BODY_IDLE_SECONDS without a byte it
+    is answered 408, its connection closed, and its bytes let go."""
+    from samtal.api import events
+
+    monkeypatch.setattr(events, "BODY_IDLE_SECONDS", 1.0)
+    server, store, _ = start_app(f"sqlite:///{tmp_path}/stall.db", Clock(), max_inflight_bytes=1000)
+    store.add_org("acme", "Europe/Stockholm", now=T0)
+    ingest = store.create_token("ingest", org=None, now=T0)[1]
+    batch = "".join(json.dumps({**e, "org": "acme"}) + "\n" for e in PRODUCT["events"][:3])
+    assert 1000 - 600 < len(batch) <= 1000  # alone it fits; beside the stalled 600, not
+    with server:
+        host, port = server.url.removeprefix("http://").split(":")
+        with socket.create_connection((host, int(port)), timeout=10) as stalled:
+            stalled.sendall(
+                b"POST /events HTTP/1.1\r\nHost: samtal\r\nContent-Type: application/x-ndjson"
+                b"\r\nAuthorization: Bearer " + ingest.encode() + b"\r\nContent-Length: 5000"
+                b"\r\n\r\n" + b"x" * 600
+            )
+            time.sleep(0.3)
+            with server.client(ingest) as client:
+                turned = client.post("/events", content=batch)
+                assert turned.status_code == 503, turned.text  # the stalled body holds 600
+                answer = b""
+                while b"request-timeout" not in answer:
+                    answer += stalled.recv(1000)
+                assert answer.startswith(b"HTTP/1.1 408 Request Timeout")
+                assert b"connection: close" in answer.lower()
+                taken = client.post("/events", content=batch)
+                assert taken.status_code == 200, taken.text
+    store.close()
+
+
 def test_an_unexpected_error_closes_its_connection_and_the_next_request_is_answered(
     tmp_path: object,
 ) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Annotated, Any
 
 import orjson
@@ -12,11 +13,18 @@ from starlette.concurrency import run_in_threadpool
 from samtal.api._auth import limited_ingest_token
 from samtal.api._problems import only_params, responses
 from samtal.api._state import AppState, state
+from samtal.errors import TooSlow
 from samtal.ingest import Bounds, ingest_async
 from samtal.ingest.body import Body
 from samtal.store import Token
 
 router = APIRouter(dependencies=[Depends(only_params())])
+
+#: Seconds a body may go without a byte before the request is answered 408 and its connection
+#: closed. A stalled upload (a switch cut off mid-batch, a half-open connection) held what it
+#: had sent of the in-flight budget (SAMTAL_MAX_INFLIGHT_BYTES) for as long as its connection
+#: lived: four stalled 16 MB batches turned every other batch away with 503.
+BODY_IDLE_SECONDS = 30.0
 
 _EVENT_SCHEMA: dict[str, Any] = {
     "type": "object",
@@ -94,7 +102,7 @@ _REPORT_SCHEMA = {
             "description": "What the delivery did.",
             "content": {"application/json": {"schema": _REPORT_SCHEMA}},
         },
-        **responses(400, 401, 403, 413, 415, 429, 503),
+        **responses(400, 401, 403, 408, 413, 415, 429, 503),
     },
 )
 async def post_events(
@@ -112,8 +120,18 @@ async def post_events(
     )
     body.expect(headers.get("content-length"))
     held = 0
+    chunks = request.stream().__aiter__()
     try:
-        async for chunk in request.stream():
+        while True:
+            try:
+                chunk = await asyncio.wait_for(anext(chunks), BODY_IDLE_SECONDS)
+            except StopAsyncIteration:
+                break
+            except TimeoutError:
+                raise TooSlow(
+                    f"no byte of the body came for {BODY_IDLE_SECONDS:g} s, after {held:,} "
+                    "bytes: send it again"
+                ) from None
             size = body.feed(chunk)
             app.inflight.take(size, mine=held)
             held += size
