@@ -282,6 +282,37 @@ def test_a_new_organisation_name_is_one_every_command_can_take(tmp_path: Path) -
         assert samtal("org", "add", name, *db, cwd=tmp_path).returncode == 0
 
 
+def test_serve_raises_its_open_files_to_the_hard_limit(tmp_path: Path) -> None:
+    """Started as systemd starts a service (a soft limit of 1,024 open files; 256 here), the
+    server turned clients away at about that many connections. It takes the hard limit."""
+    import resource
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = subprocess.Popen(
+        [sys.executable, "-m", "samtal", "serve", "--port", str(port),
+         "--db", f"sqlite:///{tmp_path / 'files.db'}"],
+        cwd=tmp_path,
+        stderr=subprocess.DEVNULL,
+        preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (256, 4096)),
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                assert time.monotonic() < deadline, "samtal serve did not start"
+                time.sleep(0.1)
+        limits = Path(f"/proc/{server.pid}/limits").read_text()
+        assert re.search(r"Max open files\s+4096\s+4096", limits), limits
+    finally:
+        server.terminate()
+        server.wait(30)
+
+
 def test_serve_on_a_busy_port_or_a_foreign_host_says_so(tmp_path: Path) -> None:
     """uvicorn logged a busy port and exited 3; a busy --metrics-port, or the API's own, was a
     traceback from prometheus' server, or uvicorn's exit once the metrics had it. Each is a

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import tempfile
@@ -76,6 +77,7 @@ def _serve(
     from samtal.api._transport import LOOP, NoDelayH11Protocol, collect_rarely
     from samtal.logs import configure as configure_logging
 
+    _open_files_to_the_hard_limit()
     collect_rarely()
     config = settings(database_url=db_url)
     # A port that is taken, or a host that is not this machine's, said in a sentence before
@@ -110,6 +112,26 @@ def _serve(
     # Each worker is a new process that builds its app from the environment.
     os.environ["SAMTAL_DATABASE_URL"] = config.database_url
     uvicorn.run("samtal.api:app_from_env", factory=True, workers=workers, **common)
+
+
+def _open_files_to_the_hard_limit() -> None:
+    """Let this process (and the workers it starts) hold as many connections as the system
+    lets it: systemd starts a service with a soft limit of 1,024 open files, and at about a
+    thousand connections (each follower of the feed holds one for up to a minute) the server
+    then turned every new client away. The hard limit is the operator's to set."""
+    try:
+        import resource  # not on Windows
+    except ImportError:
+        return
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = MOST_OPEN_FILES if hard == resource.RLIM_INFINITY else hard
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+
+
+#: Open files asked for where the hard limit is infinite (Linux's nr_open by default).
+MOST_OPEN_FILES = 1 << 20
 
 
 DEMO_DB = "sqlite:///samtal-demo.db"
