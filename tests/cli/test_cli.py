@@ -19,6 +19,7 @@ import httpx
 import pytest
 
 from tests.helpers import PRODUCT, samtal
+from tests.helpers.servers import answering
 
 
 @pytest.mark.slow
@@ -294,23 +295,16 @@ def test_serve_raises_its_open_files_to_the_hard_limit(tmp_path: Path) -> None:
         [sys.executable, "-m", "samtal", "serve", "--port", str(port),
          "--db", f"sqlite:///{tmp_path / 'files.db'}"],
         cwd=tmp_path,
-        stderr=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
         preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (256, 4096)),
     )  # fmt: skip
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                assert time.monotonic() < deadline, "samtal serve did not start"
-                time.sleep(0.1)
+        answering(f"http://127.0.0.1:{port}", server)
         limits = Path(f"/proc/{server.pid}/limits").read_text()
         assert re.search(r"Max open files\s+4096\s+4096", limits), limits
     finally:
         server.terminate()
-        server.wait(30)
+        server.communicate(timeout=30)
 
 
 def test_serve_on_a_busy_port_or_a_foreign_host_says_so(tmp_path: Path) -> None:

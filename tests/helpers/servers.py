@@ -148,6 +148,22 @@ def assert_problem(response: httpx.Response, status: int, *detail_parts: str) ->
     return body
 
 
+def answering(base: str, server: subprocess.Popen[Any], seconds: float = 60) -> None:
+    """Wait until the `samtal serve` process at `base` answers /healthz; AssertionError, with
+    what it said, if it ends or does not answer within `seconds`."""
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            if httpx.get(f"{base}/healthz", timeout=2).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        if time.monotonic() > deadline or server.poll() is not None:
+            server.kill()
+            raise AssertionError(f"samtal serve did not start: {server.communicate()[1]}")
+        time.sleep(0.1)
+
+
 @contextmanager
 def serving(
     url: str, cwd: Path, *, workers: int = 2, **env: str
@@ -165,17 +181,7 @@ def serving(
         start_new_session=True,
     )
     base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            if httpx.get(f"{base}/healthz", timeout=2).status_code == 200:
-                break
-        except httpx.TransportError:
-            pass
-        if time.monotonic() > deadline or server.poll() is not None:
-            server.kill()
-            raise AssertionError(f"samtal serve did not start: {server.communicate()[1]}")
-        time.sleep(0.1)
+    answering(base, server)
     try:
         yield base, server
     finally:

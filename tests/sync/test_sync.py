@@ -190,16 +190,19 @@ def test_an_older_version_never_overwrites_a_newer_one(target: str) -> None:
     copy.close()
 
 
+#: A record as the feed serves it, of seq 7.
+ONE_RECORD = {"id": "c", "callerNo": "+46701", "start": "2017-01-04T10:00:00.000+01:00",
+              "receivingNo": None, "received": None, "calleeNo": None, "calleeAnswered": None,
+              "stop": "2017-01-04T10:01:00.000+01:00", "version": 1, "seq": 7}  # fmt: skip
+
+
 def test_each_table_keeps_its_own_cursor(target: str) -> None:
     """The cursor was kept by source alone: a second table copied from the same server began
     at the first's cursor and got nothing, and a table dropped and made again stayed empty,
     each "up to date"."""
     source = "https://samtal.test"
-    record = {"id": "c", "callerNo": "+46701", "start": "2017-01-04T10:00:00.000+01:00",
-              "receivingNo": None, "received": None, "calleeNo": None, "calleeAnswered": None,
-              "stop": "2017-01-04T10:01:00.000+01:00", "version": 1, "seq": 7}  # fmt: skip
     first = Copy(target, source, table="first_copy")
-    first.apply([record], 7)
+    first.apply([ONE_RECORD], 7)
     first.close()
     second = Copy(target, source, table="second_copy")
     assert second.cursor() == 0
@@ -217,11 +220,8 @@ def test_a_cursor_kept_by_source_alone_is_taken_over_once(target: str) -> None:
     """A copy made before tables had their own cursors keeps its place: the first table with
     rows takes the old row over (no walk of the whole feed again), and only it."""
     source = "https://samtal.test"
-    record = {"id": "c", "callerNo": "+46701", "start": "2017-01-04T10:00:00.000+01:00",
-              "receivingNo": None, "received": None, "calleeNo": None, "calleeAnswered": None,
-              "stop": "2017-01-04T10:01:00.000+01:00", "version": 1, "seq": 7}  # fmt: skip
     copy = Copy(target, source, table="kept_copy")
-    copy.apply([record], 9)
+    copy.apply([ONE_RECORD], 9)
     copy.close()
     engine = sa.create_engine(target_url(target))
     legacy = sa.Table(
