@@ -170,23 +170,50 @@ def test_one_process_leads_the_duties(store_url: str, tmp_path: Path) -> None:
 
 
 def test_workers_stop_when_their_supervisor_is_killed(tmp_path: Path) -> None:
-    """`serve --workers 2` whose supervisor is killed with SIGKILL (not its process group):
-    the workers stop within seconds and free the port. They served on before, and a restart
-    could not bind the port they held. SQLite alone: what is tested is the processes."""
+    """`serve --workers 2` whose supervisor is killed with SIGKILL (not its process group),
+    once serving and while its workers still start: the workers stop within seconds and free
+    the port. They served on before, and a restart could not bind the port they held. SQLite
+    alone: what is tested is the processes."""
     url = f"sqlite:///{tmp_path / 'served.db'}"
     with serving(url, tmp_path) as (base, server):
         workers = _children(server.pid)
         assert len(workers) == 2  # uvicorn's workers, not its resource tracker
         server.kill()
-        server.wait(10)
-        deadline = time.monotonic() + 30
-        while any(Path(f"/proc/{pid}").exists() for pid in workers):
-            assert time.monotonic() < deadline, "a worker served on without its supervisor"
-            time.sleep(0.1)
+        _gone(workers)
         with pytest.raises(httpx.TransportError):
             httpx.get(f"{base}/healthz", timeout=2)
         log = server.communicate(timeout=30)[1]
     assert log.count("the supervising process") == 2, log
+    starting = subprocess.Popen(
+        [sys.executable, "-m", "samtal", "serve", "--workers", "2", "--port", "0"],
+        cwd=tmp_path,
+        env={**os.environ, "SAMTAL_DATABASE_URL": url},
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + 30
+    while len(workers := _children(starting.pid)) < 2:
+        assert time.monotonic() < deadline and starting.poll() is None, "no workers started"
+        time.sleep(0.01)
+    starting.kill()  # before the workers have loaded the app, as a rule
+    _gone(workers)
+    starting.communicate(timeout=30)
+
+
+def _gone(pids: list[int], seconds: float = 30) -> None:
+    """Wait until none of `pids` runs (a zombie does not: it waits for init to reap it)."""
+    deadline = time.monotonic() + seconds
+    while any(_running(pid) for pid in pids):
+        assert time.monotonic() < deadline, "a worker served on without its supervisor"
+        time.sleep(0.1)
+
+
+def _running(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
 
 
 def _children(pid: int) -> list[int]:

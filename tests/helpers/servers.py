@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import os
@@ -187,7 +188,13 @@ def serving(
     finally:
         if server.poll() is None:
             os.killpg(server.pid, signal.SIGTERM)
-        server.communicate(timeout=30)
+        try:
+            server.communicate(timeout=30)
+        except subprocess.TimeoutExpired:  # a process of its group still holds the pipe
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(server.pid, signal.SIGKILL)
+            server.communicate(timeout=30)  # closed here, not by a later test's collector
+            raise
 
 
 def metric_values(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:

@@ -23,11 +23,11 @@ import asyncio
 import contextlib
 import gc
 import logging
+import multiprocessing
 import os
 import signal
 import socket
 import threading
-import time
 
 import h11
 from uvicorn.protocols.http.h11_impl import H11Protocol
@@ -103,21 +103,22 @@ class NoDelayH11Protocol(H11Protocol):
             self.transport.close()
 
 
-#: Seconds between a worker's looks at its supervisor.
-PARENT_CHECK_SECONDS = 1.0
-
-
 def stop_with_parent() -> None:
     """Have this worker of `samtal serve --workers N` stop, as on SIGTERM, once the process
     that started it is gone. uvicorn's supervisor stops its workers when it is told to stop;
     killed (SIGKILL, the OOM killer), it leaves them serving on: an old version answering
-    after a restart, and the port held, so that the new `samtal serve` cannot bind it."""
-    parent = os.getppid()
+    after a restart, and the port held, so that the new `samtal serve` cannot bind it.
+
+    The supervisor is watched through the pipe multiprocessing keeps to it, which ends with
+    it: a worker still starting when it was killed knows of it all the same (watching for a
+    new parent id did not: that worker took init for its parent, and served on)."""
+    parent = multiprocessing.parent_process()
+    if parent is None:  # not started by a supervisor
+        return
 
     def watch() -> None:
-        while os.getppid() == parent:
-            time.sleep(PARENT_CHECK_SECONDS)
-        log.warning("the supervising process (%d) is gone: this worker stops", parent)
+        parent.join()
+        log.warning("the supervising process (%d) is gone: this worker stops", parent.pid)
         os.kill(os.getpid(), signal.SIGTERM)
 
     threading.Thread(target=watch, name="samtal-parent-watch", daemon=True).start()
