@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -26,7 +27,7 @@ from samtal.store import open_store
 from samtal.times import zone
 from tests.helpers import T0, VECTORS, samtal
 from tests.helpers.databases import stored_events
-from tests.helpers.servers import metric, metric_values, serving
+from tests.helpers.servers import answering, metric, metric_values, serving
 
 # Kills and restarts server processes.
 pytestmark = pytest.mark.slow
@@ -230,3 +231,62 @@ def _children(pid: int) -> list[int]:
         if int(fields[1]) == pid and b"spawn_main" in command:
             found.append(int(entry.name))
     return found
+
+
+def test_a_full_disk_is_a_503_and_the_batch_is_sent_again(tmp_path: Path) -> None:
+    """SQLite on a disk that is full (here: a file size limit, which fails writes as a full
+    disk does): a batch was a 500, with a traceback in the log for each. It is a 503 that says
+    nothing of the batch was stored, reads go on, and the same batch is taken once there is
+    room (a server without the limit, on the same database)."""
+    import resource
+
+    url = f"sqlite:///{tmp_path / 'full.db'}"
+    store = open_store(url)
+    store.add_org("org-1", "Europe/Stockholm", now=T0)
+    ingest = store.create_token("ingest", org=None, now=T0)[1]
+    read = store.create_token("read", org="org-1", now=T0)[1]
+    store.close()
+    settings = TrafficSettings(orgs=1, days=1, seed=3, start=date(2017, 3, 6), calls_per_day=9000)
+    lines = [line.rstrip(b"\n") for line in event_lines(settings)]
+    batches = [b"\n".join(lines[k : k + 3000]) for k in range(0, len(lines), 3000)]
+
+    def limited() -> None:
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails instead
+        resource.setrlimit(resource.RLIMIT_FSIZE, (2 << 20, 2 << 20))
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = subprocess.Popen(
+        [sys.executable, "-m", "samtal", "serve", "--port", str(port), "--db", url],
+        cwd=tmp_path,
+        env={**os.environ, "SAMTAL_RETENTION_DAYS": "0"},
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=limited,
+    )
+    base = f"http://127.0.0.1:{port}"
+    auth = {"Authorization": f"Bearer {ingest}"}
+    try:
+        answering(base, server)
+        with httpx.Client(base_url=base, timeout=60) as client:
+            answers = []
+            for batch in batches:
+                answers.append(client.post("/events", content=batch, headers=auth))
+                if answers[-1].status_code != 200:
+                    break
+            full = answers[-1]
+            assert full.status_code == 503, [a.status_code for a in answers]
+            assert "nothing of this was stored" in full.json()["detail"], full.text
+            reads = client.get(
+                "/cdr/historik?from=2017-03-06", headers={"Authorization": f"Bearer {read}"}
+            )
+            assert reads.status_code == 200, reads.text
+    finally:
+        server.terminate()
+        log = server.communicate(timeout=30)[1]
+    assert "Traceback" not in log, log
+    with serving(url, tmp_path) as (base, _), httpx.Client(base_url=base, timeout=60) as client:
+        for batch in batches[len(answers) - 1 :]:
+            assert client.post("/events", content=batch, headers=auth).status_code == 200
+    _assert_stored_once_with_exact_records(url, decode_batch(lines).events)

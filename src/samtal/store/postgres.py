@@ -210,10 +210,15 @@ class PostgresEngine(SqlEngine):
                     f"no connection to the database within {self._pool.timeout:g} s"
                 ) from exc
             except psycopg.OperationalError as exc:
+                said = str(exc).strip().splitlines()[0]
+                if exc.sqlstate == _DISK_FULL:
+                    raise StoreError(
+                        f"the database's disk is full ({said}): nothing of this was stored; "
+                        "free room, then send it again"
+                    ) from exc
                 if db is None or not _lost(db, exc):
                     raise
-                lost = str(exc).strip().splitlines()[0]
-                raise StoreError(f"the connection to the database was lost: {lost}") from exc
+                raise StoreError(f"the connection to the database was lost: {said}") from exc
 
     @contextmanager
     def _migrating(self) -> Iterator[psycopg.Connection[Any]]:
@@ -487,6 +492,10 @@ def _dropped(db: psycopg.Connection[Any]) -> bool:
         db.close()
         return True
     return False
+
+
+#: SQLSTATE disk_full: PostgreSQL could not extend a file.
+_DISK_FULL = "53100"
 
 
 def _lost(db: psycopg.Connection[Any], exc: psycopg.OperationalError) -> bool:

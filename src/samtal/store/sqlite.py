@@ -25,6 +25,10 @@ from samtal.store._base import CallKey, CallRow, Gone, KnownCall, RecordRow, Ref
 from samtal.store._sql import Hint, SqlEngine, SqlTx
 from samtal.store._sqlite_schema import MIGRATIONS
 
+#: What SQLite says when its disk is full or failing: a write that cannot be made now.
+_DISK_ERRORS = frozenset(
+    {"SQLITE_FULL", "SQLITE_IOERR", "SQLITE_IOERR_WRITE", "SQLITE_IOERR_FSYNC"}
+)
 #: Bytes a page of a new database (see `_connect`).
 PAGE_SIZE = 16_384
 #: Bytes of WAL after which a commit copies it into the database (see `_connect`).
@@ -139,16 +143,27 @@ class SqliteEngine(SqlEngine):
 
     @contextmanager
     def _writing(self) -> Iterator[sqlite3.Connection]:
-        """A write transaction on the writer connection, one at a time."""
+        """A write transaction on the writer connection, one at a time. A disk that is full
+        (or failing) is a StoreError: nothing of the transaction was stored, and it may be
+        sent again once there is room (a 503, where it was a 500 with a traceback)."""
         with self._lock:
             db = self._writer
-            db.execute("BEGIN IMMEDIATE")
             try:
-                yield db
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
-            db.execute("COMMIT")
+                db.execute("BEGIN IMMEDIATE")
+                try:
+                    yield db
+                    db.execute("COMMIT")
+                except BaseException:
+                    if db.in_transaction:
+                        db.execute("ROLLBACK")
+                    raise
+            except sqlite3.OperationalError as exc:
+                if getattr(exc, "sqlite_errorname", "") not in _DISK_ERRORS:
+                    raise
+                raise StoreError(
+                    f"the database cannot be written ({exc}): nothing of this was stored; "
+                    "free room on its disk, then send it again"
+                ) from exc
 
     @contextmanager
     def _snapshot(self) -> Iterator[sqlite3.Connection]:
