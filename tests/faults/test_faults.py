@@ -290,3 +290,17 @@ def test_a_full_disk_is_a_503_and_the_batch_is_sent_again(tmp_path: Path) -> Non
         for batch in batches[len(answers) - 1 :]:
             assert client.post("/events", content=batch, headers=auth).status_code == 200
     _assert_stored_once_with_exact_records(url, decode_batch(lines).events)
+    # `samtal import` on the full disk: said in a line, not a traceback.
+    (tmp_path / "events.ndjson").write_bytes(b"\n".join(lines) + b"\n")
+    small = f"sqlite:///{tmp_path / 'small.db'}"
+    assert samtal("org", "add", "org-1", "--db", small, cwd=tmp_path).returncode == 0
+    imported = subprocess.run(
+        [sys.executable, "-m", "samtal", "import", "events.ndjson", "--db", small],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        preexec_fn=limited,
+        check=False,
+    )
+    assert imported.returncode == 1 and "Traceback" not in imported.stderr, imported.stderr
+    assert imported.stderr.startswith("error: the database cannot be written"), imported.stderr

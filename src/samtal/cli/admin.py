@@ -21,7 +21,7 @@ from samtal.cli._common import (
     zone_option,
 )
 from samtal.clock import system_clock
-from samtal.errors import SamtalError, UsageError, shorten, without_password
+from samtal.errors import SamtalError, StoreError, UsageError, shorten, without_password
 from samtal.settings import MAX_RETENTION_DAYS
 
 if TYPE_CHECKING:
@@ -493,6 +493,9 @@ def import_(file: BinaryIO, db_url: str | None) -> None:
         if lines is file:  # not the decompression's (a decoding process lost, say)
             raise
         damaged(file, exc, _AGAIN)
+    except StoreError as exc:  # a full disk, a database lost midway: said, not a traceback
+        fail(StoreError(f"{exc}; the batches before it are stored: import the file again "
+                        "(what is stored counts as duplicates)"))  # fmt: skip
     # Lines of unknown organisations are summed up per organisation, with what to do.
     for rejection in report.shown:
         click.echo(str(rejection), err=True)
