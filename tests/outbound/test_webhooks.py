@@ -468,6 +468,8 @@ def test_the_webhook_commands(setup: Setup) -> None:
         assert refused.exit_code == 1 and said in refused.output, refused.output
     new_id = added.output.split()[1]
     assert new_id in runner.invoke(main, ["webhook", "list", *db]).output
+    mistyped = runner.invoke(main, ["webhook", "list", "acmee", *db])  # listed nothing, rc 0
+    assert mistyped.exit_code == 1 and "unknown organisation 'acmee'" in mistyped.output
     with_password = "https://bob:s3cret@example.test/in"
     keyed = runner.invoke(main, ["webhook", "add", "acme", with_password, *db])
     assert keyed.exit_code == 0, keyed.output

@@ -417,10 +417,16 @@ def webhook_add(org_name: str, url: str, pseudonymize: bool, db_url: str | None)
 def webhook_list(org_name: str | None, db_url: str | None) -> None:
     """List subscriptions: id, org, url, state, last success, last failure, backlog, given up,
     whether people's numbers go out as pseudonyms."""
+    store = open_db(db_url)
+    if org_name is not None:
+        try:
+            store.org(org_name)  # a mistyped name listed nothing, as if it had no subscription
+        except SamtalError as exc:
+            fail(exc)
     click.echo(
         "id	org	url	state	last success	last failure	backlog	given up	pseudonymized"
     )
-    for found in open_db(db_url).hooks.all(org_name):
+    for found in store.hooks.all(org_name):
         state = "active" if found.active else "disabled"
         click.echo(
             "\t".join(
