@@ -18,9 +18,10 @@ _REDIS = re.compile(r"(redis|rediss|redis\+unix)://.*")
 #: back than the calendar's start (year 1, about 739,000 days) no date can be had, and every
 #: read failed (a 500) with such a setting.
 MAX_RETENTION_DAYS = 36_525
-#: The longest any other span of the settings may be, in seconds (a hundred years): more
-#: overflowed the 64-bit microseconds the stores keep instants in.
-_MAX_SECONDS = MAX_RETENTION_DAYS * 86_400
+#: The longest any other span of the settings (and of the stream's options, `streams.py`) may
+#: be, in seconds (a hundred years): more overflowed the 64-bit microseconds the stores keep
+#: instants in, and NATS's 64-bit nanoseconds.
+MAX_SPAN_SECONDS = MAX_RETENTION_DAYS * 86_400
 
 
 def _setting(default: Any, help: str, *, positive: bool = False, most: float = math.inf) -> Any:
@@ -47,19 +48,19 @@ class Settings:
         86400,
         "An event whose `at` lies more than this after the server's clock is rejected (a "
         "switch with a broken clock); so is one before the retention window.",
-        most=_MAX_SECONDS,
+        most=MAX_SPAN_SECONDS,
     )
     settle_seconds: int = _setting(
         600,
         "A call with a record and an `ended` settles when no event of it came for this long: "
         "what the completeness watermark (Samtal-Complete-Through) waits for.",
-        most=_MAX_SECONDS,
+        most=MAX_SPAN_SECONDS,
     )
     idle_close_hours: float = _setting(
         12.0,
         "A call with no stop that has received no event for this long is closed.",
         positive=True,  # 0 would close every call in progress
-        most=_MAX_SECONDS / 3600,
+        most=MAX_SPAN_SECONDS / 3600,
     )
     max_body_bytes: int = _setting(
         16 * 1024 * 1024, "Largest POST /events body accepted; larger ones get 413.", positive=True
@@ -131,9 +132,9 @@ class Settings:
             delays = tuple(float(part) for part in text.split(","))
         except ValueError:
             delays = ()
-        if not delays or not all(0 <= delay <= _MAX_SECONDS for delay in delays):
+        if not delays or not all(0 <= delay <= MAX_SPAN_SECONDS for delay in delays):
             raise UsageError(
-                f"SAMTAL_WEBHOOK_RETRY_SECONDS={text!r}: give seconds (0 to {_MAX_SECONDS:,} "
+                f"SAMTAL_WEBHOOK_RETRY_SECONDS={text!r}: give seconds (0 to {MAX_SPAN_SECONDS:,} "
                 "each) separated by commas, e.g. 5,300,1800"
             )
         return delays

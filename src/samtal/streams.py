@@ -8,15 +8,13 @@ import re
 from dataclasses import dataclass
 
 from samtal.errors import UsageError
+from samtal.settings import MAX_SPAN_SECONDS
 
 #: A stream's or a durable consumer's name (NATS ADR-6): no whitespace, no `.`, `*` or `>` (they
 #: would make a subject of the API's its own), no path separator (a folder on the server).
 _NAME = re.compile(r"[^\s.*>/\\]{1,255}")
 #: A subject to publish to: tokens of the same kind of characters joined by `.`, no wildcard.
 _SUBJECT = re.compile(r"[^\s.*>]+(\.[^\s.*>]+)*")
-#: The longest span a stream keeps events or a worker holds a batch: a hundred years (NATS
-#: keeps them as 64-bit nanoseconds).
-_MOST_DAYS = 36_525
 
 
 @dataclass(frozen=True)
@@ -53,8 +51,8 @@ class StreamNames:
                     "space and no wildcard (`*`, `>`), e.g. samtal.events"
                 )
         for option, value, unit, most in (
-            ("--max-age-days", self.max_age_days, "days", _MOST_DAYS),
-            ("--ack-wait", self.ack_wait, "seconds", _MOST_DAYS * 86_400),
+            ("--max-age-days", self.max_age_days, "days", MAX_SPAN_SECONDS // 86_400),
+            ("--ack-wait", self.ack_wait, "seconds", MAX_SPAN_SECONDS),
         ):
             if not (math.isfinite(value) and 0 <= value <= most):
                 raise UsageError(
