@@ -65,6 +65,26 @@ def test_the_same_seed_and_start_give_the_same_traffic() -> None:
     assert other != first
 
 
+def test_a_day_is_the_same_in_every_period_that_holds_it() -> None:
+    # `samtal demo` simulates the seven days before today, into the database it made the day
+    # before. Its calls were named c-0000001... from the period's start, so a period one day
+    # later named other calls the same: every event a duplicate, yesterday stored empty.
+    def calls(start: date, days: int) -> dict[tuple[str, str], Record]:
+        settings = TrafficSettings(orgs=2, days=days, seed=1, start=start, calls_per_day=150)
+        return run(settings)[1]
+
+    week = calls(date(2026, 11, 27), 7)
+    next_week = calls(date(2026, 11, 28), 7)
+    day_two = parse_instant("2026-11-28T00:00:00+01:00")
+    last_day = parse_instant("2026-12-04T00:00:00+01:00")
+    common = {key: r for key, r in week.items() if r.start >= day_two}
+    assert common and len(common) < len(week)
+    assert {key: r for key, r in next_week.items() if key in common} == common
+    assert all(r.start >= last_day for key, r in next_week.items() if key not in common)
+    # Periods that do not meet name no call alike.
+    assert not week.keys() & calls(date(2026, 12, 4), 1).keys()
+
+
 def test_duplicates_and_disorder_happen_as_asked() -> None:
     base = TrafficSettings(orgs=1, days=1, seed=5, start=date(2017, 1, 4), calls_per_day=500)
     clean, _ = run(base)

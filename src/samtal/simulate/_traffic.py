@@ -65,15 +65,13 @@ class TrafficSettings:
     disorder: float = 0.0
 
 
-def _arrivals(rng: random.Random, settings: TrafficSettings) -> Iterator[int]:
-    """Start instants of one organisation's calls: a Poisson process whose rate follows the
-    local hour, walked hour by real hour so that days with a clock change are 23 or 25 long."""
+def _arrivals(rng: random.Random, day: date, settings: TrafficSettings) -> Iterator[int]:
+    """Start instants of one organisation's calls on one local day: a Poisson process whose
+    rate follows the local hour, walked hour by real hour so that a day with a clock change is
+    23 or 25 hours long."""
     tz = zone(settings.tz)
-    begin = datetime.combine(settings.start, datetime.min.time(), tz)
-    t = from_datetime(begin)
-    end = from_datetime(
-        datetime.combine(settings.start + timedelta(days=settings.days), datetime.min.time(), tz)
-    )
+    t = from_datetime(datetime.combine(day, datetime.min.time(), tz))
+    end = from_datetime(datetime.combine(day + timedelta(days=1), datetime.min.time(), tz))
     per_hour_unit = settings.calls_per_day / _HOURLY_SUM
     while t < end:
         local = to_datetime(t, tz)
@@ -90,16 +88,25 @@ def _arrivals(rng: random.Random, settings: TrafficSettings) -> Iterator[int]:
 
 
 def simulate_calls(settings: TrafficSettings) -> Iterator[tuple[Organisation, Call]]:
-    """Every call that starts in the period, each simulated to its end, in order of start."""
+    """Every call that starts in the period, each simulated to its end, in order of start.
+
+    Each organisation's day is drawn from random streams of its own (seed, organisation, date),
+    and its calls are named by that date (`c-20170104-00001`), so a day comes out the same in
+    every period that holds it: `samtal demo`, run again a day later into the same database,
+    adds the new day's calls, and two periods that do not meet name no call alike.
+    """
 
     def org_calls(index: int) -> Iterator[tuple[int, int, Organisation, Call]]:
         org = build_organisation(index, settings.seed)
-        arrivals = random.Random(f"samtal-arrivals:{settings.seed}:{index}")
-        behaviour = random.Random(f"samtal-calls:{settings.seed}:{index}")
-        for n, start in enumerate(_arrivals(arrivals, settings), 1):
-            call = Call(org.name, f"c-{n:07d}", start)
-            play(call, behaviour, org)
-            yield start, index, org, call
+        for offset in range(settings.days):
+            day = settings.start + timedelta(days=offset)
+            drawn = f"{settings.seed}:{index}:{day.isoformat()}"
+            arrivals = random.Random(f"samtal-arrivals:{drawn}")
+            behaviour = random.Random(f"samtal-calls:{drawn}")
+            for n, start in enumerate(_arrivals(arrivals, day, settings), 1):
+                call = Call(org.name, f"c-{day:%Y%m%d}-{n:05d}", start)
+                play(call, behaviour, org)
+                yield start, index, org, call
 
     merged = heapq.merge(
         *(org_calls(i) for i in range(1, settings.orgs + 1)), key=lambda item: (item[0], item[1])
