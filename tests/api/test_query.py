@@ -8,6 +8,7 @@ import io
 import random
 from datetime import date, datetime
 from pathlib import Path
+from urllib.parse import quote
 from typing import Any
 
 import httpx
@@ -216,6 +217,24 @@ def test_one_call_and_its_path(product: tuple[Service, str]) -> None:
     other = service.org("other")
     with service.server.client(other) as client:  # another organisation's: not found
         assert client.get(f"/cdr/calls/{detailed[0]['id']}").status_code == 404
+
+
+@pytest.mark.parametrize("call_id", ["sip/trunk-1/4711", "a?b#c", "50%25", "x/../y", "/", " "])
+def test_any_call_id_is_found_by_its_id_percent_encoded(service: Service, call_id: str) -> None:
+    # events.md lets a call id hold any character but a control one; a `/` (decoded from its
+    # %2F before routing) made the path another resource: "no such resource", never the call.
+    token = service.org("acme")
+    sent = [
+        {**e, "call": call_id, "id": f"{call_id}.{e['id']}"}
+        for e in PRODUCT["events"]
+        if e["call"] == "c-622"
+    ]
+    assert service.post(service.events(sent, "acme")).json()["accepted"] == len(sent)
+    with service.server.client(token) as client:
+        answer = client.get(f"/cdr/calls/{quote(call_id, safe='')}")
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["id"] == call_id
+        assert_problem(client.get(f"/cdr/calls/{quote(call_id + '/', safe='')}"), 404, "no call")
 
 
 def test_a_call_in_progress_has_no_path_yet(service: Service) -> None:

@@ -18,7 +18,7 @@ router = APIRouter(dependencies=[Depends(only_params())])
 
 
 @router.get(
-    "/cdr/calls/{id}",
+    "/cdr/calls/{id:path}",
     summary="One call: its record and its path",
     description=(
         "The detailed record of one call of your organisation, with `path`: its events (each "
@@ -41,7 +41,9 @@ async def call(
             alias="id",
             min_length=1,
             max_length=128,
-            description="The call's id (`id` of its record).",
+            description=(
+                "The call's id (`id` of its record), percent-encoded: a `/` in it as `%2F`."
+            ),
             examples=["c-1009"],
         ),
     ],
