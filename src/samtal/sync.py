@@ -83,8 +83,32 @@ def _timestamp() -> sa.types.TypeEngine[Any]:
     return sa.DateTime(timezone=True).with_variant(mysql.DATETIME(fsp=3), "mysql", "mariadb")
 
 
-def tables(name: str) -> tuple[sa.MetaData, sa.Table, sa.Table]:
-    """The copy's table (`name`) and the cursor table."""
+def exact_collation(engine: sa.Engine) -> str | None:
+    """The collation in which MySQL or MariaDB compares ids as events.md means them, byte for
+    byte (None elsewhere: SQLite and PostgreSQL do by default). Their default collations fold
+    case and accents and ignore trailing spaces, so `Kx9`, `kx9` and `kx9 ` were one row.
+    MySQL before 8.0 has no collation that keeps trailing spaces: there they still meet."""
+    dialect = engine.dialect
+    if dialect.name not in ("mysql", "mariadb"):
+        return None
+    with engine.connect():  # the server's kind and version are known once connected
+        pass
+    if getattr(dialect, "is_mariadb", False):
+        return "utf8mb4_nopad_bin"
+    return "utf8mb4_0900_bin" if (dialect.server_version_info or ()) >= (8, 0) else "utf8mb4_bin"
+
+
+def _id_type(length: int, collation: str | None) -> sa.types.TypeEngine[Any]:
+    kind = sa.String(length)
+    if collation is None:
+        return kind
+    exact = mysql.VARCHAR(length, charset="utf8mb4", collation=collation)
+    return kind.with_variant(exact, "mysql", "mariadb")
+
+
+def tables(name: str, *, id_collation: str | None = None) -> tuple[sa.MetaData, sa.Table, sa.Table]:
+    """The copy's table (`name`) and the cursor table; on MySQL and MariaDB, ids in
+    `id_collation` (`exact_collation`)."""
     metadata = sa.MetaData()
     records = sa.Table(
         name,
@@ -92,7 +116,7 @@ def tables(name: str) -> tuple[sa.MetaData, sa.Table, sa.Table]:
         # Sized from the spec (events.md): an id is at most 128 characters. Numbers are at
         # most 64, but a server may still serve longer ones it stored before that rule: the
         # copy takes any text.
-        sa.Column("id", sa.String(128), primary_key=True),
+        sa.Column("id", _id_type(128, id_collation), primary_key=True),
         sa.Column("caller_no", sa.Text),
         sa.Column("start", _timestamp(), nullable=False, index=True),
         sa.Column("receiving_no", sa.Text),
@@ -152,12 +176,14 @@ class Copy:
     def __init__(self, url: str, source: str, *, table: str = "call_records") -> None:
         self.engine = sa.create_engine(target_url(url))
         self.source = source
-        metadata, self.records, self.state = tables(table)
         self._zoned = self.engine.dialect.name == "postgresql"
         try:
+            self._collation = exact_collation(self.engine)
+            metadata, self.records, self.state = tables(table, id_collation=self._collation)
             new = not sa.inspect(self.engine).has_table(table)
             self._made(metadata)
             self._adopt(new=new)
+            self._exact_ids()
         except sa.exc.SQLAlchemyError as exc:
             self.engine.dispose()
             raise UsageError(f"cannot open the copy at {shown(url)}: {reason(exc)}") from None
@@ -237,6 +263,37 @@ class Copy:
                 db.execute(sa.delete(legacy).where(legacy.c.source == self.source))
                 log.info("took over the cursor %d kept for %s before tables had their own",
                          kept, self.source)  # fmt: skip
+
+    def _exact_ids(self) -> None:
+        """Make the ids of a copy an older samtal made on MySQL or MariaDB exact, in place, and
+        forget every cursor of its table: a call whose id met another's there (`Kx9`, `kx9`)
+        lost its row to it, and comes back as the feed is walked again (an upsert that never
+        takes an older version: walking it again changes nothing else)."""
+        if self._collation is None:
+            return
+        table = self.records.name
+        with self.engine.begin() as db:
+            found = db.execute(
+                sa.text(
+                    "SELECT collation_name, character_maximum_length FROM information_schema"
+                    ".columns WHERE table_schema = DATABASE() AND table_name = :table AND "
+                    "column_name = 'id'"
+                ),
+                {"table": table},
+            ).first()
+            if found is None or found[0] == self._collation:
+                return
+            kind = _id_type(int(found[1]), self._collation).compile(dialect=self.engine.dialect)
+            quote = self.engine.dialect.identifier_preparer.quote
+            db.execute(sa.text(f"ALTER TABLE {quote(table)} MODIFY COLUMN id {kind} NOT NULL"))
+            db.execute(sa.delete(self.state).where(self.state.c.copy_table == table))
+        log.warning(
+            "the copy's ids were compared in %s, which takes ids alike but for case, accents or "
+            "trailing spaces for one call: made exact (%s); the feed is walked again from the "
+            "start to bring back the calls that lost their row",
+            found[0],
+            self._collation,
+        )
 
     def _mine(self) -> tuple[sa.ColumnElement[bool], ...]:
         return (

@@ -8,8 +8,8 @@ import io
 import random
 from datetime import date, datetime
 from pathlib import Path
-from urllib.parse import quote
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 import orjson

@@ -196,6 +196,64 @@ ONE_RECORD = {"id": "c", "callerNo": "+46701", "start": "2017-01-04T10:00:00.000
               "stop": "2017-01-04T10:01:00.000+01:00", "version": 1, "seq": 7}  # fmt: skip
 
 
+#: Ids that a database's default collation may take for one: case, an accent, a trailing space.
+FOLDED_IDS = ("Kx9", "kx9", "kx9 ", "kx9é", "kx9e")
+
+
+def _id_collation(engine: sa.Engine, table: str) -> str | None:
+    with engine.connect() as db:
+        return db.execute(
+            sa.text(
+                "SELECT collation_name FROM information_schema.columns WHERE table_schema ="
+                " DATABASE() AND table_name = :table AND column_name = 'id'"
+            ),
+            {"table": table},
+        ).scalar()
+
+
+def test_ids_alike_but_for_case_accents_or_spaces_are_rows_of_their_own(target: str) -> None:
+    """events.md's ids are exact. MariaDB's default collation folds case and accents and ignores
+    trailing spaces: five calls were one row, the last written in place of the others (the
+    sync still said it copied five), and a tombstone of one deleted another."""
+    copy = Copy(target, "https://samtal.test")
+    records = [
+        {**ONE_RECORD, "id": call, "callerNo": f"+4670{n}", "seq": n + 1}
+        for n, call in enumerate(FOLDED_IDS)
+    ]
+    copy.apply(records, len(records))
+    assert {(r["id"], r["callerNo"]) for r in copied(target)} == {
+        (r["id"], r["callerNo"]) for r in records
+    }
+    copy.apply([{"id": "kx9", "deleted": True, "version": 2, "seq": 9}], 9)
+    assert sorted(r["id"] for r in copied(target)) == sorted(set(FOLDED_IDS) - {"kx9"})
+    copy.close()
+
+
+def test_a_copy_whose_ids_fold_is_made_exact_and_walked_again(live: Live, target: str) -> None:
+    """A copy an older samtal made on MariaDB took its ids in the database's collation: its id
+    column is made exact in place, and its cursor forgotten, so that the calls it lost to
+    another's id come back with the feed walked again."""
+    engine = sa.create_engine(target_url(target))
+    metadata, records, state = tables("call_records")
+    records.c.id.type = sa.String(128)  # as it was made: the database's own collation
+    metadata.create_all(engine)
+    with engine.begin() as db:
+        db.execute(sa.insert(state).values(source=live.url, copy_table="call_records", cursor=5,
+                                           updated=sa.func.now()))  # fmt: skip
+    copy = Copy(target, live.url)
+    if target.startswith("mariadb"):
+        assert _id_collation(engine, "call_records") == "utf8mb4_nopad_bin"
+        assert copy.cursor() == 0
+    else:
+        assert copy.cursor() == 5  # exact already: nothing to walk again
+    copy.close()
+    with engine.begin() as db:
+        db.execute(sa.delete(state))
+    engine.dispose()
+    assert "the copy is up to date" in run_sync(live, target)
+    assert copied(target) == live.detailed()
+
+
 def test_each_table_keeps_its_own_cursor(target: str) -> None:
     """The cursor was kept by source alone: a second table copied from the same server began
     at the first's cursor and got nothing, and a table dropped and made again stayed empty,
