@@ -7,7 +7,7 @@ from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta, timezone
 from functools import lru_cache
 from typing import Final
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from samtal.errors import UnknownZone
 
@@ -299,6 +299,35 @@ def zone(name: str) -> ZoneInfo:
         raise UnknownZone(
             f"unknown time zone {name!r}: use an IANA name such as 'Europe/Stockholm'"
         ) from exc
+
+
+@lru_cache(maxsize=1)
+def _zone_names() -> frozenset[str]:
+    return frozenset(available_timezones())
+
+
+def named_zone(name: str) -> ZoneInfo:
+    """The IANA zone called `name`, for an organisation or a command to keep; UnknownZone when
+    there is none, or when `name` is a file of the zone database that names no zone: under
+    `right/` (its offsets count leap seconds: 12:00Z in Stockholm came out 14:00+02:00), under
+    `posix/` (a copy of the zone by another name), `posixrules`, or `localtime` (whatever zone
+    the machine it is read on has)."""
+    found = zone(name)
+    if name in _zone_names() and name != "localtime":
+        return found
+    plain = name.partition("/")[2]
+    if name.startswith("right/"):
+        why = "its offsets count leap seconds, which times in UTC do not"
+    elif name == "localtime":
+        why = "it is this machine's own zone, which another machine need not share"
+    elif name.startswith("posix/") and plain in _zone_names():
+        why = "it is a copy of the zone"
+    else:
+        raise UnknownZone(
+            f"unknown time zone {name!r}: use an IANA name such as 'Europe/Stockholm'"
+        )
+    use = plain if plain in _zone_names() else "Europe/Stockholm"
+    raise UnknownZone(f"time zone {name!r} is not taken: {why}; name the zone, e.g. {use!r}")
 
 
 #: The longest wait a server's `Retry-After` may ask of samtal (a day); longer asks get this.

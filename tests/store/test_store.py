@@ -46,6 +46,26 @@ def test_organisations(store: Store) -> None:
         store.add_org("c", "Mars/Olympus", now=T0)
 
 
+@pytest.mark.parametrize(
+    "tz, said",
+    [
+        ("right/Europe/Stockholm", "leap seconds"),  # 12:00Z was rendered 14:00+02:00
+        ("posix/Europe/Stockholm", "'Europe/Stockholm'"),
+        ("posixrules", "unknown time zone"),
+        ("localtime", "this machine's own zone"),  # another machine's is another
+    ],
+)
+def test_a_zone_file_that_is_no_zone_name_is_refused(store: Store, tz: str, said: str) -> None:
+    """The zone database holds files that load as zones but name none an organisation can
+    live in: every one was taken, and rendered its times wrong or by the machine's clock."""
+    with pytest.raises(UnknownZone, match=said):
+        store.add_org("c", tz, now=T0)
+    with pytest.raises(UnknownZone, match=said):
+        store.add_orgs([("d", "UTC"), ("e", tz)], now=T0)
+    assert store.orgs() == []
+    store.add_org("c", "Etc/GMT+12", now=T0)  # a name in the database, however odd
+
+
 def test_tokens(store: Store) -> None:
     store.add_org("acme", "UTC", now=T0)
     read, secret = store.create_token("read", org="acme", now=T0)

@@ -17,7 +17,7 @@ import click
 
 from samtal.errors import SamtalError, UnknownZone
 from samtal.settings import Settings
-from samtal.times import zone as find_zone
+from samtal.times import named_zone
 
 if TYPE_CHECKING:
     from samtal.store import Store
@@ -27,7 +27,7 @@ DEFAULT_TZ = "Europe/Stockholm"
 
 def _zone(_ctx: click.Context, _param: click.Parameter, value: str) -> str:
     try:
-        find_zone(value)
+        named_zone(value)
     except UnknownZone as exc:
         raise click.BadParameter(str(exc)) from exc
     return value

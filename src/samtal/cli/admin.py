@@ -83,7 +83,7 @@ def _add_orgs(source: TextIO, default_tz: str, db_url: str | None) -> None:
     one, listing them by number; else add them all in one transaction."""
     from samtal.errors import UnknownZone
     from samtal.store import check_org_name
-    from samtal.times import zone
+    from samtal.times import named_zone
 
     rows: list[tuple[str, str]] = []
     line_of: dict[str, int] = {}  # each name's line, in the file's order
@@ -93,7 +93,7 @@ def _add_orgs(source: TextIO, default_tz: str, db_url: str | None) -> None:
         tz = tz or default_tz
         try:
             check_org_name(name)
-            zone(tz)
+            named_zone(tz)
         except (SamtalError, UnknownZone) as exc:
             bad.append((number, str(exc)))
             continue

@@ -65,7 +65,7 @@ from samtal.store._webhooks import (
     Webhook,
     WebhookTable,
 )
-from samtal.times import US_PER_SECOND, local_day, zone
+from samtal.times import US_PER_SECOND, local_day, named_zone, zone
 from samtal.tokens import TokenKind, digest, new_secret
 
 log = logging.getLogger(__name__)
@@ -102,7 +102,7 @@ class Store:
     def add_org(self, name: str, tz: str, *, now: int) -> Org:
         """Create an organisation; UsageError for a bad name or zone, Conflict when it exists."""
         check_org_name(name)
-        zone(tz)  # UnknownZone for a name the IANA database does not know
+        named_zone(tz)  # UnknownZone for a name the IANA database does not know
         return self._remember(self.engine.add_org(name, tz, now=now))
 
     def add_orgs(self, rows: Sequence[tuple[str, str]], *, now: int) -> list[str]:
@@ -111,7 +111,7 @@ class Store:
         valid (checked first, every one)."""
         for name, tz in rows:
             check_org_name(name)
-            zone(tz)
+            named_zone(tz)
         return self.engine.add_orgs(rows, now=now)
 
     def orgs(self) -> list[Org]:
