@@ -14,7 +14,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from samtal.settings import Settings
-from samtal.store import open_store
+from samtal.store import MAX_CALL_EVENTS, open_store
 from tests.helpers import PRODUCT, T0, Clock
 from tests.helpers.servers import Service, assert_problem, start_app
 
@@ -65,6 +65,29 @@ def test_an_unpaired_surrogate_is_said_so(service: Service) -> None:
             ),
         }
     ]
+
+
+def test_events_past_the_most_a_call_keeps_are_rejected_by_line(service: Service) -> None:
+    """A switch that loops on a call that never ends: past MAX_CALL_EVENTS the call's new events
+    are rejected, each with its line and why, and the batch's other events are stored."""
+    token = service.org("acme")
+    loop = {"org": service.name("acme"), "call": "loop", "at": "2017-01-04T10:00:00.000+01:00"}
+    events = [{**loop, "id": "l-0", "seq": 0, "type": "started", "party": "caller",
+               "number": "+4670111", "dialed": "622"}]  # fmt: skip
+    events += [
+        {**loop, "id": f"l-{n}", "seq": n, "type": "ringing", "party": "user", "number": "+4670122"}
+        for n in range(1, MAX_CALL_EVENTS + 2)
+    ]
+    good = service.events(PRODUCT["events"], "acme")
+    with service.server.client(service.ingest) as client:
+        answer = client.post("/events", content="\n".join(json.dumps(e) for e in events[:-2]))
+        assert answer.json()["accepted"] == MAX_CALL_EVENTS
+        late = [events[-2], good[0], events[-1], *good[1:]]
+        report = client.post("/events", content="\n".join(json.dumps(e) for e in late)).json()
+    assert report["accepted"] == len(good)
+    assert [(r["line"], r["id"]) for r in report["rejected"]] == [(1, "l-10000"), (3, "l-10001")]
+    assert "'loop' holds 10,000 events already" in report["rejected"][0]["reason"]
+    assert service.get(token, **{"from": "2017-01-04"}).json() == PRODUCT["expected"]
 
 
 def test_a_line_that_is_not_utf8_is_rejected_alone(service: Service) -> None:

@@ -23,7 +23,7 @@ from samtal.events import Event, decode_batch
 from samtal.filters import parse_filters
 from samtal.records import dumps
 from samtal.simulate import TrafficSettings, event_lines
-from samtal.store import AsyncStore, Change, FeedWant, Store, open_store
+from samtal.store import MAX_CALL_EVENTS, AsyncStore, Change, FeedWant, Store, open_store
 from samtal.times import parse_instant, zone
 from tests.helpers import PRODUCT, T0, VECTORS, disappearing, events_of, feed, period
 
@@ -640,6 +640,40 @@ def test_a_nul_on_postgresql_costs_its_call_alone(store_url: str, store: Store) 
         assert [key for key, _ in summary.refused] == [("acme", "x")]
     assert summary.accepted == 17 + (0 if summary.refused else 2)
     assert [r for r in period(store, "acme") if r["callerNo"] != "+46\x00"] == PRODUCT["expected"]
+
+
+def _looping_call(first: int, count: int) -> list[Event]:
+    """Events `first`..`first + count - 1` of a call whose switch loops: a start, then rings."""
+    instant = 1_483_520_400_000_000
+    out = []
+    for n in range(first, first + count):
+        at = instant + n * 1000
+        if n == 0:
+            out.append(Event("acme", "loop-0", "loop", "at", "started", 0, "caller", "+4670111",
+                             None, "622", instant=at))  # fmt: skip
+        else:
+            out.append(Event("acme", f"loop-{n}", "loop", "at", "ringing", n, "user",
+                             f"+46701{n % 50:02d}", instant=at))  # fmt: skip
+    return out
+
+
+def test_a_call_keeps_at_most_its_share_of_events(store: Store) -> None:
+    """A switch looping on a call that never ends sent its events without end, and each batch
+    read them all again (100,000: 290 ms a batch on SQLite, every organisation's batches
+    waiting): past MAX_CALL_EVENTS a call's new events are rejected; others are stored, its
+    copies of stored events are still duplicates, and its record is as it was."""
+    store.add_org("acme", "Europe/Stockholm", now=T0)
+    first = _looping_call(0, MAX_CALL_EVENTS - 5)
+    assert store.ingest(first, now=T0).accepted == MAX_CALL_EVENTS - 5
+    more = _looping_call(MAX_CALL_EVENTS - 5, 10)
+    others = events_of(PRODUCT)
+    summary = store.ingest([*more[:3], *others, *more[3:], *first[:2], more[0]], now=T0)
+    assert summary.accepted == 5 + len(others)
+    assert summary.full == tuple(("acme", e.id) for e in more[5:])
+    assert summary.duplicates == 3  # two stored before, one kept in this batch
+    assert period(store, "acme") == PRODUCT["expected"]  # the looping call has no record
+    again = store.ingest([*_looping_call(MAX_CALL_EVENTS + 5, 2), first[0]], now=T0)
+    assert (again.accepted, again.duplicates, len(again.full)) == (0, 1, 2)
 
 
 def _walk(store: Store, org: str, limit: int) -> list[Change]:

@@ -22,7 +22,7 @@ from samtal.errors import shorten
 from samtal.events import Decoded, Event, Rejection, decode_batch
 from samtal.period import earliest_instant
 from samtal.settings import Settings
-from samtal.store import AsyncStore, IngestSummary, Org, Store
+from samtal.store import MAX_CALL_EVENTS, AsyncStore, IngestSummary, Org, Store
 from samtal.times import US_PER_SECOND, render, zone
 
 #: Lines per transaction when loading a stream: big enough to amortise a commit (an fsync),
@@ -245,8 +245,23 @@ def _outcome(batch: _Sorted, summary: IngestSummary | None) -> Report:
                             f"the database refused this call: {shorten(reason, 200)}",
                         )
                     )
+        if summary.full:
+            # Events of calls that hold the most events samtal keeps of one call.
+            full = set(summary.full)
+            for event, line in zip(batch.events, batch.lines, strict=True):
+                if (event.org, event.id) in full:
+                    out.rejected.append(Rejection(line, event.id, FULL_CALL.format(event.call)))
     out.rejected.sort(key=lambda r: r.line)
     return out
+
+
+#: Why an event of a call that holds MAX_CALL_EVENTS events already is not stored.
+FULL_CALL = (
+    "call {!r} holds "
+    + f"{MAX_CALL_EVENTS:,}"
+    + " events already, the most kept of one call (a call that never ends?): this event is "
+    "not stored; the call is closed when it goes quiet"
+)
 
 
 def ingest(

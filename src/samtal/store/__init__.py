@@ -56,6 +56,7 @@ from samtal.store._base import (
     WriteTx,
     check_org_name,
 )
+from samtal.store._recompute import MAX_CALL_EVENTS
 from samtal.store._sql import SqlEngine
 from samtal.store._webhooks import (
     Advance,
@@ -737,6 +738,7 @@ def open_store(url: str, *, reads: bool = True, create: bool = True) -> Store:
 
 __all__ = [
     "IDLE_CLOSE_ID",
+    "MAX_CALL_EVENTS",
     "Advance",
     "AsyncStore",
     "CallKey",

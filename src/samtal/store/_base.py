@@ -99,6 +99,8 @@ class IngestSummary:
     #: Calls the database refused to store (`Refused`), each with the reason: their events
     #: are not stored, and the rest of the batch is.
     refused: tuple[tuple[CallKey, str], ...] = ()
+    #: Events (org, id) not stored because their call holds `MAX_CALL_EVENTS` already.
+    full: tuple[tuple[str, str], ...] = ()
     #: New events of calls that had settled (query.md, "Completeness").
     after_settling: int = 0
     #: Batches committed in the one transaction that stored this one (itself included): see
@@ -114,6 +116,7 @@ class IngestSummary:
             self.records_deleted + other.records_deleted,
             self.lags + other.lags,
             self.refused + other.refused,
+            self.full + other.full,
             self.after_settling + other.after_settling,
             max(self.together, other.together),
         )

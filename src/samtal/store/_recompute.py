@@ -11,6 +11,8 @@ speaks SQL.
 from __future__ import annotations
 
 import logging
+import threading
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from typing import NamedTuple, overload
@@ -32,6 +34,13 @@ from samtal.store._base import (
 from samtal.times import US_PER_MS, local_day
 
 log = logging.getLogger(__name__)
+
+#: The most events samtal keeps of one call. A real call has tens; a switch that loops on a
+#: call that never ends sends them without end, and every batch with one more reads all the
+#: call's events again to make its record (100,000 of them: 290 ms a batch on SQLite, where
+#: every organisation's batches wait for that writer). Past this, a call's new events are
+#: rejected with a reason; the call is closed when it goes quiet (`close_idle_calls`).
+MAX_CALL_EVENTS = 10_000
 
 
 class Made(NamedTuple):
@@ -169,13 +178,19 @@ def ingest(
     seen = [key for key in keys if key in known]
     stored_events = tx.call_events(seen) if seen else {}
     unseen: list[Event] = []
+    over: list[Event] = []
     for key in keys:
         before = stored_events.get(key)
         if before is None:
-            unseen += batch[key]
+            candidates, room = batch[key], MAX_CALL_EVENTS
         else:
             ids = {event.id for event in before}
-            unseen += [event for event in batch[key] if event.id not in ids]
+            candidates = [event for event in batch[key] if event.id not in ids]
+            room = MAX_CALL_EVENTS - len(before)
+        if len(candidates) > room:
+            candidates, beyond = _within(candidates, room)
+            over += beyond
+        unseen += candidates
     fresh = tx.insert_events(unseen, new_days)
     new: dict[CallKey, list[Event]] = {}
     for event in fresh:
@@ -205,8 +220,58 @@ def ingest(
         )
         for org, call in touched
     ]
-    summary = _write(tx, decisions, now=now, accepted=len(fresh), sent=len(events), forget=forget)
+    summary = _write(
+        tx, decisions, now=now, accepted=len(fresh), sent=len(events) - len(over), forget=forget
+    )
+    if over:
+        _FULL.note(over)
+        summary = replace(summary, full=tuple((e.org, e.id) for e in over))
     return replace(summary, after_settling=late) if late else summary
+
+
+class _FullCalls:
+    """The log of events rejected for a full call: a line a minute at most, since a switch
+    that loops sends them with every batch, naming a call of the latest."""
+
+    EVERY = 60.0
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.events = 0
+        self.logged = -self.EVERY
+
+    def note(self, over: Sequence[Event]) -> None:
+        with self.lock:
+            self.events += len(over)
+            if time.monotonic() - self.logged < self.EVERY:
+                return
+            count, self.events, self.logged = self.events, 0, time.monotonic()
+        log.warning(
+            "%d event(s) rejected since the last such line: their calls hold %d events "
+            "already, the most kept of one call (one: call %r of organisation %r)",
+            count,
+            MAX_CALL_EVENTS,
+            over[-1].call,
+            over[-1].org,
+        )
+
+
+_FULL = _FullCalls()
+
+
+def _within(events: Sequence[Event], room: int) -> tuple[list[Event], list[Event]]:
+    """A call's new events split into those it has room for (`room` distinct ids, in the
+    batch's order; a copy of a kept one is kept, to count as its duplicate) and the rest."""
+    kept: list[Event] = []
+    beyond: list[Event] = []
+    ids: set[str] = set()
+    for event in events:
+        if event.id in ids or len(ids) < room:
+            ids.add(event.id)
+            kept.append(event)
+        else:
+            beyond.append(event)
+    return kept, beyond
 
 
 def _write(
