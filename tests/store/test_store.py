@@ -24,7 +24,7 @@ from samtal.filters import parse_filters
 from samtal.records import dumps
 from samtal.simulate import TrafficSettings, event_lines
 from samtal.store import MAX_CALL_EVENTS, AsyncStore, Change, FeedWant, Store, open_store
-from samtal.times import parse_instant, zone
+from samtal.times import parse_instant, render, zone
 from tests.helpers import PRODUCT, T0, VECTORS, disappearing, events_of, feed, period
 
 T = TypeVar("T")
@@ -674,6 +674,13 @@ def test_a_call_keeps_at_most_its_share_of_events(store: Store) -> None:
     assert period(store, "acme") == PRODUCT["expected"]  # the looping call has no record
     again = store.ingest([*_looping_call(MAX_CALL_EVENTS + 5, 2), first[0]], now=T0)
     assert (again.accepted, again.duplicates, len(again.full)) == (0, 1, 2)
+    # Gone quiet (no event stored for the idle time), it is closed all the same: its record is
+    # made at its latest event, once.
+    hour = 3600 * 1_000_000
+    assert store.close_idle_calls(now=T0 + 12 * hour, idle=12 * hour) == 1
+    [looped] = [r for r in period(store, "acme") if r not in PRODUCT["expected"]]
+    assert looped["stop"] == render(more[4].instant, zone("Europe/Stockholm"))
+    assert store.close_idle_calls(now=T0 + 24 * hour, idle=12 * hour) == 0
 
 
 def _walk(store: Store, org: str, limit: int) -> list[Change]:

@@ -260,7 +260,7 @@ FULL_CALL = (
     "call {!r} holds "
     + f"{MAX_CALL_EVENTS:,}"
     + " events already, the most kept of one call (a call that never ends?): this event is "
-    "not stored; the call is closed when it goes quiet"
+    "not stored; the call is closed as idle after the last event it kept"
 )
 
 

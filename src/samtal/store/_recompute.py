@@ -39,7 +39,8 @@ log = logging.getLogger(__name__)
 #: call that never ends sends them without end, and every batch with one more reads all the
 #: call's events again to make its record (100,000 of them: 290 ms a batch on SQLite, where
 #: every organisation's batches wait for that writer). Past this, a call's new events are
-#: rejected with a reason; the call is closed when it goes quiet (`close_idle_calls`).
+#: rejected with a reason, and the call is closed as idle after the last event it kept
+#: (`close_idle_calls`, which is not bounded).
 MAX_CALL_EVENTS = 10_000
 
 
@@ -147,7 +148,12 @@ def decide(
 
 
 def ingest(
-    tx: WriteTx, events: Sequence[Event], *, zones: Mapping[str, ZoneInfo], now: int
+    tx: WriteTx,
+    events: Sequence[Event],
+    *,
+    zones: Mapping[str, ZoneInfo],
+    now: int,
+    bounded: bool = True,
 ) -> IngestSummary:
     """Store the batch's new events and recompute the record of every call they touch, each
     step once for the whole batch; `zones` has the zone of every organisation in it.
@@ -155,7 +161,8 @@ def ingest(
     The calls are locked first, so that a concurrent writer of the same call is waited for and
     its events are counted. A call first seen in this batch has all its events at hand; the
     events of calls seen before are read first, so that the batch's copies of them are known
-    for duplicates before anything is written.
+    for duplicates before anything is written. A call keeps at most MAX_CALL_EVENTS events
+    (`bounded`): the batch's others of it are not stored, and are reported in `full`.
     """
     batch: dict[CallKey, list[Event]] = {}
     for event in events:
@@ -187,7 +194,7 @@ def ingest(
             ids = {event.id for event in before}
             candidates = [event for event in batch[key] if event.id not in ids]
             room = MAX_CALL_EVENTS - len(before)
-        if len(candidates) > room:
+        if bounded and len(candidates) > room:
             candidates, beyond = _within(candidates, room)
             over += beyond
         unseen += candidates
@@ -350,7 +357,8 @@ def close_idle_calls(tx: WriteTx, *, zones: Mapping[str, ZoneInfo], now: int, id
         for org, call, instant, at in tx.stale_calls(now - idle)
     ]
     if closing:
-        ingest(tx, closing, zones=zones, now=now)
+        # Past MAX_CALL_EVENTS too: a full call ends like any other.
+        ingest(tx, closing, zones=zones, now=now, bounded=False)
     return len(closing)
 
 
