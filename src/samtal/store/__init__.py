@@ -75,6 +75,9 @@ T = TypeVar("T")
 ATTEMPTS = 5
 US_PER_MINUTE = 60 * US_PER_SECOND
 #: Seconds an organisation's row, once read, is trusted before it is read again: a change of
+#: Idle calls closed in one transaction: 5,000 took SQLite's writer about 0.4 s (100,000 in
+#: one took 8 s).
+IDLE_CLOSE_AT_ONCE = 5_000
 #: its settings reaches every process within this. (Its zone never changes.)
 ORG_TTL = 5.0
 #: The `meta` key that says every record has its outcome (`Store.fill` has nothing left to do).
@@ -628,12 +631,22 @@ class Store:
             log.info("filled in the outcome of %d record(s) stored before outcomes were", filled)
         return filled
 
-    def close_idle_calls(self, *, now: int, idle: int) -> int:
-        """Append an `ended` to every call idle for `idle` microseconds (cdr.md); how many."""
+    def close_idle_calls(self, *, now: int, idle: int, at_most: int = IDLE_CLOSE_AT_ONCE) -> int:
+        """Append an `ended` to every call idle for `idle` microseconds (cdr.md); how many.
+        At most `at_most` calls a transaction, so that a crowd of them gone idle at once holds
+        the writer no longer than a batch does; the next share is taken while the last one
+        closed every call it picked."""
         zones = _Zones(self)
-        return self._write(
-            lambda tx: _recompute.close_idle_calls(tx, zones=zones, now=now, idle=idle)
-        )
+        closed = 0
+        while True:
+            done = self._write(
+                lambda tx: _recompute.close_idle_calls(
+                    tx, zones=zones, now=now, idle=idle, at_most=at_most
+                )
+            )
+            closed += done
+            if done < at_most:
+                return closed
 
     def expired(self, cutoffs: Mapping[str, int]) -> list[str]:
         """The organisations of `cutoffs` that have calls started before their cutoff (what

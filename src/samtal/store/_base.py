@@ -335,9 +335,9 @@ class WriteTx(Protocol):
         alone."""
         ...
 
-    def stale_calls(self, last_seen_before: int) -> list[tuple[str, str, int, str]]:
-        """Open calls whose latest event came at or before the given server time, each as (org,
-        call, instant, at) of its latest event."""
+    def stale_calls(self, last_seen_before: int, limit: int) -> list[tuple[str, str, int, str]]:
+        """At most `limit` open calls whose latest event came at or before the given server
+        time, each as (org, call, instant, at) of its latest event."""
         ...
 
     def settle(self, last_seen_before: int) -> int:

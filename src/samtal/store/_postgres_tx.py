@@ -377,19 +377,19 @@ class PostgresTx(SqlTx):
                 ],
             )
 
-    def stale_calls(self, last_seen_before: int) -> list[tuple[str, str, int, str]]:
-        """Open calls idle since `last_seen_before`, locked, with the instant and `at` of their
-        latest event; every organisation in one statement."""
+    def stale_calls(self, last_seen_before: int, limit: int) -> list[tuple[str, str, int, str]]:
+        """At most `limit` open calls idle since `last_seen_before`, locked, with the instant
+        and `at` of their latest event; every organisation in one statement."""
         orgs = [name for (name,) in self.db.execute("SELECT name FROM orgs ORDER BY name")]
         return self.db.execute(
             "SELECT c.org, c.call, e.instant, e.at FROM ("
             "  SELECT org, call, day FROM calls WHERE org = ANY(%b) AND open "
-            "  AND last_seen <= %s ORDER BY org, call FOR UPDATE"
+            "  AND last_seen <= %s ORDER BY org, call LIMIT %s FOR UPDATE"
             ") c CROSS JOIN LATERAL ("
             "  SELECT instant, at FROM events WHERE org = c.org AND day = c.day "
             "  AND call = c.call ORDER BY instant DESC LIMIT 1"
             ") e",
-            (orgs, last_seen_before),
+            (orgs, last_seen_before, limit),
         ).fetchall()
 
 

@@ -348,18 +348,21 @@ def _write(
     return IngestSummary(accepted, sent - accepted, changed, made_new, deleted, tuple(lags))
 
 
-def close_idle_calls(tx: WriteTx, *, zones: Mapping[str, ZoneInfo], now: int, idle: int) -> int:
-    """Append an `ended` to every call that has not stopped and has had no event for `idle`
-    microseconds, at the instant of its latest event (cdr.md); the number closed. Picked and
-    closed in the one transaction: an event arriving in between cannot be overtaken."""
+def close_idle_calls(
+    tx: WriteTx, *, zones: Mapping[str, ZoneInfo], now: int, idle: int, at_most: int
+) -> int:
+    """Append an `ended` to at most `at_most` calls that have not stopped and have had no
+    event for `idle` microseconds, at the instant of its latest event (cdr.md); the number
+    closed (an `ended` stored). Picked and closed in the one transaction: an event arriving in
+    between cannot be overtaken."""
     closing = [
         Event(org, IDLE_CLOSE_ID.format(call=call), call, at, "ended", instant=instant)
-        for org, call, instant, at in tx.stale_calls(now - idle)
+        for org, call, instant, at in tx.stale_calls(now - idle, at_most)
     ]
-    if closing:
-        # Past MAX_CALL_EVENTS too: a full call ends like any other.
-        ingest(tx, closing, zones=zones, now=now, bounded=False)
-    return len(closing)
+    if not closing:
+        return 0
+    # Past MAX_CALL_EVENTS too: a full call ends like any other.
+    return ingest(tx, closing, zones=zones, now=now, bounded=False).accepted
 
 
 def _call_row(

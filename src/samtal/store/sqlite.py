@@ -555,15 +555,15 @@ class _Tx(SqlTx):
             [(o, d, a, org, ms, call) for org, ms, call, o, d, a in rows],
         )
 
-    def stale_calls(self, last_seen_before: int) -> list[tuple[str, str, int, str]]:
-        """Open calls idle since `last_seen_before`, with the instant and `at` of their latest
-        event, in one statement."""
+    def stale_calls(self, last_seen_before: int, limit: int) -> list[tuple[str, str, int, str]]:
+        """At most `limit` open calls idle since `last_seen_before`, with the instant and `at`
+        of their latest event, in one statement."""
         return self.db.execute(
             "SELECT c.org, c.call, e.instant, e.at FROM calls c JOIN events e "
             "ON e.org = c.org AND e.call = c.call AND e.id = (SELECT id FROM events l "
             "WHERE l.org = c.org AND l.call = c.call ORDER BY l.instant DESC LIMIT 1) "
-            "WHERE c.open = 1 AND c.last_seen <= ?",
-            (last_seen_before,),
+            "WHERE c.open = 1 AND c.last_seen <= ? LIMIT ?",
+            (last_seen_before, limit),
         ).fetchall()
 
 
