@@ -42,6 +42,7 @@ def test_metrics_move_with_what_happens(tmp_path: Path) -> None:
             store.ingest([removal], now=system_clock())
             with server.client(read) as reader:
                 statuses = [reader.get("/cdr/changes").status_code for _ in range(3)]
+                assert reader.get("/cdr/calls/a%2Fb").status_code == 429  # limited too
             assert statuses == [200, 200, 429]
             after = metric_values(operator.get("/metrics").text)
 
@@ -51,7 +52,7 @@ def test_metrics_move_with_what_happens(tmp_path: Path) -> None:
     assert delta("samtal_events_total", path="http", outcome="accepted") == 17
     assert delta("samtal_events_total", path="http", outcome="rejected") == 1
     assert delta("samtal_record_changes_total", kind="new") >= 3
-    assert delta("samtal_rate_limited_total") == 1
+    assert delta("samtal_rate_limited_total") == 2
     assert (
         delta("samtal_http_requests_total", method="GET", route="/cdr/changes", status="429") == 1
     )
@@ -59,6 +60,9 @@ def test_metrics_move_with_what_happens(tmp_path: Path) -> None:
     assert delta("samtal_record_visible_lag_seconds_count") >= 3
     assert delta("samtal_ingest_batches_per_commit_bucket", le="1.0") == 1  # the one POST, alone
     assert delta("samtal_http_request_duration_seconds_count", route="/cdr/changes") == 3
+    # A route by its template as the API describes it, whatever its parameters hold.
+    assert delta("samtal_http_requests_total", method="GET", route="/cdr/calls/{id}",
+                 status="429") == 1  # fmt: skip
 
 
 @pytest.mark.slow

@@ -52,7 +52,8 @@ class RequestLog:
             await self.app(scope, receive, sending)
         finally:
             route = scope.get("route")
-            path = getattr(route, "path", None) or "(no route)"
+            # The template as the API describes it (`/cdr/calls/{id}`, not its `{id:path}`).
+            path = getattr(route, "path_format", None) or "(no route)"
             method = scope["method"] if scope["method"] in METHODS else "other"
             seconds = time.perf_counter() - began
             millis = seconds * 1000
