@@ -19,6 +19,7 @@ import httpx
 import pytest
 
 from tests.helpers import PRODUCT, samtal
+from tests.helpers.databases import postgres_database
 from tests.helpers.servers import answering
 
 
@@ -101,6 +102,28 @@ def test_a_mistyped_database_path_is_refused_and_nothing_is_made(tmp_path: Path)
     assert samtal("token", "create", "--ingest", *db, cwd=tmp_path).returncode == 0
     assert samtal("org", "add", "acme", *db, cwd=tmp_path).returncode == 0
     assert samtal("org", "list", *db, cwd=tmp_path).stdout.startswith("acme\t")
+
+
+def test_a_postgresql_database_without_samtal_is_refused_and_left_as_it_is(
+    tmp_path: Path,
+) -> None:
+    # The PostgreSQL side of the same mistake: a URL that names another database of the server
+    # (the customer's own, the server's default) had samtal's eleven tables made in it by a
+    # command that only reads, and answered "no organisations".
+    import psycopg
+
+    with postgres_database() as url:
+        for command in [["org", "list"], ["token", "list"], ["webhook", "list"],
+                        ["erase", "acme", "--call", "c-1"]]:  # fmt: skip
+            refused = samtal(*command, "--db", url, cwd=tmp_path)
+            assert refused.returncode == 2, (command, refused.stderr)
+            assert "no samtal database at" in refused.stderr, command
+            assert "has no samtal tables" in refused.stderr, command
+        with psycopg.connect(url) as db:
+            made = db.execute("SELECT count(*) FROM pg_tables WHERE schemaname = 'public'")
+            assert made.fetchone() == (0,)
+        assert samtal("org", "add", "acme", "--db", url, cwd=tmp_path).returncode == 0
+        assert samtal("org", "list", "--db", url, cwd=tmp_path).stdout.startswith("acme\t")
 
 
 def test_a_gzip_file_is_read_as_its_lines(tmp_path: Path) -> None:

@@ -733,7 +733,8 @@ def open_store(url: str, *, reads: bool = True, create: bool = True) -> Store:
     `postgresql://user@host:port/database`. The engine is imported only when used.
     `reads=False`: the process mostly writes (an import), and an engine that takes several
     writers gives them more of its connections. `create=False`: a SQLite file that does not
-    exist is an error rather than a new database (a PostgreSQL database is never made)."""
+    exist is an error rather than a new database, and so is a PostgreSQL database without
+    samtal's tables (a database itself is never made)."""
     if url.startswith("sqlite:"):
         from samtal.store.sqlite import SqliteEngine
 
@@ -743,7 +744,7 @@ def open_store(url: str, *, reads: bool = True, create: bool = True) -> Store:
             from samtal.store.postgres import PostgresEngine
         except ImportError as exc:
             raise StoreError("PostgreSQL needs psycopg: pip install 'samtal[postgres]'") from exc
-        return Store(PostgresEngine(url, reads=reads))
+        return Store(PostgresEngine(url, reads=reads, create=create))
     raise StoreError(
         f"unsupported database URL {url!r}: use sqlite:///path.db or postgresql://user@host/db"
     )

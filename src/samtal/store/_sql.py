@@ -227,6 +227,13 @@ class SqlEngine(ABC):
                 )
             return len(self._migrations) - version
 
+    def _made(self) -> bool:
+        """Whether the database holds a samtal schema of any version."""
+        try:
+            return self._one("SELECT value FROM meta WHERE key = 'schema_version'") is not None
+        except self.driver_errors:  # no `meta` table
+            return False
+
     def _current(self) -> bool:
         """Whether the schema is this samtal's newest (False too when there is none yet)."""
         try:

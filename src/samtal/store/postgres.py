@@ -80,6 +80,7 @@ class PostgresEngine(SqlEngine):
         *,
         max_size: int = 8,
         reads: bool = True,
+        create: bool = True,
     ) -> None:
         super().__init__(migrations)
         self._url = url
@@ -116,6 +117,13 @@ class PostgresEngine(SqlEngine):
                 kwargs={"prepare_threshold": None},
             )
             self._pool.wait(timeout=10)
+            if not create and not self._made():
+                # Another database of the server (the customer's, the default one): a command
+                # that only reads or changes what is there would make samtal's tables in it.
+                raise StoreError(
+                    f"no samtal database at {_safe(url)}: it has no samtal tables; check the "
+                    "URL (`samtal org add` or `samtal import` makes them in a database)"
+                )
             self._migrate()
         except (psycopg.Error, Exception) as exc:
             if pool is not None:
