@@ -106,12 +106,22 @@ def _id_type(length: int, collation: str | None) -> sa.types.TypeEngine[Any]:
     return kind.with_variant(exact, "mysql", "mariadb")
 
 
+def split_name(name: str) -> tuple[str | None, str]:
+    """A table's (schema, name) from `schema.name` (on MySQL and MariaDB the schema is a
+    database), or (None, name): a warehouse keeps its tables in schemas."""
+    schema, dot, table = name.rpartition(".")
+    if not table or (dot and not schema):
+        raise UsageError(f"--table {name!r} names no table: give `name` or `schema.name`")
+    return (schema or None), table
+
+
 def tables(name: str, *, id_collation: str | None = None) -> tuple[sa.MetaData, sa.Table, sa.Table]:
-    """The copy's table (`name`) and the cursor table; on MySQL and MariaDB, ids in
-    `id_collation` (`exact_collation`)."""
+    """The copy's table (`name`, or `schema.name`) and the cursor table (in the default
+    schema); on MySQL and MariaDB, ids in `id_collation` (`exact_collation`)."""
     metadata = sa.MetaData()
+    schema, table = split_name(name)
     records = sa.Table(
-        name,
+        table,
         metadata,
         # Sized from the spec (events.md): an id is at most 128 characters. Numbers are at
         # most 64, but a server may still serve longer ones it stored before that rule: the
@@ -130,6 +140,7 @@ def tables(name: str, *, id_collation: str | None = None) -> tuple[sa.MetaData, 
         # query.md: how the call ended. Added in place to a copy made before (empty until a
         # row's record is written again).
         sa.Column("outcome", sa.String(16)),
+        schema=schema,
     )
     state = sa.Table(
         STATE_TABLE,
@@ -176,11 +187,15 @@ class Copy:
     def __init__(self, url: str, source: str, *, table: str = "call_records") -> None:
         self.engine = sa.create_engine(target_url(url))
         self.source = source
+        #: The table as it was named (`schema.name` too): the key of its cursor.
+        self.table = table
         self._zoned = self.engine.dialect.name == "postgresql"
         try:
             self._collation = exact_collation(self.engine)
             metadata, self.records, self.state = tables(table, id_collation=self._collation)
-            new = not sa.inspect(self.engine).has_table(table)
+            new = not sa.inspect(self.engine).has_table(
+                self.records.name, schema=self.records.schema
+            )
             self._made(metadata)
             self._adopt(new=new)
             self._exact_ids()
@@ -214,8 +229,13 @@ class Copy:
         lacks are added (empty), and number columns of a bounded size become text."""
         dialect = self.engine.dialect
         quote = dialect.identifier_preparer.quote
-        table = quote(self.records.name)
-        found = {c["name"]: c for c in sa.inspect(self.engine).get_columns(self.records.name)}
+        table = dialect.identifier_preparer.format_table(self.records)
+        found = {
+            c["name"]: c
+            for c in sa.inspect(self.engine).get_columns(
+                self.records.name, schema=self.records.schema
+            )
+        }
         statements = []
         for column in self.records.columns:
             have = found.get(column.name)
@@ -271,22 +291,21 @@ class Copy:
         takes an older version: walking it again changes nothing else)."""
         if self._collation is None:
             return
-        table = self.records.name
         with self.engine.begin() as db:
             found = db.execute(
                 sa.text(
                     "SELECT collation_name, character_maximum_length FROM information_schema"
-                    ".columns WHERE table_schema = DATABASE() AND table_name = :table AND "
-                    "column_name = 'id'"
+                    ".columns WHERE table_schema = coalesce(:schema, DATABASE()) AND "
+                    "table_name = :table AND column_name = 'id'"
                 ),
-                {"table": table},
+                {"schema": self.records.schema, "table": self.records.name},
             ).first()
             if found is None or found[0] == self._collation:
                 return
             kind = _id_type(int(found[1]), self._collation).compile(dialect=self.engine.dialect)
-            quote = self.engine.dialect.identifier_preparer.quote
-            db.execute(sa.text(f"ALTER TABLE {quote(table)} MODIFY COLUMN id {kind} NOT NULL"))
-            db.execute(sa.delete(self.state).where(self.state.c.copy_table == table))
+            table = self.engine.dialect.identifier_preparer.format_table(self.records)
+            db.execute(sa.text(f"ALTER TABLE {table} MODIFY COLUMN id {kind} NOT NULL"))
+            db.execute(sa.delete(self.state).where(self.state.c.copy_table == self.table))
         log.warning(
             "the copy's ids were compared in %s, which takes ids alike but for case, accents or "
             "trailing spaces for one call: made exact (%s); the feed is walked again from the "
@@ -298,7 +317,7 @@ class Copy:
     def _mine(self) -> tuple[sa.ColumnElement[bool], ...]:
         return (
             self.state.c.source == self.source,
-            self.state.c.copy_table == self.records.name,
+            self.state.c.copy_table == self.table,
         )
 
     def cursor(self) -> int:
@@ -381,7 +400,7 @@ class Copy:
             db.execute(
                 sa.insert(self.state).values(
                     source=self.source,
-                    copy_table=self.records.name,
+                    copy_table=self.table,
                     cursor=cursor,
                     updated=updated,
                 )

@@ -326,6 +326,32 @@ def test_the_table_and_state_names(target: str) -> None:
     ]
 
 
+def test_a_table_in_a_schema_of_its_own(live: Live, target: str) -> None:
+    """`--table analytics.calls`, as a warehouse names it, made a table called
+    "analytics.calls" in the default schema, where nobody looks: the table goes in the schema
+    (on MariaDB, the database) named, and `samtal stats` reads it there."""
+    engine = sa.create_engine(target_url(target))
+    schema = "main" if target.startswith("sqlite") else "analytics"  # SQLite's own
+    if not target.startswith("sqlite"):
+        with engine.begin() as db:
+            kind = "SCHEMA" if target.startswith("postgresql") else "DATABASE"
+            db.execute(sa.text(f"CREATE {kind} {schema}"))
+    try:
+        assert "the copy is up to date" in run_sync(live, target, "--table", f"{schema}.calls")
+        inspector = sa.inspect(engine)
+        assert "calls" in inspector.get_table_names(schema=schema)
+        assert f"{schema}.calls" not in inspector.get_table_names()
+        assert copied(target, f"{schema}.calls") == live.detailed()
+        figures = CliRunner().invoke(main, ["stats", "--db", target, "--table",
+                                            f"{schema}.calls", "--from", "2017-01-04"])  # fmt: skip
+        assert figures.exit_code == 0, figures.output
+    finally:
+        if target.startswith("mariadb"):
+            with engine.begin() as db:
+                db.execute(sa.text(f"DROP DATABASE {schema}"))
+        engine.dispose()
+
+
 def test_the_token_never_comes_from_the_command_line(tmp_path: Path) -> None:
     result = CliRunner().invoke(
         main,

@@ -11,7 +11,7 @@ import sqlalchemy as sa
 
 from samtal.errors import UsageError
 from samtal.stats.figures import Row
-from samtal.sync import column_instant, reason, shown, tables, target_url
+from samtal.sync import column_instant, reason, shown, split_name, tables, target_url
 from samtal.times import MAX_INSTANT, MIN_INSTANT, US_PER_MS, from_datetime, to_datetime, zone
 
 
@@ -82,7 +82,8 @@ def open_copy(url: str, table: str) -> sa.Engine:
             raise UsageError(f"no copy at {shown(url)}: no such file (make one with `samtal sync`)")
     engine = sa.create_engine(target)
     try:
-        present = sa.inspect(engine).has_table(table)
+        schema, name = split_name(table)
+        present = sa.inspect(engine).has_table(name, schema=schema)
     except sa.exc.SQLAlchemyError as exc:
         engine.dispose()
         raise UsageError(f"cannot read the copy at {shown(url)}: {reason(exc)}") from None
