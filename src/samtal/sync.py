@@ -186,6 +186,9 @@ class Copy:
 
     def __init__(self, url: str, source: str, *, table: str = "call_records") -> None:
         self.engine = sa.create_engine(target_url(url))
+        if self.engine.dialect.name == "sqlite":
+            sa.event.listen(self.engine, "connect", _shared_sqlite)
+        self.url = url
         self.source = source
         #: The table as it was named (`schema.name` too): the key of its cursor.
         self.table = table
@@ -338,6 +341,17 @@ class Copy:
             self.writing = False
 
     def _write(self, rows: list[dict[str, Any]], gone: list[dict[str, Any]], cursor: int) -> None:
+        try:
+            self._write_page(rows, gone, cursor)
+        except sa.exc.DBAPIError as exc:
+            # Nothing of the page is written, and the cursor stays where it was.
+            raise CopyError(
+                f"cannot write to the copy at {shown(self.url)}: {reason(exc)}"
+            ) from exc
+
+    def _write_page(
+        self, rows: list[dict[str, Any]], gone: list[dict[str, Any]], cursor: int
+    ) -> None:
         with self.engine.begin() as db:
             if rows:
                 db.execute(self._upsert(), rows)
@@ -416,7 +430,29 @@ class Copy:
 
 
 class SyncError(Exception):
-    """The server could not be read (after the retries a single run allows)."""
+    """The server could not be read (after the retries a single run allows), or the copy not
+    written."""
+
+
+class CopyError(SyncError):
+    """The copy's database refused a page (a lock held past its wait, a full disk, a rule of
+    its own): nothing of the page is written."""
+
+
+#: The first pause, doubled up to a minute, before a page the copy refused is written again
+#: by a sync that follows the feed (`--every`).
+COPY_RETRY_SECONDS = 1.0
+#: How long a write to a SQLite copy waits for a lock another program holds (SQLite's own
+#: default is none; Python's 5 s).
+SQLITE_BUSY_SECONDS = 60
+
+
+def _shared_sqlite(db: Any, _record: Any) -> None:
+    """A SQLite copy is read while it is kept (a dashboard, `samtal stats`): in WAL mode a
+    reader never holds up the sync's commit (in SQLite's default mode, a reader in a
+    transaction did, and the page failed after 5 s), and a writer of its own waits its turn."""
+    db.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_SECONDS * 1000}")
+    db.execute("PRAGMA journal_mode = WAL")
 
 
 @dataclass
@@ -635,6 +671,7 @@ def sync(
     the progress after each page. Stops when the copy is up to date (`wait` 0) or, with `wait`,
     keeps following the feed until `stop` is set (checked between transactions)."""
     done = Progress(cursor=copy.cursor())
+    refused = 0  # pages the copy refused in a row, while following
     while stop is None or not stop.is_set():
         page = feed.page(done.cursor, limit=limit, wait=wait if done.up_to_date else 0)
         if page is None:
@@ -648,7 +685,22 @@ def sync(
             continue
         records = page["records"]
         if records or page["next"] != done.cursor:
-            copy.apply(records, page["next"])
+            try:
+                copy.apply(records, page["next"])
+            except CopyError as exc:
+                if not wait:
+                    raise
+                # Following, the copy's database may come back (a lock let go, a restart,
+                # room made): the same page again, later.
+                refused += 1
+                pause = min(COPY_RETRY_SECONDS * 2 ** (refused - 1), 60)
+                log.warning("%s; trying again in %d s", exc, pause)
+                if stop is None:
+                    time.sleep(pause)
+                else:
+                    stop.wait(pause)
+                continue
+            refused = 0
         done.records += sum(1 for r in records if not r.get("deleted"))
         done.deleted += sum(1 for r in records if r.get("deleted"))
         done.pages += 1

@@ -352,6 +352,48 @@ def test_a_table_in_a_schema_of_its_own(live: Live, target: str) -> None:
         engine.dispose()
 
 
+def test_a_reader_of_a_sqlite_copy_does_not_stop_the_sync(live: Live, tmp_path: Path) -> None:
+    """A copy is there to be read while it is kept (a dashboard, `samtal stats`): a reader in a
+    transaction held SQLite's lock, and the sync's write ended after 5 s in a traceback."""
+    import sqlite3
+
+    target = f"sqlite:///{tmp_path / 'read.db'}"
+    copy = Copy(target, "-")  # made, as a first sync makes it
+    copy.close()
+    reader = sqlite3.connect(tmp_path / "read.db", isolation_level=None)
+    reader.execute("BEGIN")
+    assert reader.execute("SELECT count(*) FROM call_records").fetchone() == (0,)
+    try:
+        assert "the copy is up to date" in run_sync(live, target)
+        assert reader.execute("SELECT count(*) FROM call_records").fetchone() == (0,)  # its view
+    finally:
+        reader.execute("COMMIT")
+        reader.close()
+    assert copied(target) == live.detailed()
+
+
+def test_a_copy_that_refuses_a_write_says_so_in_a_line(live: Live, tmp_path: Path) -> None:
+    """The copy's database refusing a page (a lock held too long, a disk full, a rule of the
+    customer's) ended the sync in a traceback; it is one line, and the cursor stays put."""
+    target = f"sqlite:///{tmp_path / 'refuses.db'}"
+    Copy(target, "-").close()
+    engine = sa.create_engine(target_url(target))
+    with engine.begin() as db:
+        db.execute(sa.text("CREATE TRIGGER no BEFORE INSERT ON call_records "
+                           "BEGIN SELECT RAISE(ABORT, 'no new rows here'); END"))  # fmt: skip
+    engine.dispose()
+    result = CliRunner().invoke(
+        main, ["sync", "--from", live.url, "--into", target], env={"SAMTAL_TOKEN": live.read}
+    )
+    assert result.exit_code == 1, result.output
+    assert "cannot write to the copy at" in result.output
+    assert "no new rows here" in result.output
+    assert not isinstance(result.exception, sa.exc.SQLAlchemyError)
+    again = Copy(target, live.url)
+    assert again.cursor() == 0
+    again.close()
+
+
 def test_the_token_never_comes_from_the_command_line(tmp_path: Path) -> None:
     result = CliRunner().invoke(
         main,
@@ -428,6 +470,41 @@ def test_every_follows_new_records_and_stops_on_sigterm(live: Live, tmp_path: Pa
         if follower.poll() is None:
             follower.kill()
         copy.close()
+    assert copied(target) == live.detailed()
+
+
+def test_every_waits_for_a_copy_that_refuses_a_page(live: Live, tmp_path: Path) -> None:
+    """Following the feed, a copy that refuses a page (its database restarting, a lock, a rule
+    of the customer's) is written to again, later, rather than the follower ending."""
+    target = f"sqlite:///{tmp_path / 'copy.db'}"
+    Copy(target, "-").close()
+    engine = sa.create_engine(target_url(target))
+    with engine.begin() as db:
+        db.execute(sa.text("CREATE TRIGGER no BEFORE INSERT ON call_records "
+                           "BEGIN SELECT RAISE(ABORT, 'not yet'); END"))  # fmt: skip
+    env = {**os.environ, "SAMTAL_TOKEN": live.read}
+    follower = subprocess.Popen(
+        [sys.executable, "-m", "samtal", "sync", "--from", live.url, "--into", target,
+         "--every", "30"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert follower.stderr is not None
+        said = follower.stderr.readline()
+        assert "cannot write to the copy at" in said and "not yet" in said
+        assert "trying again in 1 s" in said
+        with engine.begin() as db:
+            db.execute(sa.text("DROP TRIGGER no"))
+        began = time.monotonic()
+        while not copied(target):
+            assert time.monotonic() - began < 10, "the copy was not written again"
+            time.sleep(0.1)
+        follower.send_signal(signal.SIGTERM)
+        follower.communicate(timeout=40)
+        assert follower.returncode == 0
+    finally:
+        if follower.poll() is None:
+            follower.kill()
+        engine.dispose()
     assert copied(target) == live.detailed()
 
 
