@@ -43,6 +43,8 @@ STATE_TABLE = "samtal_sync_cursors"
 #: copied from one server shared it, so the second got nothing. A copy's row there is taken
 #: over once (`Copy._adopt`).
 LEGACY_STATE_TABLE = "samtal_sync_state"
+#: The columns every copy has had since the first: a table without them is someone else's.
+COPY_CORE = ("id", "start", "stop", "version", "seq")
 #: Records asked for per page of the feed.
 PAGE = 1000
 
@@ -202,6 +204,9 @@ class Copy:
             self._made(metadata)
             self._adopt(new=new)
             self._exact_ids()
+        except UsageError:
+            self.engine.dispose()
+            raise
         except sa.exc.SQLAlchemyError as exc:
             self.engine.dispose()
             raise UsageError(f"cannot open the copy at {shown(url)}: {reason(exc)}") from None
@@ -239,6 +244,12 @@ class Copy:
                 self.records.name, schema=self.records.schema
             )
         }
+        missing = [name for name in COPY_CORE if name not in found]
+        if missing:  # another table of the customer's: not ours to change
+            raise UsageError(
+                f"the table {self.table!r} is not a copy samtal keeps (it has no "
+                f"{', '.join(missing)} column): name another with --table"
+            )
         statements = []
         for column in self.records.columns:
             have = found.get(column.name)

@@ -394,6 +394,28 @@ def test_a_copy_that_refuses_a_write_says_so_in_a_line(live: Live, tmp_path: Pat
     again.close()
 
 
+def test_a_table_of_the_customers_own_is_left_as_it_is(live: Live, target: str) -> None:
+    """`--table` naming a table the customer keeps for something else had samtal's eleven
+    columns added to it, before the first page failed on its rows: it is refused unchanged."""
+    engine = sa.create_engine(target_url(target))
+    own = sa.Table("customers", sa.MetaData(), sa.Column("id", sa.Integer, primary_key=True),
+                   sa.Column("name", sa.String(64)))  # fmt: skip
+    own.metadata.create_all(engine)
+    with engine.begin() as db:
+        db.execute(sa.insert(own).values(id=1, name="Acme AB"))
+    result = CliRunner().invoke(
+        main,
+        ["sync", "--from", live.url, "--into", target, "--table", "customers"],
+        env={"SAMTAL_TOKEN": live.read},
+    )
+    assert result.exit_code == 1, result.output
+    assert "'customers' is not a copy samtal keeps" in result.output
+    assert [c["name"] for c in sa.inspect(engine).get_columns("customers")] == ["id", "name"]
+    with engine.connect() as db:
+        assert db.execute(sa.select(own)).all() == [(1, "Acme AB")]
+    engine.dispose()
+
+
 def test_the_token_never_comes_from_the_command_line(tmp_path: Path) -> None:
     result = CliRunner().invoke(
         main,
