@@ -138,3 +138,18 @@ def test_a_report_that_cannot_be_written_says_why_in_one_line(copy: str, tmp_pat
     made = CliRunner().invoke(main, ["stats", "--db", copy, *PERIOD, "--out", str(nowhere)])
     assert made.exit_code == 1
     assert made.output.strip() == f"Error: cannot write {nowhere}: No such file or directory"
+
+
+def test_a_table_that_is_no_copy_says_so_in_one_line(copy: str) -> None:
+    """`--table` naming another table of the customer's was a traceback from the database."""
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(copy)
+    with engine.begin() as db:
+        db.execute(sa.text("CREATE TABLE customers (id INTEGER PRIMARY KEY, name TEXT)"))
+    engine.dispose()
+    made = CliRunner().invoke(main, ["stats", "--db", copy, *PERIOD, "--table", "customers"])
+    assert made.exit_code != 0
+    assert "the table 'customers' at" in made.output
+    assert "is not a copy samtal keeps (it has no start, receiving_no" in made.output
+    assert not isinstance(made.exception, sa.exc.SQLAlchemyError)

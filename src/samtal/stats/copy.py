@@ -83,7 +83,11 @@ def open_copy(url: str, table: str) -> sa.Engine:
     engine = sa.create_engine(target)
     try:
         schema, name = split_name(table)
-        present = sa.inspect(engine).has_table(name, schema=schema)
+        inspector = sa.inspect(engine)
+        present = inspector.has_table(name, schema=schema)
+        columns = (
+            {c["name"] for c in inspector.get_columns(name, schema=schema)} if present else set()
+        )
     except sa.exc.SQLAlchemyError as exc:
         engine.dispose()
         raise UsageError(f"cannot read the copy at {shown(url)}: {reason(exc)}") from None
@@ -93,4 +97,15 @@ def open_copy(url: str, table: str) -> sa.Engine:
             f"no copy at {shown(url)}: it has no table {table!r} (make one with "
             "`samtal sync`, or name the table with --table)"
         )
+    missing = [column for column in READ if column not in columns]
+    if missing:
+        engine.dispose()
+        raise UsageError(
+            f"the table {table!r} at {shown(url)} is not a copy samtal keeps (it has no "
+            f"{', '.join(missing)} column): name the copy with --table"
+        )
     return engine
+
+
+#: The copy's columns the figures read.
+READ = ("start", "receiving_no", "callee_answered", "stop")
