@@ -372,16 +372,22 @@ def test_a_reader_of_a_sqlite_copy_does_not_stop_the_sync(live: Live, tmp_path: 
     assert copied(target) == live.detailed()
 
 
-def test_a_copy_that_refuses_a_write_says_so_in_a_line(live: Live, tmp_path: Path) -> None:
-    """The copy's database refusing a page (a lock held too long, a disk full, a rule of the
-    customer's) ended the sync in a traceback; it is one line, and the cursor stays put."""
-    target = f"sqlite:///{tmp_path / 'refuses.db'}"
+def _refusing(target: str, why: str) -> sa.Engine:
+    """A new SQLite copy at `target` whose table refuses every new row, saying `why` (a rule of
+    the customer's: the trigger `no`); an engine on it."""
     Copy(target, "-").close()
     engine = sa.create_engine(target_url(target))
     with engine.begin() as db:
         db.execute(sa.text("CREATE TRIGGER no BEFORE INSERT ON call_records "
-                           "BEGIN SELECT RAISE(ABORT, 'no new rows here'); END"))  # fmt: skip
-    engine.dispose()
+                           f"BEGIN SELECT RAISE(ABORT, '{why}'); END"))  # fmt: skip
+    return engine
+
+
+def test_a_copy_that_refuses_a_write_says_so_in_a_line(live: Live, tmp_path: Path) -> None:
+    """The copy's database refusing a page (a lock held too long, a disk full, a rule of the
+    customer's) ended the sync in a traceback; it is one line, and the cursor stays put."""
+    target = f"sqlite:///{tmp_path / 'refuses.db'}"
+    _refusing(target, "no new rows here").dispose()
     result = CliRunner().invoke(
         main, ["sync", "--from", live.url, "--into", target], env={"SAMTAL_TOKEN": live.read}
     )
@@ -499,11 +505,7 @@ def test_every_waits_for_a_copy_that_refuses_a_page(live: Live, tmp_path: Path) 
     """Following the feed, a copy that refuses a page (its database restarting, a lock, a rule
     of the customer's) is written to again, later, rather than the follower ending."""
     target = f"sqlite:///{tmp_path / 'copy.db'}"
-    Copy(target, "-").close()
-    engine = sa.create_engine(target_url(target))
-    with engine.begin() as db:
-        db.execute(sa.text("CREATE TRIGGER no BEFORE INSERT ON call_records "
-                           "BEGIN SELECT RAISE(ABORT, 'not yet'); END"))  # fmt: skip
+    engine = _refusing(target, "not yet")
     env = {**os.environ, "SAMTAL_TOKEN": live.read}
     follower = subprocess.Popen(
         [sys.executable, "-m", "samtal", "sync", "--from", live.url, "--into", target,
