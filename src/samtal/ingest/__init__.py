@@ -226,31 +226,24 @@ def counted(stored: Stored, path: str, report: Report | None = None) -> Report:
 
 
 def _outcome(batch: _Sorted, summary: IngestSummary | None) -> Report:
-    """What a batch did, as a report: the lines of calls the database refused join its
-    rejections, all in line order."""
+    """What a batch did, as a report: the lines of calls the database refused, and of events
+    past the most a call keeps, join its rejections, all in line order."""
     out = Report(rejected=batch.rejected)
     if summary is not None:
         out.accepted = summary.accepted
         out.duplicates = summary.duplicates
-        if summary.refused:
-            # The calls the database would not store: each of their lines, with the reason.
-            why = {key: reason for key, reason in summary.refused}
-            for event, line in zip(batch.events, batch.lines, strict=True):
-                reason = why.get((event.org, event.call))
-                if reason is not None:
-                    out.rejected.append(
-                        Rejection(
-                            line,
-                            event.id,
-                            f"the database refused this call: {shorten(reason, 200)}",
-                        )
-                    )
-        if summary.full:
-            # Events of calls that hold the most events samtal keeps of one call.
+        if summary.refused or summary.full:
+            refused = {key: reason for key, reason in summary.refused}
             full = set(summary.full)
             for event, line in zip(batch.events, batch.lines, strict=True):
-                if (event.org, event.id) in full:
-                    out.rejected.append(Rejection(line, event.id, FULL_CALL.format(event.call)))
+                reason = refused.get((event.org, event.call))
+                if reason is not None:
+                    why = f"the database refused this call: {shorten(reason, 200)}"
+                elif (event.org, event.id) in full:
+                    why = FULL_CALL.format(event.call)
+                else:
+                    continue
+                out.rejected.append(Rejection(line, event.id, why))
     out.rejected.sort(key=lambda r: r.line)
     return out
 
