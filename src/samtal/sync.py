@@ -27,6 +27,7 @@ from sqlalchemy.exc import ArgumentError
 
 from samtal.errors import UsageError, quoted_url, shorten
 from samtal.times import retry_after_seconds
+from samtal.wal import write_ahead
 
 log = logging.getLogger(__name__)
 
@@ -463,7 +464,7 @@ def _shared_sqlite(db: Any, _record: Any) -> None:
     reader never holds up the sync's commit (in SQLite's default mode, a reader in a
     transaction did, and the page failed after 5 s), and a writer of its own waits its turn."""
     db.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_SECONDS * 1000}")
-    db.execute("PRAGMA journal_mode = WAL")
+    write_ahead(db, within=SQLITE_BUSY_SECONDS)
 
 
 @dataclass

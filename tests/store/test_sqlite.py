@@ -19,6 +19,7 @@ from samtal.simulate import TrafficSettings, event_lines
 from samtal.store import AsyncStore, IngestSummary, Store
 from samtal.store.sqlite import MIGRATIONS, PAGE_SIZE, WAL_CHECKPOINT_BYTES, SqliteEngine
 from samtal.times import parse_instant
+from samtal.wal import write_ahead
 from tests.helpers import PRODUCT, T0, events_of, period
 from tests.helpers.databases import assert_upgraded_for_privacy
 
@@ -112,6 +113,46 @@ def test_opening_a_store_does_not_wait_for_another_process_writing(tmp_path: Pat
     assert opened, "the open failed"
     opened[0].close()
     assert not waited, "opening the store waited for the write lock"
+
+
+def test_stores_opened_at_once_on_a_new_file_each_open_it(tmp_path: Path) -> None:
+    # Two `samtal import` runs started together on a new database: switching the new file to
+    # WAL, one of them was told "database is locked" at once (SQLite waits for no lock there).
+    # Each round opens a new file from four threads released together.
+    failed: list[Exception] = []
+    for round_ in range(100):
+        url = f"sqlite:///{tmp_path / f'new-{round_}.db'}"
+        ready = threading.Barrier(4)
+
+        def open_it(url: str = url, ready: threading.Barrier = ready) -> None:
+            ready.wait()
+            try:
+                SqliteEngine(url).close()
+            except StoreError as exc:
+                failed.append(exc)
+
+        threads = [threading.Thread(target=open_it) for _ in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert not failed, f"round {round_}: {failed}"
+    assert sqlite3.connect(tmp_path / "new-0.db").execute("PRAGMA journal_mode").fetchone() == (
+        "wal",
+    )
+
+
+def test_a_file_locked_longer_than_the_wait_is_told_so(tmp_path: Path) -> None:
+    holder = sqlite3.connect(tmp_path / "held.db", isolation_level=None)
+    holder.execute("BEGIN EXCLUSIVE")  # another process holds the new file, and keeps it
+    db = sqlite3.connect(tmp_path / "held.db", timeout=0)
+    began = time.monotonic()
+    with pytest.raises(sqlite3.OperationalError, match="locked"):
+        write_ahead(db, within=0.3)
+    assert 0.2 < time.monotonic() - began < 2
+    holder.execute("ROLLBACK")
+    write_ahead(db, within=0.3)
+    assert db.execute("PRAGMA journal_mode").fetchone() == ("wal",)
 
 
 def test_what_ingest_binds_in_place_of_none_is_stored_as_null(tmp_path: Path) -> None:

@@ -9,6 +9,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -163,6 +164,24 @@ def test_copies_opened_at_once_on_a_new_database_each_find_their_tables(target: 
             copies = [copy.result() for copy in opened]
         copies[0].apply([], 5)
         assert [copy.cursor() for copy in copies] == [5, 5, 5, 5]
+        for copy in copies:
+            copy.close()
+
+
+def test_copies_opened_at_once_on_a_new_sqlite_file_each_open_it(tmp_path: Path) -> None:
+    # Switching a new file to WAL, one of two copies opened at once was told "database is
+    # locked" at once (SQLite waits for no lock there): the test above failed so in CI.
+    for round_ in range(30):
+        target = f"sqlite:///{tmp_path / f'new-{round_}.db'}"
+        ready = threading.Barrier(4)
+
+        def open_it(target: str = target, ready: threading.Barrier = ready) -> Copy:
+            ready.wait()
+            return Copy(target, "https://samtal.test")
+
+        with ThreadPoolExecutor(4) as pool:
+            opened = [pool.submit(open_it) for _ in "abcd"]
+            copies = [copy.result() for copy in opened]
         for copy in copies:
             copy.close()
 

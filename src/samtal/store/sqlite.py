@@ -24,11 +24,14 @@ from samtal.filters import Filters
 from samtal.store._base import CallKey, CallRow, Gone, KnownCall, RecordRow, Refused
 from samtal.store._sql import Hint, SqlEngine, SqlTx
 from samtal.store._sqlite_schema import MIGRATIONS
+from samtal.wal import write_ahead
 
 #: What SQLite says when its disk is full or failing: a write that cannot be made now.
 _DISK_ERRORS = frozenset(
     {"SQLITE_FULL", "SQLITE_IOERR", "SQLITE_IOERR_WRITE", "SQLITE_IOERR_FSYNC"}
 )
+#: Seconds a connection waits for another's lock before "database is locked".
+BUSY_SECONDS = 30
 #: Bytes a page of a new database (see `_connect`).
 PAGE_SIZE = 16_384
 #: Bytes of WAL after which a commit copies it into the database (see `_connect`).
@@ -103,12 +106,14 @@ class SqliteEngine(SqlEngine):
 
     @staticmethod
     def _connect(path: str) -> sqlite3.Connection:
-        db = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
+        db = sqlite3.connect(
+            path, isolation_level=None, check_same_thread=False, timeout=BUSY_SECONDS
+        )
         # Pages of 16 KiB (SQLite's default is 4 KiB) for a database made now; one made before
         # keeps its own. An import of 1.46M events: 7-11% faster (fewer levels and splits, half
         # the system calls), 2% bigger on disk.
         db.execute(f"PRAGMA page_size = {PAGE_SIZE}")
-        db.execute("PRAGMA journal_mode = WAL")
+        write_ahead(db, within=BUSY_SECONDS)
         # The WAL is copied into the database once it holds 64 MiB, whatever the page size
         # (SQLite's default is 4 MiB). Small batches, and batches of many organisations,
         # change the same pages commit after commit (each organisation's latest leaves): at
