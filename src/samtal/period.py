@@ -52,6 +52,7 @@ OPEN_END = MAX_INSTANT + 3 * 86_400 * US_PER_SECOND
 class _Unit:
     start: int  # the unit's first instant
     next: int  # the first instant of the following unit (OPEN_END past the calendar's end)
+    skipped: str = ""  # a local time the clocks skipped: what it was read as, said in a clause
 
 
 def _unit(name: str, text: str, zone: ZoneInfo) -> _Unit:
@@ -95,7 +96,23 @@ def _unit(name: str, text: str, zone: ZoneInfo) -> _Unit:
         delta = timedelta(hours=hours, minutes=minutes)
         tz = timezone(delta if offset[0] == "+" else -delta)
     wall = datetime.combine(day, time(hour, minute, second, micros), tz)
-    return _Unit(from_datetime(wall), _following(wall, step, tz))
+    start = from_datetime(wall)
+    return _Unit(start, _following(wall, step, tz), _skipped(name, wall, start, tz))
+
+
+def _skipped(name: str, wall: datetime, start: int, tz: ZoneInfo | timezone) -> str:
+    """For a local time the clocks skipped (02:30 on the day they go forward), the clause that
+    says so and what it was read as: an empty period's message otherwise has `to` (03:00)
+    before `from` (02:30)."""
+    if not isinstance(tz, ZoneInfo):
+        return ""
+    read = (datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=start)).astimezone(tz)
+    if read.replace(tzinfo=None) == wall.replace(tzinfo=None):
+        return ""
+    return (
+        f"; `{name}` is a time the clocks skipped in {tz.key}, read with the offset before the "
+        f"change, as {render(start, tz)}"
+    )
 
 
 def _following(first: datetime, step: timedelta, tz: ZoneInfo | timezone) -> int:
@@ -122,7 +139,8 @@ def parse_period(
     """
     if from_text is None or from_text == "":
         raise BadPeriod("`from` is required, e.g. from=2017-01-04 or from=2017-01-04%2008:00")
-    start = _unit("from", from_text, zone).start
+    first = _unit("from", from_text, zone)
+    start = first.start
     if to_text is None:
         end = now
         if end <= start:
@@ -131,9 +149,13 @@ def parse_period(
                 f"({render(now, zone)}): the period is empty"
             )
     else:
-        end = _unit("to", to_text, zone).next
+        last = _unit("to", to_text, zone)
+        end = last.next
         if end <= start:
-            raise BadPeriod(f"`to` ({to_text}) is before `from` ({from_text}): the period is empty")
+            raise BadPeriod(
+                f"`to` ({to_text}) is before `from` ({from_text}): the period is empty"
+                f"{first.skipped}{last.skipped}"
+            )
     if retention_days:
         earliest = earliest_instant(zone=zone, now=now, retention_days=retention_days)
         if start < earliest:
@@ -147,11 +169,14 @@ def parse_period(
 def parse_selection(from_text: str | None, to_text: str | None, *, zone: ZoneInfo) -> Period:
     """A period open at either end, as an erasure selects calls by (privacy.md): `from` and
     `to` in the forms of `parse_period`, either left out, and no retention limit."""
-    start = _unit("from", from_text, zone).start if from_text else -OPEN_END
-    end = _unit("to", to_text, zone).next if to_text else OPEN_END
-    if end <= start:
-        raise BadPeriod(f"`to` ({to_text}) is before `from` ({from_text}): the period is empty")
-    return Period(start, end)
+    first = _unit("from", from_text, zone) if from_text else _Unit(-OPEN_END, -OPEN_END)
+    last = _unit("to", to_text, zone) if to_text else _Unit(OPEN_END, OPEN_END)
+    if last.next <= first.start:
+        raise BadPeriod(
+            f"`to` ({to_text}) is before `from` ({from_text}): the period is empty"
+            f"{first.skipped}{last.skipped}"
+        )
+    return Period(first.start, last.next)
 
 
 def earliest_instant(*, zone: ZoneInfo, now: int, retention_days: int) -> int:

@@ -90,6 +90,27 @@ def test_ambiguous_and_skipped_local_times() -> None:
     assert span("2017-03-26 02:30", "2017-03-26 03:30")[0] == at("2017-03-26T02:30:00+01:00")
 
 
+def test_an_empty_period_says_which_value_the_clocks_skipped_and_how_it_was_read() -> None:
+    # 02:30 is read as 03:30 summer time, after `to`'s 03:00: the message said only that 03:00
+    # is before 02:30.
+    with pytest.raises(BadPeriod) as caught:
+        span("2017-03-26 02:30", "2017-03-26 03:00")
+    assert str(caught.value) == (
+        "`to` (2017-03-26 03:00) is before `from` (2017-03-26 02:30): the period is empty; "
+        "`from` is a time the clocks skipped in Europe/Stockholm, read with the offset before "
+        "the change, as 2017-03-26T03:30:00.000+02:00"
+    )
+    with pytest.raises(BadPeriod) as caught:
+        span("2017-03-26 03:30", "2017-03-26 02:10:00.5")
+    assert str(caught.value).endswith(
+        "; `to` is a time the clocks skipped in Europe/Stockholm, read with the offset before "
+        "the change, as 2017-03-26T03:10:00.500+02:00"
+    )
+    with pytest.raises(BadPeriod) as caught:  # an offset given: nothing was skipped
+        span("2017-03-26 04:00", "2017-03-26 02:30+01:00")
+    assert "skipped" not in str(caught.value)
+
+
 def test_to_defaults_to_now() -> None:
     assert span("2017-03-15") == (at("2017-03-15T00:00:00+01:00"), NOW)
 
