@@ -1,9 +1,10 @@
 """`samtal sync`: keep a copy of an organisation's call records in the customer's own SQL
 database, from any samtal server, over HTTP alone (spec/changes.md).
 
-The copy is one table, a row per call, and a cursor in `samtal_sync_cursors` (a row per source
-URL and table) written in the same transaction as the rows it covers: a sync killed at any
-moment resumes without gaps or doubles. A row is never replaced by an older `seq`; a tombstone
+The copy is one table of one organisation's calls, a row per call, and a cursor in
+`samtal_sync_cursors` (a row per source URL and table, with the organisation the server named)
+written in the same transaction as the rows it covers: a sync killed at any moment resumes
+without gaps or doubles. A row is never replaced by an older `seq`; a tombstone
 deletes it; retention on the server never deletes anything here. Targets: SQLite, PostgreSQL,
 MySQL and MariaDB, through SQLAlchemy Core with each dialect's upsert.
 """
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import random
+import re
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -152,6 +154,9 @@ def tables(name: str, *, id_collation: str | None = None) -> tuple[sa.MetaData, 
         sa.Column("copy_table", sa.String(128), primary_key=True),
         sa.Column("cursor", sa.BigInteger, nullable=False),
         sa.Column("updated", sa.DateTime(timezone=True), nullable=False),
+        # Whose calls the table keeps, as the server names it (`Samtal-Organisation`): empty
+        # for a cursor kept before 2026-12-05, or from a server that does not say.
+        sa.Column("organisation", sa.String(64)),
     )
     return metadata, records, state
 
@@ -235,7 +240,9 @@ class Copy:
 
     def _upgrade(self) -> None:
         """Bring a copy made by an older samtal to this table's shape, in place: columns it
-        lacks are added (empty), and number columns of a bounded size become text."""
+        lacks are added (empty), and number columns of a bounded size become text; the cursor
+        table gets the columns it lacks."""
+        self._upgrade_state()
         dialect = self.engine.dialect
         quote = dialect.identifier_preparer.quote
         table = dialect.identifier_preparer.format_table(self.records)
@@ -272,6 +279,18 @@ class Copy:
                 for statement in statements:
                     db.execute(sa.text(statement))
             log.info("upgraded the copy's table %s in place: %s", table, "; ".join(statements))
+
+    def _upgrade_state(self) -> None:
+        dialect = self.engine.dialect
+        have = {c["name"] for c in sa.inspect(self.engine).get_columns(STATE_TABLE)}
+        table = dialect.identifier_preparer.format_table(self.state)
+        with self.engine.begin() as db:
+            for column in self.state.columns:
+                if column.name not in have:
+                    kind = column.type.compile(dialect=dialect)
+                    name = dialect.identifier_preparer.quote(column.name)
+                    db.execute(sa.text(f"ALTER TABLE {table} ADD COLUMN {name} {kind}"))
+                    log.info("added the column %s to %s", column.name, STATE_TABLE)
 
     def _adopt(self, *, new: bool) -> None:
         """Make this copy's cursor true to its table. A table made just now has no rows, so a
@@ -341,20 +360,60 @@ class Copy:
             found = db.execute(sa.select(self.state.c.cursor).where(*self._mine())).scalar()
         return int(found or 0)
 
-    def apply(self, records: Sequence[dict[str, Any]], cursor: int) -> None:
+    def claim(self, organisation: str) -> None:
+        """OtherOrganisation if the table keeps another organisation's calls (by the cursor of
+        any source): ids are unique, and `seq`s ordered, only within one organisation, so a
+        second one's calls would take the first's rows and start from its cursor."""
+        try:
+            with self.engine.connect() as db:
+                self._claim(db, organisation)
+        except sa.exc.DBAPIError as exc:
+            raise CopyError(f"cannot read the copy at {shown(self.url)}: {reason(exc)}") from exc
+
+    def _claim(self, db: sa.Connection, organisation: str) -> None:
+        state = self.state
+        found = db.execute(
+            sa.select(state.c.organisation, state.c.source)
+            .where(
+                state.c.copy_table == self.table,
+                state.c.organisation.is_not(None),
+                state.c.organisation != organisation,
+            )
+            .limit(1)
+        ).first()
+        if found is None:
+            return
+        own = re.sub(r"[^a-z0-9]+", "_", f"{self.records.name}_{organisation}".lower())
+        raise OtherOrganisation(
+            f"the table {self.table!r} keeps the calls of organisation {found[0]} (from "
+            f"{found[1]}), and this token reads organisation {organisation}'s: each "
+            f"organisation's ids and seqs are its own, so copy it into a table of its own, "
+            f"e.g. --table {own}"
+        )
+
+    def apply(
+        self, records: Sequence[dict[str, Any]], cursor: int, *, organisation: str | None = None
+    ) -> None:
         """Upsert the records and delete the tombstones of one page, and move the cursor, in
-        one transaction."""
+        one transaction; with `organisation` (the server's name for it), checked as `claim`
+        does and kept with the cursor."""
         rows = [self._row(r) for r in records if not r.get("deleted")]
         gone = [r for r in records if r.get("deleted")]
         self.writing = True
         try:
-            self._write(rows, gone, cursor)
+            self._write(rows, gone, cursor, organisation)
         finally:
             self.writing = False
 
-    def _write(self, rows: list[dict[str, Any]], gone: list[dict[str, Any]], cursor: int) -> None:
+    def _write(
+        self,
+        rows: list[dict[str, Any]],
+        gone: list[dict[str, Any]],
+        cursor: int,
+        organisation: str | None,
+    ) -> None:
         try:
-            self._write_page(rows, gone, cursor)
+            self._write_page(rows, gone, cursor, organisation)
         except sa.exc.DBAPIError as exc:
             # Nothing of the page is written, and the cursor stays where it was.
             raise CopyError(
@@ -362,9 +421,15 @@ class Copy:
             ) from exc
 
     def _write_page(
-        self, rows: list[dict[str, Any]], gone: list[dict[str, Any]], cursor: int
+        self,
+        rows: list[dict[str, Any]],
+        gone: list[dict[str, Any]],
+        cursor: int,
+        organisation: str | None,
     ) -> None:
         with self.engine.begin() as db:
+            if organisation is not None:
+                self._claim(db, organisation)
             if rows:
                 db.execute(self._upsert(), rows)
             for tombstone in gone:
@@ -374,7 +439,7 @@ class Copy:
                         self.records.c.seq < tombstone["seq"],
                     )
                 )
-            self._save_cursor(db, cursor)
+            self._save_cursor(db, cursor, organisation)
 
     def _row(self, record: dict[str, Any]) -> dict[str, Any]:
         row: dict[str, Any] = {
@@ -416,26 +481,17 @@ class Copy:
             )
         raise UsageError(f"cannot sync into a {dialect} database")
 
-    def _save_cursor(self, db: sa.Connection, cursor: int) -> None:
+    def _save_cursor(self, db: sa.Connection, cursor: int, organisation: str | None = None) -> None:
         now = datetime.now(UTC)
         updated = now if self._zoned else now.replace(tzinfo=None)
-        done = db.execute(
-            sa.update(self.state).where(*self._mine()).values(cursor=cursor, updated=updated)
-        )
+        values: dict[str, Any] = {"cursor": cursor, "updated": updated}
+        if organisation is not None:
+            values["organisation"] = organisation
+        done = db.execute(sa.update(self.state).where(*self._mine()).values(values))
         if done.rowcount == 0:
             db.execute(
-                sa.insert(self.state).values(
-                    source=self.source,
-                    copy_table=self.table,
-                    cursor=cursor,
-                    updated=updated,
-                )
+                sa.insert(self.state).values(source=self.source, copy_table=self.table, **values)
             )
-
-    def restart(self) -> None:
-        """Walk the feed again from the beginning (after a 410), keeping the rows."""
-        with self.engine.begin() as db:
-            self._save_cursor(db, 0)
 
     def close(self) -> None:
         self.engine.dispose()
@@ -449,6 +505,11 @@ class SyncError(Exception):
 class CopyError(SyncError):
     """The copy's database refused a page (a lock held past its wait, a full disk, a rule of
     its own): nothing of the page is written."""
+
+
+class OtherOrganisation(SyncError):
+    """The copy's table keeps another organisation's calls than the token reads: nothing is
+    written, and waiting changes nothing."""
 
 
 #: The first pause, doubled up to a minute, before a page the copy refused is written again
@@ -524,16 +585,17 @@ class Feed:
         failures = 0
         while True:
             try:
-                status, retry_after, body = self._get(after, limit, wait)
+                status, headers, body = self._get(after, limit, wait)
             except httpx.TransportError as exc:
                 problem = f"{type(exc).__name__}: {exc}"
             else:
                 if status == 200:
-                    return checked_page(body, after)
+                    # A server before 2026-12-05 does not name the organisation: None.
+                    return {**checked_page(body, after), "organisation": headers.get(ORGANISATION)}
                 if status == 410:
                     return None
                 if status == 429:
-                    asked = retry_after_seconds(retry_after, now=time.time())
+                    asked = retry_after_seconds(headers.get("retry-after"), now=time.time())
                     delay = 1.0 if asked is None else asked
                     log.info("rate limited: waiting %.0f s as the server asks", delay)
                     self._sleep(delay)
@@ -554,8 +616,8 @@ class Feed:
             log.warning("%s; trying again in %.1f s", problem, delay)
             self._sleep(delay)
 
-    def _get(self, after: int, limit: int, wait: int) -> tuple[int, str | None, bytes]:
-        """The status, `Retry-After` and body of one request, the body read up to
+    def _get(self, after: int, limit: int, wait: int) -> tuple[int, httpx.Headers, bytes]:
+        """The status, headers and body of one request, the body read up to
         MAX_PAGE_BYTES (a page of the feed is a few MB at most: more is not a page, and is
         not held)."""
         params = {"after": after, "limit": limit, "wait": wait}
@@ -568,12 +630,14 @@ class Feed:
                         f"the server's answer is over {MAX_PAGE_BYTES // 2**20} MiB: that is not "
                         "a page of the change feed (is the URL a samtal server?)"
                     )
-            return response.status_code, response.headers.get("retry-after"), bytes(body)
+            return response.status_code, response.headers, bytes(body)
 
     def close(self) -> None:
         self._client.close()
 
 
+#: The header in which the server names the organisation whose feed it is.
+ORGANISATION = "Samtal-Organisation"
 #: The largest answer read as one page of the feed (10,000 records are about 4 MB).
 MAX_PAGE_BYTES = 64 * 2**20
 MAX_SEQ = 2**63 - 1
@@ -684,6 +748,10 @@ def sync(
     keeps following the feed until `stop` is set (checked between transactions)."""
     done = Progress(cursor=copy.cursor())
     refused = 0  # pages the copy refused in a row, while following
+    claimed: str | None = None  # the organisation the copy was found to keep
+    # After a 410 the copy's cursor goes back to 0 with the first page read from there: by
+    # then the server has named the organisation, and a copy of another's is left as it was.
+    restarted = False
     while stop is None or not stop.is_set():
         page = feed.page(done.cursor, limit=limit, wait=wait if done.up_to_date else 0)
         if page is None:
@@ -692,13 +760,17 @@ def sync(
                 "feed again from the beginning, upserting",
                 done.cursor,
             )
-            copy.restart()
             done.cursor, done.restarts, done.up_to_date = 0, done.restarts + 1, False
+            restarted = True
             continue
+        organisation = page["organisation"]
+        if organisation is not None and organisation != claimed:
+            copy.claim(organisation)
+            claimed = organisation
         records = page["records"]
-        if records or page["next"] != done.cursor:
+        if records or page["next"] != done.cursor or restarted:
             try:
-                copy.apply(records, page["next"])
+                copy.apply(records, page["next"], organisation=organisation)
             except CopyError as exc:
                 if not wait:
                     raise
@@ -712,7 +784,7 @@ def sync(
                 else:
                     stop.wait(pause)
                 continue
-            refused = 0
+            refused, restarted = 0, False
         done.records += sum(1 for r in records if not r.get("deleted"))
         done.deleted += sum(1 for r in records if r.get("deleted"))
         done.pages += 1

@@ -35,10 +35,14 @@ def test_pages_next_more_and_link(product: tuple[Service, str]) -> None:
         assert [r["seq"] for r in body["records"]] == [1, 2]
         assert (body["next"], body["more"]) == (2, True)
         assert first.headers["link"] == '</cdr/changes?after=2&limit=2>; rel="next"'
+        # Whose feed it is: a copy keeps one organisation's calls (`samtal sync` checks it).
+        assert first.headers["samtal-organisation"] == service.name("acme")
         last = client.get("/cdr/changes?after=2&limit=2")
         assert (last.json()["next"], last.json()["more"]) == (3, False)
         assert "link" not in last.headers
-        empty = client.get("/cdr/changes?after=3").json()
+        empty_answer = client.get("/cdr/changes?after=3")
+        assert empty_answer.headers["samtal-organisation"] == service.name("acme")
+        empty = empty_answer.json()
         assert list(empty) == ["records", "next", "more", "completeThrough"]
         assert {k: empty[k] for k in ("records", "next", "more")} == {
             "records": [],

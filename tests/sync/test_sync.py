@@ -23,6 +23,7 @@ from click.testing import CliRunner
 from sqlalchemy.dialects import mysql, postgresql
 
 from samtal.cli import main
+from samtal.clock import system_clock
 from samtal.sync import Copy, tables, target_url
 from tests.helpers import disappearing, event_line
 from tests.helpers.databases import mariadb_database, postgres_database
@@ -291,6 +292,59 @@ def test_each_table_keeps_its_own_cursor(target: str) -> None:
     again = Copy(target, source, table="first_copy")
     assert again.cursor() == 0
     again.close()
+
+
+def test_a_table_keeps_one_organisations_calls(live: Live, target: str) -> None:
+    """Each organisation's feed numbers its own `seq`s, and ids are unique only within it. A
+    second organisation synced into the first's table (the default name, one database) began
+    at the first's cursor, so its calls up to there never came, and said "up to date"; those
+    that came took the rows of the first's calls with the same id. It is refused, naming both
+    and what to do, and the copy is left as it was; into a table of its own it is whole."""
+    live.store.add_org("org-2", "Europe/Stockholm", now=system_clock())
+    other = live.store.create_token("read", org="org-2", now=system_clock())[1]
+    kept, _ = disappearing("org-2")  # a call c-4 of its own, as org-1 has
+    live.post([event_line(e) for e in kept])
+    run_sync(live, target)
+    before = copied(target)
+    for source in (live.url, live.url.replace("127.0.0.1", "localhost")):
+        result = CliRunner().invoke(
+            main, ["sync", "--from", source, "--into", target], env={"SAMTAL_TOKEN": other}
+        )
+        assert result.exit_code == 1, result.output
+        assert "'call_records' keeps the calls of organisation org-1" in result.output
+        assert "org-2" in result.output and "--table" in result.output
+        assert copied(target) == before
+    result = CliRunner().invoke(
+        main,
+        ["sync", "--from", live.url, "--into", target, "--table", "org2_calls"],
+        env={"SAMTAL_TOKEN": other},
+    )
+    assert result.exit_code == 0, result.output
+    assert [(r["id"], r["seq"]) for r in copied(target, "org2_calls")] == [("c-4", 1)]
+    assert "synced 0 records" in run_sync(live, target)  # org-1's copy goes on as before
+    assert copied(target) == before
+
+
+def test_a_copy_made_before_organisations_were_kept_takes_its_first(
+    live: Live, target: str
+) -> None:
+    """A cursor table made before the copy knew its organisation gets the column in place,
+    and the cursor the first organisation it syncs, and from then on keeps it."""
+    copy = Copy(target, live.url)
+    copy.apply([ONE_RECORD], 7)  # as an older samtal, or a server that does not say
+    with copy.engine.begin() as db:
+        db.execute(sa.text("ALTER TABLE samtal_sync_cursors DROP COLUMN organisation"))
+    copy.close()
+    copy = Copy(target, live.url)
+    assert copy.cursor() == 7
+    with copy.engine.connect() as db:
+        assert db.execute(sa.select(copy.state.c.organisation)).scalars().all() == [None]
+    copy.close()
+    run_sync(live, target)
+    copy = Copy(target, live.url)
+    with copy.engine.connect() as db:
+        assert db.execute(sa.select(copy.state.c.organisation)).scalars().all() == ["org-1"]
+    copy.close()
 
 
 def test_a_cursor_kept_by_source_alone_is_taken_over_once(target: str) -> None:

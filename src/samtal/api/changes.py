@@ -32,6 +32,10 @@ async def _no_filters(request: Request) -> None:
         )
 
 
+#: Whose feed an answer is: a copy keeps one organisation's calls, and `samtal sync` refuses
+#: to mix a second one's into it (their ids and `seq`s are each their own).
+ORGANISATION = "Samtal-Organisation"
+
 router = APIRouter(
     dependencies=[Depends(_no_filters), Depends(only_params("after", "limit", "wait"))]
 )
@@ -54,6 +58,15 @@ router = APIRouter(
                 'Versions after `after`. While `more` is true, a `Link: <...>; rel="next"` '
                 "header points at the next page."
             ),
+            "headers": {
+                ORGANISATION: {
+                    "description": (
+                        "The organisation whose feed this is. Its `id`s and `seq`s are its "
+                        "own: keep each organisation's copy apart."
+                    ),
+                    "schema": {"type": "string", "examples": ["org-1"]},
+                }
+            },
             "content": {
                 "application/json": {
                     "schema": {
@@ -126,7 +139,7 @@ async def changes(
                 records = await app.store.read(partial(_masked, page, Pseudonyms(org.secret)))
             else:
                 records = [change.json() for change in page.changes]
-            return _answer(page, records, limit, render(mark, zone(org.tz)))
+            return _answer(page, records, limit, render(mark, zone(org.tz)), org.name)
         await first_of(woken, app.stopping, timeout=left)
 
 
@@ -134,12 +147,16 @@ def _masked(page: FeedPage, masks: Pseudonyms, _store: Store) -> list[bytes]:
     return [masks.record(change.json()) for change in page.changes]
 
 
-def _answer(page: FeedPage, records: list[bytes], limit: int, complete_through: str) -> Response:
+def _answer(
+    page: FeedPage, records: list[bytes], limit: int, complete_through: str, org: str
+) -> Response:
     body = b'{"records":[%b],"next":%d,"more":%b,"completeThrough":"%b"}' % (
         b",".join(records),
         page.next,
         b"true" if page.more else b"false",
         complete_through.encode(),
     )
-    headers = {"Link": f'</cdr/changes?after={page.next}&limit={limit}>; rel="next"'}
-    return Response(body, media_type="application/json", headers=headers if page.more else None)
+    headers = {ORGANISATION: org}
+    if page.more:
+        headers["Link"] = f'</cdr/changes?after={page.next}&limit={limit}>; rel="next"'
+    return Response(body, media_type="application/json", headers=headers)
