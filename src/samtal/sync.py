@@ -401,24 +401,14 @@ class Copy:
         gone = [r for r in records if r.get("deleted")]
         self.writing = True
         try:
-            self._write(rows, gone, cursor, organisation)
-        finally:
-            self.writing = False
-
-    def _write(
-        self,
-        rows: list[dict[str, Any]],
-        gone: list[dict[str, Any]],
-        cursor: int,
-        organisation: str | None,
-    ) -> None:
-        try:
             self._write_page(rows, gone, cursor, organisation)
         except sa.exc.DBAPIError as exc:
             # Nothing of the page is written, and the cursor stays where it was.
             raise CopyError(
                 f"cannot write to the copy at {shown(self.url)}: {reason(exc)}"
             ) from exc
+        finally:
+            self.writing = False
 
     def _write_page(
         self,
