@@ -454,6 +454,31 @@ def test_purge_removes_whole_calls(store: Store) -> None:
     assert (again.accepted, again.duplicates) == (11, 6)
 
 
+def test_purge_removes_whole_calls_of_many_days(store: Store) -> None:
+    """A purge of several days' calls (on PostgreSQL a partition each, deleted a day at a
+    time) removes every row of the calls before the cutoff and no other's, a day cut in two
+    included."""
+    store.add_org("acme", "UTC", now=T0)
+    lines = []
+    for day in range(1, 6):
+        for hour in (10, 14):
+            call = {"org": "acme", "call": f"c-{day}-{hour}", "seq": 0}
+            at = f"2017-01-0{day}T{hour}:00:00Z"
+            lines += [
+                {**call, "id": f"{day}-{hour}.0", "at": at, "type": "started",
+                 "party": "caller", "number": "+46701", "dialed": "622"},
+                {**call, "id": f"{day}-{hour}.1", "at": at, "type": "ended", "seq": 1},
+            ]  # fmt: skip
+    events = decode_batch([orjson.dumps(line) for line in lines]).events
+    assert store.ingest(events, now=T0).accepted == 20
+    cutoff = parse_instant("2017-01-04T12:00:00Z")  # days 1-3, and day 4's morning call
+    assert store.purge(org="acme", before=cutoff) == 7
+    assert sorted(c.call for c in feed(store)) == ["c-4-14", "c-5-10", "c-5-14"]
+    assert len(period(store, "acme")) == 3
+    again = store.ingest(events, now=T0)  # the purged calls' events are new again, whole
+    assert (again.accepted, again.duplicates) == (14, 6)
+
+
 def test_tokens_made_in_bulk_each_belong_to_their_organisation(store: Store) -> None:
     """`token create --from`: many tokens in one transaction, several statements of them,
     each secret paired with its own organisation's token, in the order asked."""

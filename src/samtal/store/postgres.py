@@ -467,13 +467,21 @@ class PostgresEngine(SqlEngine):
                 (org, before),
             ).fetchall()
             if doomed:
-                _note_purged(db, org, max(seq for _, _, seq in doomed))
-                calls, days = [c for c, _, _ in doomed], sorted({d for _, d, _ in doomed})
+                # A statement a day, each in its own partition: one for every day at once took
+                # PostgreSQL's planner 5 s to plan for 120,000 calls (each call weighed for each
+                # partition) before it deleted anything in 0.9 s.
+                days: dict[int, list[str]] = {}
+                for call, day, _ in doomed:
+                    days.setdefault(day, []).append(call)
                 for table in PARTITIONED:
-                    db.execute(
-                        f"DELETE FROM {table} WHERE org = %s AND day = ANY(%s) AND call = ANY(%s)",
-                        (org, days, calls),
-                    )
+                    with db.cursor() as cur:
+                        cur.executemany(
+                            f"DELETE FROM {table} WHERE org = %s AND day = %s AND call = ANY(%s)",
+                            [(org, day, calls) for day, calls in sorted(days.items())],
+                        )
+                # Last: the organisation's row, which its ingest also writes, is held from here
+                # to the commit only.
+                _note_purged(db, org, max(seq for _, _, seq in doomed))
                 self._renumber(db, org)
         return len(doomed)
 
