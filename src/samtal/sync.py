@@ -739,24 +739,28 @@ def sync(
     done = Progress(cursor=copy.cursor())
     refused = 0  # pages the copy refused in a row, while following
     claimed: str | None = None  # the organisation the copy was found to keep
-    # After a 410 the copy's cursor goes back to 0 with the first page read from there: by
-    # then the server has named the organisation, and a copy of another's is left as it was.
+    # After a 410 the copy's cursor goes back to 0 with the first page read from there, and
+    # only then is the walk told of: by then the server has named the organisation, and a
+    # copy of another's (whose cursor this organisation never gave out) is left as it was.
     restarted = False
+    expired = 0
     while stop is None or not stop.is_set():
         page = feed.page(done.cursor, limit=limit, wait=wait if done.up_to_date else 0)
         if page is None:
-            log.warning(
-                "the server no longer has versions after seq %d (retention): walking the whole "
-                "feed again from the beginning, upserting",
-                done.cursor,
-            )
-            done.cursor, done.restarts, done.up_to_date = 0, done.restarts + 1, False
-            restarted = True
+            expired, restarted = done.cursor, True
+            done.cursor, done.up_to_date = 0, False
             continue
         organisation = page["organisation"]
         if organisation is not None and organisation != claimed:
             copy.claim(organisation)
             claimed = organisation
+        if expired:
+            log.warning(
+                "the server no longer has versions after seq %d (retention): walking the whole "
+                "feed again from the beginning, upserting",
+                expired,
+            )
+            done.restarts, expired = done.restarts + 1, 0
         records = page["records"]
         if records or page["next"] != done.cursor or restarted:
             try:

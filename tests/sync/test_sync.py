@@ -294,7 +294,9 @@ def test_each_table_keeps_its_own_cursor(target: str) -> None:
     again.close()
 
 
-def test_a_table_keeps_one_organisations_calls(live: Live, target: str) -> None:
+def test_a_table_keeps_one_organisations_calls(
+    live: Live, target: str, caplog: pytest.LogCaptureFixture
+) -> None:
     """Each organisation's feed numbers its own `seq`s, and ids are unique only within it. A
     second organisation synced into the first's table (the default name, one database) began
     at the first's cursor, so its calls up to there never came, and said "up to date"; those
@@ -313,6 +315,8 @@ def test_a_table_keeps_one_organisations_calls(live: Live, target: str) -> None:
         assert result.exit_code == 1, result.output
         assert "'call_records' keeps the calls of organisation org-1" in result.output
         assert "org-2" in result.output and "--table" in result.output
+        # The cursor is not this organisation's: nothing says it expired.
+        assert "walking the whole feed again" not in result.output + caplog.text
         assert copied(target) == before
     result = CliRunner().invoke(
         main,
