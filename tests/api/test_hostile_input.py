@@ -327,6 +327,19 @@ def test_a_missing_bearer_says_what_is_wrong(
         assert_problem(client.get("/cdr/changes", headers=headers), 401, said)
 
 
+def test_two_tokens_in_one_request_are_refused(product: tuple[Service, str]) -> None:
+    """Two `Authorization` headers: the first was used. A proxy that checks the last, or a
+    client that added one to another's, then sees its request answered for a token it did not
+    mean; the request is refused, whichever tokens they are, before either is looked up."""
+    service, token = product
+    said = "the `Authorization` header is given 2 times: send one token"
+    with httpx.Client(base_url=service.server.url) as client:
+        for second in (service.ingest, token, "samtal_r_nothing"):
+            headers = [("Authorization", f"Bearer {token}"), ("Authorization", f"Bearer {second}")]
+            assert_problem(client.get("/cdr/changes", headers=headers), 400, said)
+            assert_problem(client.post("/events", headers=headers, content=b"{}"), 400, said)
+
+
 @pytest.mark.parametrize(
     ("query", "said"),
     [

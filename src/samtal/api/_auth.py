@@ -10,7 +10,7 @@ from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from samtal.api._state import AppState, state
-from samtal.errors import Forbidden, TooManyRequests, Unauthenticated, shorten
+from samtal.errors import Forbidden, TooManyRequests, Unauthenticated, UsageError, shorten
 from samtal.store import Org, Token
 from samtal.times import US_PER_SECOND
 from samtal.tokens import digest
@@ -25,6 +25,9 @@ async def _token(
     app: Annotated[AppState, Depends(state)],
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Token:
+    given = len(request.headers.getlist("authorization"))
+    if given > 1:  # which one would be meant? (a proxy may have checked the other)
+        raise UsageError(f"the `Authorization` header is given {given} times: send one token")
     # A client that keeps failing is refused before its token costs a database lookup.
     address = request.client.host if request.client is not None else "unknown"
     limit = app.settings.auth_failure_limit
