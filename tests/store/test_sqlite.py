@@ -7,14 +7,18 @@ import sqlite3
 import threading
 import time
 from datetime import date
+from functools import partial
 from pathlib import Path
 
 import orjson
 import pytest
+from msgspec.structs import replace
 
 from samtal.errors import StoreError
 from samtal.events import Event, decode_batch
 from samtal.filters import parse_filters
+from samtal.outbound.duties import run_duties
+from samtal.settings import Settings
 from samtal.simulate import TrafficSettings, event_lines
 from samtal.store import AsyncStore, IngestSummary, Store
 from samtal.store.sqlite import MIGRATIONS, PAGE_SIZE, WAL_CHECKPOINT_BYTES, SqliteEngine
@@ -379,3 +383,48 @@ def test_the_watcher_names_the_organisation_whose_versions_moved(tmp_path: Path)
         watcher.join()
         store.close()
     assert heard == ["acme", "acme"]
+
+
+def test_a_batch_posted_during_the_duties_is_stored_between_their_transactions(
+    tmp_path: Path,
+) -> None:
+    """The server's duties run on SQLite's one writer: a batch posted while they closed
+    100,000 calls gone idle at once waited for the whole round (3.8 s, where a share of the
+    round's calls took 0.2 s). The round stores the batches that came meanwhile between its
+    transactions, as the server has it do."""
+    store = Store(SqliteEngine(f"sqlite:///{tmp_path / 'd.db'}"))
+    store.add_org("acme", "Europe/Stockholm", now=T0)
+    product = events_of(PRODUCT)
+    store.ingest([e for e in product if e.type == "started"], now=T0)  # calls left open
+    shared = AsyncStore(store)
+    pausing, handed = threading.Event(), threading.Event()
+    seen: list[list[str]] = []
+
+    def between() -> None:  # on the writer, between two of the round's transactions
+        pausing.set()
+        handed.wait(10)
+        shared.store_waiting()
+        seen.append(
+            sorted(change.call for change in store.changes(org="acme", after=0, limit=100).changes)
+        )
+
+    async def run() -> None:
+        settings = Settings(database_url="sqlite://", retention_days=0)
+        later = T0 + 13 * 3600 * 1_000_000  # the open calls are idle by then
+        duties = asyncio.ensure_future(
+            shared.write(partial(run_duties, settings=settings, now=later, between=between))
+        )
+        await asyncio.to_thread(pausing.wait, 10)
+        batch = [replace(e, org="acme", id=f"late-{e.id}", call="late") for e in product
+                 if e.call == "c-622"]  # fmt: skip
+        posted = asyncio.ensure_future(shared.ingest(batch, now=later))
+        await asyncio.sleep(0.05)  # handed over: waiting for the writer
+        handed.set()
+        await asyncio.gather(duties, posted)
+
+    try:
+        asyncio.run(run())
+    finally:
+        shared.close()
+    assert "late" in seen[0]  # stored at the round's first pause, not after the round
+    store.close()

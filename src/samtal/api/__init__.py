@@ -155,7 +155,12 @@ async def _duty_loop(app: AppState) -> None:
                     deliveries = None
                 if leading and not first:
                     report = await app.store.write(
-                        partial(run_duties, settings=app.settings, now=app.clock())
+                        partial(
+                            run_duties,
+                            settings=app.settings,
+                            now=app.clock(),
+                            between=app.store.store_waiting,
+                        )
                     )
                     metrics.DUTY_RUNS.inc()
                     metrics.DUTY_FAILURES.inc(report.failed)

@@ -631,11 +631,18 @@ class Store:
             log.info("filled in the outcome of %d record(s) stored before outcomes were", filled)
         return filled
 
-    def close_idle_calls(self, *, now: int, idle: int, at_most: int = IDLE_CLOSE_AT_ONCE) -> int:
+    def close_idle_calls(
+        self,
+        *,
+        now: int,
+        idle: int,
+        at_most: int = IDLE_CLOSE_AT_ONCE,
+        between: Callable[[], None] | None = None,
+    ) -> int:
         """Append an `ended` to every call idle for `idle` microseconds (cdr.md); how many.
         At most `at_most` calls a transaction, so that a crowd of them gone idle at once holds
-        the writer no longer than a batch does; the next share is taken while the last one
-        closed every call it picked."""
+        the writer no longer than a batch does (`between` is called between them); the next
+        share is taken while the last one closed every call it picked."""
         zones = _Zones(self)
         closed = 0
         while True:
@@ -647,6 +654,8 @@ class Store:
             closed += done
             if done < at_most:
                 return closed
+            if between is not None:
+                between()
 
     def expired(self, cutoffs: Mapping[str, int]) -> list[str]:
         """The organisations of `cutoffs` that have calls started before their cutoff (what

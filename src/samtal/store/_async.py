@@ -138,12 +138,15 @@ class AsyncStore:
             self._waiting.append(waiting)
         # One turn on the writer for each batch: the first to come takes every batch waiting,
         # and the turns of the batches it took find nothing left to do.
-        self._writers.submit(self._store_waiting)
+        self._writers.submit(self.store_waiting)
         return await asyncio.wrap_future(waiting.done)
 
-    def _store_waiting(self) -> None:
+    def store_waiting(self) -> None:
         """On the writer: the batches waiting, up to GROUP_EVENTS events, stored together;
-        should that fail, each alone, so that each caller gets what its batch alone would."""
+        should that fail, each alone, so that each caller gets what its batch alone would.
+        Each batch's turn calls it; so does a long job on the writer between its
+        transactions (the server's duties), for the batches that came meanwhile, whose turns
+        then find nothing left. (Where the engine takes several writers, nothing waits.)"""
         taken: list[_Waiting] = []
         size = 0
         with self._waiting_lock:
