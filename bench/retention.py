@@ -5,10 +5,10 @@ and SQLite, each run on a fresh copy of the database:
 
 - the purge: the seconds of its transaction, which removes the calls before the cutoff from
   the three tables and gives the calls that stay a new `seq` where theirs was below;
-- the organisation's ingest meanwhile: a new call, whole, is stored every 20 ms on another
-  connection, and the longest any of them took while the purge ran is what a switch posting
-  that organisation's events waited (PostgreSQL: its row in `orgs`, which both write; SQLite:
-  the one writer).
+- the organisation's ingest meanwhile: a new call, whole, is posted every 20 ms to the same
+  async store, as the server has it, and the longest any of them took while the purge ran is
+  what a switch posting that organisation's events waited (PostgreSQL: its row in `orgs`,
+  which both write; SQLite: the one writer, every organisation's).
 
 `--against DIR` measures the checkout at DIR the same way, turn about (e.g. `git worktree add
 /tmp/old HEAD~1`). PostgreSQL at SAMTAL_BENCH_POSTGRES_URL, as bench/postgres.py.
@@ -39,23 +39,26 @@ from _server import samtal, source_env
 ADMIN = os.environ.get("SAMTAL_BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 KEEP_DAYS = 7
 
-#: Run in a process of the checkout measured: the purge, and a new call's batch (a call whole,
-#: so that it has a record and a `seq`) stored every 20 ms on a thread of its own while it
-#: runs. Prints one JSON line.
+#: Run in a process of the checkout measured, as the server has it: one store behind the async
+#: store, the purge on a writer (with what it calls between its transactions, where the
+#: checkout has that), and a new call's batch (a call whole, so that it has a record and a
+#: `seq`) posted every 20 ms meanwhile. Prints one JSON line.
 RUN = r"""
-import json, sys, threading, time
+import asyncio, inspect, json, sys, time
 from datetime import date, datetime, timedelta, timezone
+from functools import partial
 from samtal.clock import system_clock
 from samtal.events import decode_batch
-from samtal.store import open_store
+from samtal.store import AsyncStore, Store, open_store
 
 url, last_day, keep = sys.argv[1], date.fromisoformat(sys.argv[2]), int(sys.argv[3])
 cut = datetime.combine(last_day - timedelta(days=keep - 1), datetime.min.time(), timezone.utc)
 before = int(cut.timestamp()) * 10**6
-store, writer = open_store(url), open_store(url)
-batches, done = [], threading.Event()
+store = open_store(url)
+shared = AsyncStore(store)
+batches = []
 
-def ingest():
+async def post(done):
     n = 0
     at = (cut + timedelta(days=keep - 1, hours=12)).isoformat()
     while not done.is_set():
@@ -65,21 +68,28 @@ def ingest():
                              "number": "+46701", "dialed": "622"}).encode(),
                  json.dumps({**call, "id": f"bench-{n}.1", "type": "ended"}).encode()]
         began = time.perf_counter()
-        writer.ingest(decode_batch(lines).events, now=system_clock())
+        await shared.ingest(decode_batch(lines).events, now=system_clock())
         batches.append((began, time.perf_counter()))
-        time.sleep(0.02)
+        await asyncio.sleep(0.02)
 
-thread = threading.Thread(target=ingest)
-thread.start()
-time.sleep(0.3)
-began = time.perf_counter()
-purged = store.purge(org="org-1", before=before)
-ended = time.perf_counter()
-time.sleep(0.1)
-done.set()
-thread.join()
+async def main():
+    done = asyncio.Event()
+    posting = asyncio.ensure_future(post(done))
+    await asyncio.sleep(0.3)
+    between = {}
+    if "between" in inspect.signature(Store.purge).parameters:
+        between = {"between": shared.store_waiting}
+    began = time.perf_counter()
+    purged = await shared.write(partial(Store.purge, org="org-1", before=before, **between))
+    ended = time.perf_counter()
+    await asyncio.sleep(0.1)
+    done.set()
+    await posting
+    return purged, began, ended
+
+purged, began, ended = asyncio.run(main())
+shared.close()
 store.close()
-writer.close()
 waits = [end - start for start, end in batches if start < ended and end > began]
 print(json.dumps({"purged": purged, "seconds": ended - began, "longest": max(waits, default=0)}))
 """

@@ -458,13 +458,15 @@ def test_purge_removes_whole_calls(store: Store) -> None:
     assert (again.accepted, again.duplicates) == (11, 6)
 
 
-def test_purge_removes_whole_calls_of_many_days(store: Store) -> None:
+def test_purge_removes_whole_calls_of_many_days_a_share_at_a_time(store: Store) -> None:
     """A purge of several days' calls (on PostgreSQL a partition each, deleted a day at a
     time) removes every row of the calls before the cutoff and no other's, a day cut in two
-    included."""
+    included. It takes `at_most` calls a transaction, the lowest `seq`s first, so that a call
+    that stays below them is given a new `seq` once, not once a share."""
     store.add_org("acme", "UTC", now=T0)
-    lines = []
-    for day in range(1, 6):
+    batches = []
+    for day in range(5, 0, -1):  # the latest days first: what stays has the lowest seqs
+        lines = []
         for hour in (10, 14):
             call = {"org": "acme", "call": f"c-{day}-{hour}", "seq": 0}
             at = f"2017-01-0{day}T{hour}:00:00Z"
@@ -473,14 +475,20 @@ def test_purge_removes_whole_calls_of_many_days(store: Store) -> None:
                  "party": "caller", "number": "+46701", "dialed": "622"},
                 {**call, "id": f"{day}-{hour}.1", "at": at, "type": "ended", "seq": 1},
             ]  # fmt: skip
-    events = decode_batch([orjson.dumps(line) for line in lines]).events
-    assert store.ingest(events, now=T0).accepted == 20
+        batches.append(decode_batch([orjson.dumps(line) for line in lines]).events)
+        assert store.ingest(batches[-1], now=T0).accepted == 4
+    assert store.latest_change("acme") == 10
     cutoff = parse_instant("2017-01-04T12:00:00Z")  # days 1-3, and day 4's morning call
-    assert store.purge(org="acme", before=cutoff) == 7
-    assert sorted(c.call for c in feed(store)) == ["c-4-14", "c-5-10", "c-5-14"]
+    pauses: list[int] = []
+    purged = store.purge(org="acme", before=cutoff, at_most=3, between=lambda: pauses.append(1))
+    assert (purged, len(pauses)) == (7, 2)  # shares of 3, 3 and 1
+    walked = _walk(store, "acme", limit=1)  # from 0, no cursor lost on the way
+    assert sorted(c.call for c in walked) == ["c-4-14", "c-5-10", "c-5-14"]
+    assert [c.seq for c in walked] == [11, 12, 13]  # each renumbered once, by the first share
     assert len(period(store, "acme")) == 3
-    again = store.ingest(events, now=T0)  # the purged calls' events are new again, whole
-    assert (again.accepted, again.duplicates) == (14, 6)
+    again = [e for batch in batches for e in batch]
+    summary = store.ingest(again, now=T0)  # the purged calls' events are new again, whole
+    assert (summary.accepted, summary.duplicates) == (14, 6)
 
 
 def test_tokens_made_in_bulk_each_belong_to_their_organisation(store: Store) -> None:

@@ -93,7 +93,7 @@ def run_duties(
     for name in expired:
         between()
         try:
-            purged += store.purge(org=name, before=cutoffs[name])
+            purged += store.purge(org=name, before=cutoffs[name], between=between)
         except Exception:
             failed += 1
             log.exception("purging %r failed; trying again next round", name)

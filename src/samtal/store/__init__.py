@@ -662,9 +662,26 @@ class Store:
         `purge` would remove), found in one read."""
         return self.engine.expired(cutoffs)
 
-    def purge(self, *, org: str, before: int) -> int:
-        """Remove whole calls of `org` that started before `before`; the number removed."""
-        return self.engine.purge(org=org, before=before)
+    def purge(
+        self,
+        *,
+        org: str,
+        before: int,
+        at_most: int | None = None,
+        between: Callable[[], None] | None = None,
+    ) -> int:
+        """Remove whole calls of `org` that started before `before`; the number removed. At
+        most `at_most` (default: the engine's share) a transaction, `between` called between
+        them, the lowest change numbers first."""
+        at_most = at_most or self.engine.purge_share
+        purged = 0
+        while True:
+            done = self.engine.purge(org=org, before=before, at_most=at_most)
+            purged += done
+            if done < at_most:
+                return purged
+            if between is not None:
+                between()
 
     def watch(self, stop: threading.Event, changed: Callable[[str | None], None]) -> None:
         """Call `changed(org)` soon after any process commits new versions of `org`'s records

@@ -72,6 +72,9 @@ class PostgresEngine(SqlEngine):
     unsettled: ClassVar[str] = "started AND NOT settled"
     outcomes_from: ClassVar[int] = 7
     partitioned: ClassVar[bool] = True
+    # Other writers go on during a purge (its organisation's only at its end): shares of
+    # 10,000 took 1.8x the time of one transaction for 120,000 calls and shortened no wait.
+    purge_share: ClassVar[int] = 200_000
 
     def __init__(
         self,
@@ -459,13 +462,28 @@ class PostgresEngine(SqlEngine):
                 log.info("dropped %d partition(s) of calls before %s", len(doomed), _date(cut))
         return sum(end - first for first, end, _ in doomed)
 
-    def purge(self, *, org: str, before: int) -> int:
-        """Remove whole calls of `org` whose age is before `before`; the number removed."""
+    def purge(self, *, org: str, before: int, at_most: int) -> int:
+        """Remove whole calls of `org` whose age is before `before`, at most `at_most`, the
+        lowest change numbers first; the number removed."""
         with self._writing() as db:
-            doomed = db.execute(
-                "DELETE FROM calls WHERE org = %s AND age < %s RETURNING call, day, seq",
-                (org, before),
-            ).fetchall()
+            # Counted first, up to one more than the share, from the index by age: picking the
+            # share by `seq` when all of them fit took 1.4x the time of the purge.
+            over = db.execute(
+                "SELECT count(*) > %s FROM (SELECT 1 FROM calls WHERE org = %s AND age < %s "
+                "LIMIT %s) s",
+                (at_most, org, before, at_most + 1),
+            ).fetchone()
+            if over is not None and over[0]:
+                doomed = db.execute(
+                    "DELETE FROM calls WHERE org = %s AND call IN (SELECT call FROM calls "
+                    "WHERE org = %s AND age < %s ORDER BY seq LIMIT %s) RETURNING call, day, seq",
+                    (org, org, before, at_most),
+                ).fetchall()
+            else:
+                doomed = db.execute(
+                    "DELETE FROM calls WHERE org = %s AND age < %s RETURNING call, day, seq",
+                    (org, before),
+                ).fetchall()
             if doomed:
                 # A statement a day, each in its own partition: one for every day at once took
                 # PostgreSQL's planner 5 s to plan for 120,000 calls (each call weighed for each

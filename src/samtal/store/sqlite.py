@@ -243,13 +243,16 @@ class SqliteEngine(SqlEngine):
         with self._lock:
             self._writer.close()
 
-    def purge(self, *, org: str, before: int) -> int:
-        """Remove whole calls of `org` whose age is before `before`; the number removed."""
+    def purge(self, *, org: str, before: int, at_most: int) -> int:
+        """Remove whole calls of `org` whose age is before `before`, at most `at_most`, the
+        lowest change numbers first; the number removed."""
         with self._writing() as db:
             db.execute("CREATE TEMP TABLE IF NOT EXISTS doomed (call TEXT PRIMARY KEY)")
             db.execute("DELETE FROM doomed")
             db.execute(
-                "INSERT INTO doomed SELECT call FROM calls WHERE org = ? AND age < ?", (org, before)
+                "INSERT INTO doomed SELECT call FROM calls WHERE org = ? AND age < ? "
+                "ORDER BY seq LIMIT ?",
+                (org, before, at_most),
             )
             count = db.execute("SELECT count(*) FROM doomed").fetchone()[0]
             if count:
