@@ -240,57 +240,53 @@ class Copy:
 
     def _upgrade(self) -> None:
         """Bring a copy made by an older samtal to this table's shape, in place: columns it
-        lacks are added (empty), and number columns of a bounded size become text; the cursor
-        table gets the columns it lacks."""
-        self._upgrade_state()
-        dialect = self.engine.dialect
-        quote = dialect.identifier_preparer.quote
-        table = dialect.identifier_preparer.format_table(self.records)
-        found = {
-            c["name"]: c
-            for c in sa.inspect(self.engine).get_columns(
-                self.records.name, schema=self.records.schema
-            )
-        }
+        (or the cursor table) lacks are added (empty), and number columns of a bounded size
+        become text."""
+        found = self._found(self.records)
         missing = [name for name in COPY_CORE if name not in found]
         if missing:  # another table of the customer's: not ours to change
             raise UsageError(
                 f"the table {self.table!r} is not a copy samtal keeps (it has no "
                 f"{', '.join(missing)} column): name another with --table"
             )
+        statements = [
+            *self._alterations(self.records, found),
+            *self._alterations(self.state, self._found(self.state)),
+        ]
+        if statements:
+            with self.engine.begin() as db:
+                for statement in statements:
+                    db.execute(sa.text(statement))
+            log.info("upgraded the copy's tables in place: %s", "; ".join(statements))
+
+    def _found(self, table: sa.Table) -> dict[str, Any]:
+        """The columns `table` has in the database, by name."""
+        columns = sa.inspect(self.engine).get_columns(table.name, schema=table.schema)
+        return {c["name"]: c for c in columns}
+
+    def _alterations(self, table: sa.Table, found: dict[str, Any]) -> list[str]:
+        """The statements that give `table`, as `found`, the columns it lacks, and text where
+        it has a number column of a bounded size."""
+        dialect = self.engine.dialect
+        quote = dialect.identifier_preparer.quote
+        name_of_table = dialect.identifier_preparer.format_table(table)
         statements = []
-        for column in self.records.columns:
+        for column in table.columns:
             have = found.get(column.name)
             name = quote(column.name)
             if have is None:
                 kind = column.type.compile(dialect=dialect)
-                statements.append(f"ALTER TABLE {table} ADD COLUMN {name} {kind}")
+                statements.append(f"ALTER TABLE {name_of_table} ADD COLUMN {name} {kind}")
             elif (
                 isinstance(column.type, sa.Text)
                 and getattr(have["type"], "length", None) is not None
                 and dialect.name != "sqlite"  # SQLite never enforced the length
             ):
                 if dialect.name == "postgresql":
-                    statements.append(f"ALTER TABLE {table} ALTER COLUMN {name} TYPE text")
+                    statements.append(f"ALTER TABLE {name_of_table} ALTER COLUMN {name} TYPE text")
                 else:
-                    statements.append(f"ALTER TABLE {table} MODIFY COLUMN {name} TEXT NULL")
-        if statements:
-            with self.engine.begin() as db:
-                for statement in statements:
-                    db.execute(sa.text(statement))
-            log.info("upgraded the copy's table %s in place: %s", table, "; ".join(statements))
-
-    def _upgrade_state(self) -> None:
-        dialect = self.engine.dialect
-        have = {c["name"] for c in sa.inspect(self.engine).get_columns(STATE_TABLE)}
-        table = dialect.identifier_preparer.format_table(self.state)
-        with self.engine.begin() as db:
-            for column in self.state.columns:
-                if column.name not in have:
-                    kind = column.type.compile(dialect=dialect)
-                    name = dialect.identifier_preparer.quote(column.name)
-                    db.execute(sa.text(f"ALTER TABLE {table} ADD COLUMN {name} {kind}"))
-                    log.info("added the column %s to %s", column.name, STATE_TABLE)
+                    statements.append(f"ALTER TABLE {name_of_table} MODIFY COLUMN {name} TEXT NULL")
+        return statements
 
     def _adopt(self, *, new: bool) -> None:
         """Make this copy's cursor true to its table. A table made just now has no rows, so a
