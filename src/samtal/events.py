@@ -27,6 +27,7 @@ from samtal.types import KINDS, PARTIES_OF_TYPE, TYPE_RANK, EventType, Kind, Par
 MAX_ID_LENGTH: Final = 128
 MAX_NUMBER_LENGTH: Final = 64
 MAX_SEQ: Final = 2**63 - 1
+SEQ_RANGE: Final = f"it must be a non-negative integer up to {MAX_SEQ}"
 #: A UTF-8 byte order mark, which may open a stream (and nothing else).
 BOM: Final = b"\xef\xbb\xbf"
 _BACKSLASH, _DEL = ord("\\"), 0x7F
@@ -201,6 +202,8 @@ def _check(wire: _Wire) -> Event:
         )
     seq = wire.seq
     if seq is not None and (type(seq) is not int or not 0 <= seq <= MAX_SEQ):
+        if type(seq) is int and seq > MAX_SEQ:
+            raise _Invalid(f"`seq` {shorten(seq)} is out of range: {SEQ_RANGE}")
         raise _Invalid(f"`seq` must be a non-negative integer, not {_what(seq)} {shorten(seq)}")
     if type_ == "ended":  # party and number of an `ended` are ignored
         return Event(org, event_id, call, at_text, "ended", seq, instant=instant)
@@ -382,7 +385,7 @@ def _invalid_field(exc: msgspec.ValidationError) -> str:
         return "not a JSON object"
     name = found.group(1)
     if name == "seq":
-        return f"`seq` is a number out of range: it must be a non-negative integer up to {MAX_SEQ}"
+        return f"`seq` is a number out of range: {SEQ_RANGE}"
     return f"`{name}` is a number out of range: it must be a string"
 
 
