@@ -463,6 +463,9 @@ def test_the_webhook_commands(setup: Setup) -> None:
         ("https://x.test:0/in", "has no valid port (a number from 1 to 65535)"),
         ("https://x test/in", "holds a space or control character (U+0020)"),
         ("https://x.test/in\n", "holds a space or control character (U+000A)"),
+        # These were a traceback.
+        ("https://[::1/in", "'https://[::1/in' is not a URL: Invalid IPv6 URL"),
+        ("https://[zz]/in", "is not a URL: 'zz' does not appear to be an IPv4 or IPv6 address"),
     ):
         refused = runner.invoke(main, ["webhook", "add", "acme", bad, *db])
         assert refused.exit_code == 1 and said in refused.output, refused.output

@@ -264,7 +264,10 @@ class Store:
         """Subscribe `url` to `org`'s new versions; the subscription and its secret (shown
         once). UsageError for a URL that is not http(s), NotFound for an unknown org.
         `pseudonymize`: people's numbers go out as the organisation's pseudonyms."""
-        parts = urlsplit(url)
+        try:
+            parts = urlsplit(url)  # ValueError for a broken [IPv6] host
+        except ValueError as exc:
+            raise UsageError(f"{quoted_url(url)} is not a URL: {exc}") from None
         if parts.scheme not in ("https", "http") or not parts.hostname:
             raise UsageError(f"{quoted_url(url)} is not an https:// (or http://) URL")
         try:
