@@ -72,6 +72,13 @@ def target_url(url: str) -> sa.URL:
         parsed = sa.make_url(url)
     except (ArgumentError, ValueError):
         raise UsageError(f"{shown(url)} is not a database URL") from None
+    if parsed.get_backend_name() == "sqlite" and (
+        parsed.database in (None, "", ":memory:") or parsed.query.get("mode") == "memory"
+    ):
+        raise UsageError(
+            f"{shown(url)} names no file: SQLite would hold the copy in memory, gone at exit; "
+            "give a file, e.g. sqlite:///calls.db"
+        )
     if "+" in parsed.drivername:
         return parsed
     driver = DRIVERS.get(parsed.drivername)
@@ -540,6 +547,8 @@ def server_url(text: str) -> str:
             f"--from {quoted_url(text)} is not a server's URL: give http:// or https:// and "
             "its host, e.g. https://api.example.com"
         )
+    if url.port is not None and not 1 <= url.port <= 65535:
+        raise UsageError(f"--from {quoted_url(text)} has no valid port (a number from 1 to 65535)")
     return f"{url.scheme}://{url.netloc.decode('ascii')}{url.path.rstrip('/')}"
 
 

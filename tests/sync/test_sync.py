@@ -547,6 +547,33 @@ def test_a_source_that_is_not_a_server_url_is_refused_at_once(tmp_path: Path, so
     assert not (tmp_path / "c.db").exists()
 
 
+def test_a_source_with_no_valid_port_is_refused_at_once(tmp_path: Path) -> None:
+    # httpx takes port 99999 and the connection fails: eight tries over two minutes.
+    result = CliRunner().invoke(
+        main,
+        ["sync", "--from", "http://127.0.0.1:99999", "--into", f"sqlite:///{tmp_path / 'c.db'}"],
+        env={"SAMTAL_TOKEN": "samtal_r_x"},
+    )
+    assert result.exit_code == 2, result.output
+    assert "'http://127.0.0.1:99999' has no valid port (a number from 1 to 65535)" in result.output
+    assert "trying again" not in result.output
+
+
+@pytest.mark.parametrize(
+    "into", ["sqlite://", "sqlite:///", "sqlite:///:memory:", "sqlite:///c?mode=memory&uri=true"]
+)
+def test_a_copy_in_memory_is_refused(tmp_path: Path, into: str) -> None:
+    # SQLAlchemy opens these in memory: the sync said "the copy is up to date" of a copy gone
+    # at exit.
+    result = CliRunner().invoke(
+        main,
+        ["sync", "--from", "http://127.0.0.1:9", "--into", into],
+        env={"SAMTAL_TOKEN": "samtal_r_x"},
+    )
+    assert result.exit_code == 1, result.output
+    assert f"'{into}' names no file: SQLite would hold the copy in memory" in result.output
+
+
 def test_every_follows_new_records_and_stops_on_sigterm(live: Live, tmp_path: Path) -> None:
     target = f"sqlite:///{tmp_path / 'copy.db'}"
     env = {**os.environ, "SAMTAL_TOKEN": live.read}
