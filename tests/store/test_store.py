@@ -542,6 +542,16 @@ def test_bad_urls(url: str) -> None:
         open_store(url)
 
 
+@pytest.mark.parametrize("options", ["?mode=ro", "?mode=memory&cache=shared", "?"])
+def test_a_sqlite_url_with_options_is_refused_and_makes_no_file(
+    tmp_path: Path, options: str
+) -> None:
+    # It was taken as part of the name: a new, empty store in a file named `x.db?mode=ro`.
+    with pytest.raises(StoreError, match=r"has options \(\?.*\): samtal takes none"):
+        open_store(f"sqlite:///{tmp_path / 'x.db'}{options}")
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_versions_tombstones_and_the_detailed_view(store: Store) -> None:
     store.add_org("acme", "Europe/Stockholm", now=T0)
     events, late = disappearing()

@@ -55,6 +55,11 @@ def path_of(url: str) -> str:
     path = url[len("sqlite:///") :]
     if not path:
         raise StoreError(f"database URL {url!r} names no file")
+    if "?" in path:  # SQLAlchemy's form of options; here it would name a file `x.db?mode=ro`
+        raise StoreError(
+            f"database URL {url!r} has options ({path[path.index('?') :]}): samtal takes "
+            "none in a SQLite URL; name the file alone"
+        )
     if path == ":memory:":
         raise StoreError(
             f"database URL {url!r}: an in-memory database is seen by one connection alone, "
