@@ -15,6 +15,7 @@ from typing import Any, Final
 from samtal.errors import BadFilter, UsageError, shorten
 from samtal.filters import Filters, Match, matches
 
+_B32: Final = "abcdefghijklmnopqrstuvwxyz234567"
 #: What a read token may do, and what each scope opens (privacy.md).
 SCOPES: Final = ("records", "stats", "erase")
 DEFAULT_SCOPES: Final = ("records", "stats")
@@ -64,9 +65,21 @@ def _mac(secret: bytes, number: str, size: int = 32) -> str:
     return base64.b32encode(digest).decode().rstrip("=").lower()
 
 
+#: Each 10 bits as their two characters of lower-case base32.
+_PAIRS: Final = tuple(a + b for a in _B32 for b in _B32)
+
+
 def pseudonym(secret: bytes, number: str) -> str:
-    """The pseudonym of a number in the organisation whose secret this is (privacy.md)."""
-    return "p:" + _mac(secret, number, 10)
+    """The pseudonym of a number in the organisation whose secret this is (privacy.md): `_mac`
+    of 10 bytes, their 80 bits read from `_PAIRS` in 8 steps rather than by base64's loop in
+    Python (3.7 -> 2.4 us a number: a pseudonymizing reader works out one for each number it
+    has not seen)."""
+    n = int.from_bytes(hmac.digest(secret, number.encode(), hashlib.sha256)[:10], "big")
+    p = _PAIRS
+    return (
+        f"p:{p[n >> 70]}{p[n >> 60 & 1023]}{p[n >> 50 & 1023]}{p[n >> 40 & 1023]}"
+        f"{p[n >> 30 & 1023]}{p[n >> 20 & 1023]}{p[n >> 10 & 1023]}{p[n & 1023]}"
+    )
 
 
 def number_hash(secret: bytes, number: str) -> str:
@@ -85,6 +98,7 @@ class Pseudonyms:
     def __init__(self, secret: bytes) -> None:
         self._secret = secret
         self._known: dict[str, str] = {}
+        self._fields: dict[bytes, bytes] = {}  # `"callerNo":"+46..."` -> its masked form
 
     def __call__(self, number: str) -> str:
         found = self._known.get(number)
@@ -117,8 +131,20 @@ class Pseudonyms:
         stands, without parsing the record."""
         return _PERSON_VALUE.sub(self._replace, rendered)
 
+    def records(self, page: list[bytes]) -> list[bytes]:
+        """`record` of each of a page's records, in one pass over them joined (compact JSON
+        holds no raw newline): the per-record call of `re.sub` was a quarter of its cost."""
+        if not page:
+            return page
+        return _PERSON_VALUE.sub(self._replace, b"\n".join(page)).split(b"\n")
+
     def _replace(self, found: re.Match[bytes]) -> bytes:
-        return b'"%b":"%b"' % (found[1], self(found[2].decode()).encode())
+        field = found[0]
+        masked = self._fields.get(field)
+        if masked is None:
+            masked = b'"%b":"%b"' % (found[1], self(found[2].decode()).encode())
+            self._fields[field] = masked
+        return masked
 
     def unmask(self, filters: Filters, stored: Iterable[str]) -> Filters:
         """`filters` as a pseudonymizing token means them, in terms of the stored numbers

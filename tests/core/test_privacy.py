@@ -7,6 +7,7 @@ import base64
 import hashlib
 import hmac
 
+import orjson
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -99,3 +100,21 @@ def test_filters_on_pseudonyms_become_filters_on_the_numbers_they_stand_for() ->
     assert (
         masks.unmask(parse_filters({"calleeNo": [""]}), stored).numbers["calleeNo"][0].value is None
     )
+
+
+_NUMBERS = st.sampled_from(["+4672111111", "+4672222222", "622", "+46701"])
+
+
+@given(st.lists(st.tuples(st.one_of(st.none(), _NUMBERS), st.one_of(st.none(), _NUMBERS))))
+def test_a_page_of_records_is_masked_as_each_record_alone(
+    pairs: list[tuple[str | None, ...]],
+) -> None:
+    """`records` masks a page in one pass: record by record, as `fields` masks the decoded
+    record, whatever repeats and nulls the page holds (and an empty page)."""
+    page = [
+        orjson.dumps({"id": f"c-{i}", "callerNo": caller, "receivingNo": "622", "calleeNo": callee})
+        for i, (caller, callee) in enumerate(pairs)
+    ]
+    masked = Pseudonyms(SECRET).records(page)
+    fresh = Pseudonyms(SECRET)
+    assert [orjson.loads(r) for r in masked] == [fresh.fields(orjson.loads(r)) for r in page]

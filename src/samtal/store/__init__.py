@@ -440,7 +440,7 @@ class Store:
         if filters:
             filters = self._unmasked(org, start, end, filters, masks)
         for page in self.records(org=org, start=start, end=end, detailed=detailed, filters=filters):
-            yield [masks.record(record) for record in page]
+            yield masks.records(page)
 
     def _unmasked(
         self, org: str, start: int, end: int, filters: Filters, masks: Pseudonyms
