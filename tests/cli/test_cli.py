@@ -9,10 +9,12 @@ import queue
 import re
 import shlex
 import socket
+import sqlite3
 import subprocess
 import sys
 import threading
 import time
+from contextlib import closing
 from pathlib import Path
 
 import httpx
@@ -166,6 +168,12 @@ def test_import(tmp_path: Path) -> None:
     first = samtal("import", "events.ndjson", cwd=tmp_path, env=env)
     assert first.returncode == 0, first.stderr
     assert first.stdout.strip() == "accepted 17, duplicates 0, rejected 0"
+    # The planner knows what the import wrote: a command run next (`samtal erase`) or a
+    # server before its first duty round plans with it (made empty with the file, SQLite's
+    # statistics named `meta` alone, and erasing a number took minutes).
+    with closing(sqlite3.connect(tmp_path / "imp.db")) as db:
+        tuned = {t for (t,) in db.execute("SELECT DISTINCT tbl FROM sqlite_stat1")}
+    assert {"events", "calls", "records"} <= tuned, tuned
     messy = "\n".join(
         [
             lines[0],

@@ -502,6 +502,10 @@ def import_(file: BinaryIO, db_url: str | None) -> None:
     except StoreError as exc:  # a full disk, a database lost midway: said, not a traceback
         fail(StoreError(f"{exc}; the batches before it are stored: import the file again "
                         "(what is stored counts as duplicates)"))  # fmt: skip
+    if report.accepted:
+        # What the planner knows of the tables is what it saw when the file was made (empty,
+        # for a new one) until a server's duty round: a command run next plans with this.
+        store.tune()
     # Lines of unknown organisations are summed up per organisation, with what to do.
     for rejection in report.shown:
         click.echo(str(rejection), err=True)
