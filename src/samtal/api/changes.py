@@ -144,7 +144,7 @@ async def changes(
 
 
 def _masked(page: FeedPage, masks: Pseudonyms, _store: Store) -> list[bytes]:
-    return [masks.record(change.json()) for change in page.changes]
+    return masks.records([change.json() for change in page.changes])
 
 
 def _answer(
