@@ -92,8 +92,14 @@ def number_hash(secret: bytes, number: str) -> str:
 MAX_UNMASKED = 10_000
 
 
+#: The most numbers (and fields) an answer's `Pseudonyms` remembers: about 35 MB. An answer
+#: with more distinct numbers starts over, rather than growing with its period.
+MAX_REMEMBERED = 100_000
+
+
 class Pseudonyms:
-    """One organisation's pseudonyms, each worked out once per instance (an answer's)."""
+    """One organisation's pseudonyms, each worked out once per instance (an answer's), as
+    long as it remembers (MAX_REMEMBERED)."""
 
     def __init__(self, secret: bytes) -> None:
         self._secret = secret
@@ -103,6 +109,8 @@ class Pseudonyms:
     def __call__(self, number: str) -> str:
         found = self._known.get(number)
         if found is None:
+            if len(self._known) >= MAX_REMEMBERED:
+                self._known.clear()
             found = self._known[number] = pseudonym(self._secret, number)
         return found
 
@@ -142,6 +150,8 @@ class Pseudonyms:
         field = found[0]
         masked = self._fields.get(field)
         if masked is None:
+            if len(self._fields) >= MAX_REMEMBERED:
+                self._fields.clear()
             masked = b'"%b":"%b"' % (found[1], self(found[2].decode()).encode())
             self._fields[field] = masked
         return masked

@@ -118,3 +118,22 @@ def test_a_page_of_records_is_masked_as_each_record_alone(
     masked = Pseudonyms(SECRET).records(page)
     fresh = Pseudonyms(SECRET)
     assert [orjson.loads(r) for r in masked] == [fresh.fields(orjson.loads(r)) for r in page]
+
+
+def test_an_answer_with_more_numbers_than_remembered_is_masked_the_same(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """What an answer remembers is bounded (a period's distinct numbers are not): past the
+    bound it starts over, and each record is masked as before."""
+    monkeypatch.setattr("samtal.privacy.MAX_REMEMBERED", 3)
+    page = [
+        orjson.dumps({"callerNo": f"+467{i % 7}", "receivingNo": "622", "calleeNo": f"+468{i}"})
+        for i in range(40)
+    ]
+    masks = Pseudonyms(SECRET)
+    masked = [orjson.loads(r) for r in [*masks.records(page[:20]), *masks.records(page[20:])]]
+    expected = [orjson.loads(r) for r in page]
+    for record in expected:
+        record["callerNo"] = pseudonym(SECRET, record["callerNo"])
+        record["calleeNo"] = pseudonym(SECRET, record["calleeNo"])
+    assert masked == expected
