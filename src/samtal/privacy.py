@@ -15,7 +15,6 @@ from typing import Any, Final
 from samtal.errors import BadFilter, UsageError, shorten
 from samtal.filters import Filters, Match, matches
 
-_B32: Final = "abcdefghijklmnopqrstuvwxyz234567"
 #: What a read token may do, and what each scope opens (privacy.md).
 SCOPES: Final = ("records", "stats", "erase")
 DEFAULT_SCOPES: Final = ("records", "stats")
@@ -65,6 +64,7 @@ def _mac(secret: bytes, number: str, size: int = 32) -> str:
     return base64.b32encode(digest).decode().rstrip("=").lower()
 
 
+_B32: Final = "abcdefghijklmnopqrstuvwxyz234567"
 #: Each 10 bits as their two characters of lower-case base32.
 _PAIRS: Final = tuple(a + b for a in _B32 for b in _B32)
 
