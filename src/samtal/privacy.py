@@ -56,12 +56,9 @@ def parse_groups(text: str) -> tuple[str, ...]:
     return tuple(dict.fromkeys(given))
 
 
-def _mac(secret: bytes, number: str, size: int = 32) -> str:
-    """The lower-case base32 of the first `size` bytes of HMAC-SHA256 over the number, keyed
-    by the secret. Base32 writes each 5 bytes as 8 characters of their own: 10 bytes are the
-    first 16 characters of the whole (and half the work, which is in Python)."""
-    digest = hmac.digest(secret, number.encode(), hashlib.sha256)[:size]
-    return base64.b32encode(digest).decode().rstrip("=").lower()
+def _mac(secret: bytes, number: str) -> bytes:
+    """HMAC-SHA256 over the number, keyed by the organisation's secret."""
+    return hmac.digest(secret, number.encode(), hashlib.sha256)
 
 
 _B32: Final = "abcdefghijklmnopqrstuvwxyz234567"
@@ -70,11 +67,12 @@ _PAIRS: Final = tuple(a + b for a in _B32 for b in _B32)
 
 
 def pseudonym(secret: bytes, number: str) -> str:
-    """The pseudonym of a number in the organisation whose secret this is (privacy.md): `_mac`
-    of 10 bytes, their 80 bits read from `_PAIRS` in 8 steps rather than by base64's loop in
-    Python (3.7 -> 2.4 us a number: a pseudonymizing reader works out one for each number it
-    has not seen)."""
-    n = int.from_bytes(hmac.digest(secret, number.encode(), hashlib.sha256)[:10], "big")
+    """The pseudonym of a number in the organisation whose secret this is (privacy.md): the
+    lower-case base32 of the first 10 bytes of `_mac` (base32 writes each 5 bytes as 8
+    characters of their own, so these are the first 16 of the whole), their 80 bits read from
+    `_PAIRS` in 8 steps rather than by base64's loop in Python (3.7 -> 2.4 us a number: a
+    pseudonymizing reader works out one for each number it has not seen)."""
+    n = int.from_bytes(_mac(secret, number)[:10], "big")
     p = _PAIRS
     return (
         f"p:{p[n >> 70]}{p[n >> 60 & 1023]}{p[n >> 50 & 1023]}{p[n >> 40 & 1023]}"
@@ -84,7 +82,7 @@ def pseudonym(secret: bytes, number: str) -> str:
 
 def number_hash(secret: bytes, number: str) -> str:
     """What an erasure keeps of the number it erased by: its keyed hash, never the number."""
-    return "hash:" + _mac(secret, number)
+    return "hash:" + base64.b32encode(_mac(secret, number)).decode().rstrip("=").lower()
 
 
 #: The most stored numbers one pseudonym filter may stand for (a prefix as short as `p:a*`
