@@ -86,6 +86,12 @@ def test_the_report(copy: str, tmp_path: Path) -> None:
     assert "<script" not in text and "<link" not in text
     assert re.findall(r'(?:src|href)="(?!#)', text) == []  # nothing fetched from anywhere
     assert "<td>All groups</td>" in text
+    ids = re.findall(r'\sid="([^"]+)"', text)
+    assert len(ids) == len(set(ids))  # each chart's parts are its own, though each counts from 1
+    assert set(re.findall(r'(?:href="#|url\(#)([^")]+)', text)) <= set(ids)
+    again = tmp_path / "again.html"
+    stats(copy, "--interval", "hour", "--sl", "15", "--out", str(again))
+    assert again.read_bytes() == page.read_bytes()  # the same copy, the same report
     one_day = CliRunner().invoke(main, ["stats", "--db", copy, "--from", "2017-01-04",
                                         "--to", "2017-01-04"])  # fmt: skip
     assert "<title>Calls 2017-01-04 (Europe/Stockholm)</title>" in one_day.output

@@ -65,7 +65,10 @@ def report(stats: dict[str, Any], *, tz: str, span: tuple[datetime, datetime] | 
         ),
         "</div>",
         '<div class="charts">',
-        *(f"<figure><figcaption>{html.escape(n)}</figcaption>{svg}</figure>" for n, svg in charts),
+        *(
+            f"<figure><figcaption>{html.escape(n)}</figcaption>{_own_ids(svg, f'c{i}-')}</figure>"
+            for i, (n, svg) in enumerate(charts, 1)
+        ),
         "</div>",
         "<h2>Per response group</h2>",
         _group_table(stats, threshold),
@@ -165,6 +168,9 @@ def _figure(width: float, height: float) -> Any:
             "axes.spines.right": False,
             "axes.edgecolor": "#888888",
             "axes.titleweight": "bold",
+            # The ids inside a chart from its content, not at random: the same copy gives the
+            # same report, byte for byte.
+            "svg.hashsalt": "samtal",
         }
     )
     return pyplot.subplots(figsize=(width, height))
@@ -180,6 +186,12 @@ def _svg(figure: Any) -> str:
     text = buffer.getvalue()
     text = text[text.index("<svg") :]  # no XML prologue or DOCTYPE inside HTML
     return re.sub(r"<metadata>.*?</metadata>", "", text, flags=re.S)
+
+
+def _own_ids(svg: str, prefix: str) -> str:
+    """`svg` with every id, and every reference to one, under `prefix`: each chart numbers its
+    parts from `figure_1` up, and the page holds several, whose ids must differ."""
+    return re.sub(r'(\sid="|href="#|url\(#)', lambda m: m.group(1) + prefix, svg)
 
 
 def _per_day(stats: dict[str, Any]) -> str:
