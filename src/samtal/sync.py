@@ -48,8 +48,11 @@ STATE_TABLE = "samtal_sync_cursors"
 LEGACY_STATE_TABLE = "samtal_sync_state"
 #: The columns every copy has had since the first: a table without them is someone else's.
 COPY_CORE = ("id", "start", "stop", "version", "seq")
-#: Records asked for per page of the feed.
-PAGE = 1000
+#: Records asked for per page of the feed: the most a page may hold (changes.md). A first
+#: backfill of three months of 1,500 calls a working day (135,000 records) is then 14 requests,
+#: where in pages of 1,000 it was 136, more than the token's default rate limit (60 a minute)
+#: lets through: two minutes of waiting on 429s, against 6 s.
+PAGE = 10_000
 
 
 def shown(url: str) -> str:

@@ -53,9 +53,10 @@ def _token(token_file: Path | None) -> str:
 @click.option(
     "--page-size",
     type=click.IntRange(1, 10_000),
-    default=1000,
+    default=10_000,  # samtal.sync.PAGE, not imported here: it needs the `sync` extra
     show_default=True,
-    help="Records asked for per request (and written per transaction).",
+    help="Records asked for per request (and written per transaction); fewer requests count "
+    "less against the token's rate limit.",
 )
 @click.option(
     "--token-file",
@@ -136,9 +137,10 @@ def sync(
     if last is None:
         return
     seconds = max(time.monotonic() - began, 1e-9)
+    pages = f"{last.pages:,} page{'' if last.pages == 1 else 's'}"
     click.echo(
-        f"synced {last.records:,} records and {last.deleted:,} deletions in {last.pages:,} "
-        f"pages ({last.records / seconds:,.0f} records/s), up to seq {last.cursor:,}; "
+        f"synced {last.records:,} records and {last.deleted:,} deletions in {pages} "
+        f"({last.records / seconds:,.0f} records/s), up to seq {last.cursor:,}; "
         + ("the copy is up to date" if last.up_to_date else "stopped before the end")
     )
 
