@@ -36,7 +36,7 @@ PARTIES_OF_TYPE: Final[dict[str, tuple[Party, ...]]] = {
     "ended": (),
 }
 
-#: What an organisation's name may be: 1-64 letters, digits, `-`, `_` and `.`, a `.` only
+#: What an organisation's name may be: 1-64 ASCII letters, digits, `-`, `_` and `.`, a `.` only
 #: between the others, so that it is safe in a URL, a NATS subject (whose tokens `.` parts: an
 #: empty one is refused, and `samtal publish` failed on `.` or `a..b`) and a line of
 #: `samtal org list`. A new one also never starts with `-` (`check_org_name`).

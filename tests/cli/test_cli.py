@@ -394,7 +394,7 @@ def test_orgs_added_from_a_file(tmp_path: Path) -> None:
     )  # fmt: skip
     assert bad.returncode == 1
     assert bad.stderr.splitlines()[:2] == [
-        "line 2: 'not fine' cannot name an organisation: use 1 to 64 letters, digits, '-', "
+        "line 2: 'not fine' cannot name an organisation: use 1 to 64 ASCII letters, digits, '-', "
         "'_' or '.' ('-' never first, '.' only between the others)",
         "line 3: unknown time zone 'Mars/Olympus': use an IANA name such as 'Europe/Stockholm'",
     ]
@@ -461,7 +461,7 @@ def test_read_tokens_made_from_a_file(tmp_path: Path) -> None:
     assert bad.returncode == 1
     assert bad.stderr.splitlines() == [
         "line 2: unknown organisation 'nope'",
-        "line 3: 'not fine' cannot name an organisation: use 1 to 64 letters, digits, '-', "
+        "line 3: 'not fine' cannot name an organisation: use 1 to 64 ASCII letters, digits, '-', "
         "'_' or '.' ('-' never first, '.' only between the others)",
         "line 4: 'kund-1' is on line 1 already",
         "error: 3 invalid line(s): no token was made",

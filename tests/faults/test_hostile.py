@@ -510,7 +510,7 @@ def test_organisation_names_are_checked(tmp_path: Path, name: str) -> None:
     db = ["--db", f"sqlite:///{tmp_path / 'o.db'}"]
     added = samtal("org", "add", *db, "--", name, cwd=tmp_path)
     assert added.returncode == 1
-    assert "cannot name an organisation: use 1 to 64 letters" in added.stderr
+    assert "cannot name an organisation: use 1 to 64 ASCII letters" in added.stderr
     assert len(added.stderr) < 300
     assert samtal("org", "list", *db, cwd=tmp_path).stdout == ""
 

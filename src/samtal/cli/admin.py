@@ -58,7 +58,7 @@ def org() -> None:
 )
 @db_option
 def org_add(name: str | None, tz: str, from_file: TextIO | None, db_url: str | None) -> None:
-    """Add the organisation NAME (1-64 letters, digits, '-', '_' or '.'), or every
+    """Add the organisation NAME (1-64 ASCII letters, digits, '-', '_' or '.'), or every
     organisation of a file (--from)."""
     if (name is None) == (from_file is None):
         raise click.UsageError("give NAME, or --from FILE (and no NAME)")

@@ -33,7 +33,7 @@ def check_org_name(name: str) -> None:
     if not ORG_NAME.fullmatch(name) or name.startswith("-"):
         # A name that starts with `-` would be taken for an option by every command after.
         raise UsageError(
-            f"{shorten(name)} cannot name an organisation: use 1 to 64 letters, digits, "
+            f"{shorten(name)} cannot name an organisation: use 1 to 64 ASCII letters, digits, "
             "'-', '_' or '.' ('-' never first, '.' only between the others)"
         )
 
