@@ -108,10 +108,13 @@ def stored_events(url: str) -> int:
 
 def assert_upgraded_for_privacy(store: Store) -> None:
     """privacy.md, after the upgrade of a database holding the organisations `acme` and
-    `bolag` and one read token: each organisation has a secret of its own and the default
-    retention; the token keeps `records,stats`, all groups, real numbers."""
-    (token,) = store.tokens()
+    `bolag`, a read token and an ingest token: each organisation has a secret of its own and
+    the default retention; the read token keeps `records,stats`, all groups, real numbers; the
+    ingest token reads nothing, and is listed so (the column's default gave it the read
+    token's scopes)."""
+    token, ingest = store.tokens()
     assert (token.scopes, token.groups, token.pseudonymize) == (("records", "stats"), None, False)
+    assert (ingest.kind, ingest.scopes, ingest.groups) == ("ingest", (), None)
     acme, bolag = store.orgs()
     assert acme.retention_days is None and len(acme.secret) == len(bolag.secret) == 32
     assert acme.secret != bolag.secret

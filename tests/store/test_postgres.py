@@ -169,6 +169,9 @@ def test_orgs_and_tokens_from_before_privacy_get_a_secret_and_keep_their_powers(
         db.execute(
             "INSERT INTO tokens (kind, org, hash, created) VALUES ('read', 'acme', '\\x00', 0)"
         )
+        db.execute(
+            "INSERT INTO tokens (kind, org, hash, created) VALUES ('ingest', NULL, '\\x01', 0)"
+        )
     store = Store(PostgresEngine(url))
     assert_upgraded_for_privacy(store)
     store.close()

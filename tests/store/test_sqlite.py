@@ -54,6 +54,7 @@ def test_orgs_and_tokens_from_before_privacy_get_a_secret_and_keep_their_powers(
         "INSERT INTO orgs (name, tz, created) VALUES (?, 'UTC', 0)", [("acme",), ("bolag",)]
     )
     db.execute("INSERT INTO tokens (kind, org, hash, created) VALUES ('read', 'acme', x'00', 0)")
+    db.execute("INSERT INTO tokens (kind, org, hash, created) VALUES ('ingest', NULL, x'01', 0)")
     db.commit()
     db.close()
     store = Store(SqliteEngine(url))

@@ -727,9 +727,11 @@ def _values(rows: int, width: int) -> str:
 
 def _token(row: Sequence[Any]) -> Token:
     token_id, kind, org, created, last_used, revoked, scopes, groups, pseudonymize = row
+    # Scopes are a read token's: an ingest token made before them holds the column's default,
+    # `records,stats`, which it never had (it names no organisation to read).
     return Token(
         token_id, kind, org, created, last_used, revoked,
-        tuple(scopes.split(",")) if scopes else (),
+        tuple(scopes.split(",")) if scopes and kind == "read" else (),
         None if groups is None else tuple(groups.split(",")),
         bool(pseudonymize),
     )  # fmt: skip
