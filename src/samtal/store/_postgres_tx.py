@@ -366,15 +366,23 @@ class PostgresTx(SqlTx):
         ).fetchall()
 
     def fill(self, rows: Sequence[tuple[str, int, str, str, int, int | None]]) -> None:
-        """Store outcome and durations beside records stored before them."""
-        with self.db.cursor() as cursor:
-            cursor.executemany(
-                "UPDATE records SET outcome = %s, duration = %s, answered_after = %s "
-                "WHERE org = %s AND day = %s AND start_ms = %s AND call = %s",
-                [
-                    (o, d, a, org, self._days[org, call], ms, call)
-                    for org, ms, call, o, d, a in rows
-                ],
+        """Store outcome and durations beside records stored before them: a statement for
+        each day's (its partition named, so that the rows are found by its key; one UPDATE a
+        record took 58% of an upgrade's filling, and one for the whole batch made PostgreSQL
+        read every partition whole)."""
+        by_day: dict[int, list[tuple[str, int, str, str, int, int | None]]] = {}
+        for row in rows:
+            by_day.setdefault(self._days[row[0], row[2]], []).append(row)
+        for day, found in by_day.items():
+            orgs, ms, calls, outcomes, durations, answered = _by_column(found)
+            self.db.execute(
+                "UPDATE records r SET outcome = v.outcome, duration = v.duration, "
+                "answered_after = v.answered FROM unnest(%b::text[], %b::bigint[], %b::text[], "
+                "%b::text[], %b::bigint[], %b::bigint[]) "
+                "AS v(org, start_ms, call, outcome, duration, answered) "
+                "WHERE r.day = %b AND r.org = v.org AND r.start_ms = v.start_ms "
+                "AND r.call = v.call",
+                (orgs, ms, calls, outcomes, durations, answered, day),
             )
 
     def stale_calls(self, last_seen_before: int, limit: int) -> list[tuple[str, str, int, str]]:
