@@ -366,10 +366,10 @@ class PostgresTx(SqlTx):
         ).fetchall()
 
     def fill(self, rows: Sequence[tuple[str, int, str, str, int, int | None]]) -> None:
-        """Store outcome and durations beside records stored before them: a statement for
-        each day's (its partition named, so that the rows are found by its key; one UPDATE a
-        record took 58% of an upgrade's filling, and one for the whole batch made PostgreSQL
-        read every partition whole)."""
+        """Store outcome and durations beside records stored before them: one statement for
+        each day's records, the day a constant, so that PostgreSQL goes to that partition and
+        finds them by its key. (One UPDATE a record took 58% of an upgrade's filling; one
+        statement for the whole batch read every partition whole.)"""
         by_day: dict[int, list[tuple[str, int, str, str, int, int | None]]] = {}
         for row in rows:
             by_day.setdefault(self._days[row[0], row[2]], []).append(row)
