@@ -148,7 +148,11 @@ class PostgresTx(SqlTx):
                    e.number, e.kind, e.dialed, e.target, e.at)  # fmt: skip
 
     def call_events(self, keys: Sequence[CallKey]) -> dict[CallKey, list[Event]]:
-        """Every stored event of each call (this transaction's included)."""
+        """Every stored event of each call (this transaction's included). Each call's are
+        looked up on their own, in its day's partition: `OFFSET 0` keeps PostgreSQL from
+        flattening the LATERAL into a join, which it costed as a probe of every partition a
+        key and, for 800 to 1,500 calls of 30 days, made a merge join over every event
+        (730 ms, against 8-13 ms)."""
         stored: dict[CallKey, list[Event]] = {}
         if not keys:
             return stored
@@ -158,7 +162,7 @@ class PostgresTx(SqlTx):
             "SELECT e.org, e.call, e.id, e.instant, e.seq, e.type, e.party, e.number, e.kind, "
             "e.at FROM unnest(%b::text[], %b::int[], %b::text[]) AS k(org, day, call) "
             "CROSS JOIN LATERAL (SELECT * FROM events e "
-            "WHERE e.org = k.org AND e.day = k.day AND e.call = k.call) e",
+            "WHERE e.org = k.org AND e.day = k.day AND e.call = k.call OFFSET 0) e",
             (orgs, days, calls),
         ):
             stored.setdefault((org, call), []).append(
@@ -177,7 +181,7 @@ class PostgresTx(SqlTx):
                 "SELECT r.org, r.call, r.json, r.outcome FROM unnest(%b::text[], %b::int[], "
                 "%b::bigint[], %b::text[]) AS k(org, day, start_ms, call) CROSS JOIN LATERAL "
                 "(SELECT * FROM records r WHERE r.org = k.org AND r.day = k.day "
-                "AND r.start_ms = k.start_ms AND r.call = k.call) r",
+                "AND r.start_ms = k.start_ms AND r.call = k.call OFFSET 0) r",
                 (orgs, days, starts, calls),
             ).fetchall()
         return {(org, call): (json, outcome) for org, call, json, outcome in rows}
