@@ -10,16 +10,21 @@ import time
 from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
+from typing import Any
 
 import orjson
 import psycopg
 import pytest
 
 from samtal.events import Event, decode_one
+from samtal.ingest import import_lines
 from samtal.outbound.duties import run_duties
 from samtal.settings import Settings
+from samtal.simulate import TrafficSettings, event_lines
 from samtal.store import Store, open_store
+from samtal.store import _postgres_tx as transaction_module
 from samtal.store import _sql as shared_sql
+from samtal.store import _webhooks as webhooks_module
 from samtal.store import postgres as engine_module
 from samtal.store.postgres import MIGRATIONS, PostgresEngine
 from tests.helpers import PRODUCT, T0, events_of, period
@@ -225,10 +230,10 @@ def test_every_unique_index_of_a_distributed_table_includes_org(url: str) -> Non
 
 
 def _statements() -> list[str]:
-    """Every SQL statement the PostgreSQL engine runs: its own and the shared ones of `_sql`
-    (string literals and f-strings)."""
+    """Every SQL statement the PostgreSQL engine runs: its own, its write transaction's and the
+    shared ones of `_sql` and `_webhooks` (string literals and f-strings)."""
     found = []
-    for module in (engine_module, shared_sql):
+    for module in (engine_module, transaction_module, shared_sql, webhooks_module):
         found += _statements_in(Path(module.__file__).read_text())
     return [statement.replace("?", "%s") for statement in found]
 
@@ -260,13 +265,13 @@ def _statements_in(source: str) -> list[str]:
 
 def test_every_statement_on_a_distributed_table_filters_on_org() -> None:
     statements = _statements()
-    assert len(statements) > 20
+    assert len(statements) > 80
     touching = [
         s
         for s in statements
         if re.search(r"\b(FROM|INTO|UPDATE|JOIN)\s+(events|records|calls|\{table\})\b", s)
     ]
-    assert len(touching) > 10
+    assert len(touching) > 30
     for statement in touching:
         if statement.startswith("INSERT"):
             assert (
@@ -274,6 +279,45 @@ def test_every_statement_on_a_distributed_table_filters_on_org() -> None:
             ), statement
         else:
             assert re.search(r"\bWHERE\b.*\borg = ", statement), statement
+
+
+def test_a_lookup_of_many_calls_probes_each_calls_day(url: str) -> None:
+    """A batch reads back the stored events and records of its calls seen before: a LATERAL
+    lookup a call, in its day's partition. PostgreSQL's planner costs such a lookup as a probe
+    of every partition, and on a month of calls it flattened the LATERAL into one join over
+    all of them (a merge join over every event took 730 ms for 800 calls, against 8 ms a
+    probe each; bench/README.md, "Thirty-eighth session"). Each lookup, as written, on a
+    month of one organisation's calls: a loop of probes, and without its `OFFSET 0` the join
+    over every partition that it guards against."""
+    store = open_store(url)
+    store.add_org("org-1", "Europe/Stockholm", now=T0)
+    traffic = TrafficSettings(orgs=1, days=30, seed=5, start=date(2017, 1, 2), calls_per_day=200)
+    assert import_lines(store, event_lines(traffic), now=lambda: T0).accepted > 25_000
+    store.close()
+    # By a call's day: a partitioned table. (The feed's LATERAL has a LIMIT, a lock's is on
+    # `calls`, which has no partitions: neither can be flattened into a join over partitions.)
+    lookups = [s for s in _statements() if "CROSS JOIN LATERAL" in s and "= k.day" in s]
+    assert len(lookups) == 2  # the events of calls, the records of calls
+    with psycopg.connect(url) as db:
+        db.execute("ANALYZE")
+        for statement in lookups:
+            keys = re.search(r"AS k\(([^)]*)\)", statement)
+            table = re.search(r"FROM (events|records) \w+ WHERE", statement)
+            assert keys and table, statement
+            rows = db.execute(
+                f"SELECT {keys[1]} FROM {table[1]} ORDER BY random() LIMIT 300"
+            ).fetchall()
+            columns = [list(column) for column in zip(*rows, strict=True)]
+
+            def plan(sql: str, columns: list[list[Any]] = columns) -> str:
+                return "\n".join(row[0] for row in db.execute("EXPLAIN " + sql, columns))
+
+            planned = plan(statement)
+            assert planned.startswith("Nested Loop"), planned
+            # (a partition of a few rows may be scanned whole: it is pruned at run time)
+            assert "Join" not in planned and "Gather" not in planned, planned
+            flattened = plan(statement.replace(" OFFSET 0", ""))
+            assert re.search(r"(Hash|Merge) Join", flattened), flattened
 
 
 def test_dropping_days_renumbers_what_stays_below_them(url: str) -> None:
