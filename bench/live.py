@@ -11,8 +11,13 @@ simulated day of `--orgs` organisations (100,000 calls in all) in time order, it
 of postgres.py). Lines/s and ms a batch, medians of `--repeat`. With `--against DIR` (another
 checkout), the two alternate, run by run.
 
+`--history DAYS` first stores that many earlier days of the same organisations (`--history-calls`
+a working day in all), untimed, once for each checkout; each run starts from a copy. A store
+that holds months is what an operator runs, and what a plan over every day's partition costs
+only shows there (the thirty-ninth session: a month on PostgreSQL).
+
     python bench/live.py [--orgs N] [--batch N] [--lines N] [--repeat N] [--against DIR]
-                         [--only ENGINE]
+                         [--only ENGINE] [--history DAYS] [--history-calls N]
 """
 
 from __future__ import annotations
@@ -20,30 +25,48 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from datetime import date, timedelta
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import orjson
+import psycopg
 
 from _common import report, simulated
 from _server import source_env
-from postgres import database
+from postgres import ADMIN, database
 
 ENGINES = ("sqlite", "postgres")
 #: Calls a day across the organisations, however many they are.
 CALLS = 100_000
+#: The stream's day.
+DAY = date(2017, 1, 11)
 
 
 def stream(orgs: int) -> Path:
     """A day of `orgs` organisations' calls, 100,000 in all, in time order (about 720k lines)."""
     return simulated(
         f"live-{orgs}x1d.ndjson",
-        *("--orgs", str(orgs), "--days", "1", "--seed", "5", "--start", "2017-01-11"),
+        *("--orgs", str(orgs), "--days", "1", "--seed", "5", "--start", DAY.isoformat()),
         *("--calls-per-day", str(CALLS // orgs)),
+    )
+
+
+def earlier(orgs: int, days: int, calls: int) -> Path:
+    """The `days` before the stream's day of the same organisations, `calls` a working day."""
+    return simulated(
+        f"live-{orgs}x{days}d-{calls}-before.ndjson",
+        *("--orgs", str(orgs), "--days", str(days), "--seed", "6"),
+        *("--start", (DAY - timedelta(days=days)).isoformat()),
+        *("--calls-per-day", str(max(1, calls // orgs))),
     )
 
 
@@ -103,33 +126,76 @@ def worker(url: str, path: Path, lines: int, batch: int) -> None:
     )
 
 
-def run(engine: str, path: Path, args: argparse.Namespace, source: Path | None) -> dict[str, float]:
-    """One run of `worker` on a fresh database of `engine`, by the samtal of `source`."""
-    env = {**os.environ, **source_env(source), "SAMTAL_RETENTION_DAYS": "0"}
-    orgs = "".join(f"org-{n}\n" for n in range(1, args.orgs + 1))
+def _env(source: Path | None) -> dict[str, str]:
+    return {**os.environ, **source_env(source), "SAMTAL_RETENTION_DAYS": "0"}
 
-    def measured(url: str) -> dict[str, float]:
+
+def prepared(
+    engine: str, n: int, args: argparse.Namespace, source: Path | None, stack: ExitStack
+) -> str:
+    """A store of `engine` holding the organisations and, with `--history`, their earlier days,
+    made once by the samtal of `source` (the `n`th); each run starts from a copy of it."""
+    if engine == "postgres":
+        url = stack.enter_context(database(f"samtal_bench_live_base_{n}"))
+    else:
+        url = f"sqlite:///{stack.enter_context(tempfile.TemporaryDirectory())}/live.db"
+    env = _env(source)
+    orgs = "".join(f"org-{n}\n" for n in range(1, args.orgs + 1))
+    samtal = [sys.executable, "-m", "samtal"]
+    subprocess.run(
+        [*samtal, "org", "add", "--from", "-", "--db", url],
+        input=orgs.encode(), check=True, env=env, stdout=subprocess.DEVNULL,
+    )  # fmt: skip
+    if args.history:
+        history = earlier(args.orgs, args.history, args.history_calls)
+        began = time.perf_counter()
         subprocess.run(
-            [sys.executable, "-m", "samtal", "org", "add", "--from", "-", "--db", url],
-            input=orgs.encode(),
-            check=True,
-            env=env,
-            stdout=subprocess.DEVNULL,
+            [*samtal, "import", str(history), "--db", url],
+            check=True, env=env, stdout=subprocess.DEVNULL,
+        )  # fmt: skip
+        if engine == "postgres":  # the statistics autovacuum gathers soon after, in service
+            with psycopg.connect(url, autocommit=True) as db:
+                db.execute("ANALYZE")
+        print(
+            f"  {engine}: {args.history} earlier days stored by checkout {n} "
+            f"in {time.perf_counter() - began:.1f} s"
         )
+    return url
+
+
+@contextmanager
+def copy_of(base: str) -> Iterator[str]:
+    """A new store with what `base` holds: a PostgreSQL database made from it as a template, or
+    a copy of the SQLite file."""
+    if base.startswith("postgresql"):
+        name = "samtal_bench_live"
+        with psycopg.connect(ADMIN, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            template = urlsplit(base).path.lstrip("/")
+            admin.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
+            try:
+                yield urlsplit(ADMIN)._replace(path=f"/{name}").geturl()
+            finally:
+                admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        return
+    original = Path(base.removeprefix("sqlite:///"))
+    with tempfile.TemporaryDirectory() as folder:
+        for file in original.parent.glob(original.name + "*"):  # the WAL, if one was left
+            shutil.copy(file, Path(folder) / file.name)
+        yield f"sqlite:///{folder}/{original.name}"
+
+
+def run(base: str, path: Path, args: argparse.Namespace, source: Path | None) -> dict[str, float]:
+    """One run of `worker` on a copy of the store `base`, by the samtal of `source`."""
+    with copy_of(base) as url:
         done = subprocess.run(
             [sys.executable, __file__, "--worker", url, str(path), str(args.lines),
              str(args.batch)],
             check=True,
-            env=env,
+            env=_env(source),
             capture_output=True,
         )  # fmt: skip
-        return dict(json.loads(done.stdout))
-
-    if engine == "postgres":
-        with database("samtal_bench_live") as url:
-            return measured(url)
-    with tempfile.TemporaryDirectory() as folder:
-        return measured(f"sqlite:///{folder}/live.db")
+    return dict(json.loads(done.stdout))
 
 
 def main() -> None:
@@ -140,6 +206,8 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--against", type=Path, help="another checkout to compare with")
     parser.add_argument("--only", choices=ENGINES)
+    parser.add_argument("--history", type=int, default=0, help="earlier days held beforehand")
+    parser.add_argument("--history-calls", type=int, default=20_000, help="their calls a day")
     parser.add_argument("--worker", nargs=4, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
@@ -157,9 +225,14 @@ def main() -> None:
         sources[f"against {args.against}"] = args.against
     for engine in ENGINES if args.only is None else (args.only,):
         runs: dict[str, list[dict[str, float]]] = {name: [] for name in sources}
-        for _ in range(args.repeat):
-            for name, source in sources.items():  # alternating, so that noise falls on both
-                runs[name].append(run(engine, path, args, source))
+        with ExitStack() as stack:
+            bases = {
+                name: prepared(engine, n, args, source, stack)
+                for n, (name, source) in enumerate(sources.items())
+            }
+            for _ in range(args.repeat):
+                for name, source in sources.items():  # alternating, so that noise falls on both
+                    runs[name].append(run(bases[name], path, args, source))
         rows: list[tuple[str, float, str]] = []
         medians = {name: statistics.median(r["seconds"] for r in got) for name, got in runs.items()}
         for name, median in medians.items():
@@ -172,7 +245,11 @@ def main() -> None:
         if args.against:
             mine, other = medians.values()
             rows.append(("time against the other checkout", mine / other, "x"))
-        report(f"live stream on {engine}, batches of {args.batch}, median of {args.repeat}", rows)
+        held = f", {args.history} earlier days held" if args.history else ""
+        report(
+            f"live stream on {engine}, batches of {args.batch}{held}, median of {args.repeat}",
+            rows,
+        )
 
 
 if __name__ == "__main__":
