@@ -265,6 +265,37 @@ def test_unknown_paths_and_methods_are_problems(service: Service) -> None:
         assert refused.headers["allow"] == "GET"
 
 
+def test_head_answers_as_get_without_the_body(product: tuple[Service, str]) -> None:
+    """RFC 9110: HEAD wherever GET is served; the same status and headers, no body."""
+    service, token = product
+    call = service.get(token, view="detailed", **{"from": "2017-01-04"}).json()[0]["id"]
+    volatile = {"date", "content-length", "ratelimit", "transfer-encoding"}
+    with service.server.client(token) as client, service.server.client() as anonymous:
+        for who, path, params in (
+            (client, "/cdr/historik", {"from": "2017-01-04"}),
+            (client, "/cdr/historik", {"from": "2017-01-04", "format": "csv"}),
+            (client, "/cdr/historik", {"from": "someday"}),
+            (client, "/cdr/stats", {"from": "2017-01-04"}),
+            (client, "/cdr/changes", {}),
+            (client, f"/cdr/calls/{call}", {}),
+            (client, "/cdr/calls/no-such-call", {}),
+            (anonymous, "/cdr/historik", {"from": "2017-01-04"}),
+            (anonymous, "/healthz", {}),
+            (anonymous, "/openapi.json", {}),
+        ):
+            got, head = who.get(path, params=params), who.head(path, params=params)
+            assert got.content, path
+            assert (head.status_code, head.content) == (got.status_code, b""), path
+            assert {k: v for k, v in head.headers.items() if k not in volatile} == {
+                k: v for k, v in got.headers.items() if k not in volatile
+            }, path
+        # A path with no GET: its 405 names HEAD.
+        refused = anonymous.head("/events")
+        assert (refused.status_code, refused.headers["allow"]) == (405, "POST")
+        # The problem+json body is not sent to a HEAD; a GET of it shows what it says.
+        assert_problem(anonymous.get("/events"), 405, "this endpoint takes POST, not GET")
+
+
 # -- lifetime: restarts, retention, idle calls ------------------------------------------------
 
 

@@ -16,7 +16,7 @@ from samtal import __version__, metrics
 from samtal.api import calls, changes, erasures, events, history, stats
 from samtal.api._auth import ingest_token
 from samtal.api._limits import Limits
-from samtal.api._middleware import RequestLog
+from samtal.api._middleware import HeadAsGet, RequestLog
 from samtal.api._openapi import with_current_examples
 from samtal.api._problems import install, responses
 from samtal.api._state import AppState, notice_stop, state
@@ -63,7 +63,8 @@ def create_app(
     )
     app.state.samtal = shared
     install(app)
-    app.add_middleware(RequestLog)
+    app.add_middleware(HeadAsGet, routes=app.router.routes)
+    app.add_middleware(RequestLog)  # the outer one: it logs a HEAD as a HEAD
     with_current_examples(app, clock)
     app.include_router(history.router)
     app.include_router(changes.router)

@@ -1,12 +1,14 @@
 """What every request goes through: the headers it earned on the way (its rate limit's) put on
-whatever answer it gets, and one log line when it is done."""
+whatever answer it gets, and one log line when it is done; and HEAD wherever GET is served."""
 
 from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Sequence
 from typing import Any
 
+from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from samtal import metrics
@@ -74,3 +76,38 @@ class RequestLog:
                     "org": state.get("org"),
                 },
             )
+
+
+class HeadAsGet:
+    """HEAD wherever GET is served (RFC 9110: a server must support both): the answer a GET
+    would get, status and headers, without its body. A monitor's probe or `curl -I` sees
+    what the GET would, a 401 or a 429 included; the request is authorised, limited and
+    worked out as that GET is (a HEAD of a long period costs its GET). A path with no GET
+    keeps its 405, which names HEAD and what the path takes."""
+
+    def __init__(self, app: ASGIApp, routes: Sequence[BaseRoute]) -> None:
+        self.app = app
+        #: The application's routes (filled in after this is made, as routers are included).
+        self.routes = routes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] != "HEAD":
+            await self.app(scope, receive, send)
+            return
+        as_get = {**scope, "method": "GET"}
+        if not any(route.matches(as_get)[0] is Match.FULL for route in self.routes):
+            await self.app(scope, receive, send)
+            return
+
+        async def headers_only(message: Message) -> None:
+            if message["type"] == "http.response.body":
+                if message.get("more_body", False):
+                    return
+                message = {"type": "http.response.body", "body": b"", "more_body": False}
+            await send(message)
+
+        try:
+            await self.app(as_get, receive, headers_only)
+        finally:
+            if "route" in as_get:  # for the request's log line and metrics (RequestLog)
+                scope["route"] = as_get["route"]
