@@ -292,21 +292,40 @@ def test_an_unexpected_error_closes_its_connection_and_the_next_request_is_answe
     store.close()
 
 
-def test_a_flood_of_bad_tokens_is_refused_before_any_lookup(tmp_path: object) -> None:
+def test_a_flood_of_bad_tokens_is_refused_before_any_lookup(
+    tmp_path: object, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Past the limit, an address's made-up tokens get a 429 before any lookup. Others at the
+    same address (a NAT, a proxy) whose tokens are valid are not held back by them: before,
+    one script retrying with a revoked token locked every integration behind its office's
+    address out."""
+    from samtal.api import _auth
+
     clock = Clock()
     server, store, _ = start_app(
         f"sqlite:///{tmp_path}/auth.db", clock, auth_failure_limit="5/minute"
     )
     store.add_org("acme", "UTC", now=clock())
-    good = store.create_token("read", org="acme", now=clock())[1]
+    made, good = store.create_token("read", org="acme", now=clock())
     with server:
         with server.client("samtal_r_made-up") as client:
             answers = [client.get("/cdr/changes").status_code for _ in range(8)]
         assert answers[:5] == [401] * 5 and answers[5:] == [429] * 3
-        with server.client(good) as client:  # the address is refused, whatever it sends
+        with server.client(good) as client:
+            assert client.get("/cdr/changes").status_code == 200
+        with server.client("samtal_r_made-up-too") as client:
             refused = client.get("/cdr/changes")
         assert_problem(refused, 429, "too many failed authentications")
         assert int(refused.headers["retry-after"]) >= 1
+        # Revoked after the valid tokens were read: refused at once all the same.
+        store.revoke_token(made.id, now=clock())
+        with server.client(good) as client:
+            assert_problem(client.get("/cdr/changes"), 401, "revoked")
+        # A token made since then gets in once they are read again (KNOWN_EVERY seconds).
+        monkeypatch.setattr(_auth, "KNOWN_EVERY", 0.0)
+        newer = store.create_token("read", org="acme", now=clock())[1]
+        with server.client(newer) as client:
+            assert client.get("/cdr/changes").status_code == 200
     store.close()
 
 

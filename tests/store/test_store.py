@@ -25,6 +25,7 @@ from samtal.records import dumps
 from samtal.simulate import TrafficSettings, event_lines
 from samtal.store import MAX_CALL_EVENTS, AsyncStore, Change, FeedWant, Store, open_store
 from samtal.times import parse_instant, render, zone
+from samtal.tokens import digest
 from tests.helpers import PRODUCT, T0, VECTORS, disappearing, events_of, feed, period
 
 T = TypeVar("T")
@@ -80,6 +81,7 @@ def test_tokens(store: Store) -> None:
         (read.id, "read", "acme", T0 + 5, None),
         (ingest.id, "ingest", None, None, T0 + 9),
     ]
+    assert store.live_token_hashes() == {digest(secret)}  # the revoked one is not live
     with pytest.raises(NotFound):
         store.revoke_token(999, now=T0)
     with pytest.raises(NotFound):

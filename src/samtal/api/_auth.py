@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Annotated
@@ -18,6 +19,8 @@ from samtal.tokens import digest
 _bearer = HTTPBearer(auto_error=False, description="An API token: `Authorization: Bearer <token>`")
 #: `last used` is written at most this often per token, to keep reads free of writes.
 TOUCH_EVERY = 60 * US_PER_SECOND
+#: Seconds between two reads of the valid tokens while an address is held back (known_token).
+KNOWN_EVERY = 10.0
 
 
 async def _token(
@@ -28,10 +31,16 @@ async def _token(
     given = len(request.headers.getlist("authorization"))
     if given > 1:  # which one would be meant? (a proxy may have checked the other)
         raise UsageError(f"the `Authorization` header is given {given} times: send one token")
-    # A client that keeps failing is refused before its token costs a database lookup.
+    # A client that keeps failing is refused before its token costs a database lookup; one
+    # with a token known to be valid is not held back by others at its address (a NAT, a
+    # proxy) that keep failing.
     address = request.client.host if request.client is not None else "unknown"
     limit = app.settings.auth_failure_limit
-    await app.limits.refuse_failing(limit, address)
+    await app.limits.refuse_failing(
+        limit,
+        address,
+        unless=lambda: known_token(app, credentials.credentials if credentials else None),
+    )
     if credentials is None:
         await app.limits.failed(limit, address)
         raise Unauthenticated(_missing(request.headers.get("authorization")))
@@ -48,6 +57,25 @@ async def _token(
         app.touched[token.id] = now
         app.store.note_use(token.id, now)
     return token
+
+
+async def known_token(app: AppState, secret: str | None) -> bool:
+    """Whether `secret` is a token that was not revoked when the tokens were last read. They
+    are read again (one statement for all) only when it is not among them and the last read
+    is over KNOWN_EVERY seconds old: a flood of made-up tokens from a held-back address costs
+    a read every so often, and a token made meanwhile gets in within that time. The request
+    still looks its token up after this, so a revocation holds at once."""
+    if secret is None:
+        return False
+    hashed = digest(secret)
+    if hashed in app.live_tokens:
+        return True
+    now = time.monotonic()
+    if now - app.live_tokens_read < KNOWN_EVERY:
+        return False
+    app.live_tokens_read = now  # before the read: requests meanwhile do not read again
+    app.live_tokens = await app.store.live_token_hashes()
+    return hashed in app.live_tokens
 
 
 def _missing(header: str | None) -> str:

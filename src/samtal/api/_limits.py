@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -91,9 +92,12 @@ class Limits:
             )
         return Verdict(headers)
 
-    async def refuse_failing(self, setting: str, address: str) -> None:
+    async def refuse_failing(
+        self, setting: str, address: str, *, unless: Callable[[], Awaitable[bool]]
+    ) -> None:
         """TooManyRequests when the client at `address` has failed to authenticate as often
-        as `setting` allows: it is refused before its token costs a database lookup."""
+        as `setting` allows (it is refused before its token costs a database lookup), unless
+        `unless()` says this request is to go on all the same."""
         if setting == "off":
             return
         item = _item(setting)
@@ -102,7 +106,7 @@ class Limits:
         except Exception as exc:
             self._fail(exc)
             return
-        if not allowed:
+        if not allowed and not await unless():
             self.rejected += 1
             metrics.RATE_LIMITED.inc()
             wait = max(1, item.get_expiry())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import math
 import signal
 import threading
 from collections.abc import Callable
@@ -51,6 +52,10 @@ class AppState:
     inflight: InFlight = field(init=False)
     #: When each token's use was last written (see _auth.TOUCH_EVERY).
     touched: dict[int, int] = field(default_factory=dict)
+    #: The hashes of the tokens not revoked as last read, and when (`time.monotonic`; see
+    #: _auth.known_token).
+    live_tokens: frozenset[bytes] = frozenset()
+    live_tokens_read: float = -math.inf
     #: Set when the process is asked to stop (see `notice_stop`): held requests answer now.
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
 

@@ -228,6 +228,10 @@ class Store:
         """The token whose secret this is, or None."""
         return self.tokens_for([secret])[0]
 
+    def live_token_hashes(self) -> frozenset[bytes]:
+        """The hash (`samtal.tokens.digest`) of every token not revoked."""
+        return self.engine.live_token_hashes()
+
     def tokens_for(self, given: Sequence[str]) -> list[Token | None]:
         """The token of each of these secrets (None: no such token), in one read (see
         AsyncStore.token_for). At most a few hundred at once: one statement."""

@@ -192,6 +192,10 @@ class AsyncStore:
         woken by one commit ask again at once."""
         return await self._tokens(secret)
 
+    async def live_token_hashes(self) -> frozenset[bytes]:
+        """`Store.live_token_hashes` on a reader."""
+        return await self.read(lambda store: store.live_token_hashes())
+
     async def _read_tokens(self, given: list[str]) -> list[Token | None]:
         return await self.read(lambda store: store.tokens_for(given))
 

@@ -449,6 +449,12 @@ class SqlEngine(ABC):
         )
         return {bytes(row[0]): _token(row[1:]) for row in rows}
 
+    def live_token_hashes(self) -> frozenset[bytes]:
+        """The hash of every token not revoked."""
+        return frozenset(
+            bytes(row[0]) for row in self._read("SELECT hash FROM tokens WHERE revoked IS NULL")
+        )
+
     def touch_tokens(self, used: Mapping[int, int]) -> None:
         """Note when each token of `used` (id: when) was last used, in one transaction, a few
         hundred to a statement. A token's `last_used` only moves forward: processes that note
