@@ -88,8 +88,9 @@ class Settings:
 
     rate_limit: str = _setting(
         "60/minute",
-        "Requests each read token may make to /cdr/historik and /cdr/changes together: "
-        "N/second, N/minute, N/hour, or off.",
+        "Requests each read token may make to the read endpoints together (/cdr/historik, "
+        "/cdr/changes, /cdr/calls, /cdr/stats, /cdr/erasures): N/second, N/minute, N/hour, "
+        "or off.",
     )
     ingest_rate_limit: str = _setting(
         "off", "Requests each ingest token may make to POST /events (same forms)."

@@ -54,7 +54,7 @@ def _settings_help() -> str:
 )
 @db_option
 def serve(host: str, port: int, workers: int, metrics_port: int | None, db_url: str | None) -> None:
-    """Serve the API (GET /cdr/historik, GET /cdr/changes, POST /events, /docs)."""
+    """Serve the API: /cdr/historik, /cdr/changes, /cdr/calls, /cdr/stats, /cdr/erasures, POST /events, /docs."""
     if workers > 1 and "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
         # Before anything imports prometheus_client: the workers report as one, through files
         # in a folder of this run's, removed when it ends (each run left one behind before).
