@@ -608,3 +608,48 @@ def test_output_that_cannot_be_written_is_one_line_of_error(tmp_path: Path) -> N
             assert done.stderr.strip().splitlines()[-1] == (
                 "Error: cannot write standard output: No space left on device"
             ), done.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "module", "said"),
+    [
+        (("consume",), {}, "nats", "`samtal consume` needs its extra: pip install 'samtal[nats]'"),
+        (
+            ("publish", "-"),
+            {},
+            "nats",
+            "`samtal publish` needs its extra: pip install 'samtal[nats]'",
+        ),
+        (
+            ("serve", "--port", "0"),
+            {"SAMTAL_REDIS_URL": "redis://127.0.0.1:6379/0"},
+            "coredis",
+            "SAMTAL_REDIS_URL (rate limits shared through Redis) needs its extra: "
+            "pip install 'samtal[redis]'",
+        ),
+        (
+            ("sync", "--from", "http://127.0.0.1:9", "--into", "sqlite:///copy.db"),
+            {"SAMTAL_TOKEN": "samtal_r_x"},
+            "sqlalchemy",
+            "`samtal sync` needs its extra: pip install 'samtal[sync]'",
+        ),
+        (
+            ("stats", "--db", "sqlite:///copy.db", "--from", "2026-12-01"),
+            {},
+            "matplotlib",
+            "`samtal stats` needs its extra: pip install 'samtal[stats]'",
+        ),
+    ],
+)
+def test_a_command_without_its_extra_says_what_to_install(
+    tmp_path: Path, args: tuple[str, ...], env: dict[str, str], module: str, said: str
+) -> None:
+    """The server installs lean (pyproject's extras): a command whose extra is missing says
+    which to add, in one line (consume and publish showed a traceback, and so did serve with
+    SAMTAL_REDIS_URL set). The extra's package is hidden here by one that cannot be imported."""
+    hidden = tmp_path / "hidden"
+    (hidden / module).mkdir(parents=True)
+    (hidden / module / "__init__.py").write_text("raise ImportError('not installed')\n")
+    path = os.pathsep.join(p for p in (str(hidden), os.environ.get("PYTHONPATH")) if p)
+    done = samtal(*args, cwd=tmp_path, env={**env, "PYTHONPATH": path})
+    assert (done.returncode, done.stderr.strip()) == (1, f"Error: {said}")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import gzip
+import importlib
 import os
 import socket
 import sys
@@ -55,6 +56,26 @@ def settings(**overrides: Any) -> Settings:
         return Settings.from_env(**overrides)
     except SamtalError as exc:
         raise click.UsageError(str(exc)) from exc
+
+
+def need_extra(what: str, extra: str, module: str) -> None:
+    """Stop with the pip command that adds `extra` when `module`, which it brings, is missing:
+    an install without extras (a lean server, a customer's client) is told what to add, not
+    shown a traceback."""
+    try:
+        importlib.import_module(module)
+    except ImportError:
+        raise click.ClickException(
+            f"{what} needs its extra: pip install 'samtal[{extra}]'"
+        ) from None
+
+
+def server_settings(**overrides: Any) -> Settings:
+    """`settings` for a command that serves the API: what they name must be installed too."""
+    config = settings(**overrides)
+    if config.redis_url:
+        need_extra("SAMTAL_REDIS_URL (rate limits shared through Redis)", "redis", "coredis")
+    return config
 
 
 def open_db(db_url: str | None, *, reads: bool = True, create: bool = False) -> Store:

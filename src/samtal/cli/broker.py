@@ -17,6 +17,7 @@ from samtal.cli._common import (
     fail,
     file_progress,
     listen,
+    need_extra,
     open_db,
     settings,
     unpacked,
@@ -97,6 +98,7 @@ def publish(
     """
     import asyncio
 
+    need_extra("`samtal publish`", "nats", "nats")
     from samtal.ingest.nats import publish as publish_lines
 
     url = settings(nats_url=nats_url).nats_url
@@ -210,6 +212,7 @@ def consume(
     """
     import asyncio
 
+    need_extra("`samtal consume`", "nats", "nats")
     from samtal.ingest.nats import consume as consume_events
     from samtal.logs import configure as configure_logging
 

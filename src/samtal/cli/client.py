@@ -14,16 +14,7 @@ from typing import Any
 
 import click
 
-from samtal.cli._common import writing, zone_option
-
-
-def _need(extra: str, module: str) -> None:
-    try:
-        __import__(module)
-    except ImportError:
-        raise click.ClickException(
-            f"`samtal {extra}` needs its extra: pip install 'samtal[{extra}]'"
-        ) from None
+from samtal.cli._common import need_extra, writing, zone_option
 
 
 def _token(token_file: Path | None) -> str:
@@ -81,7 +72,7 @@ def sync(
     """Copy the organisation's call records into your own database and keep them up to date:
     one row per call, upserted by id, never replaced by an older version, deleted by a
     tombstone; the cursor is stored with the rows, so an interrupted sync resumes exactly."""
-    _need("sync", "sqlalchemy")
+    need_extra("`samtal sync`", "sync", "sqlalchemy")
     from samtal.errors import SamtalError
     from samtal.sync import Copy, Feed, SyncError, server_url, shown
     from samtal.sync import sync as run
@@ -252,7 +243,7 @@ def stats(
     """The figures of a period of your copy, with the same choices and the same numbers as
     GET /cdr/stats: calls offered to each response group, answered, abandoned, service level,
     speed of answer, waits; calls per day and by hour and weekday."""
-    _need("stats", "matplotlib")
+    need_extra("`samtal stats`", "stats", "matplotlib")
     import orjson
 
     from samtal.clock import system_clock

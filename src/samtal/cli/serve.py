@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from samtal.cli._common import DEFAULT_TZ, db_option, listen, open_db, settings
+from samtal.cli._common import DEFAULT_TZ, db_option, listen, open_db, server_settings
 from samtal.clock import system_clock
 from samtal.settings import Settings
 
@@ -54,7 +54,8 @@ def _settings_help() -> str:
 )
 @db_option
 def serve(host: str, port: int, workers: int, metrics_port: int | None, db_url: str | None) -> None:
-    """Serve the API: /cdr/historik, /cdr/changes, /cdr/calls, /cdr/stats, /cdr/erasures, POST /events, /docs."""
+    """Serve the API: /cdr/historik, /cdr/changes, /cdr/calls, /cdr/stats, /cdr/erasures,
+    POST /events and /docs."""
     if workers > 1 and "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
         # Before anything imports prometheus_client: the workers report as one, through files
         # in a folder of this run's, removed when it ends (each run left one behind before).
@@ -79,7 +80,7 @@ def _serve(
 
     _open_files_to_the_hard_limit()
     collect_rarely()
-    config = settings(database_url=db_url)
+    config = server_settings(database_url=db_url)
     # A port that is taken, or a host that is not this machine's, said in a sentence before
     # anything is made (uvicorn would log it and exit 3; the metrics' server, a traceback).
     listen(host, port).close()
@@ -189,7 +190,7 @@ def demo(port: int, db_url: str, days: int) -> None:
         duplicates=0.01,
         disorder=0.01,
     )
-    config = settings(database_url=db_url)
+    config = server_settings(database_url=db_url)
     report = import_lines(store, event_lines(traffic), now=system_clock, settings=config)
     secret, note = _demo_token(store, db_url)
     day = today - timedelta(days=1)
