@@ -48,7 +48,13 @@ def test_orgs_and_tokens(tmp_path: Path) -> None:
     assert ingest.stdout.splitlines()[-1].startswith("samtal_i_")
     assert samtal("token", "create", *db, cwd=tmp_path).returncode == 2
     assert samtal("token", "create", "nope", *db, cwd=tmp_path).returncode == 1
-    assert samtal("token", "revoke", "1", *db, cwd=tmp_path).returncode == 0
+    revoked = samtal("token", "revoke", "1", *db, cwd=tmp_path)
+    assert (revoked.returncode, revoked.stdout) == (0, "revoked token 1\n")
+    again = samtal("token", "revoke", "1", *db, cwd=tmp_path)  # said "revoked token 1" again
+    assert again.returncode == 0
+    assert re.fullmatch(
+        r"token 1 was revoked already, at \d{4}-\d\d-\d\d \d\d:\d\d:\d\dZ\n", again.stdout
+    )
     assert samtal("token", "revoke", "42", *db, cwd=tmp_path).returncode == 1
     past_any = samtal("token", "revoke", "9" * 20, *db, cwd=tmp_path)  # was a traceback
     assert past_any.returncode == 1, past_any.stderr

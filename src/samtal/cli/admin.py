@@ -373,11 +373,15 @@ def _groups(found: Token) -> str:
 @db_option
 def token_revoke(token_id: int, db_url: str | None) -> None:
     """Revoke the token ID (an id from `samtal token list`)."""
+    now = system_clock()
     try:
-        open_db(db_url).revoke_token(token_id, now=system_clock())
+        revoked = open_db(db_url).revoke_token(token_id, now=now).revoked
     except SamtalError as exc:
         fail(exc)
-    click.echo(f"revoked token {token_id}")
+    if revoked != now:  # the one it had is kept
+        click.echo(f"token {token_id} was revoked already, at {_when(revoked)}")
+    else:
+        click.echo(f"revoked token {token_id}")
 
 
 @click.group()
