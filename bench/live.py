@@ -42,7 +42,7 @@ import psycopg
 
 from _common import report, simulated
 from _server import source_env
-from postgres import ADMIN, database
+from postgres import database
 
 ENGINES = ("sqlite", "postgres")
 #: Calls a day across the organisations, however many they are.
@@ -168,15 +168,8 @@ def copy_of(base: str) -> Iterator[str]:
     """A new store with what `base` holds: a PostgreSQL database made from it as a template, or
     a copy of the SQLite file."""
     if base.startswith("postgresql"):
-        name = "samtal_bench_live"
-        with psycopg.connect(ADMIN, autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-            template = urlsplit(base).path.lstrip("/")
-            admin.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
-            try:
-                yield urlsplit(ADMIN)._replace(path=f"/{name}").geturl()
-            finally:
-                admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        with database("samtal_bench_live", template=urlsplit(base).path.lstrip("/")) as url:
+            yield url
         return
     original = Path(base.removeprefix("sqlite:///"))
     with tempfile.TemporaryDirectory() as folder:

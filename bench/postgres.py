@@ -53,11 +53,12 @@ ADMIN = os.environ.get("SAMTAL_BENCH_POSTGRES_URL", "postgresql://postgres@127.0
 
 
 @contextmanager
-def database(name: str) -> Iterator[str]:
-    """A fresh database called `name`; its URL. Dropped afterwards."""
+def database(name: str, template: str | None = None) -> Iterator[str]:
+    """A fresh database called `name` (a copy of the database `template`, if given); its URL.
+    Dropped afterwards."""
     with psycopg.connect(ADMIN, autocommit=True) as admin:
         admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.execute(f'CREATE DATABASE "{name}"')
+        admin.execute(f'CREATE DATABASE "{name}"' + (f' TEMPLATE "{template}"' if template else ""))
         try:
             yield urlsplit(ADMIN)._replace(path=f"/{name}").geturl()
         finally:
